@@ -1,0 +1,270 @@
+/**
+ * STABLE KEYSPACE CONTRACT — the ClusterService value at
+ * `cilium/state/services/v1/<cluster>/<namespace>/<name>` (reference
+ * `pkg/clustermesh/store/store.go`, earlier `pkg/service/store/store.go`), plus the
+ * global-service annotations that decide what is exported.
+ *
+ * Empty maps are written as `{}`: the reference builds every map with
+ * `NewClusterService`, so it never writes `null` for them. `hostnames` is always
+ * written (1.14–1.16 had no `omitempty`; later readers accept it either way).
+ */
+
+import { z } from 'zod';
+import {
+  type JsonFragment,
+  goBool,
+  goArray,
+  goInt,
+  goMap,
+  goString,
+  goStringMap,
+  goStruct,
+} from './gojson.js';
+import { isValidIP } from './ip.js';
+import { serviceKeyName } from './keys.js';
+import {
+  type DecodeOptions,
+  checkEntryCluster,
+  checkEntryClusterId,
+  invalidEntry,
+  parseValue,
+  zBool,
+  zList,
+  zString,
+  zStringMap,
+  zUint16,
+  zUint32,
+} from './codec.js';
+
+/** `loadbalancer.L4Addr` (no JSON tags, hence PascalCase). */
+export interface L4Addr {
+  /** `TCP`, `UDP`, `SCTP`, `ANY` or `NONE`. */
+  readonly Protocol: string;
+  readonly Port: number;
+}
+
+/** Port name (`''` for an unnamed port) → L4 address. */
+export type PortConfiguration = Readonly<Record<string, L4Addr>>;
+
+export interface BackendZone {
+  readonly zone: string;
+  readonly forZones: readonly { readonly name: string }[];
+}
+
+export interface ClusterService {
+  readonly cluster: string;
+  readonly namespace: string;
+  readonly name: string;
+  /** Frontend IP → ports. */
+  readonly frontends: Readonly<Record<string, PortConfiguration>>;
+  /** Backend IP → ports. */
+  readonly backends: Readonly<Record<string, PortConfiguration>>;
+  /** Backend IP → hostname. */
+  readonly hostnames: Readonly<Record<string, string>>;
+  /** Newer releases only (topology-aware routing); written when non-empty. */
+  readonly zones?: Readonly<Record<string, BackendZone>>;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly selector: Readonly<Record<string, string>>;
+  /** Merge remote backends (the service is global). */
+  readonly includeExternal: boolean;
+  /** Export local backends to other clusters. */
+  readonly shared: boolean;
+  readonly clusterID: number;
+}
+
+export function makeClusterService(
+  fields: Pick<ClusterService, 'cluster' | 'namespace' | 'name'> & Partial<ClusterService>,
+): ClusterService {
+  return {
+    frontends: {},
+    backends: {},
+    hostnames: {},
+    labels: {},
+    selector: {},
+    includeExternal: false,
+    shared: false,
+    clusterID: 0,
+    ...fields,
+  };
+}
+
+/** The key below `cilium/state/services/v1`: `<cluster>/<namespace>/<name>`. */
+export function clusterServiceKeyName(
+  svc: Pick<ClusterService, 'cluster' | 'namespace' | 'name'>,
+): string {
+  return serviceKeyName(svc.cluster, svc.namespace, svc.name);
+}
+
+function encodePorts(ports: PortConfiguration): JsonFragment {
+  return goMap(ports, (a) =>
+    goStruct([
+      ['Protocol', goString(a.Protocol)],
+      ['Port', goInt(a.Port)],
+    ]),
+  );
+}
+
+/** Serialises like the reference's `json.Marshal(svc)`. */
+export function encodeClusterService(svc: ClusterService): string {
+  const zones = svc.zones;
+  return goStruct([
+    ['cluster', goString(svc.cluster)],
+    ['namespace', goString(svc.namespace)],
+    ['name', goString(svc.name)],
+    ['frontends', goMap(svc.frontends, encodePorts)],
+    ['backends', goMap(svc.backends, encodePorts)],
+    ['hostnames', goStringMap(svc.hostnames)],
+    [
+      'zones',
+      zones === undefined || Object.keys(zones).length === 0
+        ? undefined
+        : goMap(zones, (z) =>
+            goStruct([
+              ['zone', goString(z.zone)],
+              ['forZones', goArray(z.forZones, (f) => goStruct([['name', goString(f.name)]]))],
+            ]),
+          ),
+    ],
+    ['labels', goStringMap(svc.labels)],
+    ['selector', goStringMap(svc.selector)],
+    ['includeExternal', goBool(svc.includeExternal)],
+    ['shared', goBool(svc.shared)],
+    ['clusterID', goInt(svc.clusterID)],
+  ]);
+}
+
+const zPorts = z
+  .record(z.string(), z.object({ Protocol: zString, Port: zUint16 }))
+  .nullish()
+  .transform((v): Record<string, L4Addr> => v ?? {});
+
+const zAddressMap = z
+  .record(z.string(), zPorts)
+  .nullish()
+  .transform((v): Record<string, PortConfiguration> => v ?? {});
+
+const serviceSchema = z.object({
+  cluster: zString,
+  namespace: zString,
+  name: zString,
+  frontends: zAddressMap,
+  backends: zAddressMap,
+  hostnames: zStringMap,
+  zones: z
+    .record(z.string(), z.object({ zone: zString, forZones: zList(z.object({ name: zString })) }))
+    .nullish(),
+  labels: zStringMap,
+  selector: zStringMap,
+  includeExternal: zBool,
+  shared: zBool,
+  clusterID: zUint32,
+});
+
+/**
+ * Parses and validates a shared-service value. `keySuffix` is the key below
+ * `cilium/state/services/v1` (or its cache twin): `<cluster>/<namespace>/<name>`.
+ */
+export function decodeClusterService(
+  keySuffix: string,
+  value: string,
+  opts: DecodeOptions = {},
+): ClusterService {
+  const raw = parseValue(serviceSchema, 'service', keySuffix, value);
+  const fail = (reason: string) => invalidEntry('service', keySuffix, reason);
+  if (raw.cluster === '') throw fail('cluster is unset');
+  if (raw.namespace === '') throw fail('namespace is unset');
+  if (raw.name === '') throw fail('name is unset');
+  checkEntryCluster('service', keySuffix, raw.cluster, opts);
+  checkEntryClusterId('service', keySuffix, raw.clusterID, opts);
+  for (const [kind, map] of [
+    ['frontend', raw.frontends],
+    ['backend', raw.backends],
+  ] as const) {
+    for (const address of Object.keys(map)) {
+      if (!isValidIP(address)) throw fail(`invalid ${kind} address ${JSON.stringify(address)}`);
+    }
+  }
+  const keyName = serviceKeyName(raw.cluster, raw.namespace, raw.name);
+  if (keyName !== keySuffix) {
+    throw fail(`service name does not match key: got ${keyName}, expected ${keySuffix}`);
+  }
+  const { zones, ...rest } = raw;
+  return zones === null || zones === undefined || Object.keys(zones).length === 0
+    ? rest
+    : { ...rest, zones };
+}
+
+// ---------------------------------------------------------------------------------
+// Global-service annotations (reference `pkg/annotation/k8s.go`)
+// ---------------------------------------------------------------------------------
+
+export const GlobalServiceAnnotation = 'service.cilium.io/global';
+export const GlobalServiceAnnotationAlias = 'io.cilium/global-service';
+export const SharedServiceAnnotation = 'service.cilium.io/shared';
+export const SharedServiceAnnotationAlias = 'io.cilium/shared-service';
+export const ServiceAffinityAnnotation = 'service.cilium.io/affinity';
+export const ServiceAffinityAnnotationAlias = 'io.cilium/service-affinity';
+export const GlobalSyncEndpointSlicesAnnotation = 'service.cilium.io/global-sync-endpoint-slices';
+
+export type ServiceAffinity = 'local' | 'remote' | 'none';
+
+/** The new annotation name wins; the legacy alias is read only when it is absent. */
+function annotation(
+  annotations: Readonly<Record<string, string>> | undefined,
+  name: string,
+  alias: string,
+): string | undefined {
+  if (annotations === undefined) return undefined;
+  return Object.hasOwn(annotations, name)
+    ? annotations[name]
+    : Object.hasOwn(annotations, alias)
+      ? annotations[alias]
+      : undefined;
+}
+
+export interface GlobalServiceSettings {
+  /** Annotated global: merge remote backends (`includeExternal`). */
+  readonly global: boolean;
+  /** Export local backends; defaults to true, only meaningful when global. */
+  readonly shared: boolean;
+  readonly affinity: ServiceAffinity;
+}
+
+/**
+ * Reads the global-service annotations of a Service. `shared` and `affinity` are
+ * only evaluated for global services (otherwise false / `none`).
+ */
+export function globalServiceSettings(
+  annotations: Readonly<Record<string, string>> | undefined,
+): GlobalServiceSettings {
+  const global =
+    annotation(
+      annotations,
+      GlobalServiceAnnotation,
+      GlobalServiceAnnotationAlias,
+    )?.toLowerCase() === 'true';
+  if (!global) return { global: false, shared: false, affinity: 'none' };
+  const sharedText = annotation(annotations, SharedServiceAnnotation, SharedServiceAnnotationAlias);
+  const shared = sharedText === undefined ? true : sharedText.toLowerCase() === 'true';
+  const affinityText = annotation(
+    annotations,
+    ServiceAffinityAnnotation,
+    ServiceAffinityAnnotationAlias,
+  )?.toLowerCase();
+  const affinity: ServiceAffinity =
+    affinityText === 'local' || affinityText === 'remote' ? affinityText : 'none';
+  return { global, shared, affinity };
+}
+
+/**
+ * `service.cilium.io/global-sync-endpoint-slices` if set, else the default: on for
+ * headless global services, off otherwise.
+ */
+export function globalSyncEndpointSlices(
+  annotations: Readonly<Record<string, string>> | undefined,
+  headless: boolean,
+): boolean {
+  const text = annotations?.[GlobalSyncEndpointSlicesAnnotation];
+  if (text === undefined) return headless && globalServiceSettings(annotations).global;
+  return text.toLowerCase() === 'true';
+}

@@ -1,0 +1,157 @@
+import type { Logger } from 'pino';
+import { sleep } from '../lib/abort.js';
+import { Backoff } from '../lib/backoff.js';
+import { errorMessage, isClusterMeshError, ErrorCode } from '../lib/errors.js';
+import type { ListPage, ListPageOptions, WatchEvent } from './backend.js';
+
+/** One change as a backend's native watch reports it. */
+export interface RawEvent {
+  readonly kind: 'put' | 'delete';
+  readonly key: string;
+  readonly value: string;
+  readonly modRevision: number;
+}
+
+/** The two primitives a backend provides; the restart/diff logic lives here, once. */
+export interface WatchPrimitives {
+  listPage(prefix: string, opts: ListPageOptions): Promise<ListPage>;
+  /**
+   * Native watch of `prefix` from `fromRevision`, as batches. Must throw (not end)
+   * on compaction, cluster-ID change or any other reason the stream is no longer
+   * complete; ends quietly only when `signal` aborts.
+   */
+  watch(
+    prefix: string,
+    fromRevision: number,
+    signal: AbortSignal,
+  ): AsyncIterable<readonly RawEvent[]>;
+}
+
+interface Known {
+  value: string;
+  modRevision: number;
+  generation: number;
+}
+
+export interface ListAndWatchOptions {
+  readonly pageSize: number;
+  readonly log: Logger;
+  /** Retry delays after a failed list or watch (reference: 50ms → 1min). */
+  readonly retryInitialMs?: number;
+  readonly retryMaxMs?: number;
+}
+
+/**
+ * List `prefix` page by page at one revision, then watch from revision + 1. Any
+ * failure re-lists and diffs against what was already emitted: unchanged keys are
+ * not re-emitted, changed ones are emitted as upserts, vanished ones as deletes,
+ * then one `listDone`. A consumer applying the stream therefore converges on the
+ * store's state whatever happened in between (restart, compaction, wipe).
+ */
+export async function* listAndWatch(
+  prims: WatchPrimitives,
+  prefix: string,
+  signal: AbortSignal,
+  opts: ListAndWatchOptions,
+): AsyncGenerator<WatchEvent> {
+  const known = new Map<string, Known>();
+  const backoff = new Backoff({
+    initialMs: opts.retryInitialMs ?? 50,
+    maxMs: opts.retryMaxMs ?? 60_000,
+  });
+  let generation = 0;
+  let relist = 0;
+
+  while (!signal.aborted) {
+    try {
+      generation++;
+      // Consistent paging: every page after the first is read at the first page's revision.
+      let revision: number | undefined;
+      let startAfter: string | undefined;
+      for (;;) {
+        const page = await prims.listPage(prefix, {
+          startAfter,
+          limit: opts.pageSize,
+          revision,
+        });
+        revision ??= page.revision;
+        for (const kv of page.kvs) {
+          const prev = known.get(kv.key);
+          if (prev === undefined) {
+            known.set(kv.key, { value: kv.value, modRevision: kv.modRevision, generation });
+            yield { kind: 'upsert', key: kv.key, value: kv.value, modRevision: kv.modRevision };
+          } else {
+            prev.generation = generation;
+            // Values (not revisions) decide: after a wipe, revisions restart and may collide.
+            if (prev.value !== kv.value) {
+              prev.value = kv.value;
+              prev.modRevision = kv.modRevision;
+              yield { kind: 'upsert', key: kv.key, value: kv.value, modRevision: kv.modRevision };
+            } else {
+              prev.modRevision = kv.modRevision;
+            }
+          }
+          startAfter = kv.key;
+        }
+        if (!page.more) break;
+      }
+      for (const [key, entry] of known) {
+        if (entry.generation !== generation) {
+          known.delete(key);
+          yield { kind: 'delete', key, modRevision: revision };
+        }
+      }
+      yield { kind: 'listDone', revision, relist };
+      relist++;
+      if (isAborted(signal)) return;
+
+      let healthy = false;
+      for await (const batch of prims.watch(prefix, revision + 1, signal)) {
+        if (!healthy) {
+          healthy = true;
+          backoff.reset();
+        }
+        for (const ev of batch) {
+          if (ev.kind === 'put') {
+            const prev = known.get(ev.key);
+            if (prev === undefined) {
+              known.set(ev.key, { value: ev.value, modRevision: ev.modRevision, generation });
+            } else {
+              prev.value = ev.value;
+              prev.modRevision = ev.modRevision;
+            }
+            yield { kind: 'upsert', key: ev.key, value: ev.value, modRevision: ev.modRevision };
+          } else if (known.delete(ev.key)) {
+            yield { kind: 'delete', key: ev.key, modRevision: ev.modRevision };
+          }
+        }
+      }
+      if (!isAborted(signal)) {
+        // A closed watch is reopened after a short pause, as the reference does (50ms).
+        opts.log.debug({ prefix }, 'watch ended, re-listing');
+        await sleep(50, signal).catch(() => undefined);
+      }
+    } catch (err) {
+      if (isAborted(signal) || isClusterMeshError(err, ErrorCode.KvstoreClosed)) return;
+      const delay = backoff.next();
+      opts.log.warn(
+        { prefix, err: errorMessage(err), code: codeOf(err), retryInMs: delay },
+        'list-and-watch interrupted, re-listing',
+      );
+      try {
+        await sleep(delay, signal);
+      } catch {
+        return;
+      }
+    }
+  }
+}
+
+/** Reads the flag through a call: TypeScript would otherwise narrow it after the loop test. */
+function isAborted(signal: AbortSignal): boolean {
+  return signal.aborted;
+}
+
+function codeOf(err: unknown): string | undefined {
+  return isClusterMeshError(err) ? err.code : undefined;
+}

@@ -1,0 +1,245 @@
+import type { Logger } from 'pino';
+import { ClusterMeshError, ErrorCode } from '../lib/errors.js';
+import { silentLogger } from '../lib/logger.js';
+import {
+  DEFAULT_LEASE_TTL_SECONDS,
+  DEFAULT_LIST_LIMIT,
+  type Backend,
+  type BackendStatus,
+  type KeyValue,
+  type ListPage,
+  type ListPageOptions,
+  type Lock,
+  type PutOptions,
+  type TxnOp,
+  type Unsubscribe,
+  type WatchEvent,
+} from './backend.js';
+import { listAndWatch, type RawEvent } from './list-and-watch.js';
+import { MemoryStore, type Answer } from './memory-store.js';
+import { ClusterIdPin, LeasePool, type LeaseHandle } from './session.js';
+
+export interface MemoryBackendOptions {
+  readonly leaseTtlSeconds?: number;
+  readonly listLimit?: number;
+  readonly log?: Logger;
+}
+
+/**
+ * A client connection to a MemoryStore. Behaves like the etcd backend: leases
+ * with keepalive, cluster-ID pinning, list-and-watch with restarts. Several
+ * backends may share one store (several daemons of one cluster in one process).
+ */
+export class MemoryBackend implements Backend {
+  readonly kind = 'memory' as const;
+  private closed = false;
+  private readonly pin: ClusterIdPin;
+  private readonly leases: LeasePool;
+  private readonly abort = new AbortController();
+  private readonly log: Logger;
+  private readonly listLimit: number;
+
+  constructor(
+    readonly store: MemoryStore = new MemoryStore(),
+    opts: MemoryBackendOptions = {},
+  ) {
+    this.log = opts.log ?? silentLogger;
+    this.listLimit = opts.listLimit ?? DEFAULT_LIST_LIMIT;
+    this.pin = new ClusterIdPin(this.log);
+    this.leases = new LeasePool(
+      (ttl) => Promise.resolve(this.grant(ttl)),
+      opts.leaseTtlSeconds ?? DEFAULT_LEASE_TTL_SECONDS,
+      this.log,
+    );
+  }
+
+  private call<T>(fn: () => Answer<T>): T {
+    if (this.closed) throw new ClusterMeshError(ErrorCode.KvstoreClosed, 'kvstore client closed');
+    let a: Answer<T>;
+    try {
+      a = fn();
+    } catch (err) {
+      this.pin.failed(err);
+      throw err;
+    }
+    this.pin.check(a.clusterId);
+    return a.result;
+  }
+
+  // Every method is async so that, as with etcd, callers never observe synchronous effects.
+  get(key: string): Promise<KeyValue | undefined> {
+    return this.async(() => this.store.get(key));
+  }
+
+  listPage(prefix: string, opts: ListPageOptions = {}): Promise<ListPage> {
+    return this.async(() =>
+      this.store.range(prefix, opts.startAfter, opts.limit ?? this.listLimit, opts.revision),
+    );
+  }
+
+  async list(prefix: string): Promise<{ kvs: KeyValue[]; revision: number }> {
+    const page = await this.listPage(prefix, { limit: 0 });
+    return { kvs: [...page.kvs], revision: page.revision };
+  }
+
+  async put(key: string, value: string, opts?: PutOptions): Promise<void> {
+    const lease = await this.leaseFor(key, opts);
+    this.call(() => this.store.put(key, value, lease));
+  }
+
+  async createOnly(key: string, value: string, opts?: PutOptions): Promise<boolean> {
+    const lease = await this.leaseFor(key, opts);
+    return this.call(() => this.store.createOnly(key, value, lease));
+  }
+
+  async updateIfDifferent(key: string, value: string, opts?: PutOptions): Promise<boolean> {
+    const lease = await this.leaseFor(key, opts);
+    return this.call(() => this.store.updateIfDifferent(key, value, lease));
+  }
+
+  delete(key: string): Promise<boolean> {
+    this.leases.forget(key);
+    return this.async(() => this.store.delete(key));
+  }
+
+  deletePrefix(prefix: string): Promise<number> {
+    return this.async(() => this.store.deletePrefix(prefix));
+  }
+
+  async txn(ops: readonly TxnOp[]): Promise<void> {
+    const leaseIds = new Map<string, string>();
+    for (const op of ops) {
+      if (op.kind === 'put' && op.lease === true) {
+        leaseIds.set(op.key, await this.leases.leaseFor(op.key));
+      } else if (op.kind === 'delete') {
+        this.leases.forget(op.key);
+      }
+    }
+    this.call(() =>
+      this.store.txn(ops, (op) => (op.kind === 'put' ? leaseIds.get(op.key) : undefined)),
+    );
+  }
+
+  listAndWatch(prefix: string, signal: AbortSignal): AsyncIterable<WatchEvent> {
+    const combined = AbortSignal.any([signal, this.abort.signal]);
+    return listAndWatch(
+      {
+        listPage: (p, o) => this.listPage(p, o),
+        watch: (p, from, s) => this.watch(p, from, s),
+      },
+      prefix,
+      combined,
+      { pageSize: this.listLimit, log: this.log },
+    );
+  }
+
+  private async *watch(
+    prefix: string,
+    fromRevision: number,
+    signal: AbortSignal,
+  ): AsyncGenerator<readonly RawEvent[]> {
+    // An abort listener added to an already-aborted signal never fires.
+    if (signal.aborted) return;
+    const queue = this.call(() => this.store.watch(prefix, fromRevision));
+    const onAbort = (): void => {
+      this.store.unwatch(queue);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const batch of queue) yield batch;
+    } catch (err) {
+      this.pin.failed(err);
+      throw err;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+      this.store.unwatch(queue);
+    }
+  }
+
+  async lock(path: string, signal?: AbortSignal): Promise<Lock> {
+    if (this.closed) throw new ClusterMeshError(ErrorCode.KvstoreClosed, 'kvstore client closed');
+    const release = await this.store.lock(path, signal);
+    let released = false;
+    return {
+      release: () => {
+        if (!released) {
+          released = true;
+          release();
+        }
+        return Promise.resolve();
+      },
+    };
+  }
+
+  status(): BackendStatus {
+    const connected = !this.closed && this.pin.connected;
+    return {
+      connected,
+      endpoints: ['memory'],
+      clusterId: this.pin.clusterId,
+      leases: this.leases.size,
+      message: `memory: ${connected ? 1 : 0}/1 connected, leases=${this.leases.size}${
+        this.pin.clusterId === undefined ? '' : `, ID: ${this.pin.clusterId}`
+      }`,
+      lastError: this.pin.lastError,
+    };
+  }
+
+  onStatusError(listener: (err: Error) => void): Unsubscribe {
+    return this.pin.onError(listener);
+  }
+
+  onLeaseLost(listener: (keys: readonly string[]) => void): Unsubscribe {
+    return this.leases.onLost(listener);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.abort.abort(new ClusterMeshError(ErrorCode.KvstoreClosed, 'kvstore client closed'));
+    await this.leases.close();
+  }
+
+  private async leaseFor(key: string, opts?: PutOptions): Promise<string | undefined> {
+    if (opts?.lease === true) return this.leases.leaseFor(key);
+    this.leases.forget(key);
+    return undefined;
+  }
+
+  private async<T>(fn: () => Answer<T>): Promise<T> {
+    return Promise.resolve().then(() => this.call(fn));
+  }
+
+  private grant(ttlSeconds: number): LeaseHandle {
+    const id = this.call(() => this.store.grantLease(ttlSeconds));
+    const lost = new Set<() => void>();
+    // Keepalive at a third of the TTL, like etcd3's auto keepalive.
+    const timer = setInterval(
+      () => {
+        let alive: boolean;
+        try {
+          alive = this.store.keepAlive(id).result;
+        } catch {
+          return; // unreachable: try again next tick, the lease may still be alive
+        }
+        if (!alive) {
+          clearInterval(timer);
+          for (const l of lost) l();
+        }
+      },
+      Math.max(50, (ttlSeconds * 1000) / 3),
+    );
+    return {
+      id,
+      onLost: (l) => lost.add(l),
+      release: () => {
+        clearInterval(timer);
+      },
+      revoke: () => {
+        clearInterval(timer);
+        this.store.revokeLease(id);
+        return Promise.resolve();
+      },
+    };
+  }
+}

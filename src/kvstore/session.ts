@@ -1,0 +1,179 @@
+import type { Logger } from 'pino';
+import { ClusterMeshError, ErrorCode, errorMessage } from '../lib/errors.js';
+import { MAX_KEYS_PER_LEASE, type Unsubscribe } from './backend.js';
+
+/** A granted lease whose keepalive runs until `release()` or until it is lost. */
+export interface LeaseHandle {
+  readonly id: string;
+  /** Called once when the server says the lease is gone (expired, revoked). */
+  onLost(listener: () => void): void;
+  /** Stops the keepalive without revoking (keys then expire after the TTL). */
+  release(): void;
+  revoke(): Promise<void>;
+}
+
+export type GrantLease = (ttlSeconds: number) => Promise<LeaseHandle>;
+
+/**
+ * The session leases of one connection. Keys are spread over leases of at most
+ * 1,000 keys (the reference's limit, which keeps a single lease expiry from
+ * deleting an unbounded number of keys at once). When a lease is lost, its keys
+ * are reported so their owners can write them again under a fresh lease.
+ */
+export class LeasePool {
+  private current: { handle: LeaseHandle; keys: number } | undefined;
+  private granting: Promise<LeaseHandle> | undefined;
+  private readonly byKey = new Map<string, LeaseHandle>();
+  private readonly counts = new Map<LeaseHandle, number>();
+  private readonly listeners = new Set<(keys: readonly string[]) => void>();
+
+  constructor(
+    private readonly grant: GrantLease,
+    private readonly ttlSeconds: number,
+    private readonly log: Logger,
+    private readonly maxKeys = MAX_KEYS_PER_LEASE,
+  ) {}
+
+  /** The lease id `key` must be written with; counts the key against that lease. */
+  async leaseFor(key: string): Promise<string> {
+    const existing = this.byKey.get(key);
+    if (existing !== undefined) return existing.id;
+    for (;;) {
+      const cur = this.current;
+      if (cur !== undefined && cur.keys < this.maxKeys) {
+        cur.keys++;
+        this.byKey.set(key, cur.handle);
+        this.counts.set(cur.handle, (this.counts.get(cur.handle) ?? 0) + 1);
+        return cur.handle.id;
+      }
+      // Concurrent writers share one grant instead of each creating a lease.
+      this.granting ??= this.newLease().finally(() => {
+        this.granting = undefined;
+      });
+      await this.granting;
+    }
+  }
+
+  /** A key was deleted: it no longer counts against its lease. */
+  forget(key: string): void {
+    const h = this.byKey.get(key);
+    if (h === undefined) return;
+    this.byKey.delete(key);
+    const n = (this.counts.get(h) ?? 1) - 1;
+    this.counts.set(h, n);
+  }
+
+  /** The server rejected a write with this lease: treat it as lost now. */
+  invalidate(id: string): void {
+    for (const h of this.counts.keys()) if (h.id === id) this.lost(h);
+  }
+
+  get size(): number {
+    return this.counts.size;
+  }
+
+  onLost(listener: (keys: readonly string[]) => void): Unsubscribe {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Stops keepalives. `revoke` deletes the keys now instead of at TTL expiry. */
+  async close(revoke = false): Promise<void> {
+    const handles = [...this.counts.keys()];
+    this.counts.clear();
+    this.byKey.clear();
+    this.current = undefined;
+    for (const h of handles) {
+      if (revoke) await h.revoke().catch(() => undefined);
+      h.release();
+    }
+  }
+
+  private async newLease(): Promise<LeaseHandle> {
+    const handle = await this.grant(this.ttlSeconds);
+    this.counts.set(handle, 0);
+    this.current = { handle, keys: 0 };
+    handle.onLost(() => {
+      this.lost(handle);
+    });
+    this.log.debug({ lease: handle.id, ttl: this.ttlSeconds }, 'lease granted');
+    return handle;
+  }
+
+  private lost(handle: LeaseHandle): void {
+    if (!this.counts.has(handle)) return;
+    this.counts.delete(handle);
+    if (this.current?.handle === handle) this.current = undefined;
+    const keys: string[] = [];
+    for (const [k, h] of this.byKey) {
+      if (h === handle) {
+        keys.push(k);
+        this.byKey.delete(k);
+      }
+    }
+    handle.release();
+    this.log.warn({ lease: handle.id, keys: keys.length }, 'lease lost; keys must be rewritten');
+    for (const l of this.listeners) l(keys);
+  }
+}
+
+/**
+ * Pins the etcd cluster ID seen in the first answer of a connection. An answer
+ * from another cluster (etcd wiped or replaced behind the same address) is an
+ * error: it is reported to status listeners, and the pin moves to the new ID so
+ * that the re-list the error triggers can proceed on the same connection.
+ */
+export class ClusterIdPin {
+  private pinned: string | undefined;
+  private readonly listeners = new Set<(err: Error) => void>();
+  private lastErr: string | undefined;
+  private ok = false;
+
+  constructor(private readonly log: Logger) {}
+
+  get clusterId(): string | undefined {
+    return this.pinned;
+  }
+
+  get connected(): boolean {
+    return this.ok;
+  }
+
+  get lastError(): string | undefined {
+    return this.lastErr;
+  }
+
+  check(clusterId: string): void {
+    this.ok = true;
+    if (this.pinned === undefined || this.pinned === clusterId) {
+      this.pinned = clusterId;
+      return;
+    }
+    const err = new ClusterMeshError(
+      ErrorCode.EtcdClusterIdMismatch,
+      `etcd cluster id mismatch: connected to ${clusterId}, expected ${this.pinned}`,
+    );
+    this.log.warn({ expected: this.pinned, got: clusterId }, 'etcd cluster ID changed');
+    this.pinned = clusterId;
+    this.report(err);
+    throw err;
+  }
+
+  /** Records a failed operation; unreachable errors flip `connected`. */
+  failed(err: unknown): void {
+    this.lastErr = errorMessage(err);
+    if (err instanceof ClusterMeshError && err.code === ErrorCode.KvstoreUnreachable) {
+      this.ok = false;
+    }
+  }
+
+  report(err: Error): void {
+    this.lastErr = err.message;
+    for (const l of this.listeners) l(err);
+  }
+
+  onError(listener: (err: Error) => void): Unsubscribe {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+}

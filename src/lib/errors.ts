@@ -1,0 +1,40 @@
+/**
+ * Every error the project raises on purpose carries a stable `code`, so callers
+ * branch on codes (never on messages) and the CLI can print one line without a stack.
+ */
+export const ErrorCode = {
+  InvalidArgument: 'ERR_INVALID_ARGUMENT',
+  InvalidConfig: 'ERR_INVALID_CONFIG',
+  ConfigNotFound: 'ERR_CONFIG_NOT_FOUND',
+  KvstoreUnreachable: 'ERR_KVSTORE_UNREACHABLE',
+  KvstoreTls: 'ERR_KVSTORE_TLS',
+  KvstoreClosed: 'ERR_KVSTORE_CLOSED',
+  KvstoreOperation: 'ERR_KVSTORE_OPERATION',
+  EtcdClusterIdMismatch: 'ERR_ETCD_CLUSTER_ID_MISMATCH',
+  Compacted: 'ERR_KVSTORE_COMPACTED',
+  LeaseLost: 'ERR_KVSTORE_LEASE_LOST',
+  KeyNotFound: 'ERR_KEY_NOT_FOUND',
+  InvalidEntry: 'ERR_INVALID_ENTRY',
+  Aborted: 'ERR_ABORTED',
+  Timeout: 'ERR_TIMEOUT',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export class ClusterMeshError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ClusterMeshError';
+    this.code = code;
+  }
+}
+
+export function isClusterMeshError(err: unknown, code?: ErrorCode): err is ClusterMeshError {
+  return err instanceof ClusterMeshError && (code === undefined || err.code === code);
+}
+
+/** A short, single-line description of any thrown value, for logs and CLI output. */
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message.split('\n')[0] ?? err.name;
+  return String(err);
+}
