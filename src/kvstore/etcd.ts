@@ -409,9 +409,9 @@ export class EtcdBackend implements Backend {
         new ClusterMeshError(ErrorCode.KvstoreUnreachable, `watch disconnected: ${err.message}`),
       );
     });
-    let closedByServer = false;
+    const stream = { closedByServer: false };
     watcher.on('error', (err) => {
-      closedByServer = true;
+      stream.closedByServer = true;
       // etcd3 reports compaction as an error with an empty reason; any watch error
       // means the stream may have a gap, so the caller re-lists.
       queue.fail(
@@ -422,7 +422,7 @@ export class EtcdBackend implements Backend {
       );
     });
     watcher.on('end', () => {
-      closedByServer = true;
+      stream.closedByServer = true;
       queue.end();
     });
     const onAbort = (): void => {
@@ -434,7 +434,7 @@ export class EtcdBackend implements Backend {
     } finally {
       signal.removeEventListener('abort', onAbort);
       // cancel() of a watcher the server already dropped never settles.
-      if (!closedByServer) await cancelWatcher(watcher);
+      if (!stream.closedByServer) await cancelWatcher(watcher);
     }
   }
 
