@@ -61,6 +61,16 @@ export type WatchEvent =
   | { readonly kind: 'delete'; readonly key: string; readonly modRevision: number }
   | { readonly kind: 'listDone'; readonly revision: number; readonly relist: number };
 
+export interface ListAndWatchOptions {
+  /**
+   * End the stream with ERR_ETCD_CLUSTER_ID_MISMATCH instead of re-listing when the
+   * etcd behind the connection changed. Remote-cluster readers use it: a freshly
+   * wiped remote must be re-read only after its sync canaries exist again, which
+   * their (re)connection logic ensures; a blind re-list would delete valid state.
+   */
+  readonly stopOnClusterChange?: boolean | undefined;
+}
+
 export interface BackendStatus {
   readonly connected: boolean;
   readonly endpoints: readonly string[];
@@ -105,7 +115,11 @@ export interface Backend {
    * on errors, compaction and etcd cluster changes (re-list, diff against what was
    * emitted). Ends when `signal` aborts or the backend is closed.
    */
-  listAndWatch(prefix: string, signal: AbortSignal): AsyncIterable<WatchEvent>;
+  listAndWatch(
+    prefix: string,
+    signal: AbortSignal,
+    opts?: ListAndWatchOptions,
+  ): AsyncIterable<WatchEvent>;
 
   /** A distributed mutex on `path`, held under its own short lease. */
   lock(path: string, signal?: AbortSignal): Promise<Lock>;

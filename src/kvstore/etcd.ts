@@ -22,6 +22,7 @@ import {
   type BackendStatus,
   type KeyValue,
   type ListPage,
+  type ListAndWatchOptions,
   type ListPageOptions,
   type Lock,
   type PutOptions,
@@ -95,7 +96,9 @@ export class EtcdBackend implements Backend {
       hosts: [...opts.endpoints],
       faultHandling: {
         host: () => noop,
-        global: retry(handleWhen(isRecoverableError), { maxAttempts: opts.endpoints.length }),
+        // cockatiel's maxAttempts counts retries: one attempt per endpoint in all, so a
+        // black-holed single endpoint fails after one callTimeoutMs, not two.
+        global: retry(handleWhen(isRecoverableError), { maxAttempts: opts.endpoints.length - 1 }),
       },
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
       grpcOptions: {
@@ -171,7 +174,7 @@ export class EtcdBackend implements Backend {
     if (/certificate|ssl|tls|handshake|alert/i.test(msg)) {
       return new ClusterMeshError(
         ErrorCode.KvstoreTls,
-        `etcd at ${where}: TLS handshake failed: ${shorten(msg)}`,
+        `etcd at ${where}: TLS handshake failed: ${tlsReason(msg)}`,
         { cause: err },
       );
     }
@@ -349,7 +352,11 @@ export class EtcdBackend implements Backend {
 
   // ---- watch -------------------------------------------------------------
 
-  listAndWatch(prefix: string, signal: AbortSignal): AsyncIterable<WatchEvent> {
+  listAndWatch(
+    prefix: string,
+    signal: AbortSignal,
+    opts: ListAndWatchOptions = {},
+  ): AsyncIterable<WatchEvent> {
     return listAndWatch(
       {
         listPage: (p, o) => this.listPage(p, o),
@@ -357,7 +364,7 @@ export class EtcdBackend implements Backend {
       },
       prefix,
       AbortSignal.any([signal, this.abort.signal]),
-      { pageSize: this.listLimit, log: this.log },
+      { pageSize: this.listLimit, log: this.log, stopOnClusterChange: opts.stopOnClusterChange },
     );
   }
 
@@ -613,6 +620,24 @@ async function cancelWatcher(w: Watcher): Promise<void> {
     }),
   ]);
   clearTimeout(timer);
+}
+
+/**
+ * The reason inside gRPC's "14 UNAVAILABLE: No connection established. Last error: …",
+ * without OpenSSL's error-stack noise, plus which side refused.
+ */
+function tlsReason(msg: string): string {
+  const last = /Last error: (?:Error: )?(.*?)\.?(?: Resolution note:.*)?$/s.exec(msg)?.[1];
+  if (last === undefined) return shorten(msg);
+  // OpenSSL: "<hex>:error:<code>:SSL routines:<function>:<reason>:<file>:<line>:SSL alert number N"
+  const reason = /SSL routines:[^:]*:([^:]+)/.exec(last)?.[1] ?? last;
+  if (/alert (bad certificate|certificate required|unknown ca|certificate unknown)/i.test(reason)) {
+    return `${shorten(reason)} (the server rejected the client certificate)`;
+  }
+  if (/verify|self[- ]signed|issuer|unknown ca/i.test(reason)) {
+    return `${shorten(reason)} (the server certificate is not trusted by the configured CA)`;
+  }
+  return shorten(reason);
 }
 
 function shorten(msg: string): string {

@@ -33,8 +33,9 @@ interface Known {
   generation: number;
 }
 
-export interface ListAndWatchOptions {
+export interface ListAndWatchLoopOptions {
   readonly pageSize: number;
+  readonly stopOnClusterChange?: boolean | undefined;
   readonly log: Logger;
   /** Retry delays after a failed list or watch (reference: 50ms → 1min). */
   readonly retryInitialMs?: number;
@@ -52,7 +53,7 @@ export async function* listAndWatch(
   prims: WatchPrimitives,
   prefix: string,
   signal: AbortSignal,
-  opts: ListAndWatchOptions,
+  opts: ListAndWatchLoopOptions,
 ): AsyncGenerator<WatchEvent> {
   const known = new Map<string, Known>();
   const backoff = new Backoff({
@@ -133,6 +134,12 @@ export async function* listAndWatch(
       }
     } catch (err) {
       if (isAborted(signal) || isClusterMeshError(err, ErrorCode.KvstoreClosed)) return;
+      if (
+        opts.stopOnClusterChange === true &&
+        isClusterMeshError(err, ErrorCode.EtcdClusterIdMismatch)
+      ) {
+        throw err;
+      }
       const delay = backoff.next();
       opts.log.warn(
         { prefix, err: errorMessage(err), code: codeOf(err), retryInMs: delay },

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { ClusterMeshError, ErrorCode } from '../lib/errors.js';
+import { ClusterMeshError, ErrorCode, isClusterMeshError } from '../lib/errors.js';
 import { silentLogger } from '../lib/logger.js';
 import {
   DEFAULT_LEASE_TTL_SECONDS,
@@ -8,6 +8,7 @@ import {
   type BackendStatus,
   type KeyValue,
   type ListPage,
+  type ListAndWatchOptions,
   type ListPageOptions,
   type Lock,
   type PutOptions,
@@ -84,17 +85,29 @@ export class MemoryBackend implements Backend {
 
   async put(key: string, value: string, opts?: PutOptions): Promise<void> {
     const lease = await this.leaseFor(key, opts);
-    this.call(() => this.store.put(key, value, lease));
+    this.write([lease], () => this.store.put(key, value, lease));
   }
 
   async createOnly(key: string, value: string, opts?: PutOptions): Promise<boolean> {
     const lease = await this.leaseFor(key, opts);
-    return this.call(() => this.store.createOnly(key, value, lease));
+    return this.write([lease], () => this.store.createOnly(key, value, lease));
   }
 
   async updateIfDifferent(key: string, value: string, opts?: PutOptions): Promise<boolean> {
     const lease = await this.leaseFor(key, opts);
-    return this.call(() => this.store.updateIfDifferent(key, value, lease));
+    return this.write([lease], () => this.store.updateIfDifferent(key, value, lease));
+  }
+
+  /** A write the store refuses for an unknown lease drops that lease, as with etcd. */
+  private write<T>(leases: readonly (string | undefined)[], fn: () => Answer<T>): T {
+    try {
+      return this.call(fn);
+    } catch (err) {
+      if (isClusterMeshError(err, ErrorCode.LeaseLost)) {
+        for (const l of leases) if (l !== undefined) this.leases.invalidate(l);
+      }
+      throw err;
+    }
   }
 
   delete(key: string): Promise<boolean> {
@@ -115,12 +128,16 @@ export class MemoryBackend implements Backend {
         this.leases.forget(op.key);
       }
     }
-    this.call(() =>
+    this.write([...leaseIds.values()], () =>
       this.store.txn(ops, (op) => (op.kind === 'put' ? leaseIds.get(op.key) : undefined)),
     );
   }
 
-  listAndWatch(prefix: string, signal: AbortSignal): AsyncIterable<WatchEvent> {
+  listAndWatch(
+    prefix: string,
+    signal: AbortSignal,
+    opts: ListAndWatchOptions = {},
+  ): AsyncIterable<WatchEvent> {
     const combined = AbortSignal.any([signal, this.abort.signal]);
     return listAndWatch(
       {
@@ -129,7 +146,7 @@ export class MemoryBackend implements Backend {
       },
       prefix,
       combined,
-      { pageSize: this.listLimit, log: this.log },
+      { pageSize: this.listLimit, log: this.log, stopOnClusterChange: opts.stopOnClusterChange },
     );
   }
 

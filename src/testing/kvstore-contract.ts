@@ -444,6 +444,37 @@ export function kvstoreContract(name: string, harness: () => ContractHarness): v
       }
     });
 
+    it('list-and-watch with stopOnClusterChange ends on a wiped server without deleting', async () => {
+      const h = harness();
+      const kv = await open();
+      const p = uniquePrefix();
+      for (let i = 0; i < 5; i++) await kv.put(`${p}${i}`, `v${i}`);
+      const ac = new AbortController();
+      const events: WatchEvent[] = [];
+      const consumed = (async (): Promise<unknown> => {
+        try {
+          for await (const ev of kv.listAndWatch(p, ac.signal, { stopOnClusterChange: true })) {
+            events.push(ev);
+            if (ev.kind === 'listDone') {
+              await h.wipe();
+              const writer = await open();
+              await eventually(async () => {
+                await writer.put(`${p}new`, 'x');
+              });
+            }
+          }
+          return undefined;
+        } catch (err) {
+          return err;
+        }
+      })();
+      const err = await consumed;
+      ac.abort();
+      assert.ok(isClusterMeshError(err, ErrorCode.EtcdClusterIdMismatch), String(err));
+      assert.equal(events.filter((e) => e.kind === 'delete').length, 0);
+      assert.equal(events.filter((e) => e.kind === 'upsert').length, 5);
+    });
+
     it('status reports the connection and close stops everything', async () => {
       const h = harness();
       const kv = await h.newBackend();
