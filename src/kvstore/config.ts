@@ -239,6 +239,8 @@ export interface CreateBackendOptions {
   /** For `memory`: the name of the in-process store to join. */
   readonly memoryStoreName?: string | undefined;
   readonly leaseTtlSeconds?: number | undefined;
+  /** Deadline of each etcd call (default 15 s). */
+  readonly callTimeoutMs?: number | undefined;
 }
 
 export async function createBackend(
@@ -264,6 +266,7 @@ export async function createBackend(
     maxInflight: cfg.maxInflight,
     listLimit: cfg.listLimit,
     leaseTtlSeconds,
+    callTimeoutMs: opts.callTimeoutMs,
     log: opts.log,
   });
 }

@@ -1,5 +1,5 @@
 import { channel } from 'node:diagnostics_channel';
-import { handleWhen, isBrokenCircuitError, noop, retry } from 'cockatiel';
+import { ExponentialBackoff, handleWhen, isBrokenCircuitError, noop, retry } from 'cockatiel';
 import {
   Etcd3,
   EtcdLeaseInvalidError,
@@ -99,6 +99,10 @@ export class EtcdBackend implements Backend {
         // cockatiel's maxAttempts counts retries: one attempt per endpoint in all, so a
         // black-holed single endpoint fails after one callTimeoutMs, not two.
         global: retry(handleWhen(isRecoverableError), { maxAttempts: opts.endpoints.length - 1 }),
+        // etcd3 re-opens a failed watch stream after this backoff (default: up to 30 s), and
+        // close() cannot cancel a pending re-open: keep it in line with the channel's
+        // reconnect backoff so watches resume soon after an outage and processes exit.
+        watchBackoff: new ExponentialBackoff({ initialDelay: 200, maxDelay: 2_000 }).next(),
       },
       defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + timeout }),
       grpcOptions: {
@@ -171,7 +175,11 @@ export class EtcdBackend implements Backend {
     if (err instanceof EtcdLeaseInvalidError || /lease not found/i.test(msg)) {
       return new ClusterMeshError(ErrorCode.LeaseLost, `${action} ${key}: ${msg}`, { cause: err });
     }
-    if (/certificate|ssl|tls|handshake|alert/i.test(msg)) {
+    // Transport failures that merely mention TLS ("socket disconnected before
+    // secure TLS connection was established") are outages, not TLS misconfiguration.
+    const transport =
+      /ECONNREFUSED|ECONNRESET|EPIPE|socket disconnected|deadline|connection dropped/i;
+    if (/certificate|ssl|tls|handshake|alert/i.test(msg) && !transport.test(msg)) {
       return new ClusterMeshError(
         ErrorCode.KvstoreTls,
         `etcd at ${where}: TLS handshake failed: ${tlsReason(msg)}`,
@@ -238,8 +246,8 @@ export class EtcdBackend implements Backend {
         range_end: range.end,
         limit: limit > 0 ? limit : 0,
         ...(opts.revision === undefined ? {} : { revision: opts.revision }),
-        sort_order: 'Ascend',
-        sort_target: 'Key',
+        // No sort options: etcd returns key order anyway, and an explicit sort
+        // makes it read the whole range for every page.
       }),
     );
     return {
@@ -641,5 +649,10 @@ function tlsReason(msg: string): string {
 }
 
 function shorten(msg: string): string {
-  return msg.replace(/\s+/g, ' ').slice(0, 300);
+  // grpc-js appends an often empty "Resolution note:" that only adds noise.
+  return msg
+    .replace(/\s*Resolution note:\s*$/i, '')
+    .replace(/\s+/g, ' ')
+    .trim()
+    .slice(0, 300);
 }

@@ -1,0 +1,77 @@
+/** Shared helpers for benchmarks: timing, percentiles, the table and the JSON line. */
+
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const idx = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[idx] ?? NaN;
+}
+
+export function summarize(samples: number[]): { p50: number; p99: number; mean: number } {
+  const s = [...samples].sort((a, b) => a - b);
+  const mean = s.reduce((a, b) => a + b, 0) / Math.max(1, s.length);
+  return { p50: percentile(s, 50), p99: percentile(s, 99), mean };
+}
+
+/** Runs `count` async jobs with at most `inflight` at once. */
+export async function pool(
+  count: number,
+  inflight: number,
+  job: (i: number) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const workers = Array.from({ length: Math.min(inflight, count) }, async () => {
+    while (next < count) {
+      const i = next++;
+      await job(i);
+    }
+  });
+  await Promise.all(workers);
+}
+
+export interface Row {
+  readonly metric: string;
+  readonly ours: number;
+  readonly raw: number;
+  readonly unit: string;
+  /** Whether bigger is better (throughput) or smaller (latency). */
+  readonly higherIsBetter: boolean;
+  readonly goal?: string;
+}
+
+function fmt(n: number): string {
+  if (!Number.isFinite(n)) return String(n);
+  if (Math.abs(n) >= 100) return Math.round(n).toLocaleString('en-US');
+  return n.toFixed(2);
+}
+
+/** Prints the comparison table and then one machine-readable JSON line. */
+export function report(
+  name: string,
+  rows: readonly Row[],
+  extra: Record<string, unknown> = {},
+): void {
+  const header = ['metric', 'clustermesh', 'raw etcd3', 'unit', 'ratio', 'goal'];
+  const body = rows.map((r) => [
+    r.metric,
+    fmt(r.ours),
+    fmt(r.raw),
+    r.unit,
+    `${(r.ours / r.raw).toFixed(2)}x`,
+    r.goal ?? '',
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] ?? '').length)));
+  const line = (cells: readonly string[]): string =>
+    `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`;
+  console.log(line(header));
+  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
+  for (const b of body) console.log(line(b));
+  const json: Record<string, unknown> = { bench: name, ...extra };
+  for (const r of rows) {
+    json[r.metric] = {
+      ours: Number(r.ours.toFixed(3)),
+      raw: Number(r.raw.toFixed(3)),
+      unit: r.unit,
+    };
+  }
+  console.log(JSON.stringify(json));
+}

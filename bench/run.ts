@@ -1,0 +1,16 @@
+/**
+ * Benchmark entry point: `npm run bench -- <name> [options]`. Each benchmark
+ * prints a table and a final JSON line. Benchmarks are not part of `npm test`.
+ */
+const benches: Record<string, () => Promise<{ main: (args: string[]) => Promise<void> }>> = {
+  kvstore: () => import('./kvstore.js'),
+};
+
+const [name, ...args] = process.argv.slice(2);
+const load = name === undefined ? undefined : benches[name];
+if (load === undefined) {
+  console.error(`usage: npm run bench -- <${Object.keys(benches).join('|')}> [options]`);
+  process.exit(2);
+}
+const mod = await load();
+await mod.main(args);
