@@ -61,7 +61,8 @@ export interface KvstoreOperationMessage {
   readonly durationMs: number;
   readonly outcome: 'success' | 'fail';
 }
-export const kvstoreOperationChannel = channel('clustermesh:kvstore:operation');
+export const KVSTORE_OPERATION_CHANNEL = 'clustermesh:kvstore:operation';
+export const kvstoreOperationChannel = channel(KVSTORE_OPERATION_CHANNEL);
 
 const LOCK_TTL_SECONDS = 25;
 

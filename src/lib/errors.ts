@@ -14,6 +14,8 @@ export const ErrorCode = {
   Compacted: 'ERR_KVSTORE_COMPACTED',
   LeaseLost: 'ERR_KVSTORE_LEASE_LOST',
   KeyNotFound: 'ERR_KEY_NOT_FOUND',
+  /** Optimistic-concurrency failure or create of an existing object (registry). */
+  Conflict: 'ERR_CONFLICT',
   InvalidEntry: 'ERR_INVALID_ENTRY',
   Aborted: 'ERR_ABORTED',
   Timeout: 'ERR_TIMEOUT',

@@ -58,7 +58,7 @@ export class WatchStore<T> {
 
   constructor(private readonly opts: WatchStoreOptions<T>) {
     this.onSync = [...(opts.onSync ?? [])];
-    this.log = (opts.log ?? silentLogger).child({ cluster: opts.clusterName });
+    this.log = (opts.log ?? silentLogger).child({ source: opts.clusterName });
   }
 
   /** Blocks until `signal` aborts. One watch at a time. */

@@ -1,0 +1,107 @@
+import type { Logger } from 'pino';
+import type { Backend } from '../kvstore/backend.js';
+import { parseLabelsFromKVStore } from '../keyspace/index.js';
+import {
+  ipcacheEntriesFromEndpoint,
+  labelStringFromCiliumIdentity,
+  nodeFromCiliumNode,
+  type LocalCluster,
+} from '../convert/cilium.js';
+import { IPOwners } from '../ipcache/owners.js';
+import { createInformer } from '../registry/informer.js';
+import type { CiliumEndpoint, CiliumIdentity, CiliumNode, Informer } from '../registry/types.js';
+import type { AgentViews } from './remote-cluster.js';
+
+/**
+ * The agent's own cluster, read from its registry: CiliumNodes, CiliumIdentities
+ * and CiliumEndpoints feed the same views as remote clusters, with local
+ * precedence in the ipcache.
+ */
+export class LocalClusterWatcher {
+  private readonly informers: Informer<CiliumNode | CiliumIdentity | CiliumEndpoint>[] = [];
+  private syncedKinds = 0;
+
+  constructor(
+    private readonly backend: Backend,
+    private readonly cluster: LocalCluster & { readonly nodeName: string },
+    private readonly views: AgentViews,
+    private readonly log: Logger,
+  ) {}
+
+  get synced(): boolean {
+    return this.syncedKinds === 3;
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    const onSynced = (): void => {
+      this.syncedKinds++;
+    };
+    const nodes = createInformer<CiliumNode>(
+      this.backend,
+      'CiliumNode',
+      {
+        onEvent: (ev) => {
+          if (ev.type === 'deleted') {
+            this.views.nodes.delete(this.cluster.name, ev.object.metadata.name);
+            return;
+          }
+          const node = nodeFromCiliumNode(ev.object, this.cluster);
+          const self = ev.object.metadata.name === this.cluster.nodeName;
+          this.views.nodes.upsert({ ...node, Source: self ? 'local' : 'custom-resource' });
+        },
+        onSynced,
+      },
+      { log: this.log },
+    );
+    const identities = createInformer<CiliumIdentity>(
+      this.backend,
+      'CiliumIdentity',
+      {
+        onEvent: (ev) => {
+          const id = Number(ev.object.metadata.name);
+          const labels =
+            ev.type === 'deleted' ? undefined : labelStringFromCiliumIdentity(ev.object);
+          if (labels === undefined) this.views.identities.delete(id);
+          else this.views.identities.upsert(id, parseLabelsFromKVStore(labels), this.cluster.name);
+        },
+        onSynced,
+      },
+      { log: this.log },
+    );
+    const owners = new IPOwners();
+    const endpoints = createInformer<CiliumEndpoint>(
+      this.backend,
+      'CiliumEndpoint',
+      {
+        onEvent: (ev) => {
+          const key = `${ev.object.metadata.namespace ?? 'default'}/${ev.object.metadata.name}`;
+          const touched =
+            ev.type === 'deleted'
+              ? owners.delete(key)
+              : owners.set(key, ipcacheEntriesFromEndpoint(ev.object));
+          for (const ip of touched) {
+            const cidr = `${ip}/${ip.includes(':') ? 128 : 32}`;
+            const e = owners.winner(ip);
+            if (e === undefined) {
+              this.views.ipcache.delete('local', this.cluster.name, cidr);
+              continue;
+            }
+            this.views.ipcache.upsert('local', {
+              cidr,
+              identity: e.ID,
+              hostIP: e.HostIP,
+              encryptKey: e.Key,
+              cluster: this.cluster.name,
+              k8sNamespace: e.K8sNamespace,
+              k8sPodName: e.K8sPodName,
+            });
+          }
+        },
+        onSynced,
+      },
+      { log: this.log },
+    );
+    this.informers.push(nodes, identities, endpoints);
+    await Promise.all([nodes.run(signal), identities.run(signal), endpoints.run(signal)]);
+  }
+}

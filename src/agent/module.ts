@@ -1,0 +1,224 @@
+/**
+ * The agent: the table of contents. Start order: local kvstore → views → local
+ * cluster watcher (own registry) → ClusterMesh (remote clusters from the config
+ * directory) → API. Stop in reverse; remote state is kept on stop (no drain).
+ */
+import { Gauge } from 'prom-client';
+import type { Logger } from 'pino';
+import { ClusterMesh, type ClusterMeshStatus } from '../clustermesh/index.js';
+import { IdentityCache } from '../identity/cache.js';
+import { IPCache } from '../ipcache/ipcache.js';
+import type { Backend } from '../kvstore/backend.js';
+import { createBackend, type KvstoreConfig } from '../kvstore/config.js';
+import {
+  validateClusterInfo,
+  validateClusterName,
+  type MaxConnectedClusters,
+} from '../keyspace/index.js';
+import { withTimeout } from '../lib/abort.js';
+import { ClusterMeshError, ErrorCode, errorMessage } from '../lib/errors.js';
+import type { RunningHttpServer } from '../lib/http-server.js';
+import { Lifecycle } from '../lib/lifecycle.js';
+import { clusterMeshMetrics } from '../metrics/clustermesh.js';
+import { KvstoreMetrics } from '../metrics/kvstore.js';
+import { NodeManager } from '../node/manager.js';
+import type { RemoteClusterTiming } from '../clustermesh/remote-cluster.js';
+import { startAgentApi } from './api.js';
+import { LocalClusterWatcher } from './local-cluster.js';
+import { AgentRemoteCluster, type AgentViews } from './remote-cluster.js';
+
+export interface AgentOptions {
+  readonly clusterName: string;
+  readonly clusterId: number;
+  readonly nodeName: string;
+  readonly maxConnectedClusters: MaxConnectedClusters;
+  /** The local cluster's kvstore (its registry, and the KVStoreMesh cache). */
+  readonly kvstore: KvstoreConfig;
+  /** `--clustermesh-config`: one etcd config per remote cluster; undefined = no mesh. */
+  readonly clustermeshConfig?: string | undefined;
+  readonly apiAddr?: string | undefined;
+  readonly timing?: Partial<RemoteClusterTiming> | undefined;
+  readonly log: Logger;
+  readonly memoryStoreName?: string | undefined;
+}
+
+export class Agent {
+  readonly views: AgentViews = {
+    nodes: new NodeManager(),
+    identities: new IdentityCache(),
+    ipcache: new IPCache(),
+  };
+  private readonly lifecycle: Lifecycle;
+  private readonly log: Logger;
+  private readonly metrics: KvstoreMetrics;
+  private backend: Backend | undefined;
+  private local: LocalClusterWatcher | undefined;
+  private mesh: ClusterMesh | undefined;
+  private api: RunningHttpServer | undefined;
+  private readonly remotes = new Map<string, AgentRemoteCluster>();
+
+  constructor(private readonly opts: AgentOptions) {
+    validateClusterInfo({
+      name: opts.clusterName,
+      id: opts.clusterId,
+      maxConnectedClusters: opts.maxConnectedClusters,
+    });
+    if (opts.nodeName === '') {
+      throw new ClusterMeshError(ErrorCode.InvalidArgument, '--node-name must not be empty');
+    }
+    validateClusterName(opts.clusterName);
+    this.log = opts.log.child({ cluster: opts.clusterName, node: opts.nodeName });
+    this.lifecycle = new Lifecycle(this.log);
+    this.metrics = new KvstoreMetrics('cilium', opts.clusterName);
+    this.compose();
+  }
+
+  private compose(): void {
+    const o = this.opts;
+    const background: Promise<void>[] = [];
+    const meshMetrics = clusterMeshMetrics(this.metrics.registry, 'cilium_clustermesh', {
+      cluster: o.clusterName,
+      node: o.nodeName,
+    });
+    const globalServices = new Gauge({
+      name: 'cilium_clustermesh_global_services',
+      help: 'Number of global services in the cluster mesh',
+      labelNames: ['source_cluster', 'source_node_name'],
+      registers: [this.metrics.registry],
+    });
+    globalServices.set({ source_cluster: o.clusterName, source_node_name: o.nodeName }, 0);
+
+    this.lifecycle.append({
+      name: 'kvstore',
+      start: async () => {
+        this.backend = await createBackend(o.kvstore, {
+          log: this.log,
+          memoryStoreName: o.memoryStoreName,
+        });
+        await withTimeout(
+          this.backend.get('cilium/.heartbeat'),
+          60_000,
+          'connecting to the kvstore',
+        );
+      },
+      stop: async () => {
+        await this.backend?.close();
+      },
+    });
+    this.lifecycle.append({
+      name: 'local-cluster',
+      start: (signal) => {
+        if (this.backend === undefined) return;
+        this.local = new LocalClusterWatcher(
+          this.backend,
+          { name: o.clusterName, id: o.clusterId, nodeName: o.nodeName },
+          this.views,
+          this.log,
+        );
+        background.push(
+          this.local.run(signal).catch((err: unknown) => {
+            this.log.error({ err: errorMessage(err) }, 'local cluster watcher failed');
+          }),
+        );
+      },
+      stop: async () => {
+        await Promise.all(background);
+      },
+    });
+    this.lifecycle.append({
+      name: 'clustermesh',
+      start: async (signal) => {
+        if (!ClusterMesh.enabled(o.clusterId, o.clustermeshConfig)) {
+          this.log.info('ClusterMesh disabled (no cluster ID or no --clustermesh-config)');
+          return;
+        }
+        this.mesh = new ClusterMesh({
+          local: {
+            name: o.clusterName,
+            id: o.clusterId,
+            maxConnectedClusters: o.maxConnectedClusters,
+          },
+          configDir: o.clustermeshConfig ?? '',
+          newLogic: (name) => {
+            const logic = new AgentRemoteCluster(
+              name,
+              { id: o.clusterId, maxConnectedClusters: o.maxConnectedClusters },
+              this.views,
+              this.log.child({ remote: name }),
+              this.metrics,
+              (cluster, kind) => {
+                meshMetrics.rejected(cluster, kind);
+              },
+            );
+            this.remotes.set(name, logic);
+            return logic;
+          },
+          onClusterRemoved: (name) => this.remotes.delete(name),
+          numGlobalServices: () => 0,
+          metrics: meshMetrics,
+          timing: o.timing,
+          log: this.log,
+        });
+        await this.mesh.start(signal);
+      },
+      stop: async () => {
+        await this.mesh?.stop();
+      },
+    });
+    this.lifecycle.append({
+      name: 'api',
+      start: async () => {
+        if (o.apiAddr === undefined) return;
+        this.api = await startAgentApi(o.apiAddr, {
+          views: this.views,
+          clustermeshStatus: () => this.clustermeshStatus(),
+          agentStatus: () => this.status(),
+          metrics: async () => {
+            // Readiness and node counts change without events: refresh before a scrape.
+            this.mesh?.updateMetrics();
+            return {
+              contentType: this.metrics.registry.contentType,
+              body: await this.metrics.text(),
+            };
+          },
+          healthy: () => this.backend?.status().connected === true,
+        });
+      },
+      stop: async () => {
+        await this.api?.close();
+      },
+    });
+  }
+
+  async start(): Promise<void> {
+    await this.lifecycle.start();
+    this.log.info({ api: this.api?.url }, 'agent started');
+  }
+
+  async stop(): Promise<void> {
+    await this.lifecycle.stop();
+    this.metrics.close();
+  }
+
+  get apiUrl(): string | undefined {
+    return this.api?.url;
+  }
+
+  clustermeshStatus(): ClusterMeshStatus {
+    return this.mesh?.status() ?? { clusters: [], 'num-global-services': 0 };
+  }
+
+  /** `/v1/status`: the agent summary the `status` command prints above ClusterMesh. */
+  status(): unknown {
+    const rejected: Record<string, number> = {};
+    for (const [name, r] of this.remotes) rejected[name] = r.status().rejected;
+    return {
+      cluster: { name: this.opts.clusterName, id: this.opts.clusterId },
+      node: this.opts.nodeName,
+      kvstore: this.backend?.status().message ?? 'not connected',
+      'local-synced': this.local?.synced ?? false,
+      clustermesh: this.clustermeshStatus(),
+      'rejected-entries': rejected,
+    };
+  }
+}

@@ -1,0 +1,248 @@
+import type { Logger } from 'pino';
+import type { Backend } from '../kvstore/backend.js';
+import {
+  decodeClusterService,
+  decodeIdentity,
+  decodeIPIdentityPair,
+  decodeNode,
+  ipIdentityPairKeyName,
+  remoteClusterLayout,
+  remoteIPCacheIdentity,
+  validateRemoteIPCacheIdentity,
+  validateRemoteIdentity,
+  type CiliumClusterConfig,
+  type ClusterService,
+  type GlobalIdentity,
+  type IPIdentityPair,
+  type MaxConnectedClusters,
+  type Node,
+} from '../keyspace/index.js';
+import {
+  WatchStore,
+  type WatchStoreMetrics,
+  type WatchStoreObserver,
+} from '../store/watchstore.js';
+import { newWatchStoreManager } from '../store/watchstoremgr.js';
+import type { IdentityCache } from '../identity/cache.js';
+import type { IPCache } from '../ipcache/ipcache.js';
+import type { NodeManager } from '../node/manager.js';
+import type { KvstoreMetrics } from '../metrics/kvstore.js';
+
+export interface AgentViews {
+  readonly nodes: NodeManager;
+  readonly identities: IdentityCache;
+  readonly ipcache: IPCache;
+}
+
+export interface RemoteCounts {
+  readonly numNodes: number;
+  readonly numEndpoints: number;
+  readonly numIdentities: number;
+  readonly numSharedServices: number;
+  readonly synced: {
+    readonly nodes: boolean;
+    readonly endpoints: boolean;
+    readonly identities: boolean;
+    readonly services: boolean;
+  };
+  /** Entries rejected by the validators (anti-spoofing, malformed). */
+  readonly rejected: number;
+}
+
+/** Counts rejected entries per remote cluster and kind (a metric and the status). */
+export type RejectHook = (
+  cluster: string,
+  kind: 'nodes' | 'endpoints' | 'identities' | 'services',
+) => void;
+
+/**
+ * The agent's business logic for one remote cluster: four WatchStores (nodes,
+ * ipcache, identities, services) whose decoders apply the anti-spoofing
+ * validators bound to the remote's name (= config file name) and its reserved
+ * cluster ID, feeding the agent's merged views.
+ */
+export class AgentRemoteCluster {
+  private readonly nodes: WatchStore<Node>;
+  private readonly endpoints: WatchStore<IPIdentityPair>;
+  private readonly identities: WatchStore<GlobalIdentity>;
+  private readonly services: WatchStore<ClusterService>;
+  private clusterId = 0;
+
+  constructor(
+    private readonly name: string,
+    private readonly local: {
+      readonly id: number;
+      readonly maxConnectedClusters: MaxConnectedClusters;
+    },
+    private readonly views: AgentViews,
+    private readonly log: Logger,
+    private readonly metrics?: KvstoreMetrics,
+    private readonly onReject?: RejectHook,
+  ) {
+    const common = { clusterName: name, log, stopOnClusterChange: true };
+    this.nodes = new WatchStore<Node>({
+      ...common,
+      // Keys below the watched `<prefix>/<cluster>/` are names; decoders expect `<cluster>/<name>`.
+      decode: (key, value) =>
+        decodeNode(`${name}/${key}`, value, {
+          localClusterId: local.id,
+          maxConnectedClusters: local.maxConnectedClusters,
+          expectedCluster: name,
+          expectedClusterId: this.clusterId,
+        }),
+      observer: this.nodeObserver(),
+      metrics: this.hooks('nodes'),
+    });
+    this.endpoints = new WatchStore<IPIdentityPair>({
+      ...common,
+      decode: (key, value) => {
+        const pair = decodeIPIdentityPair(key, value);
+        validateRemoteIPCacheIdentity(pair.ID, {
+          clusterId: this.clusterId,
+          maxConnectedClusters: local.maxConnectedClusters,
+        });
+        return { ...pair, ID: remoteIPCacheIdentity(pair.ID) };
+      },
+      observer: {
+        onUpdate: (_key, pair) => {
+          this.views.ipcache.upsert('clustermesh', {
+            cidr: cidrOf(pair),
+            identity: pair.ID,
+            hostIP: pair.HostIP,
+            encryptKey: pair.Key,
+            cluster: name,
+            k8sNamespace: pair.K8sNamespace,
+            k8sPodName: pair.K8sPodName,
+          });
+        },
+        onDelete: (_key, pair) => {
+          this.views.ipcache.delete('clustermesh', name, cidrOf(pair));
+        },
+      },
+      metrics: this.hooks('endpoints'),
+    });
+    this.identities = new WatchStore<GlobalIdentity>({
+      ...common,
+      decode: (key, value) => {
+        const identity = decodeIdentity(key, value);
+        validateRemoteIdentity('upsert', identity, {
+          clusterName: name,
+          clusterId: this.clusterId,
+          maxConnectedClusters: local.maxConnectedClusters,
+        });
+        return identity;
+      },
+      observer: {
+        onUpdate: (_key, identity) => {
+          this.views.identities.upsert(identity.id, identity.labels, name);
+        },
+        onDelete: (_key, identity) => {
+          this.views.identities.delete(identity.id);
+        },
+      },
+      metrics: this.hooks('identities'),
+    });
+    this.services = new WatchStore<ClusterService>({
+      ...common,
+      decode: (key, value) =>
+        decodeClusterService(`${name}/${key}`, value, {
+          localClusterId: local.id,
+          maxConnectedClusters: local.maxConnectedClusters,
+          expectedCluster: name,
+          expectedClusterId: this.clusterId,
+        }),
+      // The service merge arrives with the global-services issue; the store already
+      // validates, counts and gates readiness like the reference's.
+      observer: { onUpdate: () => undefined, onDelete: () => undefined },
+      metrics: this.hooks('services'),
+    });
+  }
+
+  private hooks(kind: 'nodes' | 'endpoints' | 'identities' | 'services'): WatchStoreMetrics {
+    const resource = kind === 'endpoints' ? 'ip' : kind;
+    const watch = this.metrics?.watchStore(`cilium/state/${resource}/v1`, this.name);
+    return {
+      invalid: () => this.onReject?.(this.name, kind),
+      synced: (s) => watch?.synced?.(s),
+    };
+  }
+
+  private nodeObserver(): WatchStoreObserver<Node> {
+    return {
+      onUpdate: (_key, node) => {
+        this.views.nodes.upsert({ ...node, Source: 'clustermesh' });
+      },
+      onDelete: (_key, node) => {
+        this.views.nodes.delete(node.Cluster, node.Name);
+      },
+    };
+  }
+
+  /** One connection's worth of watching; returns when `signal` aborts. */
+  async run(
+    backend: Backend,
+    config: CiliumClusterConfig,
+    ready: () => void,
+    signal: AbortSignal,
+  ): Promise<void> {
+    this.clusterId = config.id;
+    const cached = config.capabilities.cached;
+    const layout = remoteClusterLayout(this.name, cached);
+    const mgr = newWatchStoreManager(
+      backend,
+      this.name,
+      config.capabilities.syncedCanaries,
+      this.log,
+    );
+    const watch =
+      <T>(store: WatchStore<T>, prefix: string) =>
+      (s: AbortSignal): Promise<void> =>
+        store.watch(backend, prefix, s);
+    mgr.register(layout.nodes.syncedKey, watch(this.nodes, layout.nodes.watchPrefix));
+    mgr.register(layout.services.syncedKey, watch(this.services, layout.services.watchPrefix));
+    mgr.register(layout.ip.syncedKey, watch(this.endpoints, layout.ip.watchPrefix));
+    // Agents read only the master keys (`id/`) of the identities tree.
+    mgr.register(
+      layout.identities.syncedKey,
+      watch(this.identities, `${layout.identities.watchPrefix}/id`),
+    );
+    ready();
+    await mgr.run(signal);
+  }
+
+  /** Forgets everything learnt from this cluster (config removed or cluster ID changed). */
+  drain(): void {
+    this.nodes.drain();
+    this.endpoints.drain();
+    this.identities.drain();
+    this.services.drain();
+  }
+
+  status(): RemoteCounts {
+    let shared = 0;
+    for (const [, svc] of this.services.values()) if (svc.shared) shared++;
+    return {
+      numNodes: this.nodes.numEntries,
+      numEndpoints: this.endpoints.numEntries,
+      numIdentities: this.identities.numEntries,
+      numSharedServices: shared,
+      synced: {
+        nodes: this.nodes.synced,
+        endpoints: this.endpoints.synced,
+        identities: this.identities.synced,
+        services: this.services.synced,
+      },
+      rejected:
+        this.nodes.invalidEntries +
+        this.endpoints.invalidEntries +
+        this.identities.invalidEntries +
+        this.services.invalidEntries,
+    };
+  }
+}
+
+function cidrOf(pair: IPIdentityPair): string {
+  const name = ipIdentityPairKeyName(pair);
+  if (name.includes('/')) return name;
+  return name.includes(':') ? `${name}/128` : `${name}/32`;
+}

@@ -1,0 +1,185 @@
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import {
+  addKvstoreOptions,
+  parseDuration,
+  type CliContext,
+  type KvstoreCliOptions,
+} from './common.js';
+
+/**
+ * Daemon commands (`apiserver`, `agent`, `kvstoremesh`). Each action runs until
+ * SIGINT/SIGTERM and then stops its components in reverse order before returning.
+ */
+
+function intArg(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError('Expected an integer.');
+  return n;
+}
+
+function durationOption(flags: string, description: string, def: string): Option {
+  return new Option(flags, description).argParser(parseDuration).default(parseDuration(def), def);
+}
+
+interface ClusterFlags extends KvstoreCliOptions {
+  readonly clusterName: string;
+  readonly clusterId: number;
+  readonly maxConnectedClusters: number;
+}
+
+function addClusterOptions(cmd: Command): Command {
+  cmd
+    .requiredOption('--cluster-name <name>', 'name of the local cluster (≤ 32 chars, [a-z0-9-])')
+    .requiredOption('--cluster-id <id>', 'ID of the local cluster (1..255, or 1..511)', intArg)
+    .addOption(
+      new Option(
+        '--max-connected-clusters <n>',
+        'maximum number of clusters in the mesh (255 or 511)',
+      )
+        .argParser(intArg)
+        .default(255),
+    );
+  return addKvstoreOptions(cmd);
+}
+
+export function registerDaemonCommands(program: Command, _ctx: CliContext): void {
+  const apiserver = program
+    .command('apiserver')
+    .description(
+      "mirror this cluster's nodes, identities and endpoints from its registry into its kvstore",
+    );
+  addClusterOptions(apiserver)
+    .option(
+      '--health-addr <host:port>',
+      'serve /healthz, /readyz and /metrics here',
+      '127.0.0.1:9880',
+    )
+    .option('--metrics-addr <host:port>', 'also serve /metrics on this address')
+    .addOption(
+      durationOption(
+        '--heartbeat-interval <duration>',
+        'heartbeat write interval',
+        '1m',
+      ).hideHelp(),
+    )
+    .addOption(
+      durationOption(
+        '--cluster-config-interval <duration>',
+        'cluster config re-enforcement',
+        '5m',
+      ).hideHelp(),
+    )
+    .action(
+      async (
+        opts: ClusterFlags & {
+          healthAddr: string;
+          metricsAddr?: string;
+          heartbeatInterval: number;
+          clusterConfigInterval: number;
+        },
+      ) => {
+        const [
+          { Apiserver },
+          { resolveKvstoreConfig },
+          { createLogger },
+          { untilSignal },
+          keyspace,
+        ] = await Promise.all([
+          import('../apiserver/module.js'),
+          import('../kvstore/config.js'),
+          import('../lib/logger.js'),
+          import('../lib/lifecycle.js'),
+          import('../keyspace/index.js'),
+        ]);
+        const max = keyspace.validateMaxConnectedClusters(opts.maxConnectedClusters);
+        const kvstore = await resolveKvstoreConfig(opts.kvstore, opts.kvstoreOpt ?? []);
+        const log = createLogger({ subsys: 'clustermesh-apiserver' });
+        const server = new Apiserver({
+          clusterName: opts.clusterName,
+          clusterId: opts.clusterId,
+          maxConnectedClusters: max,
+          kvstore,
+          healthAddr: opts.healthAddr,
+          metricsAddr: opts.metricsAddr,
+          heartbeatIntervalMs: opts.heartbeatInterval,
+          clusterConfigIntervalMs: opts.clusterConfigInterval,
+          log,
+        });
+        const stopping = untilSignal();
+        await server.start();
+        const sig = await stopping;
+        log.info({ signal: sig }, 'stopping');
+        await server.stop();
+      },
+    );
+
+  const agent = program
+    .command('agent')
+    .description(
+      "run a node agent: merge the local cluster with every remote cluster's nodes, identities and IPs",
+    );
+  addClusterOptions(agent)
+    .requiredOption('--node-name <name>', 'name of this node (a CiliumNode of the local cluster)')
+    .option('--clustermesh-config <dir>', 'directory with one etcd config file per remote cluster')
+    .option(
+      '--api-addr <host:port>',
+      'serve the agent API (read by status/list commands) here',
+      '127.0.0.1:9890',
+    )
+    .addOption(
+      durationOption(
+        '--clustermesh-retry-base <duration>',
+        'remote reconnect back-off unit',
+        '1s',
+      ).hideHelp(),
+    )
+    .addOption(
+      durationOption(
+        '--heartbeat-interval <duration>',
+        'expected remote heartbeat interval',
+        '1m',
+      ).hideHelp(),
+    )
+    .action(
+      async (
+        opts: ClusterFlags & {
+          nodeName: string;
+          clustermeshConfig?: string;
+          apiAddr: string;
+          clustermeshRetryBase: number;
+          heartbeatInterval: number;
+        },
+      ) => {
+        const [{ Agent }, { resolveKvstoreConfig }, { createLogger }, { untilSignal }, keyspace] =
+          await Promise.all([
+            import('../agent/module.js'),
+            import('../kvstore/config.js'),
+            import('../lib/logger.js'),
+            import('../lib/lifecycle.js'),
+            import('../keyspace/index.js'),
+          ]);
+        const max = keyspace.validateMaxConnectedClusters(opts.maxConnectedClusters);
+        const kvstore = await resolveKvstoreConfig(opts.kvstore, opts.kvstoreOpt ?? []);
+        const log = createLogger({ subsys: 'agent' });
+        const agentd = new Agent({
+          clusterName: opts.clusterName,
+          clusterId: opts.clusterId,
+          nodeName: opts.nodeName,
+          maxConnectedClusters: max,
+          kvstore,
+          clustermeshConfig: opts.clustermeshConfig,
+          apiAddr: opts.apiAddr,
+          timing: {
+            retryBaseMs: opts.clustermeshRetryBase,
+            heartbeatIntervalMs: opts.heartbeatInterval,
+          },
+          log,
+        });
+        const stopping = untilSignal();
+        await agentd.start();
+        const sig = await stopping;
+        log.info({ signal: sig }, 'stopping');
+        await agentd.stop();
+      },
+    );
+}

@@ -1,0 +1,168 @@
+import type { Command } from 'commander';
+import { formatClusterMeshStatus } from '../clustermesh/status-text.js';
+import { agentGet } from './agent-client.js';
+import { commandGroup, formatStructured, globalOptions, type CliContext } from './common.js';
+import { tabwrite } from './table.js';
+
+/**
+ * The agent's merged views, read from its API (`-H URL`): text like the reference's
+ * `cilium-dbg` commands, `-o json|yaml` as the raw model (DESIGN §5).
+ */
+
+interface NodeJson {
+  readonly Name: string;
+  readonly Cluster: string;
+  readonly IPAddresses: readonly { readonly Type: string; readonly IP: string }[] | null;
+  readonly IPv4AllocCIDR: { readonly IP: string; readonly Mask: string } | string | null;
+  readonly IPv6AllocCIDR: { readonly IP: string; readonly Mask: string } | string | null;
+  readonly Source: string;
+}
+
+interface IdentityJson {
+  readonly id: number;
+  readonly labels: readonly string[];
+}
+
+interface IPCacheJson {
+  readonly cidr: string;
+  readonly identity: number;
+  readonly hostIP: string;
+  readonly encryptKey: number;
+  readonly cluster: string;
+}
+
+async function show(
+  cmd: Command,
+  ctx: CliContext,
+  path: string,
+  text: (data: unknown) => string,
+): Promise<void> {
+  const g = globalOptions(cmd);
+  const data = await agentGet(g.host, path);
+  if (g.output === 'text') ctx.io.stdout(text(data));
+  else ctx.io.stdout(await formatStructured(data, g.output));
+}
+
+function maskBits(mask: string): number {
+  let bits = 0;
+  for (const b of Buffer.from(mask, 'base64')) bits += b.toString(2).replace(/0/g, '').length;
+  return bits;
+}
+
+function cidrText(c: NodeJson['IPv4AllocCIDR']): string {
+  if (c === null) return '';
+  if (typeof c === 'string') return c;
+  return `${c.IP}/${maskBits(c.Mask)}`;
+}
+
+function primaryIP(n: NodeJson, v6: boolean): string {
+  const addrs = (n.IPAddresses ?? []).filter((a) => a.IP.includes(':') === v6);
+  const internal =
+    addrs.find((a) => a.Type === 'InternalIP') ?? addrs.find((a) => a.Type === 'ExternalIP');
+  return (internal ?? addrs[0])?.IP ?? '';
+}
+
+export function formatNodeList(nodes: readonly NodeJson[]): string {
+  const rows: string[][] = [
+    ['Name', 'IPv4 Address', 'Endpoint CIDR', 'IPv6 Address', 'Endpoint CIDR', 'Source'],
+  ];
+  const body = nodes.map((n) => [
+    n.Cluster === 'default' || n.Cluster === '' ? n.Name : `${n.Cluster}/${n.Name}`,
+    primaryIP(n, false),
+    cidrText(n.IPv4AllocCIDR),
+    primaryIP(n, true),
+    cidrText(n.IPv6AllocCIDR),
+    n.Source,
+  ]);
+  body.sort((a, b) => ((a[0] ?? '') < (b[0] ?? '') ? -1 : 1));
+  return tabwrite([...rows, ...body]);
+}
+
+export function formatIdentityList(ids: readonly IdentityJson[]): string {
+  const rows: string[][] = [['ID', 'LABELS']];
+  for (const id of ids) {
+    const labels = id.labels.length === 0 ? [''] : id.labels;
+    labels.forEach((l, i) => rows.push([i === 0 ? String(id.id) : '', l]));
+  }
+  return tabwrite(rows);
+}
+
+export function formatIPCacheList(entries: readonly IPCacheJson[]): string {
+  const rows: string[][] = [['IP PREFIX/ADDRESS', 'IDENTITY']];
+  for (const e of entries) {
+    rows.push([
+      e.cidr,
+      `identity=${e.identity} encryptkey=${e.encryptKey} tunnelendpoint=${e.hostIP === '' ? '0.0.0.0' : e.hostIP} flags=<none>`,
+    ]);
+  }
+  return tabwrite(rows);
+}
+
+interface AgentStatusJson {
+  readonly cluster: { readonly name: string; readonly id: number };
+  readonly node: string;
+  readonly kvstore: string;
+  readonly clustermesh: Parameters<typeof formatClusterMeshStatus>[0];
+}
+
+export function registerViewCommands(program: Command, ctx: CliContext): void {
+  program
+    .command('status')
+    .description("the agent's status and its ClusterMesh view (reference: cilium-dbg status)")
+    .option('--verbose', 'details for every remote cluster, not only the failing ones')
+    .action(async (o: { verbose?: boolean }, cmd: Command) => {
+      const g = globalOptions(cmd);
+      const st = (await agentGet(g.host, '/v1/status')) as AgentStatusJson;
+      if (g.output !== 'text') {
+        // The ClusterMesh model only, as DESIGN §5 fixes it.
+        ctx.io.stdout(await formatStructured(st.clustermesh, g.output));
+        return;
+      }
+      const lines = [
+        ...tabwrite([
+          ['Cluster:', `${st.cluster.name} (${st.cluster.id})`],
+          ['Node:', st.node],
+          ['KVStore:', st.kvstore],
+        ])
+          .trimEnd()
+          .split('\n'),
+        ...formatClusterMeshStatus(st.clustermesh, { verbose: o.verbose === true }),
+      ];
+      ctx.io.stdout(`${lines.join('\n')}\n`);
+    });
+
+  const node = commandGroup(
+    program,
+    'node',
+    'nodes known to the agent (local and remote clusters)',
+  );
+  node
+    .command('list')
+    .description('list nodes of every cluster (reference: cilium-dbg node list)')
+    .action(async (_o: unknown, cmd: Command) => {
+      await show(cmd, ctx, '/v1/nodes', (d) => formatNodeList(d as NodeJson[]));
+    });
+
+  const identity = commandGroup(program, 'identity', 'security identities known to the agent');
+  identity
+    .command('list')
+    .description('list identities of every cluster (reference: cilium-dbg identity list)')
+    .action(async (_o: unknown, cmd: Command) => {
+      await show(cmd, ctx, '/v1/identities', (d) => formatIdentityList(d as IdentityJson[]));
+    });
+
+  const ipcache = commandGroup(program, 'ipcache', 'IP → identity mappings known to the agent');
+  ipcache
+    .command('list')
+    .description('list the ipcache (reference: cilium-dbg bpf ipcache list)')
+    .action(async (_o: unknown, cmd: Command) => {
+      await show(cmd, ctx, '/v1/ipcache', (d) => {
+        const list = d as IPCacheJson[];
+        if (list.length === 0) {
+          ctx.io.stderr('No entries found.\n');
+          return '';
+        }
+        return formatIPCacheList(list);
+      });
+    });
+}

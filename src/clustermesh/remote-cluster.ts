@@ -1,0 +1,529 @@
+import type { Logger } from 'pino';
+import type { Backend } from '../kvstore/backend.js';
+import {
+  HeartbeatPath,
+  HeartbeatWriteIntervalMs,
+  clusterConfigKey,
+  decodeClusterConfig,
+  validateRemoteClusterConfig,
+  type CiliumClusterConfig,
+  type MaxConnectedClusters,
+} from '../keyspace/index.js';
+import { aborted, sleep } from '../lib/abort.js';
+import { ClusterMeshError, ErrorCode, errorMessage } from '../lib/errors.js';
+import { silentLogger } from '../lib/logger.js';
+import { defaultRemoteBackendFactory, type RemoteBackendFactory } from './backend-factory.js';
+import type { ClusterIdsManager } from './idsmgr.js';
+import {
+  WaitingForConnection,
+  type RemoteClusterConfigStatus,
+  type RemoteClusterStatus,
+  type RemoteLogicStatus,
+} from './status.js';
+import { bounded, isAborted, toError } from './util.js';
+
+/**
+ * What a component (agent, KVStoreMesh, operator) does with one remote cluster. The
+ * RemoteCluster controller owns connecting, validating and reconnecting; the logic
+ * owns the data.
+ */
+export interface RemoteClusterLogic {
+  /**
+   * Runs once per connection: register the watches, call `ready()` once they are
+   * registered, keep running until `signal` aborts (then return). Returning or
+   * throwing earlier counts as a connection failure. Keep learnt state when it
+   * ends: a reconnect re-lists and diffs (WatchStore), only `drain()` forgets.
+   */
+  run(
+    backend: Backend,
+    config: CiliumClusterConfig,
+    ready: () => void,
+    signal: AbortSignal,
+  ): Promise<void>;
+  /** Forgets everything learnt from this cluster (config removed, or its cluster ID changed). */
+  drain(): void | Promise<void>;
+  /** Counts and synced flags for status and readiness. */
+  status(): RemoteLogicStatus;
+}
+
+export interface LocalClusterInfo {
+  readonly name: string;
+  readonly id: number;
+  readonly maxConnectedClusters: MaxConnectedClusters;
+}
+
+/** Every delay of the connection state machine (spec §13); tests shrink them. */
+export interface RemoteClusterTiming {
+  /** Linear reconnect back-off unit: the n-th consecutive failure waits n × this. */
+  readonly retryBaseMs: number;
+  /** Deadline of the first call that proves the connection works. */
+  readonly connectTimeoutMs: number;
+  /** Deadline of each kvstore call of the default etcd client and of status checks. */
+  readonly callTimeoutMs: number;
+  /** Remote heartbeat write period; once seen, no update for 2× this is a failure. */
+  readonly heartbeatIntervalMs: number;
+  /** Status check period while healthy / after a failed check. */
+  readonly statusCheckIntervalMs: number;
+  readonly statusCheckFailingIntervalMs: number;
+  /** Consecutive failed status checks that make the connection fail. */
+  readonly maxConsecutiveStatusErrors: number;
+  /** Cluster config retrieval: per-try deadline, linear retry unit and cap, overall deadline. */
+  readonly configTimeoutMs: number;
+  readonly configRetryBaseMs: number;
+  readonly configRetryMaxMs: number;
+  readonly configDeadlineMs: number;
+}
+
+export const DefaultRemoteClusterTiming: RemoteClusterTiming = {
+  retryBaseMs: 1_000,
+  connectTimeoutMs: 15_000,
+  callTimeoutMs: 15_000,
+  heartbeatIntervalMs: HeartbeatWriteIntervalMs,
+  statusCheckIntervalMs: 30_000,
+  statusCheckFailingIntervalMs: 5_000,
+  maxConsecutiveStatusErrors: 2,
+  configTimeoutMs: 60_000,
+  configRetryBaseMs: 1_000,
+  configRetryMaxMs: 30_000,
+  configDeadlineMs: 180_000,
+};
+
+export interface RemoteClusterOptions {
+  readonly name: string;
+  readonly configPath: string;
+  readonly local: LocalClusterInfo;
+  readonly logic: RemoteClusterLogic;
+  readonly idsManager: ClusterIdsManager;
+  readonly backendFactory?: RemoteBackendFactory | undefined;
+  readonly timing?: Partial<RemoteClusterTiming> | undefined;
+  /** Called after every state change worth re-exporting (metrics). */
+  readonly onChange?: ((name: string) => void) | undefined;
+  readonly log?: Logger | undefined;
+}
+
+interface AttemptResult {
+  /** `ready()` was called: the back-off starts over. */
+  readonly succeeded: boolean;
+  readonly error: Error;
+}
+
+/**
+ * One controller per remote cluster (reference `remote-etcd-<cluster>`, spec §3.2):
+ * connect → watchdog → retrieve and validate the cluster config → reserve the
+ * cluster ID → run the business logic. Any failure tears the connection down and
+ * reconnects with linear back-off, keeping what was learnt; only `remove()` and a
+ * cluster-ID change drain.
+ */
+export class RemoteCluster {
+  readonly name: string;
+  private configPath: string;
+  private readonly timing: RemoteClusterTiming;
+  private readonly log: Logger;
+  private readonly factory: RemoteBackendFactory;
+  private readonly stopAc = new AbortController();
+  private loopDone: Promise<void> | undefined;
+  /** Aborts the current attempt or back-off wait (config change). */
+  private current: AbortController | undefined;
+  private restartPending = false;
+  /** Set while a validated connection serves the logic. */
+  private backend: Backend | undefined;
+  private configStatus: RemoteClusterConfigStatus | undefined;
+  /** Why the cluster is not connected (shown as its status). */
+  private problem: string | undefined;
+  private failureCount = 0;
+  private lastFailureAt: Date | undefined;
+  /** The cluster ID this cluster holds in the IDs manager and the logic's state belongs to. */
+  private knownId: number | undefined;
+
+  constructor(private readonly opts: RemoteClusterOptions) {
+    this.name = opts.name;
+    this.configPath = opts.configPath;
+    this.timing = { ...DefaultRemoteClusterTiming, ...opts.timing };
+    this.log = (opts.log ?? silentLogger).child({ cluster: opts.name });
+    this.factory = opts.backendFactory ?? defaultRemoteBackendFactory;
+  }
+
+  /** Starts the connection controller (idempotent). */
+  start(): void {
+    if (this.loopDone !== undefined || this.stopAc.signal.aborted) return;
+    this.loopDone = this.loop();
+  }
+
+  /** The config file changed: reconnect with it now (state kept; drained only if the ID changes). */
+  updateConfig(path: string): void {
+    this.configPath = path;
+    this.restartPending = true;
+    this.current?.abort(new ClusterMeshError(ErrorCode.Aborted, 'configuration changed'));
+  }
+
+  /** Disconnects without draining (process shutdown: state stays valid). */
+  async stop(): Promise<void> {
+    this.stopAc.abort(new ClusterMeshError(ErrorCode.Aborted, 'remote cluster stopped'));
+    await this.loopDone;
+  }
+
+  /** Disconnects, forgets everything learnt and frees the cluster ID (config removed). */
+  async remove(): Promise<void> {
+    await this.stop();
+    try {
+      await this.opts.logic.drain();
+    } catch (err) {
+      this.log.error({ err: errorMessage(err) }, 'draining removed remote cluster failed');
+    }
+    this.opts.idsManager.release(this.name);
+    this.knownId = undefined;
+    this.log.info('remote cluster removed');
+  }
+
+  get connected(): boolean {
+    return this.backend !== undefined;
+  }
+
+  get failures(): number {
+    return this.failureCount;
+  }
+
+  get lastFailure(): Date | undefined {
+    return this.lastFailureAt;
+  }
+
+  /** Connected, config retrieved, and every synced flag of the logic set. */
+  get ready(): boolean {
+    return this.readyWith(this.opts.logic.status());
+  }
+
+  status(): RemoteClusterStatus {
+    const logic = this.opts.logic.status();
+    const backend = this.backend;
+    const s = logic.synced;
+    return {
+      name: this.name,
+      connected: backend !== undefined,
+      ready: this.readyWith(logic),
+      status: backend?.status().message ?? this.problem ?? WaitingForConnection,
+      ...(this.configStatus === undefined ? {} : { config: this.configStatus }),
+      'num-nodes': logic.numNodes,
+      'num-endpoints': logic.numEndpoints,
+      'num-identities': logic.numIdentities,
+      'num-shared-services': logic.numSharedServices,
+      ...(logic.numServiceExports === undefined
+        ? {}
+        : { 'num-service-exports': logic.numServiceExports }),
+      'num-failures': this.failureCount,
+      ...(this.lastFailureAt === undefined
+        ? {}
+        : { 'last-failure': this.lastFailureAt.toISOString() }),
+      synced: {
+        nodes: s.nodes,
+        endpoints: s.endpoints,
+        identities: s.identities,
+        services: s.services,
+        ...(s.serviceExports === undefined ? {} : { 'service-exports': s.serviceExports }),
+      },
+    };
+  }
+
+  private readyWith(logic: RemoteLogicStatus): boolean {
+    const cfg = this.configStatus;
+    const s = logic.synced;
+    return (
+      this.backend !== undefined &&
+      cfg !== undefined &&
+      (!cfg.required || cfg.retrieved) &&
+      s.nodes &&
+      s.endpoints &&
+      s.identities &&
+      s.services &&
+      s.serviceExports !== false
+    );
+  }
+
+  private changed(): void {
+    this.opts.onChange?.(this.name);
+  }
+
+  // ---- controller ----------------------------------------------------------
+
+  private async loop(): Promise<void> {
+    const stop = this.stopAc.signal;
+    let consecutive = 0;
+    while (!stop.aborted) {
+      this.takeRestart();
+      const ac = new AbortController();
+      this.current = ac;
+      const res = await this.attempt(AbortSignal.any([stop, ac.signal]), ac);
+      if (isAborted(stop)) break;
+      if (this.takeRestart()) {
+        consecutive = 0;
+        continue;
+      }
+      this.recordFailure(res.error);
+      // At least one unit even after a success, so a remote that fails right after
+      // becoming ready cannot make this loop spin.
+      consecutive = res.succeeded ? 1 : consecutive + 1;
+      const wait = new AbortController();
+      this.current = wait;
+      const delay = consecutive * this.timing.retryBaseMs;
+      this.log.debug({ retryInMs: delay }, 'reconnecting to remote cluster after back-off');
+      await sleep(delay, AbortSignal.any([stop, wait.signal])).catch(() => undefined);
+    }
+    this.current = undefined;
+  }
+
+  /** Clears the config-change flag; a method so the compiler does not narrow the field. */
+  private takeRestart(): boolean {
+    const pending = this.restartPending;
+    this.restartPending = false;
+    return pending;
+  }
+
+  private recordFailure(err: Error): void {
+    this.failureCount++;
+    this.lastFailureAt = new Date();
+    this.problem = err.message;
+    this.log.warn(
+      { err: err.message, failures: this.failureCount },
+      'remote cluster connection failed, reconnecting',
+    );
+    this.changed();
+  }
+
+  /** One connection, from creating the client to its teardown. Never throws. */
+  private async attempt(signal: AbortSignal, ac: AbortController): Promise<AttemptResult> {
+    const fail = (err: Error): void => {
+      if (!ac.signal.aborted) ac.abort(err);
+    };
+    let backend: Backend | undefined;
+    let stopWatchdog: (() => Promise<void>) | undefined;
+    let run: Promise<void> | undefined;
+    let succeeded = false;
+    try {
+      backend = await this.createBackend(signal);
+      await bounded(
+        backend.get(HeartbeatPath),
+        signal,
+        this.timing.connectTimeoutMs,
+        'connecting to the remote kvstore',
+      );
+      this.log.info(
+        { etcdClusterId: backend.status().clusterId },
+        'connection to remote cluster established',
+      );
+      stopWatchdog = startWatchdog(backend, this.timing, signal, fail, this.log);
+
+      this.configStatus = {
+        required: true,
+        retrieved: false,
+        'cluster-id': 0,
+        kvstoremesh: false,
+        'sync-canaries': false,
+      };
+      const config = await this.retrieveConfig(backend, signal);
+      validateRemoteClusterConfig(config, this.opts.local);
+      await this.adoptClusterId(config.id);
+      this.configStatus = this.configStatusOf(config);
+      this.problem = undefined;
+      this.backend = backend;
+      this.changed();
+
+      const live = backend;
+      const ready = (): void => {
+        if (succeeded || signal.aborted) return;
+        succeeded = true;
+        this.log.info({ clusterId: config.id }, 'remote cluster connected and watches registered');
+        this.changed();
+      };
+      run = Promise.resolve()
+        .then(() => this.opts.logic.run(live, config, ready, signal))
+        .then(
+          () => {
+            if (signal.aborted) return;
+            fail(new ClusterMeshError(ErrorCode.KvstoreOperation, 'remote cluster logic ended'));
+          },
+          (err: unknown) => {
+            fail(toError(err));
+          },
+        );
+      await aborted(signal);
+    } catch (err) {
+      // When aborted (stop, config change, watchdog), the abort reason already says why.
+      if (!signal.aborted) fail(toError(err));
+    } finally {
+      this.backend = undefined;
+      await stopWatchdog?.();
+      await run;
+      await backend?.close().catch(() => undefined);
+      this.changed();
+    }
+    const reason: unknown = ac.signal.reason;
+    return { succeeded, error: toError(reason ?? 'stopped') };
+  }
+
+  private async createBackend(signal: AbortSignal): Promise<Backend> {
+    const pending = this.factory({
+      clusterName: this.name,
+      configPath: this.configPath,
+      callTimeoutMs: this.timing.callTimeoutMs,
+      log: this.log,
+    });
+    try {
+      return await bounded(pending, signal);
+    } catch (err) {
+      // Stopped while the factory ran: whatever it creates later must not leak.
+      pending.then((b) => b.close()).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Reads `cilium/cluster-config/<name>`, retrying with linear back-off up to the deadline. */
+  private async retrieveConfig(
+    backend: Backend,
+    signal: AbortSignal,
+  ): Promise<CiliumClusterConfig> {
+    const t = this.timing;
+    const key = clusterConfigKey(this.name);
+    const deadline = Date.now() + t.configDeadlineMs;
+    for (let n = 1; ; n++) {
+      let problem: string;
+      try {
+        const kv = await bounded(backend.get(key), signal, t.configTimeoutMs, `get ${key}`);
+        if (kv !== undefined) return decodeClusterConfig(this.name, kv.value);
+        problem =
+          `cluster configuration expected to be present but not found at ${key}: ` +
+          'check that the remote cluster name matches the file name and that its ' +
+          'clustermesh-apiserver (or, with KVStoreMesh, the local cache) is running';
+      } catch (err) {
+        if (signal.aborted) throw err;
+        problem = `unable to retrieve cluster configuration: ${errorMessage(err)}`;
+      }
+      // Visible in status while the attempt keeps retrying.
+      this.problem = problem;
+      this.changed();
+      const delay = Math.min(n * t.configRetryBaseMs, t.configRetryMaxMs);
+      if (Date.now() + delay > deadline) {
+        throw new ClusterMeshError(ErrorCode.Timeout, problem);
+      }
+      this.log.debug({ problem, retryInMs: delay }, 'cluster configuration not available yet');
+      await sleep(delay, signal);
+    }
+  }
+
+  /**
+   * A remote whose cluster ID changed was reset: its old entries must not mix with
+   * the new ones, so everything is drained before the new ID is reserved.
+   */
+  private async adoptClusterId(id: number): Promise<void> {
+    if (this.knownId !== undefined && this.knownId !== id) {
+      this.log.warn(
+        { previousClusterId: this.knownId, clusterId: id },
+        'remote cluster ID changed, draining everything learnt under the previous ID',
+      );
+      await this.opts.logic.drain();
+      this.opts.idsManager.release(this.name);
+      this.knownId = undefined;
+    }
+    try {
+      this.opts.idsManager.reserve(this.name, id);
+    } catch (err) {
+      this.log.warn(
+        { clusterId: id, heldBy: this.opts.idsManager.holderOf(id), err: errorMessage(err) },
+        'cannot reserve the cluster ID of the remote cluster',
+      );
+      throw err;
+    }
+    this.knownId = id;
+  }
+
+  private configStatusOf(config: CiliumClusterConfig): RemoteClusterConfigStatus {
+    const exports = this.opts.logic.status().synced.serviceExports !== undefined;
+    return {
+      required: true,
+      retrieved: true,
+      'cluster-id': config.id,
+      kvstoremesh: config.capabilities.cached,
+      'sync-canaries': config.capabilities.syncedCanaries,
+      ...(exports ? { 'service-exports-enabled': config.capabilities.serviceExportsEnabled } : {}),
+    };
+  }
+}
+
+/**
+ * The connection watchdog (reference: status-check errors, cluster-ID interceptor,
+ * stale heartbeat). Calls `fail` at most once per trigger; returns its stop function.
+ */
+function startWatchdog(
+  backend: Backend,
+  t: RemoteClusterTiming,
+  attempt: AbortSignal,
+  fail: (err: Error) => void,
+  log: Logger,
+): () => Promise<void> {
+  const ac = new AbortController();
+  const signal = AbortSignal.any([attempt, ac.signal]);
+
+  // Cluster-ID changes and lost quorum are pushed by the backend.
+  const unsubscribe = backend.onStatusError((err) => {
+    fail(err);
+  });
+
+  // Heartbeat: only a heartbeat once seen can go stale (remotes may not write one).
+  const staleMs = 2 * t.heartbeatIntervalMs;
+  let heartbeatTimer: NodeJS.Timeout | undefined;
+  const heartbeatSeen = (): void => {
+    if (signal.aborted) return;
+    clearTimeout(heartbeatTimer);
+    heartbeatTimer = setTimeout(() => {
+      fail(
+        new ClusterMeshError(
+          ErrorCode.KvstoreUnreachable,
+          `remote heartbeat ${HeartbeatPath} not updated for more than ${formatMs(staleMs)}`,
+        ),
+      );
+    }, staleMs);
+  };
+  const heartbeatWatch = (async () => {
+    try {
+      for await (const ev of backend.listAndWatch(HeartbeatPath, signal)) {
+        if (ev.kind === 'upsert' && ev.key === HeartbeatPath) heartbeatSeen();
+      }
+    } catch (err) {
+      if (!signal.aborted) log.debug({ err: errorMessage(err) }, 'heartbeat watch ended');
+    }
+  })();
+
+  // Status checks: a connection that stopped answering is a failure.
+  let probeTimer: NodeJS.Timeout | undefined;
+  let errors = 0;
+  const probe = async (): Promise<void> => {
+    try {
+      await bounded(backend.get(HeartbeatPath), signal, t.callTimeoutMs, 'status check');
+      errors = 0;
+    } catch (err) {
+      if (signal.aborted) return;
+      errors++;
+      log.debug({ err: errorMessage(err), errors }, 'remote kvstore status check failed');
+      if (errors >= t.maxConsecutiveStatusErrors) {
+        fail(toError(err));
+        return;
+      }
+    }
+    if (signal.aborted) return;
+    probeTimer = setTimeout(
+      () => void probe(),
+      errors > 0 ? t.statusCheckFailingIntervalMs : t.statusCheckIntervalMs,
+    );
+  };
+  probeTimer = setTimeout(() => void probe(), t.statusCheckIntervalMs);
+
+  return async () => {
+    ac.abort();
+    unsubscribe();
+    clearTimeout(heartbeatTimer);
+    clearTimeout(probeTimer);
+    await heartbeatWatch;
+  };
+}
+
+function formatMs(ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000}s` : `${ms}ms`;
+}

@@ -1,0 +1,104 @@
+/**
+ * Test helpers for code built on the remote-cluster machinery: a minimal business
+ * logic (one WatchStore on the remote's nodes) and a seeder for what a remote
+ * clustermesh-apiserver would write. Used by unit and integration tests.
+ */
+import type { Backend } from '../kvstore/backend.js';
+import {
+  HeartbeatPath,
+  clusterConfigKey,
+  encodeClusterConfig,
+  encodeHeartbeat,
+  makeClusterConfig,
+  nodeKey,
+  nodesClusterPrefix,
+  type CiliumClusterConfig,
+  type ClusterConfigCapabilities,
+} from '../keyspace/index.js';
+import { sleep } from '../lib/abort.js';
+import { WatchStore } from '../store/watchstore.js';
+import { newWatchStoreManager } from '../store/watchstoremgr.js';
+import type { RemoteClusterLogic } from './remote-cluster.js';
+import type { RemoteLogicStatus } from './status.js';
+
+export interface NodesLogicOptions {
+  /** Makes drain() slow, to observe removal tombstones. */
+  readonly drainDelayMs?: number | undefined;
+}
+
+/**
+ * Watches `cilium/state/nodes/v1/<cluster>/` into a WatchStore (values kept as raw
+ * strings) and records its lifecycle in `events` (`run:<clusterID>`, `drain`,
+ * `drained`). The other synced flags are always true.
+ */
+export class NodesLogic implements RemoteClusterLogic {
+  readonly events: string[] = [];
+  readonly nodes: WatchStore<string>;
+  runs = 0;
+  drains = 0;
+
+  constructor(
+    readonly clusterName: string,
+    private readonly opts: NodesLogicOptions = {},
+  ) {
+    this.nodes = new WatchStore<string>({
+      clusterName,
+      decode: (_name, value) => value,
+      observer: { onUpdate: () => undefined, onDelete: () => undefined },
+    });
+  }
+
+  async run(
+    backend: Backend,
+    config: CiliumClusterConfig,
+    ready: () => void,
+    signal: AbortSignal,
+  ): Promise<void> {
+    this.runs++;
+    this.events.push(`run:${config.id}`);
+    const mgr = newWatchStoreManager(backend, this.clusterName, config.capabilities.syncedCanaries);
+    const prefix = nodesClusterPrefix(this.clusterName);
+    mgr.register(prefix, (s) => this.nodes.watch(backend, prefix, s));
+    ready();
+    await mgr.run(signal);
+  }
+
+  async drain(): Promise<void> {
+    this.drains++;
+    this.events.push('drain');
+    if (this.opts.drainDelayMs !== undefined) await sleep(this.opts.drainDelayMs);
+    this.nodes.drain();
+    this.events.push('drained');
+  }
+
+  status(): RemoteLogicStatus {
+    return {
+      numNodes: this.nodes.numEntries,
+      numEndpoints: 0,
+      numIdentities: 0,
+      numSharedServices: 0,
+      synced: { nodes: this.nodes.synced, endpoints: true, identities: true, services: true },
+    };
+  }
+}
+
+/** Writes what a remote apiserver would: cluster config, heartbeat, and the given nodes. */
+export async function seedRemoteCluster(
+  backend: Backend,
+  name: string,
+  id: number,
+  opts: {
+    readonly nodes?: readonly string[];
+    readonly heartbeat?: boolean;
+    readonly capabilities?: Partial<ClusterConfigCapabilities>;
+  } = {},
+): Promise<void> {
+  await backend.put(
+    clusterConfigKey(name),
+    encodeClusterConfig(makeClusterConfig(id, { maxConnectedClusters: 255, ...opts.capabilities })),
+  );
+  if (opts.heartbeat !== false) await backend.put(HeartbeatPath, encodeHeartbeat());
+  for (const node of opts.nodes ?? []) {
+    await backend.put(nodeKey(name, node), JSON.stringify({ Name: node, Cluster: name }));
+  }
+}
