@@ -9,7 +9,10 @@ import {
   type CliIo,
   type CommandGroup,
 } from './common.js';
+import { registerDaemonCommands } from './daemons.js';
 import { registerKvstoreCommands } from './kvstore.js';
+import { registerViewCommands } from './views.js';
+import { registerRegistryCommands } from './registry.js';
 
 /**
  * Command groups in help order. Adding one is a single entry here: a `CommandGroup` function
@@ -18,7 +21,10 @@ import { registerKvstoreCommands } from './kvstore.js';
  * exit handling configured below is inherited, and import heavy modules inside actions.
  */
 const COMMAND_GROUPS: readonly CommandGroup[] = [
+  registerDaemonCommands,
   registerKvstoreCommands,
+  registerViewCommands,
+  registerRegistryCommands,
   // apiserver, agent, kvstoremesh, apply/get/delete, status, node/identity/ipcache/service/lb
   // list and up are added by their own issues.
 ];

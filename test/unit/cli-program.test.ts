@@ -53,7 +53,10 @@ void describe('cli program', () => {
 
   it('reports usage errors as one line with exit 2', async () => {
     const cases: [string[], string][] = [
-      [['nope'], "error: unknown command 'nope' for 'clustermesh' (known: kvstore)\n"],
+      [
+        ['nope'],
+        "error: unknown command 'nope' for 'clustermesh' (known: apiserver, agent, kvstore, status, node, identity, ipcache, apply, get, delete)\n",
+      ],
       [
         ['kvstore', 'nope'],
         "error: unknown command 'nope' for 'clustermesh kvstore' (known: get, set, delete)\n",

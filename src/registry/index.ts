@@ -1,0 +1,45 @@
+/** The local cluster registry: what daemons and the CLI import. */
+export type * from './types.js';
+export type {
+  Endpoint,
+  EndpointConditions,
+  EndpointPort,
+  EndpointSlice,
+  KindName,
+  KindTypes,
+  Namespace,
+  ObjectReference,
+  Protocol,
+  Service,
+  ServicePort,
+  ServiceType,
+} from './objects.js';
+export { SERVICE_NAME_LABEL } from './objects.js';
+export type { KindInfo, ValidateOptions, ValidationProblem, ValidationResult } from './kinds.js';
+export {
+  KINDS,
+  findKind,
+  formatPath,
+  formatProblem,
+  isKindName,
+  kindInfo,
+  parseObject,
+  resolveKindName,
+  validateObject,
+} from './kinds.js';
+export type { LoadManifestOptions, ManifestObject } from './manifest.js';
+export { STDIN_SOURCE, loadManifests, manifestFiles, parseManifest } from './manifest.js';
+export {
+  REGISTRY_PREFIX,
+  cacheKey,
+  decodeStored,
+  encodeStored,
+  objectKey,
+  resourcePrefix,
+} from './codec.js';
+export type { ApplyAction, ApplyResult, RegistryOptions } from './registry.js';
+export { Registry, resultLine } from './registry.js';
+export type { InformerOptions } from './informer.js';
+export { createInformer } from './informer.js';
+export type { TableOptions } from './printers.js';
+export { formatAge, formatTable } from './printers.js';

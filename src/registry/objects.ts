@@ -1,0 +1,105 @@
+import type { CiliumEndpoint, CiliumIdentity, CiliumNode, RegistryObject } from './types.js';
+
+/**
+ * Typed shapes of the Kubernetes kinds daemons read, beside the Cilium ones in types.ts.
+ * Kept here rather than in types.ts (the agreed contract) so that adding them changes no
+ * existing export; they may move there once consumers settle on them.
+ */
+
+export interface Namespace extends RegistryObject {
+  readonly kind: 'Namespace';
+}
+
+export type Protocol = 'TCP' | 'UDP' | 'SCTP';
+export type ServiceType = 'ClusterIP' | 'NodePort' | 'LoadBalancer' | 'ExternalName';
+
+export interface ServicePort {
+  readonly name?: string | undefined;
+  readonly port: number;
+  /** A port number or the name of a container port. */
+  readonly targetPort?: number | string | undefined;
+  readonly nodePort?: number | undefined;
+  /** Defaulted to TCP by the registry. */
+  readonly protocol: Protocol;
+}
+
+export interface Service extends RegistryObject {
+  readonly kind: 'Service';
+  readonly spec: {
+    /** Defaulted to ClusterIP by the registry. */
+    readonly type: ServiceType;
+    /** An IP, `None` (headless) or empty (to be allocated). */
+    readonly clusterIP?: string | undefined;
+    readonly clusterIPs?: readonly string[] | undefined;
+    /** Defaulted to `[]`. */
+    readonly ports: readonly ServicePort[];
+    readonly selector?: Readonly<Record<string, string>> | undefined;
+    readonly externalName?: string | undefined;
+    readonly sessionAffinity?: 'None' | 'ClientIP' | undefined;
+    readonly [field: string]: unknown;
+  };
+}
+
+export interface EndpointConditions {
+  readonly ready?: boolean | undefined;
+  readonly serving?: boolean | undefined;
+  readonly terminating?: boolean | undefined;
+}
+
+export interface ObjectReference {
+  readonly kind?: string | undefined;
+  readonly namespace?: string | undefined;
+  readonly name?: string | undefined;
+  readonly uid?: string | undefined;
+}
+
+export interface Endpoint {
+  readonly addresses: readonly string[];
+  readonly conditions?: EndpointConditions | undefined;
+  readonly hostname?: string | undefined;
+  readonly nodeName?: string | undefined;
+  readonly zone?: string | undefined;
+  readonly targetRef?: ObjectReference | undefined;
+}
+
+export interface EndpointPort {
+  readonly name?: string | undefined;
+  readonly port?: number | undefined;
+  /** Defaulted to TCP by the registry. */
+  readonly protocol: Protocol;
+  readonly appProtocol?: string | undefined;
+}
+
+/** The label naming the Service an EndpointSlice belongs to; required by the registry. */
+export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
+
+export interface EndpointSlice extends RegistryObject {
+  readonly kind: 'EndpointSlice';
+  readonly addressType: 'IPv4' | 'IPv6' | 'FQDN';
+  /** Defaulted to `[]`. */
+  readonly endpoints: readonly Endpoint[];
+  /** Defaulted to `[]`. */
+  readonly ports: readonly EndpointPort[];
+}
+
+/**
+ * Kind name → the type its objects decode to. The registry's methods and informers are
+ * generic over these names, so `createInformer(backend, 'CiliumNode', …)` yields CiliumNodes.
+ * Kinds validated only for apiVersion/kind/metadata decode to plain RegistryObjects.
+ */
+export interface KindTypes {
+  Namespace: Namespace;
+  Service: Service;
+  EndpointSlice: EndpointSlice;
+  CiliumNode: CiliumNode;
+  CiliumEndpoint: CiliumEndpoint;
+  CiliumIdentity: CiliumIdentity;
+  Pod: RegistryObject;
+  Deployment: RegistryObject;
+  CiliumNetworkPolicy: RegistryObject;
+  CiliumExternalWorkload: RegistryObject;
+  ServiceExport: RegistryObject;
+  ServiceImport: RegistryObject;
+}
+
+export type KindName = keyof KindTypes;

@@ -1,0 +1,196 @@
+import { isRecord, type KindInfo } from './kinds.js';
+import type { RegistryObject } from './types.js';
+
+/**
+ * `kubectl get`'s text output: a table with the kind's usual columns, NAMESPACE first with
+ * --all-namespaces, AGE last, columns padded like Go's tabwriter (3 spaces).
+ */
+
+interface Column {
+  readonly header: string;
+  readonly cell: (obj: RegistryObject) => string;
+}
+
+export interface TableOptions {
+  /** Adds the NAMESPACE column (namespaced kinds). */
+  readonly allNamespaces?: boolean | undefined;
+  readonly now?: Date | undefined;
+}
+
+export function formatTable(
+  info: KindInfo,
+  objects: readonly RegistryObject[],
+  opts: TableOptions = {},
+): string {
+  const now = opts.now ?? new Date();
+  const columns: Column[] = [
+    ...(opts.allNamespaces === true && info.namespaced
+      ? [{ header: 'NAMESPACE', cell: (o: RegistryObject) => o.metadata.namespace ?? '' }]
+      : []),
+    { header: 'NAME', cell: (o) => o.metadata.name },
+    ...(KIND_COLUMNS[info.kind] ?? []),
+    { header: 'AGE', cell: (o) => formatAge(o.metadata.creationTimestamp, now) },
+  ];
+  const rows = [columns.map((c) => c.header), ...objects.map((o) => columns.map((c) => c.cell(o)))];
+  return tabwrite(rows);
+}
+
+export function tabwrite(rows: readonly (readonly string[])[], padding = 3): string {
+  const widths: number[] = [];
+  for (const row of rows) {
+    row.forEach((cell, i) => {
+      widths[i] = Math.max(widths[i] ?? 0, cell.length);
+    });
+  }
+  return rows
+    .map((row) =>
+      row
+        .map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd((widths[i] ?? 0) + padding)))
+        .join('')
+        .trimEnd(),
+    )
+    .map((line) => `${line}\n`)
+    .join('');
+}
+
+/** Kubernetes' HumanDuration of the time since `timestamp`: `45s`, `3m10s`, `5h`, `12d`. */
+export function formatAge(timestamp: string | undefined, now: Date): string {
+  const created = timestamp === undefined ? NaN : Date.parse(timestamp);
+  if (Number.isNaN(created)) return '<unknown>';
+  const seconds = Math.floor((now.getTime() - created) / 1000);
+  if (seconds < -1) return '<invalid>';
+  if (seconds < 0) return '0s';
+  if (seconds < 120) return `${seconds}s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 10) return withRest(minutes, 'm', seconds % 60, 's');
+  if (minutes < 180) return `${minutes}m`;
+  const hours = Math.floor(minutes / 60);
+  if (hours < 8) return withRest(hours, 'h', minutes % 60, 'm');
+  if (hours < 48) return `${hours}h`;
+  const days = Math.floor(hours / 24);
+  if (hours < 24 * 8) return withRest(days, 'd', hours % 24, 'h');
+  if (hours < 24 * 365 * 2) return `${days}d`;
+  const years = Math.floor(days / 365);
+  if (hours < 24 * 365 * 8) return withRest(years, 'y', days % 365, 'd');
+  return `${years}y`;
+}
+
+function withRest(n: number, unit: string, rest: number, restUnit: string): string {
+  return rest === 0 ? `${n}${unit}` : `${n}${unit}${rest}${restUnit}`;
+}
+
+// ---- kind-specific columns (loosely typed: the table must print whatever is stored) ----
+
+function field(obj: unknown, ...path: string[]): unknown {
+  let v = obj;
+  for (const p of path) v = isRecord(v) ? v[p] : undefined;
+  return v;
+}
+
+function str(v: unknown, empty = '<none>'): string {
+  return typeof v === 'string' && v !== '' ? v : typeof v === 'number' ? String(v) : empty;
+}
+
+function records(v: unknown): Record<string, unknown>[] {
+  return Array.isArray(v) ? v.filter(isRecord) : [];
+}
+
+function list(values: readonly string[], empty = '<none>', max = Infinity): string {
+  if (values.length === 0) return empty;
+  const shown = values.slice(0, max).join(',');
+  return values.length > max ? `${shown} + ${values.length - max} more...` : shown;
+}
+
+function servicePorts(o: RegistryObject): string {
+  return list(
+    records(field(o, 'spec', 'ports')).map((p) => {
+      const node = typeof p.nodePort === 'number' ? `:${p.nodePort}` : '';
+      return `${str(p.port, '')}${node}/${str(p.protocol, 'TCP')}`;
+    }),
+  );
+}
+
+function externalIP(o: RegistryObject): string {
+  const type = field(o, 'spec', 'type');
+  if (type === 'ExternalName') return str(field(o, 'spec', 'externalName'));
+  const ingress = records(field(o, 'status', 'loadBalancer', 'ingress')).map((i) =>
+    str(i.ip ?? i.hostname, ''),
+  );
+  if (type === 'LoadBalancer')
+    return list(
+      ingress.filter((s) => s !== ''),
+      '<pending>',
+    );
+  return '<none>';
+}
+
+function nodeAddress(o: RegistryObject, type: string): string {
+  const found = records(field(o, 'spec', 'addresses')).find((a) => a.type === type);
+  return str(found?.ip);
+}
+
+function cepAddress(o: RegistryObject, family: 'ipv4' | 'ipv6'): string {
+  const addrs = records(field(o, 'status', 'networking', 'addressing'));
+  return list(
+    addrs.map((a) => str(a[family], '')).filter((s) => s !== ''),
+    '',
+  );
+}
+
+const KIND_COLUMNS: Partial<Record<string, readonly Column[]>> = {
+  Namespace: [{ header: 'STATUS', cell: (o) => str(field(o, 'status', 'phase'), 'Active') }],
+  Service: [
+    { header: 'TYPE', cell: (o) => str(field(o, 'spec', 'type'), 'ClusterIP') },
+    { header: 'CLUSTER-IP', cell: (o) => str(field(o, 'spec', 'clusterIP')) },
+    { header: 'EXTERNAL-IP', cell: externalIP },
+    { header: 'PORT(S)', cell: servicePorts },
+  ],
+  EndpointSlice: [
+    { header: 'ADDRESSTYPE', cell: (o) => str(field(o, 'addressType'), '') },
+    {
+      header: 'PORTS',
+      cell: (o) =>
+        list(
+          records(field(o, 'ports')).map((p) => str(p.port, '')),
+          '<unset>',
+        ),
+    },
+    {
+      header: 'ENDPOINTS',
+      cell: (o) =>
+        list(
+          records(field(o, 'endpoints')).flatMap((e) =>
+            Array.isArray(e.addresses) ? e.addresses.map((a) => str(a, '')) : [],
+          ),
+          '<unset>',
+          3,
+        ),
+    },
+  ],
+  CiliumNode: [
+    { header: 'CILIUMINTERNALIP', cell: (o) => nodeAddress(o, 'CiliumInternalIP') },
+    { header: 'INTERNALIP', cell: (o) => nodeAddress(o, 'InternalIP') },
+  ],
+  CiliumEndpoint: [
+    { header: 'SECURITY IDENTITY', cell: (o) => str(field(o, 'status', 'identity', 'id'), '') },
+    { header: 'ENDPOINT STATE', cell: (o) => str(field(o, 'status', 'state'), '') },
+    { header: 'IPV4', cell: (o) => cepAddress(o, 'ipv4') },
+    { header: 'IPV6', cell: (o) => cepAddress(o, 'ipv6') },
+  ],
+  CiliumIdentity: [
+    {
+      header: 'NAMESPACE',
+      cell: (o) => str(field(o, 'security-labels', 'k8s:io.kubernetes.pod.namespace'), '<none>'),
+    },
+  ],
+  ServiceImport: [
+    { header: 'TYPE', cell: (o) => str(field(o, 'spec', 'type'), '') },
+    {
+      header: 'IP',
+      cell: (o) => {
+        const ips = field(o, 'spec', 'ips');
+        return Array.isArray(ips) ? list(ips.map((i) => str(i, ''))) : '<none>';
+      },
+    },
+  ],
+};
