@@ -1,0 +1,249 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { EtcdBackend } from '../kvstore/etcd.js';
+import { Registry } from '../registry/registry.js';
+import { startEtcd, type EtcdServer } from './etcd.js';
+import { freePort } from './ports.js';
+import { TcpProxy } from './tcp-proxy.js';
+
+const BIN = fileURLToPath(new URL('../../bin/clustermesh', import.meta.url));
+
+const live = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const p of live) p.kill('SIGKILL');
+});
+
+/** A daemon (`bin/clustermesh …`) running as its own process, logs in a file. */
+export class DaemonProcess {
+  private proc: ChildProcess | undefined;
+  private exited: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly name: string,
+    private readonly args: readonly string[],
+    readonly logFile: string,
+  ) {}
+
+  start(): void {
+    const out = createWriteStream(this.logFile, { flags: 'a' });
+    const proc = spawn(process.execPath, [BIN, ...this.args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, LOG_LEVEL: process.env.DAEMON_LOG_LEVEL ?? 'info' },
+    });
+    proc.stdout?.pipe(out);
+    proc.stderr?.pipe(out);
+    live.add(proc);
+    this.proc = proc;
+    this.exited = new Promise((resolve) => {
+      proc.once('exit', () => {
+        live.delete(proc);
+        resolve();
+      });
+    });
+  }
+
+  get pid(): number | undefined {
+    return this.proc?.exitCode === null ? this.proc.pid : undefined;
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const proc = this.proc;
+    if (proc === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
+    proc.kill(signal);
+    const timer = setTimeout(() => proc.kill('SIGKILL'), 5000);
+    await this.exited;
+    clearTimeout(timer);
+  }
+
+  async logTail(lines = 20): Promise<string> {
+    const text = await readFile(this.logFile, 'utf8').catch(() => '');
+    return text.trim().split('\n').slice(-lines).join('\n');
+  }
+}
+
+export interface MeshCluster {
+  readonly name: string;
+  readonly id: number;
+  readonly etcd: EtcdServer;
+  /** What other clusters dial: a proxy in front of `etcd`, so a test can partition it. */
+  readonly proxy: TcpProxy;
+  readonly configDir: string;
+  readonly apiserver: DaemonProcess;
+  readonly agent: DaemonProcess;
+  /** `http://127.0.0.1:PORT` of the agent API. */
+  readonly agentUrl: string;
+  readonly healthUrl: string;
+  /** In-process view of the cluster's registry (for applying objects). */
+  readonly registry: Registry;
+  readonly backend: EtcdBackend;
+}
+
+export interface MeshOptions {
+  /** Heartbeat written by apiservers and expected by agents (default 1s). */
+  readonly heartbeat?: string;
+  /** Agents' reconnect back-off unit (default 200ms). */
+  readonly retryBase?: string;
+}
+
+/**
+ * N clusters, each with a real etcd, an apiserver process and one agent process,
+ * every agent configured with every other cluster (through that cluster's proxy).
+ */
+export class ProcessMesh {
+  readonly clusters = new Map<string, MeshCluster>();
+
+  private constructor(
+    readonly dir: string,
+    private readonly opts: MeshOptions,
+  ) {}
+
+  static async start(
+    specs: readonly { name: string; id: number }[],
+    opts: MeshOptions = {},
+  ): Promise<ProcessMesh> {
+    const mesh = new ProcessMesh(await mkdtemp(join(tmpdir(), 'clustermesh-e2e-')), opts);
+    try {
+      for (const s of specs) await mesh.addCluster(s.name, s.id, { start: false });
+      for (const c of mesh.clusters.values()) await mesh.connectAll(c);
+      for (const c of mesh.clusters.values()) {
+        c.apiserver.start();
+        c.agent.start();
+      }
+      for (const c of mesh.clusters.values()) await mesh.waitHealthy(c);
+    } catch (err) {
+      await mesh.destroy();
+      throw err;
+    }
+    return mesh;
+  }
+
+  /** Creates a cluster (etcd, proxy, daemons); `start: false` leaves the daemons stopped. */
+  async addCluster(name: string, id: number, o: { start: boolean }): Promise<MeshCluster> {
+    const etcd = await startEtcd({ name: `etcd-${name}` });
+    const proxy = await TcpProxy.start({ host: '127.0.0.1', port: etcd.member.clientPort });
+    const configDir = join(this.dir, name, 'clustermesh');
+    await mkdir(configDir, { recursive: true });
+    const health = await freePort();
+    const api = await freePort();
+    const kv = ['--kvstore-opt', `etcd.address=${etcd.clientUrl}`];
+    const common = ['--cluster-name', name, '--cluster-id', String(id), ...kv];
+    const apiserver = new DaemonProcess(
+      `${name}/apiserver`,
+      [
+        'apiserver',
+        ...common,
+        '--health-addr',
+        `127.0.0.1:${health}`,
+        '--heartbeat-interval',
+        this.opts.heartbeat ?? '1s',
+      ],
+      join(this.dir, name, 'apiserver.log'),
+    );
+    const agent = new DaemonProcess(
+      `${name}/agent`,
+      [
+        'agent',
+        ...common,
+        '--node-name',
+        'node-1',
+        '--clustermesh-config',
+        configDir,
+        '--api-addr',
+        `127.0.0.1:${api}`,
+        '--heartbeat-interval',
+        this.opts.heartbeat ?? '1s',
+        '--clustermesh-retry-base',
+        this.opts.retryBase ?? '200ms',
+      ],
+      join(this.dir, name, 'agent.log'),
+    );
+    const backend = new EtcdBackend({ endpoints: etcd.endpoints });
+    const cluster: MeshCluster = {
+      name,
+      id,
+      etcd,
+      proxy,
+      configDir,
+      apiserver,
+      agent,
+      agentUrl: `http://127.0.0.1:${api}`,
+      healthUrl: `http://127.0.0.1:${health}`,
+      registry: new Registry(backend),
+      backend,
+    };
+    this.clusters.set(name, cluster);
+    if (o.start) {
+      apiserver.start();
+      agent.start();
+      await this.waitHealthy(cluster);
+    }
+    return cluster;
+  }
+
+  /** Writes, in `c`'s config dir, one etcd config per other cluster. */
+  async connectAll(c: MeshCluster): Promise<void> {
+    for (const other of this.clusters.values()) {
+      if (other.name !== c.name) await this.connect(c, other);
+    }
+  }
+
+  async connect(from: MeshCluster, to: MeshCluster, fileName = to.name): Promise<void> {
+    await writeFile(join(from.configDir, fileName), `endpoints:\n  - ${to.proxy.url}\n`);
+  }
+
+  async disconnect(from: MeshCluster, fileName: string): Promise<void> {
+    await rm(join(from.configDir, fileName), { force: true });
+  }
+
+  get(name: string): MeshCluster {
+    const c = this.clusters.get(name);
+    if (c === undefined) throw new Error(`no cluster ${name}`);
+    return c;
+  }
+
+  async waitHealthy(c: MeshCluster, timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const [a, b] = await Promise.all([ok(`${c.agentUrl}/healthz`), ok(`${c.healthUrl}/readyz`)]);
+      if (a && b) return;
+      if (Date.now() > deadline) {
+        throw new Error(
+          `${c.name} not healthy in time\n${await c.apiserver.logTail()}\n${await c.agent.logTail()}`,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  async destroy(): Promise<void> {
+    for (const c of this.clusters.values()) {
+      await Promise.all([c.agent.stop(), c.apiserver.stop()]);
+      await c.backend.close();
+      await c.proxy.close();
+      await c.etcd.destroy();
+    }
+    if (process.env.KEEP_E2E_DIR === undefined)
+      await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+async function ok(url: string): Promise<boolean> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+    await res.text();
+    return res.ok;
+  } catch {
+    return false;
+  }
+}
+
+/** GET a JSON document from a daemon. */
+export async function getJson<T>(url: string): Promise<T> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(5000) });
+  if (!res.ok) throw new Error(`${url}: ${res.status}`);
+  return (await res.json()) as T;
+}
