@@ -4,6 +4,8 @@
  */
 const benches: Record<string, () => Promise<{ main: (args: string[]) => Promise<void> }>> = {
   kvstore: () => import('./kvstore.js'),
+  propagation: () => import('./propagation.js'),
+  bootstrap: () => import('./bootstrap.js'),
 };
 
 const [name, ...args] = process.argv.slice(2);

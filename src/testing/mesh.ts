@@ -34,8 +34,8 @@ export class DaemonProcess {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, LOG_LEVEL: process.env.DAEMON_LOG_LEVEL ?? 'info' },
     });
-    proc.stdout?.pipe(out);
-    proc.stderr?.pipe(out);
+    proc.stdout.pipe(out);
+    proc.stderr.pipe(out);
     live.add(proc);
     this.proc = proc;
     this.exited = new Promise((resolve) => {

@@ -9,15 +9,19 @@ export class TcpProxy {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
 
-  private constructor(
-    readonly port: number,
-    private readonly target: { host: string; port: number },
-  ) {}
+  private boundPort = 0;
+
+  private constructor(private readonly target: { host: string; port: number }) {}
 
   static async start(target: { host: string; port: number }, port = 0): Promise<TcpProxy> {
-    const p = new TcpProxy(port, target);
-    const bound = await p.listen(port);
-    return Object.assign(p, { port: bound }) as TcpProxy;
+    const p = new TcpProxy(target);
+    p.boundPort = await p.listen(port);
+    return p;
+  }
+
+  /** The port stays the same across block/unblock, so clients reconnect to it. */
+  get port(): number {
+    return this.boundPort;
   }
 
   get url(): string {

@@ -317,10 +317,10 @@ describe('mesh core: three clusters, real etcd, separate processes', { timeout: 
   it('an apiserver restarted on a wiped etcd: valid entries are never removed before its canaries exist', async () => {
     const before = (await ipsOf(c1)).filter((e) => e.cluster === 'cluster3').map((e) => e.cidr);
     const nodesBefore = (await nodesOf(c1)).filter((n) => n.Cluster === 'cluster3').length;
-    let watching = true;
+    const watching = { on: true };
     let dips = 0;
     const monitor = (async (): Promise<void> => {
-      while (watching) {
+      while (watching.on) {
         const ips = (await ipsOf(c1)).filter((e) => e.cluster === 'cluster3').map((e) => e.cidr);
         const nodes = (await nodesOf(c1)).filter((n) => n.Cluster === 'cluster3').length;
         if (before.some((ip) => !ips.includes(ip)) || nodes < nodesBefore) dips++;
@@ -344,7 +344,7 @@ describe('mesh core: three clusters, real etcd, separate processes', { timeout: 
       assert.equal(r.ready, true);
       assert.equal(r['num-endpoints'], 2);
     }, 30_000);
-    watching = false;
+    watching.on = false;
     await monitor;
     await backend.close();
     assert.equal(dips, 0, 'cluster3 entries disappeared before its canaries were written');
