@@ -45,6 +45,12 @@ export type TxnOp =
   | { readonly kind: 'put'; readonly key: string; readonly value: string; readonly lease?: boolean }
   | { readonly kind: 'delete'; readonly key: string };
 
+export interface ModRevisionCompare {
+  readonly key: string;
+  /** Expected mod revision; 0 means "does not exist". */
+  readonly modRevision: number;
+}
+
 /**
  * Events of a list-and-watch stream. After every (re)list, exactly one `listDone`
  * follows the upserts and the deletions of keys that vanished meanwhile, so a
@@ -109,6 +115,11 @@ export interface Backend {
   deletePrefix(prefix: string): Promise<number>;
   /** Applies all ops atomically (one etcd transaction; etcd allows 128 ops by default). */
   txn(ops: readonly TxnOp[]): Promise<void>;
+  /**
+   * Compare-and-swap: applies `ops` atomically only if every key's mod revision still
+   * equals the expected one (0 = the key must not exist). Returns whether it applied.
+   */
+  txnIf(compares: readonly ModRevisionCompare[], ops: readonly TxnOp[]): Promise<boolean>;
 
   /**
    * Lists `prefix` then watches it from the list revision + 1, restarting by itself

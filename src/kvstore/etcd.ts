@@ -24,6 +24,7 @@ import {
   type ListPage,
   type ListAndWatchOptions,
   type ListPageOptions,
+  type ModRevisionCompare,
   type Lock,
   type PutOptions,
   type TxnOp,
@@ -334,6 +335,17 @@ export class EtcdBackend implements Backend {
 
   async txn(ops: readonly TxnOp[]): Promise<void> {
     if (ops.length === 0) return;
+    await this.transact([], ops);
+  }
+
+  async txnIf(compares: readonly ModRevisionCompare[], ops: readonly TxnOp[]): Promise<boolean> {
+    return this.transact(compares, ops);
+  }
+
+  private async transact(
+    compares: readonly ModRevisionCompare[],
+    ops: readonly TxnOp[],
+  ): Promise<boolean> {
     const reqs: IRequestOp[] = [];
     const leases = new Set<string>();
     for (const op of ops) {
@@ -344,19 +356,32 @@ export class EtcdBackend implements Backend {
           request_put: { key: Buffer.from(op.key), value: Buffer.from(op.value), lease },
         });
       } else {
-        this.leases.forget(op.key);
         reqs.push({ request_delete_range: { key: Buffer.from(op.key) } });
       }
     }
-    const first = ops[0]?.key ?? '';
+    const first = ops[0]?.key ?? compares[0]?.key ?? '';
+    let res: { succeeded: boolean };
     try {
-      await this.op('Txn', 'txn', first, () => this.client.kv.txn({ compare: [], success: reqs }));
+      res = await this.op('Txn', 'txn', first, () =>
+        this.client.kv.txn({
+          // etcd compares a missing key's mod revision as 0.
+          compare: compares.map((c) => ({
+            key: Buffer.from(c.key),
+            target: 'Mod',
+            result: 'Equal',
+            mod_revision: c.modRevision,
+          })),
+          success: reqs,
+        }),
+      );
     } catch (err) {
       if (isClusterMeshError(err, ErrorCode.LeaseLost)) {
         for (const l of leases) if (l !== '0') this.leases.invalidate(l);
       }
       throw err;
     }
+    if (res.succeeded) for (const op of ops) if (op.kind === 'delete') this.leases.forget(op.key);
+    return res.succeeded;
   }
 
   // ---- watch -------------------------------------------------------------

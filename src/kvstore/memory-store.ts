@@ -157,6 +157,20 @@ export class MemoryStore {
     return this.answer(undefined);
   }
 
+  /** Applies `ops` only if every key still has the expected mod revision (0 = absent). */
+  txnIf(
+    compares: readonly { key: string; modRevision: number }[],
+    ops: readonly TxnOp[],
+    leaseOf: (op: TxnOp) => string | undefined,
+  ): Answer<boolean> {
+    this.checkAvailable();
+    for (const c of compares) {
+      if ((this.data.get(c.key)?.modRevision ?? 0) !== c.modRevision) return this.answer(false);
+    }
+    this.txn(ops, leaseOf);
+    return this.answer(true);
+  }
+
   put(key: string, value: string, lease?: string): Answer<void> {
     return this.txn([{ kind: 'put', key, value }], () => lease);
   }

@@ -10,6 +10,7 @@ import {
   type ListPage,
   type ListAndWatchOptions,
   type ListPageOptions,
+  type ModRevisionCompare,
   type Lock,
   type PutOptions,
   type TxnOp,
@@ -131,6 +132,22 @@ export class MemoryBackend implements Backend {
     this.write([...leaseIds.values()], () =>
       this.store.txn(ops, (op) => (op.kind === 'put' ? leaseIds.get(op.key) : undefined)),
     );
+  }
+
+  async txnIf(compares: readonly ModRevisionCompare[], ops: readonly TxnOp[]): Promise<boolean> {
+    const leaseIds = new Map<string, string>();
+    for (const op of ops) {
+      if (op.kind === 'put' && op.lease === true) {
+        leaseIds.set(op.key, await this.leases.leaseFor(op.key));
+      }
+    }
+    const applied = this.write([...leaseIds.values()], () =>
+      this.store.txnIf(compares, ops, (op) =>
+        op.kind === 'put' ? leaseIds.get(op.key) : undefined,
+      ),
+    );
+    if (applied) for (const op of ops) if (op.kind === 'delete') this.leases.forget(op.key);
+    return applied;
   }
 
   listAndWatch(

@@ -24,12 +24,12 @@ import type { RegistryObject } from './types.js';
  * The local cluster registry: create, update, apply, get, list, delete and patch of
  * Kubernetes-shaped objects stored in a kvstore (layout in codec.ts).
  *
- * Optimistic concurrency is best effort. The Backend interface has no compare-and-swap
- * on mod revisions, so an update reads the key, compares its mod revision with the
- * caller's `metadata.resourceVersion` and then writes. Writers in one process are
- * serialised per key, which closes the window between them; two processes updating the
- * same object at the same instant can still both succeed (last write wins). Creates are
- * exact (`createOnly`). A `Backend.txnIf(compares, ops)` would make updates exact.
+ * Optimistic concurrency: an update reads the key, checks the caller's
+ * `metadata.resourceVersion` against its mod revision, and writes with a
+ * compare-and-swap on that revision (`Backend.txnIf`), so a concurrent writer in any
+ * process makes it fail with ERR_CONFLICT instead of being overwritten (`patch`
+ * retries). Creates are exact (`createOnly`). `apply` is last-writer-wins, like
+ * `kubectl apply`.
  */
 
 export type ApplyAction = 'created' | 'configured' | 'unchanged';
@@ -163,7 +163,17 @@ export class Registry {
       }
       const next = cur === undefined ? this.initServerFields(object) : merge(object, cur);
       if (cur !== undefined && sameJson(normalize(next), normalize(cur))) return cur as T;
-      await this.backend.put(key, encodeStored(next));
+      const written = await this.backend.txnIf(
+        [{ key, modRevision: kv.modRevision }],
+        [{ kind: 'put', key, value: encodeStored(next) }],
+      );
+      if (!written) {
+        throw new ClusterMeshError(
+          ErrorCode.Conflict,
+          `Operation cannot be fulfilled on ${describeObject(info, name)}: the object has been ` +
+            'modified; please apply your changes to the latest version and try again',
+        );
+      }
       return (await this.readBack(info, key, next)) as T;
     });
   }

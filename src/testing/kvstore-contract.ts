@@ -258,6 +258,46 @@ export function kvstoreContract(name: string, harness: () => ContractHarness): v
       assert.equal(await kv.get(`${p}gone`), undefined);
     });
 
+    it('txnIf applies only when every mod revision still matches', async () => {
+      const kv = await open();
+      const p = uniquePrefix();
+      await kv.put(`${p}a`, '1');
+      const rev = (await kv.get(`${p}a`))?.modRevision ?? -1;
+      // Expected revisions match (and b must not exist): applied atomically.
+      assert.equal(
+        await kv.txnIf(
+          [
+            { key: `${p}a`, modRevision: rev },
+            { key: `${p}b`, modRevision: 0 },
+          ],
+          [
+            { kind: 'put', key: `${p}a`, value: '2' },
+            { kind: 'put', key: `${p}b`, value: 'new' },
+          ],
+        ),
+        true,
+      );
+      assert.equal((await kv.get(`${p}a`))?.value, '2');
+      // A stale revision: nothing applied.
+      assert.equal(
+        await kv.txnIf(
+          [{ key: `${p}a`, modRevision: rev }],
+          [
+            { kind: 'put', key: `${p}a`, value: 'lost-update' },
+            { kind: 'delete', key: `${p}b` },
+          ],
+        ),
+        false,
+      );
+      assert.equal((await kv.get(`${p}a`))?.value, '2');
+      assert.equal((await kv.get(`${p}b`))?.value, 'new');
+      // "Must not exist" fails for an existing key.
+      assert.equal(
+        await kv.txnIf([{ key: `${p}b`, modRevision: 0 }], [{ kind: 'delete', key: `${p}b` }]),
+        false,
+      );
+    });
+
     it('attaches at most 1,000 keys to one lease', async () => {
       const h = harness();
       const kv = await open({ leaseTtlSeconds: Math.max(60, h.minLeaseTtlSeconds) });
