@@ -86,7 +86,8 @@ export class LocalClusterWatcher {
               this.views.ipcache.delete('local', this.cluster.name, cidr);
               continue;
             }
-            this.views.ipcache.upsert('local', {
+            this.views.ipcache.upsert({
+              source: 'local',
               cidr,
               identity: e.ID,
               hostIP: e.HostIP,

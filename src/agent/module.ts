@@ -22,6 +22,7 @@ import { Lifecycle } from '../lib/lifecycle.js';
 import { clusterMeshMetrics } from '../metrics/clustermesh.js';
 import { KvstoreMetrics } from '../metrics/kvstore.js';
 import { NodeManager } from '../node/manager.js';
+import { remoteBackendFactory } from '../clustermesh/backend-factory.js';
 import type { RemoteClusterTiming } from '../clustermesh/remote-cluster.js';
 import { startAgentApi } from './api.js';
 import { LocalClusterWatcher } from './local-cluster.js';
@@ -154,6 +155,11 @@ export class Agent {
             return logic;
           },
           onClusterRemoved: (name) => this.remotes.delete(name),
+          backendFactory: remoteBackendFactory({
+            listLimit: o.kvstore.listLimit,
+            qps: o.kvstore.qps,
+            maxInflight: o.kvstore.maxInflight,
+          }),
           numGlobalServices: () => 0,
           metrics: meshMetrics,
           timing: o.timing,

@@ -24,7 +24,7 @@ import {
 } from '../store/watchstore.js';
 import { newWatchStoreManager } from '../store/watchstoremgr.js';
 import type { IdentityCache } from '../identity/cache.js';
-import type { IPCache } from '../ipcache/ipcache.js';
+import type { IPCache, IPCacheEntry } from '../ipcache/ipcache.js';
 import type { NodeManager } from '../node/manager.js';
 import type { KvstoreMetrics } from '../metrics/kvstore.js';
 
@@ -63,10 +63,11 @@ export type RejectHook = (
  */
 export class AgentRemoteCluster {
   private readonly nodes: WatchStore<Node>;
-  private readonly endpoints: WatchStore<IPIdentityPair>;
+  private readonly endpoints: WatchStore<IPCacheEntry>;
   private readonly identities: WatchStore<GlobalIdentity>;
   private readonly services: WatchStore<ClusterService>;
   private clusterId = 0;
+  private readonly hostIPs = new Map<string, string>();
 
   constructor(
     private readonly name: string,
@@ -93,7 +94,8 @@ export class AgentRemoteCluster {
       observer: this.nodeObserver(),
       metrics: this.hooks('nodes'),
     });
-    this.endpoints = new WatchStore<IPIdentityPair>({
+    // The store keeps the ipcache entry itself (one object per remote endpoint).
+    this.endpoints = new WatchStore<IPCacheEntry>({
       ...common,
       decode: (key, value) => {
         const pair = decodeIPIdentityPair(key, value);
@@ -101,22 +103,24 @@ export class AgentRemoteCluster {
           clusterId: this.clusterId,
           maxConnectedClusters: local.maxConnectedClusters,
         });
-        return { ...pair, ID: remoteIPCacheIdentity(pair.ID) };
+        return {
+          cidr: cidrOf(pair),
+          identity: remoteIPCacheIdentity(pair.ID),
+          // Thousands of endpoints share a few node IPs: keep one copy of each.
+          hostIP: this.intern(pair.HostIP),
+          encryptKey: pair.Key,
+          cluster: name,
+          k8sNamespace: pair.K8sNamespace,
+          k8sPodName: pair.K8sPodName,
+          source: 'clustermesh',
+        };
       },
       observer: {
-        onUpdate: (_key, pair) => {
-          this.views.ipcache.upsert('clustermesh', {
-            cidr: cidrOf(pair),
-            identity: pair.ID,
-            hostIP: pair.HostIP,
-            encryptKey: pair.Key,
-            cluster: name,
-            k8sNamespace: pair.K8sNamespace,
-            k8sPodName: pair.K8sPodName,
-          });
+        onUpdate: (_key, entry) => {
+          this.views.ipcache.upsert(entry);
         },
-        onDelete: (_key, pair) => {
-          this.views.ipcache.delete('clustermesh', name, cidrOf(pair));
+        onDelete: (_key, entry) => {
+          this.views.ipcache.delete('clustermesh', name, entry.cidr);
         },
       },
       metrics: this.hooks('endpoints'),
@@ -165,6 +169,14 @@ export class AgentRemoteCluster {
       invalid: () => this.onReject?.(this.name, kind),
       synced: (s) => watch?.synced?.(s),
     };
+  }
+
+  private intern(s: string): string {
+    const known = this.hostIPs.get(s);
+    if (known !== undefined) return known;
+    // Bounded by the remote's node count; a hostile remote could grow it, so cap it.
+    if (this.hostIPs.size < 65_536) this.hostIPs.set(s, s);
+    return s;
   }
 
   private nodeObserver(): WatchStoreObserver<Node> {

@@ -28,19 +28,37 @@ const MEMORY_SCHEME = 'memory://';
  * local mesh: a single endpoint `memory://<store>` joins the named in-memory store
  * (kvstore `sharedMemoryStore`) instead of dialling etcd.
  */
-export const defaultRemoteBackendFactory: RemoteBackendFactory = async (req) => {
-  const store = await memoryStoreName(req.configPath);
-  if (store !== undefined) {
-    return new MemoryBackend(sharedMemoryStore(store), { log: req.log });
-  }
-  const cfg = await loadEtcdConfigFile(req.configPath);
-  return new EtcdBackend({
-    endpoints: cfg.endpoints,
-    tls: await etcdTls(cfg),
-    callTimeoutMs: req.callTimeoutMs,
-    log: req.log,
-  });
-};
+/** What remote connections inherit from the local kvstore options (as in the reference). */
+export interface InheritedKvstoreOptions {
+  readonly listLimit?: number | undefined;
+  readonly qps?: number | undefined;
+  readonly maxInflight?: number | undefined;
+}
+
+/** A factory whose connections use the local `etcd.limit`, `etcd.qps`, `etcd.maxInflight`. */
+export function remoteBackendFactory(inherit: InheritedKvstoreOptions = {}): RemoteBackendFactory {
+  return async (req) => {
+    const store = await memoryStoreName(req.configPath);
+    if (store !== undefined) {
+      return new MemoryBackend(sharedMemoryStore(store), {
+        log: req.log,
+        listLimit: inherit.listLimit,
+      });
+    }
+    const cfg = await loadEtcdConfigFile(req.configPath);
+    return new EtcdBackend({
+      endpoints: cfg.endpoints,
+      tls: await etcdTls(cfg),
+      callTimeoutMs: req.callTimeoutMs,
+      listLimit: inherit.listLimit,
+      qps: inherit.qps,
+      maxInflight: inherit.maxInflight,
+      log: req.log,
+    });
+  };
+}
+
+export const defaultRemoteBackendFactory: RemoteBackendFactory = remoteBackendFactory();
 
 async function memoryStoreName(path: string): Promise<string | undefined> {
   let doc: unknown;

@@ -7,6 +7,7 @@ export interface IPCacheEntry {
   readonly cluster: string;
   readonly k8sNamespace?: string | undefined;
   readonly k8sPodName?: string | undefined;
+  readonly source: IPCacheSource;
 }
 
 export type IPCacheListener = (event: 'upsert' | 'delete', entry: IPCacheEntry) => void;
@@ -14,60 +15,69 @@ export type IPCacheListener = (event: 'upsert' | 'delete', entry: IPCacheEntry) 
 /** Where an entry came from; the local cluster wins over remote ones for the same IP. */
 export type IPCacheSource = 'local' | 'clustermesh';
 
-interface Claim {
-  readonly source: IPCacheSource;
-  readonly entry: IPCacheEntry;
-}
+/** Entries are stored as given (not copied): one object per endpoint. */
+type Claim = IPCacheEntry;
 
 /**
  * IP → identity for every endpoint of every cluster. Several sources may claim one
  * IP (a local pod and a misbehaving remote, or two remotes with overlapping
  * CIDRs): local claims win, then the first remote claimant; when the winner goes
- * the next claim takes over.
+ * the next claim takes over. Almost every IP has exactly one claim, so it is
+ * stored bare; an array appears only for contested IPs (memory per remote endpoint).
  */
 export class IPCache {
-  private readonly claims = new Map<string, Claim[]>();
+  private readonly claims = new Map<string, Claim | Claim[]>();
   private readonly listeners = new Set<IPCacheListener>();
 
-  upsert(source: IPCacheSource, entry: IPCacheEntry): void {
-    const list = this.claims.get(entry.cidr) ?? [];
+  upsert(entry: IPCacheEntry): void {
+    const claim = entry;
+    const source = entry.source;
+    const cur = this.claims.get(entry.cidr);
+    if (cur === undefined) {
+      this.claims.set(entry.cidr, claim);
+      this.emitChange(undefined, claim);
+      return;
+    }
+    const list = Array.isArray(cur) ? cur : [cur];
     const before = winner(list);
-    const i = list.findIndex((c) => c.source === source && c.entry.cluster === entry.cluster);
-    if (i >= 0) list[i] = { source, entry };
-    else list.push({ source, entry });
-    this.claims.set(entry.cidr, list);
+    const i = list.findIndex((c) => c.source === source && c.cluster === entry.cluster);
+    if (i >= 0) list[i] = claim;
+    else list.push(claim);
+    this.claims.set(entry.cidr, list.length === 1 ? claim : list);
     this.emitChange(before, winner(list));
   }
 
   delete(source: IPCacheSource, cluster: string, cidr: string): void {
-    const list = this.claims.get(cidr);
-    if (list === undefined) return;
+    const cur = this.claims.get(cidr);
+    if (cur === undefined) return;
+    const list = Array.isArray(cur) ? cur : [cur];
     const before = winner(list);
-    const i = list.findIndex((c) => c.source === source && c.entry.cluster === cluster);
+    const i = list.findIndex((c) => c.source === source && c.cluster === cluster);
     if (i < 0) return;
     list.splice(i, 1);
-    if (list.length === 0) this.claims.delete(cidr);
+    const only = list[0];
+    if (only === undefined) this.claims.delete(cidr);
+    else this.claims.set(cidr, list.length === 1 ? only : list);
     this.emitChange(before, winner(list));
   }
 
   lookup(cidr: string): IPCacheEntry | undefined {
-    const list = this.claims.get(cidr);
-    return list === undefined ? undefined : winner(list);
+    const cur = this.claims.get(cidr);
+    if (cur === undefined) return undefined;
+    return Array.isArray(cur) ? winner(cur) : cur;
   }
 
   list(): IPCacheEntry[] {
     const out: IPCacheEntry[] = [];
-    for (const list of this.claims.values()) {
-      const w = winner(list);
+    for (const cur of this.claims.values()) {
+      const w = Array.isArray(cur) ? winner(cur) : cur;
       if (w !== undefined) out.push(w);
     }
     return out.sort((a, b) => compareCidr(a.cidr, b.cidr));
   }
 
-  countForCluster(cluster: string): number {
-    let n = 0;
-    for (const e of this.list()) if (e.cluster === cluster) n++;
-    return n;
+  get size(): number {
+    return this.claims.size;
   }
 
   onChange(listener: IPCacheListener): () => void {
@@ -85,8 +95,8 @@ export class IPCache {
   }
 }
 
-function winner(list: readonly Claim[]): IPCacheEntry | undefined {
-  return (list.find((c) => c.source === 'local') ?? list[0])?.entry;
+function winner(list: readonly Claim[]): Claim | undefined {
+  return list.find((c) => c.source === 'local') ?? list[0];
 }
 
 /** Orders IPv4 numerically, then IPv6 textually. */

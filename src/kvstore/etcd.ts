@@ -395,6 +395,7 @@ export class EtcdBackend implements Backend {
       {
         listPage: (p, o) => this.listPage(p, o),
         watch: (p, from, s) => this.watch(p, from, s),
+        clusterId: () => this.pin.clusterId,
       },
       prefix,
       AbortSignal.any([signal, this.abort.signal]),

@@ -25,10 +25,17 @@ export interface WatchPrimitives {
     fromRevision: number,
     signal: AbortSignal,
   ): AsyncIterable<readonly RawEvent[]>;
+  /** The etcd cluster ID the connection is pinned to (after its first answer). */
+  clusterId(): string | undefined;
 }
 
+/**
+ * What is remembered per emitted key: only its mod revision. Within one etcd
+ * cluster a key's mod revision changes with every write, so equal revisions mean an
+ * equal value; after the cluster changed (wipe) every key is re-emitted instead.
+ * Not keeping values saves most of the memory of a large remote cluster.
+ */
 interface Known {
-  value: string;
   modRevision: number;
   generation: number;
 }
@@ -63,39 +70,44 @@ export async function* listAndWatch(
   let generation = 0;
   let relist = 0;
 
+  let listedCluster: string | undefined;
+
   while (!signal.aborted) {
     try {
       generation++;
-      // Consistent paging: every page after the first is read at the first page's revision.
+      // Consistent paging: every page after the first is read at the first page's
+      // revision. The next page is fetched while the current one is consumed.
       let revision: number | undefined;
-      let startAfter: string | undefined;
-      for (;;) {
-        const page = await prims.listPage(prefix, {
-          startAfter,
-          limit: opts.pageSize,
-          revision,
-        });
-        revision ??= page.revision;
+      let next: Promise<ListPage> | undefined = prims.listPage(prefix, { limit: opts.pageSize });
+      let sameCluster = false;
+      while (next !== undefined) {
+        const page: ListPage = await next;
+        if (revision === undefined) {
+          revision = page.revision;
+          const cluster = prims.clusterId();
+          sameCluster = cluster !== undefined && cluster === listedCluster;
+          listedCluster = cluster;
+        }
+        const last = page.kvs[page.kvs.length - 1];
+        next =
+          page.more && last !== undefined
+            ? prims.listPage(prefix, { startAfter: last.key, limit: opts.pageSize, revision })
+            : undefined;
+        // Abandoned (consumer stopped, error below): never an unhandled rejection.
+        next?.catch(() => undefined);
         for (const kv of page.kvs) {
           const prev = known.get(kv.key);
           if (prev === undefined) {
-            known.set(kv.key, { value: kv.value, modRevision: kv.modRevision, generation });
-            yield { kind: 'upsert', key: kv.key, value: kv.value, modRevision: kv.modRevision };
+            known.set(kv.key, { modRevision: kv.modRevision, generation });
           } else {
             prev.generation = generation;
-            // Values (not revisions) decide: after a wipe, revisions restart and may collide.
-            if (prev.value !== kv.value) {
-              prev.value = kv.value;
-              prev.modRevision = kv.modRevision;
-              yield { kind: 'upsert', key: kv.key, value: kv.value, modRevision: kv.modRevision };
-            } else {
-              prev.modRevision = kv.modRevision;
-            }
+            if (sameCluster && prev.modRevision === kv.modRevision) continue;
+            prev.modRevision = kv.modRevision;
           }
-          startAfter = kv.key;
+          yield { kind: 'upsert', key: kv.key, value: kv.value, modRevision: kv.modRevision };
         }
-        if (!page.more) break;
       }
+      if (revision === undefined) continue;
       for (const [key, entry] of known) {
         if (entry.generation !== generation) {
           known.delete(key);
@@ -116,9 +128,8 @@ export async function* listAndWatch(
           if (ev.kind === 'put') {
             const prev = known.get(ev.key);
             if (prev === undefined) {
-              known.set(ev.key, { value: ev.value, modRevision: ev.modRevision, generation });
+              known.set(ev.key, { modRevision: ev.modRevision, generation });
             } else {
-              prev.value = ev.value;
               prev.modRevision = ev.modRevision;
             }
             yield { kind: 'upsert', key: ev.key, value: ev.value, modRevision: ev.modRevision };

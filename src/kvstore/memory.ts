@@ -160,6 +160,7 @@ export class MemoryBackend implements Backend {
       {
         listPage: (p, o) => this.listPage(p, o),
         watch: (p, from, s) => this.watch(p, from, s),
+        clusterId: () => this.pin.clusterId,
       },
       prefix,
       combined,
