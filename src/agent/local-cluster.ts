@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Backend } from '../kvstore/backend.js';
-import { parseLabelsFromKVStore } from '../keyspace/index.js';
+import { globalServiceSettings, parseLabelsFromKVStore } from '../keyspace/index.js';
+import { serviceToClusterService, watchServices } from '../service/local-services.js';
 import {
   ipcacheEntriesFromEndpoint,
   labelStringFromCiliumIdentity,
@@ -29,7 +30,7 @@ export class LocalClusterWatcher {
   ) {}
 
   get synced(): boolean {
-    return this.syncedKinds === 3;
+    return this.syncedKinds === 4;
   }
 
   async run(signal: AbortSignal): Promise<void> {
@@ -102,7 +103,33 @@ export class LocalClusterWatcher {
       },
       { log: this.log },
     );
+    const services = watchServices(
+      this.backend,
+      this.log,
+      (id, svc, slices) => {
+        const [namespace = 'default', name = ''] = id.split('/');
+        const cs =
+          svc === undefined ? undefined : serviceToClusterService(svc, slices, this.cluster);
+        if (svc === undefined || cs === undefined) {
+          this.views.services.deleteLocal(namespace, name);
+          return;
+        }
+        const settings = globalServiceSettings(svc.metadata.annotations);
+        this.views.services.upsertLocal({
+          service: cs,
+          global: settings.global,
+          affinity: settings.affinity,
+          type: svc.spec.type,
+        });
+      },
+      onSynced,
+    );
     this.informers.push(nodes, identities, endpoints);
-    await Promise.all([nodes.run(signal), identities.run(signal), endpoints.run(signal)]);
+    await Promise.all([
+      nodes.run(signal),
+      identities.run(signal),
+      endpoints.run(signal),
+      services.run(signal),
+    ]);
   }
 }

@@ -3,7 +3,7 @@
  * cluster watcher (own registry) → ClusterMesh (remote clusters from the config
  * directory) → API. Stop in reverse; remote state is kept on stop (no drain).
  */
-import { Gauge } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
 import type { Logger } from 'pino';
 import { ClusterMesh, type ClusterMeshStatus } from '../clustermesh/index.js';
 import { IdentityCache } from '../identity/cache.js';
@@ -15,13 +15,14 @@ import {
   validateClusterName,
   type MaxConnectedClusters,
 } from '../keyspace/index.js';
-import { withTimeout } from '../lib/abort.js';
+import { sleep, withTimeout } from '../lib/abort.js';
 import { ClusterMeshError, ErrorCode, errorMessage } from '../lib/errors.js';
 import type { RunningHttpServer } from '../lib/http-server.js';
 import { Lifecycle } from '../lib/lifecycle.js';
 import { clusterMeshMetrics } from '../metrics/clustermesh.js';
 import { KvstoreMetrics } from '../metrics/kvstore.js';
 import { NodeManager } from '../node/manager.js';
+import { ServiceTable } from '../service/table.js';
 import { remoteBackendFactory } from '../clustermesh/backend-factory.js';
 import type { RemoteClusterTiming } from '../clustermesh/remote-cluster.js';
 import { startAgentApi } from './api.js';
@@ -39,16 +40,18 @@ export interface AgentOptions {
   readonly clustermeshConfig?: string | undefined;
   readonly apiAddr?: string | undefined;
   readonly timing?: Partial<RemoteClusterTiming> | undefined;
+  /**
+   * `--clustermesh-cache-ttl`: revoke what a remote cluster contributed once it has been
+   * disconnected this long (it comes back with the next successful connection).
+   * 0 / undefined = keep forever, the reference default.
+   */
+  readonly cacheTtlMs?: number | undefined;
   readonly log: Logger;
   readonly memoryStoreName?: string | undefined;
 }
 
 export class Agent {
-  readonly views: AgentViews = {
-    nodes: new NodeManager(),
-    identities: new IdentityCache(),
-    ipcache: new IPCache(),
-  };
+  readonly views: AgentViews;
   private readonly lifecycle: Lifecycle;
   private readonly log: Logger;
   private readonly metrics: KvstoreMetrics;
@@ -57,6 +60,7 @@ export class Agent {
   private mesh: ClusterMesh | undefined;
   private api: RunningHttpServer | undefined;
   private readonly remotes = new Map<string, AgentRemoteCluster>();
+  private refreshMetrics: () => void = () => undefined;
 
   constructor(private readonly opts: AgentOptions) {
     validateClusterInfo({
@@ -69,6 +73,12 @@ export class Agent {
     }
     validateClusterName(opts.clusterName);
     this.log = opts.log.child({ cluster: opts.clusterName, node: opts.nodeName });
+    this.views = {
+      nodes: new NodeManager(),
+      identities: new IdentityCache(),
+      ipcache: new IPCache(),
+      services: new ServiceTable(opts.clusterName, this.log),
+    };
     this.lifecycle = new Lifecycle(this.log);
     this.metrics = new KvstoreMetrics('cilium', opts.clusterName);
     this.compose();
@@ -87,7 +97,18 @@ export class Agent {
       labelNames: ['source_cluster', 'source_node_name'],
       registers: [this.metrics.registry],
     });
-    globalServices.set({ source_cluster: o.clusterName, source_node_name: o.nodeName }, 0);
+    const revocations = new Counter({
+      name: 'cilium_clustermesh_remote_cluster_cache_revocations',
+      help: 'Remote clusters whose cached state was revoked after --clustermesh-cache-ttl',
+      labelNames: ['mode', 'target_cluster'],
+      registers: [this.metrics.registry],
+    });
+    const gsLabels = { source_cluster: o.clusterName, source_node_name: o.nodeName };
+    this.refreshMetrics = () => {
+      // Readiness, node and service counts change without events: refresh before a scrape.
+      this.mesh?.updateMetrics();
+      globalServices.set(gsLabels, this.views.services.numGlobalServices);
+    };
 
     this.lifecycle.append({
       name: 'kvstore',
@@ -160,12 +181,15 @@ export class Agent {
             qps: o.kvstore.qps,
             maxInflight: o.kvstore.maxInflight,
           }),
-          numGlobalServices: () => 0,
+          numGlobalServices: () => this.views.services.numGlobalServices,
           metrics: meshMetrics,
           timing: o.timing,
           log: this.log,
         });
         await this.mesh.start(signal);
+        if (o.cacheTtlMs !== undefined && o.cacheTtlMs > 0) {
+          background.push(this.revokeStale(o.cacheTtlMs, signal, revocations));
+        }
       },
       stop: async () => {
         await this.mesh?.stop();
@@ -180,8 +204,7 @@ export class Agent {
           clustermeshStatus: () => this.clustermeshStatus(),
           agentStatus: () => this.status(),
           metrics: async () => {
-            // Readiness and node counts change without events: refresh before a scrape.
-            this.mesh?.updateMetrics();
+            this.refreshMetrics();
             return {
               contentType: this.metrics.registry.contentType,
               body: await this.metrics.text(),
@@ -194,6 +217,48 @@ export class Agent {
         await this.api?.close();
       },
     });
+  }
+
+  /** Drains clusters disconnected for longer than `ttlMs`; their next connection restores them. */
+  private async revokeStale(
+    ttlMs: number,
+    signal: AbortSignal,
+    revocations: Counter,
+  ): Promise<void> {
+    const since = new Map<string, number>();
+    const revoked = new Set<string>();
+    while (!signal.aborted) {
+      const now = Date.now();
+      for (const rc of this.mesh?.clusters() ?? []) {
+        if (rc.connected) {
+          since.delete(rc.name);
+          revoked.delete(rc.name);
+          continue;
+        }
+        const down = since.get(rc.name) ?? now;
+        since.set(rc.name, down);
+        const logic = this.remotes.get(rc.name);
+        if (revoked.has(rc.name) || logic === undefined || now - down < ttlMs) continue;
+        try {
+          logic.drain();
+        } catch (err) {
+          // A connection attempt is watching right now: try again on the next tick.
+          this.log.debug({ remote: rc.name, err: errorMessage(err) }, 'revocation postponed');
+          continue;
+        }
+        revoked.add(rc.name);
+        revocations.inc({ mode: 'ttl', target_cluster: rc.name });
+        this.log.warn(
+          { remote: rc.name, disconnectedMs: now - down },
+          'remote cluster disconnected longer than the cache TTL: its entries were revoked',
+        );
+      }
+      try {
+        await sleep(Math.min(1000, Math.max(50, ttlMs / 4)), signal);
+      } catch {
+        return;
+      }
+    }
   }
 
   async start(): Promise<void> {

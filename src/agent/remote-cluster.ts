@@ -26,12 +26,14 @@ import { newWatchStoreManager } from '../store/watchstoremgr.js';
 import type { IdentityCache } from '../identity/cache.js';
 import type { IPCache, IPCacheEntry } from '../ipcache/ipcache.js';
 import type { NodeManager } from '../node/manager.js';
+import type { ServiceTable } from '../service/table.js';
 import type { KvstoreMetrics } from '../metrics/kvstore.js';
 
 export interface AgentViews {
   readonly nodes: NodeManager;
   readonly identities: IdentityCache;
   readonly ipcache: IPCache;
+  readonly services: ServiceTable;
 }
 
 export interface RemoteCounts {
@@ -155,9 +157,14 @@ export class AgentRemoteCluster {
           expectedCluster: name,
           expectedClusterId: this.clusterId,
         }),
-      // The service merge arrives with the global-services issue; the store already
-      // validates, counts and gates readiness like the reference's.
-      observer: { onUpdate: () => undefined, onDelete: () => undefined },
+      observer: {
+        onUpdate: (_key, svc) => {
+          this.views.services.upsertRemote(svc);
+        },
+        onDelete: (_key, svc) => {
+          this.views.services.deleteRemote(name, svc.namespace, svc.name);
+        },
+      },
       metrics: this.hooks('services'),
     });
   }

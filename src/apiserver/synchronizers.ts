@@ -7,7 +7,6 @@ import {
   IPIdentitiesPath,
   NodesPrefix,
   ServiceExportsPrefix,
-  ServicesPrefix,
   encodeIPIdentityPair,
   encodeNode,
   nodeKeyName,
@@ -30,6 +29,7 @@ import {
   type LocalCluster,
 } from '../convert/cilium.js';
 import { IPOwners } from '../ipcache/owners.js';
+import { servicesSynchronizer } from './services.js';
 
 /** One registry kind mirrored into one SyncStore, with its canary. */
 export interface Synchronizer {
@@ -161,7 +161,7 @@ export function allSynchronizers(deps: Deps): Synchronizer[] {
     nodesSynchronizer(deps),
     identitiesSynchronizer(deps),
     endpointsSynchronizer(deps),
-    emptySynchronizer(deps, 'services', ServicesPrefix),
+    servicesSynchronizer(deps),
     emptySynchronizer(deps, 'serviceexports', ServiceExportsPrefix),
   ];
 }

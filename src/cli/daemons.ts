@@ -140,6 +140,12 @@ export function registerDaemonCommands(program: Command, _ctx: CliContext): void
         '1m',
       ).hideHelp(),
     )
+    .addOption(
+      new Option(
+        '--clustermesh-cache-ttl <duration>',
+        "revoke a disconnected remote cluster's entries after this long (default: keep them)",
+      ).argParser(parseDuration),
+    )
     .action(
       async (
         opts: ClusterFlags & {
@@ -148,6 +154,7 @@ export function registerDaemonCommands(program: Command, _ctx: CliContext): void
           apiAddr: string;
           clustermeshRetryBase: number;
           heartbeatInterval: number;
+          clustermeshCacheTtl?: number;
         },
       ) => {
         const [{ Agent }, { resolveKvstoreConfig }, { createLogger }, { untilSignal }, keyspace] =
@@ -169,6 +176,7 @@ export function registerDaemonCommands(program: Command, _ctx: CliContext): void
           kvstore,
           clustermeshConfig: opts.clustermeshConfig,
           apiAddr: opts.apiAddr,
+          cacheTtlMs: opts.clustermeshCacheTtl,
           timing: {
             retryBaseMs: opts.clustermeshRetryBase,
             heartbeatIntervalMs: opts.heartbeatInterval,

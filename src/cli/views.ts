@@ -105,6 +105,49 @@ interface AgentStatusJson {
   readonly clustermesh: Parameters<typeof formatClusterMeshStatus>[0];
 }
 
+interface ServiceJson {
+  readonly id: number;
+  readonly frontend: string;
+  readonly type: string;
+  readonly backends: readonly {
+    readonly address: string;
+    readonly cluster: string;
+    readonly state: string;
+    readonly preferred: boolean;
+  }[];
+}
+
+interface LbJson {
+  readonly frontend: string;
+  readonly revnat: number;
+  readonly flags: string;
+  readonly backends: readonly string[];
+}
+
+/** `cilium-dbg service list` (1.14–1.17): first backend on the service line. */
+export function formatServiceList(services: readonly ServiceJson[]): string {
+  const rows: string[][] = [['ID', 'Frontend', 'Service Type', 'Backend']];
+  for (const s of services) {
+    const backends = s.backends.map(
+      (b, i) =>
+        `${i + 1} => ${b.address} (${b.state})${b.preferred ? ' (preferred)' : ''} [${b.cluster}]`,
+    );
+    rows.push([String(s.id), s.frontend, s.type, backends[0] ?? '']);
+    for (const b of backends.slice(1)) rows.push(['', '', '', b]);
+  }
+  return tabwrite(rows);
+}
+
+/** `cilium-dbg bpf lb list`: a master row per frontend, then one row per backend slot. */
+export function formatLbList(entries: readonly LbJson[]): string {
+  const rows: string[][] = [['SERVICE ADDRESS', 'BACKEND ADDRESS (REVNAT_ID) (SLOT)']];
+  for (const e of entries) {
+    rows.push([e.frontend, `0.0.0.0:0 (${e.revnat}) (0) [${e.flags}]`]);
+    e.backends.forEach((b, i) => rows.push([e.frontend, `${b} (${e.revnat}) (${i + 1})`]));
+  }
+  return tabwrite(rows);
+}
+
 export function registerViewCommands(program: Command, ctx: CliContext): void {
   program
     .command('status')
@@ -149,6 +192,25 @@ export function registerViewCommands(program: Command, ctx: CliContext): void {
     .description('list identities of every cluster (reference: cilium-dbg identity list)')
     .action(async (_o: unknown, cmd: Command) => {
       await show(cmd, ctx, '/v1/identities', (d) => formatIdentityList(d as IdentityJson[]));
+    });
+
+  const service = commandGroup(program, 'service', 'services and their merged backends');
+  service
+    .command('list')
+    .description(
+      'list services with local and remote backends (reference: cilium-dbg service list)',
+    )
+    .action(async (_o: unknown, cmd: Command) => {
+      await show(cmd, ctx, '/v1/services', (d) => formatServiceList(d as ServiceJson[]));
+    });
+
+  const lb = commandGroup(program, 'lb', 'the load-balancer state the datapath uses');
+  lb.command('list')
+    .description(
+      'list frontends and the backends new flows go to (reference: cilium-dbg bpf lb list)',
+    )
+    .action(async (_o: unknown, cmd: Command) => {
+      await show(cmd, ctx, '/v1/lb', (d) => formatLbList(d as LbJson[]));
     });
 
   const ipcache = commandGroup(program, 'ipcache', 'IP → identity mappings known to the agent');

@@ -87,6 +87,8 @@ export interface MeshOptions {
   readonly heartbeat?: string;
   /** Agents' reconnect back-off unit (default 200ms). */
   readonly retryBase?: string;
+  /** Extra agent flags per cluster name. */
+  readonly agentArgs?: (cluster: string) => readonly string[];
 }
 
 /**
@@ -158,6 +160,7 @@ export class ProcessMesh {
         this.opts.heartbeat ?? '1s',
         '--clustermesh-retry-base',
         this.opts.retryBase ?? '200ms',
+        ...(this.opts.agentArgs?.(name) ?? []),
       ],
       join(this.dir, name, 'agent.log'),
     );
