@@ -76,13 +76,9 @@ export class LocalClusterWatcher {
       {
         onEvent: (ev) => {
           const key = `${ev.object.metadata.namespace ?? 'default'}/${ev.object.metadata.name}`;
-          const touched =
-            ev.type === 'deleted'
-              ? owners.delete(key)
-              : owners.set(key, ipcacheEntriesFromEndpoint(ev.object));
-          for (const ip of touched) {
+          const entries = ev.type === 'deleted' ? [] : ipcacheEntriesFromEndpoint(ev.object);
+          for (const { ip, winner: e } of owners.update(key, entries)) {
             const cidr = `${ip}/${ip.includes(':') ? 128 : 32}`;
-            const e = owners.winner(ip);
             if (e === undefined) {
               this.views.ipcache.delete('local', this.cluster.name, cidr);
               continue;

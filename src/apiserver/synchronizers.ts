@@ -127,12 +127,8 @@ export function endpointsSynchronizer(deps: Deps): Synchronizer {
   const owners = new IPOwners();
   return mirror<CiliumEndpoint>(deps, 'endpoints', 'CiliumEndpoint', store, (ev) => {
     const key = `${ev.object.metadata.namespace ?? 'default'}/${ev.object.metadata.name}`;
-    const touched =
-      ev.type === 'deleted'
-        ? owners.delete(key)
-        : owners.set(key, ipcacheEntriesFromEndpoint(ev.object));
-    for (const ip of touched) {
-      const winner = owners.winner(ip);
+    const entries = ev.type === 'deleted' ? [] : ipcacheEntriesFromEndpoint(ev.object);
+    for (const { ip, winner } of owners.update(key, entries)) {
       if (winner === undefined) store.deleteKey(ip);
       else store.upsertKey(ip, encodeIPIdentityPair(winner));
     }

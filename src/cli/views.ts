@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { formatClusterMeshStatus } from '../clustermesh/status-text.js';
 import { agentGet } from './agent-client.js';
 import { commandGroup, formatStructured, globalOptions, type CliContext } from './common.js';
-import { tabwrite } from './table.js';
+import { tabwrite } from '../lib/table.js';
 
 /**
  * The agent's merged views, read from its API (`-H URL`): text like the reference's

@@ -41,6 +41,17 @@ export class IPOwners {
     return this.set(endpoint, []);
   }
 
+  /**
+   * Records the endpoint's entries (none = deleted) and returns, for every IP whose
+   * owner may have changed, the entry that should now be published (or none).
+   */
+  update(
+    endpoint: string,
+    entries: readonly IPIdentityPair[],
+  ): { ip: string; winner: IPIdentityPair | undefined }[] {
+    return this.set(endpoint, entries).map((ip) => ({ ip, winner: this.winner(ip) }));
+  }
+
   /** The entry that should be in the kvstore for `ip`, if any. */
   winner(ip: string): IPIdentityPair | undefined {
     const owner = this.claims.get(ip)?.[0];

@@ -1,3 +1,4 @@
+import { tabwrite } from '../lib/table.js';
 import { isRecord, type KindInfo } from './kinds.js';
 import type { RegistryObject } from './types.js';
 
@@ -32,25 +33,7 @@ export function formatTable(
     { header: 'AGE', cell: (o) => formatAge(o.metadata.creationTimestamp, now) },
   ];
   const rows = [columns.map((c) => c.header), ...objects.map((o) => columns.map((c) => c.cell(o)))];
-  return tabwrite(rows);
-}
-
-export function tabwrite(rows: readonly (readonly string[])[], padding = 3): string {
-  const widths: number[] = [];
-  for (const row of rows) {
-    row.forEach((cell, i) => {
-      widths[i] = Math.max(widths[i] ?? 0, cell.length);
-    });
-  }
-  return rows
-    .map((row) =>
-      row
-        .map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd((widths[i] ?? 0) + padding)))
-        .join('')
-        .trimEnd(),
-    )
-    .map((line) => `${line}\n`)
-    .join('');
+  return tabwrite(rows, 3, 0);
 }
 
 /** Kubernetes' HumanDuration of the time since `timestamp`: `45s`, `3m10s`, `5h`, `12d`. */
