@@ -74,6 +74,11 @@ export interface MeshCluster {
   readonly configDir: string;
   readonly apiserver: DaemonProcess;
   readonly agent: DaemonProcess;
+  /** Present with `kvstoremesh: true`. */
+  readonly kvstoremesh?: DaemonProcess | undefined;
+  /** KVStoreMesh's config dir (its remote clusters). */
+  readonly kvstoremeshConfigDir?: string | undefined;
+  readonly kvstoremeshHealthUrl?: string | undefined;
   /** `http://127.0.0.1:PORT` of the agent API. */
   readonly agentUrl: string;
   readonly healthUrl: string;
@@ -89,6 +94,11 @@ export interface MeshOptions {
   readonly retryBase?: string;
   /** Extra agent flags per cluster name. */
   readonly agentArgs?: (cluster: string) => readonly string[];
+  /**
+   * Run a KVStoreMesh per cluster: it dials the other clusters (through their proxies)
+   * and agents dial only their own etcd, reading the `cilium/cache/...` copy.
+   */
+  readonly kvstoremesh?: boolean;
 }
 
 /**
@@ -113,6 +123,7 @@ export class ProcessMesh {
       for (const c of mesh.clusters.values()) await mesh.connectAll(c);
       for (const c of mesh.clusters.values()) {
         c.apiserver.start();
+        c.kvstoremesh?.start();
         c.agent.start();
       }
       for (const c of mesh.clusters.values()) await mesh.waitHealthy(c);
@@ -164,8 +175,38 @@ export class ProcessMesh {
       ],
       join(this.dir, name, 'agent.log'),
     );
+    let kvstoremesh: DaemonProcess | undefined;
+    let kvstoremeshConfigDir: string | undefined;
+    let kvstoremeshHealthUrl: string | undefined;
+    if (this.opts.kvstoremesh === true) {
+      kvstoremeshConfigDir = join(this.dir, name, 'kvstoremesh');
+      await mkdir(kvstoremeshConfigDir, { recursive: true });
+      const kvsmHealth = await freePort();
+      kvstoremeshHealthUrl = `http://127.0.0.1:${kvsmHealth}`;
+      kvstoremesh = new DaemonProcess(
+        `${name}/kvstoremesh`,
+        [
+          'kvstoremesh',
+          ...common,
+          '--clustermesh-config',
+          kvstoremeshConfigDir,
+          '--health-addr',
+          `127.0.0.1:${kvsmHealth}`,
+          '--drain-grace-period',
+          '1s',
+          '--clustermesh-retry-base',
+          this.opts.retryBase ?? '200ms',
+          '--heartbeat-interval',
+          this.opts.heartbeat ?? '1s',
+        ],
+        join(this.dir, name, 'kvstoremesh.log'),
+      );
+    }
     const backend = new EtcdBackend({ endpoints: etcd.endpoints });
     const cluster: MeshCluster = {
+      kvstoremesh,
+      kvstoremeshConfigDir,
+      kvstoremeshHealthUrl,
       name,
       id,
       etcd,
@@ -181,6 +222,7 @@ export class ProcessMesh {
     this.clusters.set(name, cluster);
     if (o.start) {
       apiserver.start();
+      kvstoremesh?.start();
       agent.start();
       await this.waitHealthy(cluster);
     }
@@ -194,11 +236,26 @@ export class ProcessMesh {
     }
   }
 
+  /**
+   * `from` learns about `to`. With KVStoreMesh, KVStoreMesh dials `to` and the agent
+   * dials its own etcd (where KVStoreMesh caches `to`).
+   */
   async connect(from: MeshCluster, to: MeshCluster, fileName = to.name): Promise<void> {
+    if (from.kvstoremeshConfigDir !== undefined) {
+      await writeFile(
+        join(from.kvstoremeshConfigDir, fileName),
+        `endpoints:\n  - ${to.proxy.url}\n`,
+      );
+      await writeFile(join(from.configDir, fileName), `endpoints:\n  - ${from.etcd.clientUrl}\n`);
+      return;
+    }
     await writeFile(join(from.configDir, fileName), `endpoints:\n  - ${to.proxy.url}\n`);
   }
 
   async disconnect(from: MeshCluster, fileName: string): Promise<void> {
+    if (from.kvstoremeshConfigDir !== undefined) {
+      await rm(join(from.kvstoremeshConfigDir, fileName), { force: true });
+    }
     await rm(join(from.configDir, fileName), { force: true });
   }
 
@@ -211,8 +268,12 @@ export class ProcessMesh {
   async waitHealthy(c: MeshCluster, timeoutMs = 20_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const [a, b] = await Promise.all([ok(`${c.agentUrl}/healthz`), ok(`${c.healthUrl}/readyz`)]);
-      if (a && b) return;
+      const [a, b, k] = await Promise.all([
+        ok(`${c.agentUrl}/healthz`),
+        ok(`${c.healthUrl}/readyz`),
+        c.kvstoremeshHealthUrl === undefined ? true : ok(`${c.kvstoremeshHealthUrl}/healthz`),
+      ]);
+      if (a && b && k) return;
       if (Date.now() > deadline) {
         throw new Error(
           `${c.name} not healthy in time\n${await c.apiserver.logTail()}\n${await c.agent.logTail()}`,
@@ -224,7 +285,7 @@ export class ProcessMesh {
 
   async destroy(): Promise<void> {
     for (const c of this.clusters.values()) {
-      await Promise.all([c.agent.stop(), c.apiserver.stop()]);
+      await Promise.all([c.agent.stop(), c.apiserver.stop(), c.kvstoremesh?.stop()]);
       await c.backend.close();
       await c.proxy.close();
       await c.etcd.destroy();
@@ -232,6 +293,34 @@ export class ProcessMesh {
     if (process.env.KEEP_E2E_DIR === undefined)
       await rm(this.dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Remote TCP ports the process has connections to (from /proc: its socket inodes
+ * matched against /proc/net/tcp{,6}), to check whom a daemon talks to.
+ */
+export async function connectedPorts(pid: number): Promise<Set<number>> {
+  const { readdir, readlink } = await import('node:fs/promises');
+  const inodes = new Set<string>();
+  for (const fd of await readdir(`/proc/${pid}/fd`).catch(() => [])) {
+    const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+    const m = /^socket:\[(\d+)\]$/.exec(target);
+    if (m?.[1] !== undefined) inodes.add(m[1]);
+  }
+  const ports = new Set<number>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    const text = await readFile(table, 'utf8').catch(() => '');
+    for (const line of text.split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      const remote = cols[2];
+      const inode = cols[9];
+      if (remote === undefined || inode === undefined || !inodes.has(inode)) continue;
+      const port = parseInt(remote.split(':')[1] ?? '0', 16);
+      // State 0A is LISTEN: no peer.
+      if (cols[3] !== '0A' && port !== 0) ports.add(port);
+    }
+  }
+  return ports;
 }
 
 async function ok(url: string): Promise<boolean> {
