@@ -6,6 +6,7 @@ const benches: Record<string, () => Promise<{ main: (args: string[]) => Promise<
   kvstore: () => import('./kvstore.js'),
   propagation: () => import('./propagation.js'),
   bootstrap: () => import('./bootstrap.js'),
+  services: () => import('./services.js'),
 };
 
 const [name, ...args] = process.argv.slice(2);

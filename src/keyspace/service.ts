@@ -32,7 +32,6 @@ import {
   zList,
   zString,
   zStringMap,
-  zUint16,
   zUint32,
 } from './codec.js';
 
@@ -133,22 +132,76 @@ export function encodeClusterService(svc: ClusterService): string {
   ]);
 }
 
-const zPorts = z
-  .record(z.string(), z.object({ Protocol: zString, Port: zUint16 }))
-  .nullish()
-  .transform((v): Record<string, L4Addr> => v ?? {});
+/**
+ * Frontend/backend maps are checked by hand rather than by a zod record of records:
+ * a 1,000-backend update is decoded on every change of a remote service, and the
+ * schema walk dominated the agent's CPU. Identical port configurations (nearly every
+ * backend of a service has the same one) are shared, which also saves memory.
+ */
+class AddressMapError extends Error {}
 
-const zAddressMap = z
-  .record(z.string(), zPorts)
-  .nullish()
-  .transform((v): Record<string, PortConfiguration> => v ?? {});
+function parseAddressMap(
+  v: unknown,
+  field: string,
+  shared: Map<string, PortConfiguration>,
+): Record<string, PortConfiguration> {
+  if (v === null || v === undefined) return {};
+  if (typeof v !== 'object' || Array.isArray(v))
+    throw new AddressMapError(`${field}: expected object`);
+  const out: Record<string, PortConfiguration> = {};
+  for (const [address, ports] of Object.entries(v as Record<string, unknown>)) {
+    out[address] = parsePorts(ports, `${field}.${address}`, shared);
+  }
+  return out;
+}
+
+function parsePorts(
+  v: unknown,
+  field: string,
+  shared: Map<string, PortConfiguration>,
+): PortConfiguration {
+  if (v === null || v === undefined) return EMPTY_PORTS;
+  if (typeof v !== 'object' || Array.isArray(v))
+    throw new AddressMapError(`${field}: expected object`);
+  let signature = '';
+  const entries = Object.entries(v as Record<string, unknown>);
+  for (const [name, addr] of entries) {
+    if (typeof addr !== 'object' || addr === null || Array.isArray(addr)) {
+      throw new AddressMapError(`${field}.${name}: expected object`);
+    }
+    const { Protocol, Port } = addr as { Protocol?: unknown; Port?: unknown };
+    if (Protocol !== undefined && Protocol !== null && typeof Protocol !== 'string') {
+      throw new AddressMapError(`${field}.${name}.Protocol: expected string`);
+    }
+    if (
+      Port !== undefined &&
+      Port !== null &&
+      !(typeof Port === 'number' && Number.isInteger(Port) && Port >= 0 && Port <= 65535)
+    ) {
+      throw new AddressMapError(`${field}.${name}.Port: expected integer 0..65535`);
+    }
+    signature += `${name}\0${Protocol ?? ''}\0${Port ?? 0}\0`;
+  }
+  const known = shared.get(signature);
+  if (known !== undefined) return known;
+  const out: Record<string, L4Addr> = {};
+  for (const [name, addr] of entries) {
+    const { Protocol, Port } = addr as { Protocol?: string | null; Port?: number | null };
+    out[name] = Object.freeze({ Protocol: Protocol ?? '', Port: Port ?? 0 });
+  }
+  const frozen = Object.freeze(out);
+  shared.set(signature, frozen);
+  return frozen;
+}
+
+const EMPTY_PORTS: PortConfiguration = Object.freeze({});
 
 const serviceSchema = z.object({
   cluster: zString,
   namespace: zString,
   name: zString,
-  frontends: zAddressMap,
-  backends: zAddressMap,
+  frontends: z.unknown(),
+  backends: z.unknown(),
   hostnames: zStringMap,
   zones: z
     .record(z.string(), z.object({ zone: zString, forZones: zList(z.object({ name: zString })) }))
@@ -169,8 +222,23 @@ export function decodeClusterService(
   value: string,
   opts: DecodeOptions = {},
 ): ClusterService {
-  const raw = parseValue(serviceSchema, 'service', keySuffix, value);
+  const parsed = parseValue(serviceSchema, 'service', keySuffix, value);
   const fail = (reason: string) => invalidEntry('service', keySuffix, reason);
+  const shared = new Map<string, PortConfiguration>();
+  let raw: Omit<typeof parsed, 'frontends' | 'backends'> & {
+    frontends: Record<string, PortConfiguration>;
+    backends: Record<string, PortConfiguration>;
+  };
+  try {
+    raw = {
+      ...parsed,
+      frontends: parseAddressMap(parsed.frontends, 'frontends', shared),
+      backends: parseAddressMap(parsed.backends, 'backends', shared),
+    };
+  } catch (err) {
+    if (err instanceof AddressMapError) throw fail(err.message);
+    throw err;
+  }
   if (raw.cluster === '') throw fail('cluster is unset');
   if (raw.namespace === '') throw fail('namespace is unset');
   if (raw.name === '') throw fail('name is unset');

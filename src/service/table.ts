@@ -58,8 +58,11 @@ export class ServiceTable {
   private readonly frontendIds = new Map<string, number>();
   private nextId = 1;
   private readonly listeners = new Set<ServiceListener>();
-  /** Conflicts already logged, so each is reported once, not at every read. */
-  private readonly reported = new Set<string>();
+  /**
+   * Conflicts already logged per service, so each is reported once, not at every read;
+   * forgotten when the service changes (bounded by the live conflicts).
+   */
+  private readonly reported = new Map<string, Set<string>>();
 
   constructor(
     readonly localCluster: string,
@@ -109,7 +112,9 @@ export class ServiceTable {
 
   /** Backends skipped because their IP was already claimed (distinct, since start). */
   get conflictCount(): number {
-    return this.reported.size;
+    let n = 0;
+    for (const set of this.reported.values()) n += set.size;
+    return n;
   }
 
   /** Every frontend of every local Service, merged; sorted by frontend ID. */
@@ -140,9 +145,14 @@ export class ServiceTable {
           const b = bports[portName];
           if (b === undefined || b.Protocol !== l4.Protocol) return;
           if (seen.has(bip)) {
-            const key = `${serviceId}|${bip}|${cluster}`;
-            if (!this.reported.has(key)) {
-              this.reported.add(key);
+            const key = `${bip}|${cluster}`;
+            let set = this.reported.get(serviceId);
+            if (set === undefined) {
+              set = new Set();
+              this.reported.set(serviceId, set);
+            }
+            if (!set.has(key)) {
+              set.add(key);
               this.log.warn(
                 { service: serviceId, backend: bip, cluster },
                 'Conflicting service backend IP',
@@ -216,6 +226,7 @@ export class ServiceTable {
   }
 
   private emit(id: string): void {
+    this.reported.delete(id);
     for (const l of this.listeners) l(id);
   }
 }
