@@ -1,7 +1,10 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import {
   addKvstoreOptions,
+  formatStructured,
+  globalOptions,
   parseDuration,
+  usageError,
   type CliContext,
   type KvstoreCliOptions,
 } from './common.js';
@@ -42,7 +45,7 @@ function addClusterOptions(cmd: Command): Command {
   return addKvstoreOptions(cmd);
 }
 
-export function registerDaemonCommands(program: Command, _ctx: CliContext): void {
+export function registerDaemonCommands(program: Command, ctx: CliContext): void {
   const apiserver = program
     .command('apiserver')
     .description(
@@ -190,4 +193,185 @@ export function registerDaemonCommands(program: Command, _ctx: CliContext): void
         await agentd.stop();
       },
     );
+
+  registerKvstoreMeshCommand(program, ctx);
+}
+
+interface KvstoreMeshFlags extends KvstoreCliOptions {
+  readonly clusterName?: string;
+  readonly clusterId?: number;
+  readonly maxConnectedClusters: number;
+  readonly clustermeshConfig?: string;
+  readonly healthAddr: string;
+  readonly perClusterReadyTimeout: number;
+  readonly globalReadyTimeout: number;
+  readonly drainGracePeriod: number;
+  readonly disableDrainOnDisconnection?: boolean;
+  readonly clustermeshRetryBase: number;
+  readonly heartbeatInterval: number;
+  readonly clusterConfigInterval: number;
+}
+
+/**
+ * `kvstoremesh` runs the daemon; `kvstoremesh status` reads a running one (reference:
+ * `clustermesh-apiserver kvstoremesh-dbg status`). Commander enforces a parent's
+ * mandatory options on its subcommands too, so the daemon's required flags are
+ * checked in its action instead, with commander's wording.
+ */
+function registerKvstoreMeshCommand(program: Command, ctx: CliContext): void {
+  const kvstoremesh = program
+    .command('kvstoremesh')
+    .description(
+      "cache every remote cluster's state in the local kvstore, so agents need only one connection",
+    )
+    .option('--cluster-name <name>', 'name of the local cluster (required)')
+    .option('--cluster-id <id>', 'ID of the local cluster, 1..255 or 1..511 (required)', intArg)
+    .addOption(
+      new Option(
+        '--max-connected-clusters <n>',
+        'maximum number of clusters in the mesh (255 or 511)',
+      )
+        .argParser(intArg)
+        .default(255),
+    );
+  addKvstoreOptions(kvstoremesh)
+    .option(
+      '--clustermesh-config <dir>',
+      'directory with one etcd config file per remote cluster (required)',
+    )
+    .option(
+      '--health-addr <host:port>',
+      'serve /healthz, /readyz, /metrics and /status here',
+      '127.0.0.1:9881',
+    )
+    .addOption(
+      durationOption(
+        '--per-cluster-ready-timeout <duration>',
+        'readiness does not wait for a remote cluster that has not connected within this time',
+        '15s',
+      ),
+    )
+    .addOption(
+      durationOption(
+        '--global-ready-timeout <duration>',
+        'report ready after this time even if remote clusters are still syncing',
+        '10m',
+      ),
+    )
+    .addOption(
+      durationOption(
+        '--drain-grace-period <duration>',
+        "wait between withdrawing a removed cluster's config and deleting its cache",
+        '3m',
+      ),
+    )
+    .addOption(
+      new Option(
+        '--disable-drain-on-disconnection',
+        'keep the cache of removed clusters until its leases expire',
+      ).hideHelp(),
+    )
+    .addOption(
+      durationOption(
+        '--clustermesh-retry-base <duration>',
+        'remote reconnect back-off unit',
+        '1s',
+      ).hideHelp(),
+    )
+    .addOption(
+      durationOption(
+        '--heartbeat-interval <duration>',
+        'expected remote heartbeat interval',
+        '1m',
+      ).hideHelp(),
+    )
+    .addOption(
+      durationOption(
+        '--cluster-config-interval <duration>',
+        'cluster config re-enforcement',
+        '5m',
+      ).hideHelp(),
+    )
+    .action(async (opts: KvstoreMeshFlags, cmd: Command) => {
+      const { clusterName, clusterId, clustermeshConfig } = opts;
+      if (clusterName === undefined) {
+        usageError(cmd, "required option '--cluster-name <name>' not specified");
+      }
+      if (clusterId === undefined) {
+        usageError(cmd, "required option '--cluster-id <id>' not specified");
+      }
+      if (clustermeshConfig === undefined) {
+        usageError(cmd, "required option '--clustermesh-config <dir>' not specified");
+      }
+      const [
+        { KvstoreMesh },
+        { resolveKvstoreConfig },
+        { createLogger },
+        { untilSignal },
+        keyspace,
+      ] = await Promise.all([
+        import('../kvstoremesh/module.js'),
+        import('../kvstore/config.js'),
+        import('../lib/logger.js'),
+        import('../lib/lifecycle.js'),
+        import('../keyspace/index.js'),
+      ]);
+      const max = keyspace.validateMaxConnectedClusters(opts.maxConnectedClusters);
+      const kvstore = await resolveKvstoreConfig(opts.kvstore, opts.kvstoreOpt ?? []);
+      const log = createLogger({ subsys: 'kvstoremesh' });
+      const daemon = new KvstoreMesh({
+        clusterName,
+        clusterId,
+        maxConnectedClusters: max,
+        kvstore,
+        clustermeshConfig,
+        healthAddr: opts.healthAddr,
+        perClusterReadyTimeoutMs: opts.perClusterReadyTimeout,
+        globalReadyTimeoutMs: opts.globalReadyTimeout,
+        remote: {
+          drainGracePeriodMs: opts.drainGracePeriod,
+          clusterConfigIntervalMs: opts.clusterConfigInterval,
+        },
+        disableDrainOnDisconnection: opts.disableDrainOnDisconnection,
+        timing: {
+          retryBaseMs: opts.clustermeshRetryBase,
+          heartbeatIntervalMs: opts.heartbeatInterval,
+        },
+        log,
+      });
+      const stopping = untilSignal();
+      await daemon.start();
+      const sig = await stopping;
+      log.info({ signal: sig }, 'stopping');
+      await daemon.stop();
+    });
+
+  kvstoremesh
+    .command('status')
+    .description('the remote clusters of a running kvstoremesh (reference: kvstoremesh-dbg status)')
+    .configureHelp({
+      ...kvstoremesh.configureHelp(),
+      // The daemon's flags would be listed as global options of `status`: they are not.
+      visibleGlobalOptions: (cmd: Command) =>
+        (cmd.parent?.parent?.options ?? []).filter((opt) => !opt.hidden),
+    })
+    .option('--url <url>', 'health address of the kvstoremesh', 'http://127.0.0.1:9881')
+    .option('--verbose', 'details for every remote cluster, not only the failing ones')
+    .action(async (o: { url: string; verbose?: boolean }, cmd: Command) => {
+      const [{ fetchKvstoreMeshStatus }, { formatClusterMeshStatus }] = await Promise.all([
+        import('../kvstoremesh/status-client.js'),
+        import('../clustermesh/status-text.js'),
+      ]);
+      const g = globalOptions(cmd);
+      const status = await fetchKvstoreMeshStatus(o.url);
+      if (g.output !== 'text') {
+        ctx.io.stdout(await formatStructured(status, g.output));
+        return;
+      }
+      const lines = formatClusterMeshStatus(status, {
+        kind: 'kvstoremesh',
+        verbose: o.verbose === true,
+      });
+      ctx.io.stdout(`${lines.join('\n')}\n`);
+    });
 }

@@ -136,6 +136,14 @@ export class EtcdBackend implements Backend {
     await this.get('cilium/.heartbeat');
   }
 
+  /**
+   * Changes the operation rate limit (0 = unlimited). Daemons start with
+   * `etcd.bootstrapQps` and switch to `etcd.qps` once their initial sync is done.
+   */
+  setQps(qps: number): void {
+    this.limiter.setQps(qps);
+  }
+
   // ---- plumbing ----------------------------------------------------------
 
   private async op<T extends { header?: IResponseHeader }>(

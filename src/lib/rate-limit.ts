@@ -39,8 +39,9 @@ export class RateLimiter {
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
     this.inflight++;
-    if (this.qps <= 0) return;
     for (;;) {
+      // Re-read every round: setQps(0) (unlimited) must release waiters too.
+      if (this.qps <= 0) return;
       const now = Date.now();
       this.tokens = Math.min(this.qps, this.tokens + ((now - this.last) / 1000) * this.qps);
       this.last = now;

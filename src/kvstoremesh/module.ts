@@ -1,0 +1,360 @@
+/**
+ * KVStoreMesh: the table of contents. Start order: local kvstore (at etcd.bootstrapQps)
+ * → ClusterMesh (one RemoteCluster per file of --clustermesh-config, each mirroring
+ * its cluster into the local `cilium/cache/...`) → readiness → health server. Stop in
+ * reverse; the cache is kept on stop (agents keep reading it, the next run takes it
+ * over) and only deleted when a cluster's config file is removed.
+ */
+import { Gauge } from 'prom-client';
+import type { Logger } from 'pino';
+import {
+  ClusterMesh,
+  type ClusterMeshStatus,
+  type RemoteBackendFactory,
+  type RemoteClusterTiming,
+} from '../clustermesh/index.js';
+import { remoteBackendFactory } from '../clustermesh/backend-factory.js';
+import type { Backend } from '../kvstore/backend.js';
+import { createBackend, type KvstoreConfig } from '../kvstore/config.js';
+import { EtcdBackend } from '../kvstore/etcd.js';
+import {
+  HeartbeatPath,
+  validateClusterId,
+  validateClusterInfo,
+  type MaxConnectedClusters,
+} from '../keyspace/index.js';
+import { sleep, withTimeout } from '../lib/abort.js';
+import { ClusterMeshError, ErrorCode } from '../lib/errors.js';
+import { json, startHttpServer, type RunningHttpServer } from '../lib/http-server.js';
+import { Lifecycle } from '../lib/lifecycle.js';
+import { clusterMeshMetrics } from '../metrics/clustermesh.js';
+import { KvstoreMetrics } from '../metrics/kvstore.js';
+import type { ReflectorWriteOptions } from './reflector.js';
+import { KvstoreMeshRemoteCluster, type KvstoreMeshRemoteTiming } from './remote.js';
+
+export const DefaultKvstoreMeshHealthAddr = '127.0.0.1:9881';
+export const DefaultPerClusterReadyTimeoutMs = 15_000;
+export const DefaultGlobalReadyTimeoutMs = 10 * 60_000;
+
+const METRICS_PREFIX = 'cilium_kvstoremesh';
+
+export interface KvstoreMeshOptions {
+  readonly clusterName: string;
+  readonly clusterId: number;
+  readonly maxConnectedClusters: MaxConnectedClusters;
+  /** The local kvstore: the cache. `bootstrapQps` applies until ready, then `qps`. */
+  readonly kvstore: KvstoreConfig;
+  /** `--clustermesh-config`: one etcd config file per remote cluster. */
+  readonly clustermeshConfig: string;
+  /** `/healthz`, `/readyz`, `/metrics`, `/status` (reference port 9881); undefined = not served. */
+  readonly healthAddr?: string | undefined;
+  /** A cluster that did not connect this long after being configured does not hold up readiness. */
+  readonly perClusterReadyTimeoutMs?: number | undefined;
+  /** Ready after this long whatever the clusters do. */
+  readonly globalReadyTimeoutMs?: number | undefined;
+  /** Cache management per remote cluster: grace period, drain retries, config enforcement. */
+  readonly remote?: Partial<KvstoreMeshRemoteTiming> | undefined;
+  /** Hidden reference flag `--disable-drain-on-disconnection`. */
+  readonly disableDrainOnDisconnection?: boolean | undefined;
+  /** SyncStore batching of the cache writers. */
+  readonly write?: ReflectorWriteOptions | undefined;
+  /** Connection state machine delays (tests shrink them). */
+  readonly timing?: Partial<RemoteClusterTiming> | undefined;
+  /** Config directory rescan period (default 2 s). */
+  readonly rescanIntervalMs?: number | undefined;
+  /** Remote clients; default: etcd (or `memory://<store>`) inheriting etcd.limit/qps/maxInflight. */
+  readonly backendFactory?: RemoteBackendFactory | undefined;
+  /** Memory kvstore only: the in-process store to join as the local kvstore. */
+  readonly memoryStoreName?: string | undefined;
+  readonly log: Logger;
+}
+
+export function validateKvstoreMeshOptions(o: KvstoreMeshOptions): void {
+  validateClusterInfo({
+    name: o.clusterName,
+    id: o.clusterId,
+    maxConnectedClusters: o.maxConnectedClusters,
+  });
+  // ClusterMesh is off with cluster ID 0; KVStoreMesh exists only for a mesh.
+  validateClusterId(o.clusterId, o.maxConnectedClusters);
+  if (o.clustermeshConfig === '') {
+    throw new ClusterMeshError(
+      ErrorCode.InvalidArgument,
+      '--clustermesh-config must name a directory',
+    );
+  }
+  for (const [flag, v] of [
+    ['--per-cluster-ready-timeout', o.perClusterReadyTimeoutMs],
+    ['--global-ready-timeout', o.globalReadyTimeoutMs],
+    ['--drain-grace-period', o.remote?.drainGracePeriodMs],
+  ] as const) {
+    if (v !== undefined && !(v >= 0)) {
+      throw new ClusterMeshError(ErrorCode.InvalidArgument, `${flag} must not be negative`);
+    }
+  }
+}
+
+export class KvstoreMesh {
+  private readonly lifecycle: Lifecycle;
+  private readonly log: Logger;
+  private readonly metrics: KvstoreMetrics;
+  private readonly bootstrap: Gauge;
+  private readonly perClusterReadyTimeoutMs: number;
+  private readonly globalReadyTimeoutMs: number;
+  private backend: Backend | undefined;
+  private mesh: ClusterMesh | undefined;
+  /** The logic of every configured cluster, by name. */
+  private readonly remotes = new Map<string, KvstoreMeshRemoteCluster>();
+  /** Writers of removed clusters still winding down. */
+  private readonly retiring: Promise<void>[] = [];
+  private health: RunningHttpServer | undefined;
+  private startedAt = 0;
+  private readyAt: number | undefined;
+  private readonly excluded = new Set<string>();
+  private refreshMetrics: () => void = () => undefined;
+
+  constructor(private readonly opts: KvstoreMeshOptions) {
+    validateKvstoreMeshOptions(opts);
+    this.log = opts.log.child({ cluster: opts.clusterName, component: 'kvstoremesh' });
+    this.lifecycle = new Lifecycle(this.log);
+    this.perClusterReadyTimeoutMs =
+      opts.perClusterReadyTimeoutMs ?? DefaultPerClusterReadyTimeoutMs;
+    this.globalReadyTimeoutMs = opts.globalReadyTimeoutMs ?? DefaultGlobalReadyTimeoutMs;
+    this.metrics = new KvstoreMetrics(METRICS_PREFIX, opts.clusterName);
+    this.bootstrap = new Gauge({
+      name: `${METRICS_PREFIX}_bootstrap_seconds`,
+      help: 'Duration in seconds to complete bootstrap',
+      labelNames: ['source_cluster'],
+      registers: [this.metrics.registry],
+    });
+    this.compose();
+  }
+
+  private compose(): void {
+    const o = this.opts;
+    const background: Promise<void>[] = [];
+
+    this.lifecycle.append({
+      name: 'kvstore',
+      start: async () => {
+        // createBackend applies etcd.bootstrapQps when given; see markReady().
+        const backend = await createBackend(o.kvstore, {
+          log: this.log,
+          memoryStoreName: o.memoryStoreName,
+        });
+        this.backend = backend;
+        // Bounded: a kvstore that never answers must not hang the start forever.
+        await withTimeout(backend.get(HeartbeatPath), 60_000, 'connecting to the kvstore');
+      },
+      stop: async () => {
+        await this.backend?.close();
+      },
+    });
+
+    this.lifecycle.append({
+      name: 'clustermesh',
+      start: async (lifetime) => {
+        const local = this.requireBackend();
+        const meshMetrics = clusterMeshMetrics(this.metrics.registry, METRICS_PREFIX, {
+          cluster: o.clusterName,
+        });
+        const mesh = new ClusterMesh({
+          local: {
+            name: o.clusterName,
+            id: o.clusterId,
+            maxConnectedClusters: o.maxConnectedClusters,
+          },
+          configDir: o.clustermeshConfig,
+          newLogic: (name) => {
+            const logic = new KvstoreMeshRemoteCluster({
+              name,
+              local,
+              lifetime,
+              // ClusterMesh forgets a cluster before draining it for removal, and
+              // keeps it while draining it for a cluster-ID change.
+              isRemoval: () => this.mesh?.cluster(name) === undefined,
+              timing: o.remote,
+              disableDrainOnDisconnection: o.disableDrainOnDisconnection,
+              write: o.write,
+              metrics: this.metrics,
+              log: this.log,
+            });
+            this.remotes.set(name, logic);
+            return logic;
+          },
+          onClusterRemoved: (name) => {
+            const logic = this.remotes.get(name);
+            this.remotes.delete(name);
+            if (logic !== undefined) this.retiring.push(logic.closed());
+          },
+          backendFactory:
+            o.backendFactory ??
+            remoteBackendFactory({
+              listLimit: o.kvstore.listLimit,
+              qps: o.kvstore.qps,
+              maxInflight: o.kvstore.maxInflight,
+            }),
+          metrics: meshMetrics,
+          timing: o.timing,
+          rescanIntervalMs: o.rescanIntervalMs,
+          log: this.log,
+        });
+        this.mesh = mesh;
+        this.refreshMetrics = () => {
+          mesh.updateMetrics();
+        };
+        this.startedAt = Date.now();
+        // Clusters present in the directory now exist when this resolves.
+        await mesh.start(lifetime);
+        background.push(this.watchReadiness(lifetime));
+      },
+      stop: async () => {
+        // The lifetime signal is already aborted: writers stop, removals give up.
+        await this.mesh?.stop();
+        await Promise.all(background);
+        await Promise.all([...this.remotes.values()].map((r) => r.closed()));
+        await Promise.all(this.retiring);
+      },
+    });
+
+    this.lifecycle.append({
+      name: 'http',
+      start: async () => {
+        if (o.healthAddr === undefined) return;
+        this.health = await startHttpServer(o.healthAddr, '--health-addr', {
+          '/healthz': () => {
+            const st = this.backend?.status();
+            return st?.connected === true
+              ? { body: 'ok\n' }
+              : { status: 500, body: `kvstore not connected: ${st?.lastError ?? ''}\n` };
+          },
+          '/readyz': () => (this.ready ? { body: 'Ready\n' } : { status: 500, body: 'NotReady\n' }),
+          '/metrics': async () => ({
+            contentType: this.metrics.registry.contentType,
+            body: await this.metricsText(),
+          }),
+          '/status': () => json(this.status()),
+        });
+      },
+      stop: async () => {
+        await this.health?.close();
+      },
+    });
+  }
+
+  private requireBackend(): Backend {
+    if (this.backend === undefined) throw new Error('kvstore not started');
+    return this.backend;
+  }
+
+  async start(): Promise<void> {
+    await this.lifecycle.start();
+    this.log.info(
+      { health: this.health?.url, clusters: this.mesh?.clusters().length ?? 0 },
+      'kvstoremesh started',
+    );
+  }
+
+  async stop(): Promise<void> {
+    await this.lifecycle.stop();
+    this.metrics.close();
+  }
+
+  /**
+   * Latched once every remote cluster that connected in time wrote all its canaries
+   * (or the global timeout passed): agents may then rely on the cache.
+   */
+  get ready(): boolean {
+    return this.readyAt !== undefined;
+  }
+
+  async waitReady(timeoutMs = 30_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.ready) {
+      if (Date.now() > deadline) throw new Error('kvstoremesh not ready in time');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  get healthUrl(): string | undefined {
+    return this.health?.url;
+  }
+
+  /** The ClusterMesh status of every remote cluster (`/status`, `kvstoremesh status`). */
+  status(): ClusterMeshStatus {
+    return this.mesh?.status() ?? { clusters: [] };
+  }
+
+  /** The logic of one configured remote cluster (tests, tooling). */
+  remote(name: string): KvstoreMeshRemoteCluster | undefined {
+    return this.remotes.get(name);
+  }
+
+  async metricsText(): Promise<string> {
+    // Readiness and node counts change without events: refresh before a scrape.
+    this.refreshMetrics();
+    return this.metrics.text();
+  }
+
+  /** Names of clusters readiness still waits for (empty once ready). */
+  pendingClusters(now = Date.now()): string[] {
+    if (this.ready) return [];
+    const pending: string[] = [];
+    for (const rc of this.mesh?.clusters() ?? []) {
+      const logic = this.remotes.get(rc.name);
+      if (logic === undefined || logic.synced) continue;
+      const connected = logic.connectedAt;
+      const deadline = logic.addedAt + this.perClusterReadyTimeoutMs;
+      // Reference: the per-cluster wait ends for good when the cluster has not even
+      // connected in time; a cluster connecting later does not count any more.
+      if ((connected === undefined || connected > deadline) && now >= deadline) {
+        if (!this.excluded.has(rc.name)) {
+          this.excluded.add(rc.name);
+          this.log.warn(
+            { remote: rc.name, timeoutMs: this.perClusterReadyTimeoutMs },
+            'remote cluster did not connect in time: not waiting for it to become ready',
+          );
+        }
+        continue;
+      }
+      pending.push(rc.name);
+    }
+    return pending;
+  }
+
+  private async watchReadiness(signal: AbortSignal): Promise<void> {
+    for (;;) {
+      const now = Date.now();
+      if (this.pendingClusters(now).length === 0) break;
+      if (now - this.startedAt >= this.globalReadyTimeoutMs) {
+        this.log.warn(
+          { pending: this.pendingClusters(now), timeoutMs: this.globalReadyTimeoutMs },
+          'global ready timeout reached: reporting ready with remote clusters still syncing',
+        );
+        break;
+      }
+      try {
+        await sleep(50, signal);
+      } catch {
+        return;
+      }
+    }
+    this.markReady();
+  }
+
+  private markReady(): void {
+    this.readyAt = Date.now();
+    const seconds = (this.readyAt - this.startedAt) / 1000;
+    this.bootstrap.set({ source_cluster: this.opts.clusterName }, seconds);
+    const kv = this.opts.kvstore;
+    if (kv.bootstrapQps !== undefined && this.backend instanceof EtcdBackend) {
+      // RateLimiter.setQps(0) strands callers already waiting for a token, so
+      // "unlimited" is expressed as a rate no caller can reach.
+      this.backend.setQps(kv.qps > 0 ? kv.qps : Number.MAX_SAFE_INTEGER);
+    }
+    this.log.info(
+      { seconds: Number(seconds.toFixed(3)), clusters: this.mesh?.clusters().length ?? 0 },
+      'bootstrap completed: remote clusters cached',
+    );
+  }
+}
