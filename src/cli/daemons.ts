@@ -1,3 +1,6 @@
+import type { Logger } from 'pino';
+import type { KvstoreConfig } from '../kvstore/config.js';
+import type { MaxConnectedClusters } from '../keyspace/index.js';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import {
   addKvstoreOptions,
@@ -45,6 +48,41 @@ function addClusterOptions(cmd: Command): Command {
   return addKvstoreOptions(cmd);
 }
 
+/** What every daemon command resolves from its flags before building the daemon. */
+interface DaemonBasics {
+  readonly maxConnectedClusters: MaxConnectedClusters;
+  readonly kvstore: KvstoreConfig;
+  readonly log: Logger;
+}
+
+/**
+ * Validates the shared flags, builds the daemon, runs it until SIGINT/SIGTERM and
+ * stops it (in reverse start order) before returning.
+ */
+async function runDaemon(
+  subsys: string,
+  flags: KvstoreCliOptions & { readonly maxConnectedClusters: number },
+  build: (basics: DaemonBasics) => Promise<{ start(): Promise<void>; stop(): Promise<void> }>,
+): Promise<void> {
+  const [{ resolveKvstoreConfig }, { createLogger }, { untilSignal }, keyspace] = await Promise.all(
+    [
+      import('../kvstore/config.js'),
+      import('../lib/logger.js'),
+      import('../lib/lifecycle.js'),
+      import('../keyspace/index.js'),
+    ],
+  );
+  const maxConnectedClusters = keyspace.validateMaxConnectedClusters(flags.maxConnectedClusters);
+  const kvstore = await resolveKvstoreConfig(flags.kvstore, flags.kvstoreOpt ?? []);
+  const log = createLogger({ subsys });
+  const daemon = await build({ maxConnectedClusters, kvstore, log });
+  const stopping = untilSignal();
+  await daemon.start();
+  const sig = await stopping;
+  log.info({ signal: sig }, 'stopping');
+  await daemon.stop();
+}
+
 export function registerDaemonCommands(program: Command, ctx: CliContext): void {
   const apiserver = program
     .command('apiserver')
@@ -81,38 +119,24 @@ export function registerDaemonCommands(program: Command, ctx: CliContext): void 
           clusterConfigInterval: number;
         },
       ) => {
-        const [
-          { Apiserver },
-          { resolveKvstoreConfig },
-          { createLogger },
-          { untilSignal },
-          keyspace,
-        ] = await Promise.all([
-          import('../apiserver/module.js'),
-          import('../kvstore/config.js'),
-          import('../lib/logger.js'),
-          import('../lib/lifecycle.js'),
-          import('../keyspace/index.js'),
-        ]);
-        const max = keyspace.validateMaxConnectedClusters(opts.maxConnectedClusters);
-        const kvstore = await resolveKvstoreConfig(opts.kvstore, opts.kvstoreOpt ?? []);
-        const log = createLogger({ subsys: 'clustermesh-apiserver' });
-        const server = new Apiserver({
-          clusterName: opts.clusterName,
-          clusterId: opts.clusterId,
-          maxConnectedClusters: max,
-          kvstore,
-          healthAddr: opts.healthAddr,
-          metricsAddr: opts.metricsAddr,
-          heartbeatIntervalMs: opts.heartbeatInterval,
-          clusterConfigIntervalMs: opts.clusterConfigInterval,
-          log,
-        });
-        const stopping = untilSignal();
-        await server.start();
-        const sig = await stopping;
-        log.info({ signal: sig }, 'stopping');
-        await server.stop();
+        await runDaemon(
+          'clustermesh-apiserver',
+          opts,
+          async ({ maxConnectedClusters, kvstore, log }) => {
+            const { Apiserver } = await import('../apiserver/module.js');
+            return new Apiserver({
+              clusterName: opts.clusterName,
+              clusterId: opts.clusterId,
+              maxConnectedClusters,
+              kvstore,
+              healthAddr: opts.healthAddr,
+              metricsAddr: opts.metricsAddr,
+              heartbeatIntervalMs: opts.heartbeatInterval,
+              clusterConfigIntervalMs: opts.clusterConfigInterval,
+              log,
+            });
+          },
+        );
       },
     );
 
@@ -160,37 +184,24 @@ export function registerDaemonCommands(program: Command, ctx: CliContext): void 
           clustermeshCacheTtl?: number;
         },
       ) => {
-        const [{ Agent }, { resolveKvstoreConfig }, { createLogger }, { untilSignal }, keyspace] =
-          await Promise.all([
-            import('../agent/module.js'),
-            import('../kvstore/config.js'),
-            import('../lib/logger.js'),
-            import('../lib/lifecycle.js'),
-            import('../keyspace/index.js'),
-          ]);
-        const max = keyspace.validateMaxConnectedClusters(opts.maxConnectedClusters);
-        const kvstore = await resolveKvstoreConfig(opts.kvstore, opts.kvstoreOpt ?? []);
-        const log = createLogger({ subsys: 'agent' });
-        const agentd = new Agent({
-          clusterName: opts.clusterName,
-          clusterId: opts.clusterId,
-          nodeName: opts.nodeName,
-          maxConnectedClusters: max,
-          kvstore,
-          clustermeshConfig: opts.clustermeshConfig,
-          apiAddr: opts.apiAddr,
-          cacheTtlMs: opts.clustermeshCacheTtl,
-          timing: {
-            retryBaseMs: opts.clustermeshRetryBase,
-            heartbeatIntervalMs: opts.heartbeatInterval,
-          },
-          log,
+        await runDaemon('agent', opts, async ({ maxConnectedClusters, kvstore, log }) => {
+          const { Agent } = await import('../agent/module.js');
+          return new Agent({
+            clusterName: opts.clusterName,
+            clusterId: opts.clusterId,
+            nodeName: opts.nodeName,
+            maxConnectedClusters,
+            kvstore,
+            clustermeshConfig: opts.clustermeshConfig,
+            apiAddr: opts.apiAddr,
+            cacheTtlMs: opts.clustermeshCacheTtl,
+            timing: {
+              retryBaseMs: opts.clustermeshRetryBase,
+              heartbeatIntervalMs: opts.heartbeatInterval,
+            },
+            log,
+          });
         });
-        const stopping = untilSignal();
-        await agentd.start();
-        const sig = await stopping;
-        log.info({ signal: sig }, 'stopping');
-        await agentd.stop();
       },
     );
 
@@ -303,47 +314,29 @@ function registerKvstoreMeshCommand(program: Command, ctx: CliContext): void {
       if (clustermeshConfig === undefined) {
         usageError(cmd, "required option '--clustermesh-config <dir>' not specified");
       }
-      const [
-        { KvstoreMesh },
-        { resolveKvstoreConfig },
-        { createLogger },
-        { untilSignal },
-        keyspace,
-      ] = await Promise.all([
-        import('../kvstoremesh/module.js'),
-        import('../kvstore/config.js'),
-        import('../lib/logger.js'),
-        import('../lib/lifecycle.js'),
-        import('../keyspace/index.js'),
-      ]);
-      const max = keyspace.validateMaxConnectedClusters(opts.maxConnectedClusters);
-      const kvstore = await resolveKvstoreConfig(opts.kvstore, opts.kvstoreOpt ?? []);
-      const log = createLogger({ subsys: 'kvstoremesh' });
-      const daemon = new KvstoreMesh({
-        clusterName,
-        clusterId,
-        maxConnectedClusters: max,
-        kvstore,
-        clustermeshConfig,
-        healthAddr: opts.healthAddr,
-        perClusterReadyTimeoutMs: opts.perClusterReadyTimeout,
-        globalReadyTimeoutMs: opts.globalReadyTimeout,
-        remote: {
-          drainGracePeriodMs: opts.drainGracePeriod,
-          clusterConfigIntervalMs: opts.clusterConfigInterval,
-        },
-        disableDrainOnDisconnection: opts.disableDrainOnDisconnection,
-        timing: {
-          retryBaseMs: opts.clustermeshRetryBase,
-          heartbeatIntervalMs: opts.heartbeatInterval,
-        },
-        log,
+      await runDaemon('kvstoremesh', opts, async ({ maxConnectedClusters, kvstore, log }) => {
+        const { KvstoreMesh } = await import('../kvstoremesh/module.js');
+        return new KvstoreMesh({
+          clusterName,
+          clusterId,
+          maxConnectedClusters,
+          kvstore,
+          clustermeshConfig,
+          healthAddr: opts.healthAddr,
+          perClusterReadyTimeoutMs: opts.perClusterReadyTimeout,
+          globalReadyTimeoutMs: opts.globalReadyTimeout,
+          remote: {
+            drainGracePeriodMs: opts.drainGracePeriod,
+            clusterConfigIntervalMs: opts.clusterConfigInterval,
+          },
+          disableDrainOnDisconnection: opts.disableDrainOnDisconnection,
+          timing: {
+            retryBaseMs: opts.clustermeshRetryBase,
+            heartbeatIntervalMs: opts.heartbeatInterval,
+          },
+          log,
+        });
       });
-      const stopping = untilSignal();
-      await daemon.start();
-      const sig = await stopping;
-      log.info({ signal: sig }, 'stopping');
-      await daemon.stop();
     });
 
   kvstoremesh

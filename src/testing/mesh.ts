@@ -265,7 +265,7 @@ export class ProcessMesh {
     return c;
   }
 
-  async waitHealthy(c: MeshCluster, timeoutMs = 20_000): Promise<void> {
+  async waitHealthy(c: MeshCluster, timeoutMs = 45_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const [a, b, k] = await Promise.all([
@@ -276,7 +276,8 @@ export class ProcessMesh {
       if (a && b && k) return;
       if (Date.now() > deadline) {
         throw new Error(
-          `${c.name} not healthy in time\n${await c.apiserver.logTail()}\n${await c.agent.logTail()}`,
+          `${c.name} not healthy in time\n${await c.apiserver.logTail()}\n${await c.agent.logTail()}` +
+            `\n${(await c.kvstoremesh?.logTail()) ?? ''}`,
         );
       }
       await new Promise((r) => setTimeout(r, 100));
