@@ -7,6 +7,7 @@ const benches: Record<string, () => Promise<{ main: (args: string[]) => Promise<
   propagation: () => import('./propagation.js'),
   bootstrap: () => import('./bootstrap.js'),
   services: () => import('./services.js'),
+  kvstoremesh: () => import('./kvstoremesh.js'),
 };
 
 const [name, ...args] = process.argv.slice(2);
