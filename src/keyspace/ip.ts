@@ -122,13 +122,16 @@ export function formatIP(b: Uint8Array): string {
 }
 
 /** The canonical (Go `String()`) form of an IP address, or `null` if it does not parse. */
+/** Dotted-quad IPv4 without leading zeros (what Go's ParseIP accepts). */
+const IPV4 = /^(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+
 export function canonicalIP(s: string): string | null {
+  // Plain dotted-quad IPv4 is already canonical: no bytes, no re-formatting (hot path
+  // of every ipcache entry a remote cluster sends).
+  if (IPV4.test(s)) return s;
   const b = parseIP(s);
   return b === null ? null : formatIP(b);
 }
-
-/** Dotted-quad IPv4 without leading zeros (what Go's ParseIP accepts). */
-const IPV4 = /^(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?:\.(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
 export function isValidIP(s: string): boolean {
   // Hot path (thousands of backends per service update): plain IPv4 without allocation.

@@ -146,13 +146,55 @@ const pairSchema = z.object({
   NamedPorts: zList(z.object({ Name: zString, Port: zUint16, Protocol: zString })),
 });
 
+type RawPair = z.output<typeof pairSchema>;
+
+const u = (v: unknown, max: number): v is number =>
+  typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
+const str = (v: unknown): v is string | null | undefined =>
+  v === undefined || v === null || typeof v === 'string';
+
+/**
+ * The common shape checked without zod: a remote cluster sends one value per
+ * endpoint (hundreds of thousands at bootstrap), and the schema walk's garbage was a
+ * large part of the agent's peak memory. Anything unusual (named ports, a wrong type)
+ * returns undefined and goes through the schema, which also words the error.
+ */
+function fastPair(value: string): RawPair | undefined {
+  let o: unknown;
+  try {
+    o = JSON.parse(value);
+  } catch {
+    return undefined;
+  }
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) return undefined;
+  const r = o as Record<string, unknown>;
+  const { IP, Mask, HostIP, ID, Key, Metadata, K8sNamespace, K8sPodName, K8sServiceAccount } = r;
+  if (!str(IP) || !str(Mask) || !str(HostIP) || !str(Metadata)) return undefined;
+  if (!str(K8sNamespace) || !str(K8sPodName) || !str(K8sServiceAccount)) return undefined;
+  if (!(ID === undefined || ID === null || u(ID, 0xffffffff))) return undefined;
+  if (!(Key === undefined || Key === null || u(Key, 0xff))) return undefined;
+  if (r.NamedPorts !== undefined && r.NamedPorts !== null) return undefined;
+  return {
+    IP: IP ?? '',
+    Mask,
+    HostIP: HostIP ?? '',
+    ID: ID ?? 0,
+    Key: Key ?? 0,
+    Metadata: Metadata ?? '',
+    K8sNamespace: K8sNamespace ?? '',
+    K8sPodName: K8sPodName ?? '',
+    K8sServiceAccount: K8sServiceAccount ?? '',
+    NamedPorts: [],
+  };
+}
+
 /**
  * Parses and validates an ipcache value. `keySuffix` is the key below
  * `cilium/state/ip/v1/default` (or `cilium/cache/ip/v1/<cluster>`) and must equal the
  * pair's `PrefixString()`.
  */
 export function decodeIPIdentityPair(keySuffix: string, value: string): IPIdentityPair {
-  const raw = parseValue(pairSchema, 'ipcache', keySuffix, value);
+  const raw = fastPair(value) ?? parseValue(pairSchema, 'ipcache', keySuffix, value);
   const fail = (reason: string) => invalidEntry('ipcache', keySuffix, reason);
   const ip = canonicalIP(raw.IP);
   if (ip === null) throw fail(`invalid IP address: ${JSON.stringify(raw.IP)}`);
