@@ -15,7 +15,7 @@ import {
 } from '../keyspace/index.js';
 import { sleep, withTimeout } from '../lib/abort.js';
 import { errorMessage } from '../lib/errors.js';
-import { json, startHttpServer, type RunningHttpServer } from '../lib/http-server.js';
+import { healthRoutes, startHttpServer, type RunningHttpServer } from '../lib/http-server.js';
 import { Lifecycle } from '../lib/lifecycle.js';
 import { KvstoreMetrics } from '../metrics/kvstore.js';
 import { enforceClusterConfig, runHeartbeat } from './cluster-config.js';
@@ -148,32 +148,28 @@ export class Apiserver {
         await Promise.all(background);
       },
     });
+    const render = async (): Promise<{ contentType: string; body: string }> => ({
+      contentType: this.metrics.registry.contentType,
+      body: await this.metrics.text(),
+    });
     this.lifecycle.append({
       name: 'http',
       start: async () => {
         if (o.healthAddr !== undefined) {
-          this.health = await startHttpServer(o.healthAddr, '--health-addr', {
-            '/healthz': () => {
-              const st = this.backend?.status();
-              return st?.connected === true
-                ? { body: 'ok\n' }
-                : { status: 500, body: `kvstore not connected: ${st?.lastError ?? ''}\n` };
-            },
-            '/readyz': () =>
-              this.ready ? { body: 'Ready\n' } : { status: 500, body: 'NotReady\n' },
-            '/metrics': async () => ({
-              contentType: this.metrics.registry.contentType,
-              body: await this.metrics.text(),
+          this.health = await startHttpServer(
+            o.healthAddr,
+            '--health-addr',
+            healthRoutes({
+              kvstore: () => this.backend?.status(),
+              ready: () => this.ready,
+              metrics: render,
+              status: () => this.statusJson(),
             }),
-            '/status': () => json(this.statusJson()),
-          });
+          );
         }
         if (o.metricsAddr !== undefined) {
           this.metricsServer = await startHttpServer(o.metricsAddr, '--metrics-addr', {
-            '/metrics': async () => ({
-              contentType: this.metrics.registry.contentType,
-              body: await this.metrics.text(),
-            }),
+            '/metrics': render,
           });
         }
       },

@@ -33,6 +33,34 @@ interface ClusterFlags extends KvstoreCliOptions {
   readonly maxConnectedClusters: number;
 }
 
+/** The hidden timing flags of commands that connect to remote clusters (agent, KVStoreMesh). */
+interface RemoteTimingFlags {
+  readonly clustermeshRetryBase: number;
+  readonly heartbeatInterval: number;
+}
+
+function addRemoteTimingOptions(cmd: Command): Command {
+  return cmd
+    .addOption(
+      durationOption(
+        '--clustermesh-retry-base <duration>',
+        'remote reconnect back-off unit',
+        '1s',
+      ).hideHelp(),
+    )
+    .addOption(
+      durationOption(
+        '--heartbeat-interval <duration>',
+        'expected remote heartbeat interval',
+        '1m',
+      ).hideHelp(),
+    );
+}
+
+function remoteTiming(o: RemoteTimingFlags): { retryBaseMs: number; heartbeatIntervalMs: number } {
+  return { retryBaseMs: o.clustermeshRetryBase, heartbeatIntervalMs: o.heartbeatInterval };
+}
+
 function addClusterOptions(cmd: Command): Command {
   cmd
     .requiredOption('--cluster-name <name>', 'name of the local cluster (≤ 32 chars, [a-z0-9-])')
@@ -145,27 +173,13 @@ export function registerDaemonCommands(program: Command, ctx: CliContext): void 
     .description(
       "run a node agent: merge the local cluster with every remote cluster's nodes, identities and IPs",
     );
-  addClusterOptions(agent)
+  addRemoteTimingOptions(addClusterOptions(agent))
     .requiredOption('--node-name <name>', 'name of this node (a CiliumNode of the local cluster)')
     .option('--clustermesh-config <dir>', 'directory with one etcd config file per remote cluster')
     .option(
       '--api-addr <host:port>',
       'serve the agent API (read by status/list commands) here',
       '127.0.0.1:9890',
-    )
-    .addOption(
-      durationOption(
-        '--clustermesh-retry-base <duration>',
-        'remote reconnect back-off unit',
-        '1s',
-      ).hideHelp(),
-    )
-    .addOption(
-      durationOption(
-        '--heartbeat-interval <duration>',
-        'expected remote heartbeat interval',
-        '1m',
-      ).hideHelp(),
     )
     .addOption(
       new Option(
@@ -175,14 +189,13 @@ export function registerDaemonCommands(program: Command, ctx: CliContext): void 
     )
     .action(
       async (
-        opts: ClusterFlags & {
-          nodeName: string;
-          clustermeshConfig?: string;
-          apiAddr: string;
-          clustermeshRetryBase: number;
-          heartbeatInterval: number;
-          clustermeshCacheTtl?: number;
-        },
+        opts: ClusterFlags &
+          RemoteTimingFlags & {
+            nodeName: string;
+            clustermeshConfig?: string;
+            apiAddr: string;
+            clustermeshCacheTtl?: number;
+          },
       ) => {
         await runDaemon('agent', opts, async ({ maxConnectedClusters, kvstore, log }) => {
           const { Agent } = await import('../agent/module.js');
@@ -195,10 +208,7 @@ export function registerDaemonCommands(program: Command, ctx: CliContext): void 
             clustermeshConfig: opts.clustermeshConfig,
             apiAddr: opts.apiAddr,
             cacheTtlMs: opts.clustermeshCacheTtl,
-            timing: {
-              retryBaseMs: opts.clustermeshRetryBase,
-              heartbeatIntervalMs: opts.heartbeatInterval,
-            },
+            timing: remoteTiming(opts),
             log,
           });
         });
@@ -208,7 +218,7 @@ export function registerDaemonCommands(program: Command, ctx: CliContext): void 
   registerKvstoreMeshCommand(program, ctx);
 }
 
-interface KvstoreMeshFlags extends KvstoreCliOptions {
+interface KvstoreMeshFlags extends KvstoreCliOptions, RemoteTimingFlags {
   readonly clusterName?: string;
   readonly clusterId?: number;
   readonly maxConnectedClusters: number;
@@ -218,8 +228,6 @@ interface KvstoreMeshFlags extends KvstoreCliOptions {
   readonly globalReadyTimeout: number;
   readonly drainGracePeriod: number;
   readonly disableDrainOnDisconnection?: boolean;
-  readonly clustermeshRetryBase: number;
-  readonly heartbeatInterval: number;
   readonly clusterConfigInterval: number;
 }
 
@@ -245,7 +253,7 @@ function registerKvstoreMeshCommand(program: Command, ctx: CliContext): void {
         .argParser(intArg)
         .default(255),
     );
-  addKvstoreOptions(kvstoremesh)
+  addRemoteTimingOptions(addKvstoreOptions(kvstoremesh))
     .option(
       '--clustermesh-config <dir>',
       'directory with one etcd config file per remote cluster (required)',
@@ -284,20 +292,6 @@ function registerKvstoreMeshCommand(program: Command, ctx: CliContext): void {
     )
     .addOption(
       durationOption(
-        '--clustermesh-retry-base <duration>',
-        'remote reconnect back-off unit',
-        '1s',
-      ).hideHelp(),
-    )
-    .addOption(
-      durationOption(
-        '--heartbeat-interval <duration>',
-        'expected remote heartbeat interval',
-        '1m',
-      ).hideHelp(),
-    )
-    .addOption(
-      durationOption(
         '--cluster-config-interval <duration>',
         'cluster config re-enforcement',
         '5m',
@@ -330,10 +324,7 @@ function registerKvstoreMeshCommand(program: Command, ctx: CliContext): void {
             clusterConfigIntervalMs: opts.clusterConfigInterval,
           },
           disableDrainOnDisconnection: opts.disableDrainOnDisconnection,
-          timing: {
-            retryBaseMs: opts.clustermeshRetryBase,
-            heartbeatIntervalMs: opts.heartbeatInterval,
-          },
+          timing: remoteTiming(opts),
           log,
         });
       });

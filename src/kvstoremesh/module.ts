@@ -25,7 +25,7 @@ import {
 } from '../keyspace/index.js';
 import { sleep, withTimeout } from '../lib/abort.js';
 import { ClusterMeshError, ErrorCode } from '../lib/errors.js';
-import { json, startHttpServer, type RunningHttpServer } from '../lib/http-server.js';
+import { healthRoutes, startHttpServer, type RunningHttpServer } from '../lib/http-server.js';
 import { Lifecycle } from '../lib/lifecycle.js';
 import { clusterMeshMetrics } from '../metrics/clustermesh.js';
 import { KvstoreMetrics } from '../metrics/kvstore.js';
@@ -221,20 +221,19 @@ export class KvstoreMesh {
       name: 'http',
       start: async () => {
         if (o.healthAddr === undefined) return;
-        this.health = await startHttpServer(o.healthAddr, '--health-addr', {
-          '/healthz': () => {
-            const st = this.backend?.status();
-            return st?.connected === true
-              ? { body: 'ok\n' }
-              : { status: 500, body: `kvstore not connected: ${st?.lastError ?? ''}\n` };
-          },
-          '/readyz': () => (this.ready ? { body: 'Ready\n' } : { status: 500, body: 'NotReady\n' }),
-          '/metrics': async () => ({
-            contentType: this.metrics.registry.contentType,
-            body: await this.metricsText(),
+        this.health = await startHttpServer(
+          o.healthAddr,
+          '--health-addr',
+          healthRoutes({
+            kvstore: () => this.backend?.status(),
+            ready: () => this.ready,
+            metrics: async () => ({
+              contentType: this.metrics.registry.contentType,
+              body: await this.metricsText(),
+            }),
+            status: () => this.status(),
           }),
-          '/status': () => json(this.status()),
-        });
+        );
       },
       stop: async () => {
         await this.health?.close();

@@ -84,3 +84,27 @@ export async function startHttpServer(
 export function json(value: unknown, status = 200): HttpReply {
   return { status, contentType: 'application/json', body: `${JSON.stringify(value)}\n` };
 }
+
+/**
+ * The routes every daemon serves on its health address: `/healthz` (its kvstore
+ * answers), `/readyz` (`Ready` once its initial sync is done, as the reference
+ * reports), `/metrics`, and `/status` (JSON).
+ */
+export function healthRoutes(src: {
+  kvstore(): { readonly connected: boolean; readonly lastError?: string | undefined } | undefined;
+  ready(): boolean;
+  metrics(): Promise<{ contentType: string; body: string }>;
+  status(): unknown;
+}): Record<string, Route> {
+  return {
+    '/healthz': () => {
+      const st = src.kvstore();
+      return st?.connected === true
+        ? { body: 'ok\n' }
+        : { status: 500, body: `kvstore not connected: ${st?.lastError ?? ''}\n` };
+    },
+    '/readyz': () => (src.ready() ? { body: 'Ready\n' } : { status: 500, body: 'NotReady\n' }),
+    '/metrics': () => src.metrics(),
+    '/status': () => json(src.status()),
+  };
+}
