@@ -37,13 +37,12 @@
  * synced) per service. Baseline: a raw etcd3 paged list (256 per page) of the
  * services prefix with JSON.parse of every value.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { AgentProcess, procMemory } from './agent-process.js';
 import { Range, type Etcd3 } from 'etcd3';
 import { Agent } from '../src/agent/module.js';
 import {
@@ -81,11 +80,6 @@ const BACKEND_PORTS: PortConfiguration = { http: { Protocol: 'TCP', Port: 8080 }
 const WAIT_MS = 10_000;
 const SYNC_TIMEOUT_MS = 180_000;
 const PAGE = 256;
-const BIN = fileURLToPath(new URL('../bin/clustermesh', import.meta.url));
-/** Preloaded into a child agent: a full GC and a memory report on SIGUSR2. */
-const MEM_HOOK =
-  'data:text/javascript,process.on("SIGUSR2",()=>{globalThis.gc();' +
-  'process.stderr.write("BENCH_MEM "+JSON.stringify(process.memoryUsage())+"\\n")})';
 
 type Cleanups = (() => Promise<void>)[];
 
@@ -204,35 +198,6 @@ async function populateRemote(
 // Child agent process (same approach as bench/bootstrap.ts)
 // ---------------------------------------------------------------------------------
 
-interface MemoryUsage {
-  rss: number;
-  heapTotal: number;
-  heapUsed: number;
-  external: number;
-  arrayBuffers: number;
-}
-
-function isMemoryUsage(v: unknown): v is MemoryUsage {
-  return (
-    typeof v === 'object' &&
-    v !== null &&
-    ['rss', 'heapTotal', 'heapUsed', 'external', 'arrayBuffers'].every(
-      (k) => typeof (v as Record<string, unknown>)[k] === 'number',
-    )
-  );
-}
-
-/** `VmRSS` / `VmHWM` of a process in bytes. */
-function procMemory(pid: number): { rss: number; hwm: number } {
-  const text = readFileSync(`/proc/${String(pid)}/status`, 'utf8');
-  const field = (name: string): number => {
-    const m = new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text);
-    if (m?.[1] === undefined) throw new Error(`no ${name} in /proc/${String(pid)}/status`);
-    return Number(m[1]) * 1024;
-  };
-  return { rss: field('VmRSS'), hwm: field('VmHWM') };
-}
-
 let clockTicks: number | undefined;
 
 /** utime + stime of a process, in milliseconds (resolution: one clock tick, usually 10 ms). */
@@ -266,30 +231,17 @@ function clusterView(status: unknown, name: string): ClusterView | undefined {
   return undefined;
 }
 
-class AgentProcess {
-  private readonly child: ChildProcess;
-  private readonly exited: Promise<void>;
-  private readonly stderrTail: string[] = [];
-  private memWaiter: ((m: MemoryUsage) => void) | undefined;
-  private running = true;
-  readonly apiUrl: string;
-
-  constructor(opts: {
-    nodeName: string;
-    kvstore: EtcdServer;
-    configDir: string;
-    apiPort: number;
-    profDir?: string | undefined;
-  }) {
-    this.apiUrl = `http://127.0.0.1:${String(opts.apiPort)}`;
-    const nodeArgs =
-      opts.profDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${opts.profDir}`];
-    const argv = [
-      '--expose-gc',
-      ...nodeArgs,
-      '--import',
-      MEM_HOOK,
-      BIN,
+/** A cluster1 agent under test in its own process (CPU from /proc, memory after GC). */
+function startAgentProcess(opts: {
+  nodeName: string;
+  kvstore: EtcdServer;
+  configDir: string;
+  apiPort: number;
+  profDir?: string | undefined;
+}): AgentProcess {
+  return new AgentProcess(
+    `http://127.0.0.1:${String(opts.apiPort)}`,
+    [
       'agent',
       '--cluster-name',
       LOCAL,
@@ -305,94 +257,9 @@ class AgentProcess {
       `127.0.0.1:${String(opts.apiPort)}`,
       '--clustermesh-retry-base',
       '100ms',
-    ];
-    this.child = spawn(process.execPath, argv, {
-      stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...process.env, LOG_LEVEL: 'warn' },
-    });
-    this.exited = new Promise((resolve) => {
-      this.child.once('exit', () => {
-        this.running = false;
-        resolve();
-      });
-    });
-    const stderr = this.child.stderr;
-    if (stderr !== null) {
-      createInterface({ input: stderr }).on('line', (line) => {
-        if (line.startsWith('BENCH_MEM ')) {
-          const parsed: unknown = JSON.parse(line.slice('BENCH_MEM '.length));
-          if (isMemoryUsage(parsed)) this.memWaiter?.(parsed);
-          return;
-        }
-        this.stderrTail.push(line);
-        if (this.stderrTail.length > 20) this.stderrTail.shift();
-      });
-    }
-  }
-
-  get pid(): number {
-    const pid = this.child.pid;
-    if (pid === undefined || !this.running) throw new Error(`agent exited\n${this.tail()}`);
-    return pid;
-  }
-
-  tail(): string {
-    return this.stderrTail.join('\n');
-  }
-
-  async get(path: string): Promise<{ status: number; body: string }> {
-    const res = await fetch(`${this.apiUrl}${path}`, { signal: AbortSignal.timeout(10_000) });
-    return { status: res.status, body: await res.text() };
-  }
-
-  async json(path: string): Promise<unknown> {
-    const res = await this.get(path);
-    if (res.status !== 200) throw new Error(`${path}: HTTP ${String(res.status)}`);
-    return JSON.parse(res.body);
-  }
-
-  async waitHealthy(timeoutMs = 30_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (!this.running) throw new Error(`agent exited during startup\n${this.tail()}`);
-      try {
-        if ((await this.get('/healthz')).status === 200) return;
-      } catch {
-        // Not listening yet.
-      }
-      if (Date.now() > deadline) throw new Error(`agent not healthy in time\n${this.tail()}`);
-      await sleep(100);
-    }
-  }
-
-  /** Two forced full GCs (the second frees what the first's finalizers released), then usage. */
-  async memoryAfterGc(): Promise<MemoryUsage & { vmRss: number }> {
-    let usage: MemoryUsage | undefined;
-    for (let i = 0; i < 2; i++) {
-      usage = await new Promise<MemoryUsage>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          reject(new Error(`no memory report from the agent\n${this.tail()}`));
-        }, 10_000);
-        this.memWaiter = (m) => {
-          clearTimeout(timer);
-          this.memWaiter = undefined;
-          resolve(m);
-        };
-        process.kill(this.pid, 'SIGUSR2');
-      });
-      await sleep(200);
-    }
-    if (usage === undefined) throw new Error('unreachable');
-    return { ...usage, vmRss: procMemory(this.pid).rss };
-  }
-
-  async stop(): Promise<void> {
-    if (!this.running) return;
-    this.child.kill('SIGTERM');
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
-    await this.exited;
-    clearTimeout(timer);
-  }
+    ],
+    opts.profDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${opts.profDir}`],
+  );
 }
 
 // ---------------------------------------------------------------------------------
@@ -638,7 +505,7 @@ async function partA(args: string[]): Promise<PartA> {
 
     // 2. CPU. The second agent of cluster1, in its own process, started only now so the
     // latency samples above had one agent on the machine. Warmed up like the first.
-    const child = new AgentProcess({
+    const child = startAgentProcess({
       nodeName: 'bench-node-cpu',
       kvstore: etcd1,
       configDir: dir,
@@ -894,7 +761,7 @@ async function partB(args: string[]): Promise<PartA> {
       client.close();
     }
 
-    const agent = new AgentProcess({
+    const agent = startAgentProcess({
       nodeName: 'bench-node',
       kvstore: etcdLocal,
       configDir: dir,
