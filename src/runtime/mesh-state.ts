@@ -1,0 +1,97 @@
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { z } from 'zod';
+import { ClusterMeshError, ErrorCode, errorMessage } from '../lib/errors.js';
+
+/**
+ * `<state-dir>/mesh.json`: how the CLI finds a running `clustermesh up` (its clusters'
+ * kvstores and DNS servers, every agent's API, the control API that applies manifests
+ * when the kvstore lives in the `up` process). Written by `up` once the mesh is ready,
+ * removed when it stops. Stable: scripts and tests read it.
+ */
+
+export const DEFAULT_STATE_DIR = '.clustermesh';
+export const STATE_FILE = 'mesh.json';
+
+const agentSchema = z.object({
+  node: z.string().min(1),
+  /** The node IP (`127.c.0.n`). */
+  ip: z.string().min(1),
+  podCIDR: z.string().min(1),
+  /** `http://ip:port` of the agent API. */
+  api: z.string().min(1),
+});
+
+const clusterSchema = z.object({
+  name: z.string().min(1),
+  id: z.number().int().positive(),
+  /** etcd client URL, or `memory://<store>` (reachable through `control` only). */
+  kvstore: z.string().min(1),
+  /** `ip:port` of the cluster's DNS server. */
+  dns: z.string().min(1),
+  podCIDR: z.string().min(1),
+  serviceCIDR: z.string().min(1),
+  agents: z.array(agentSchema),
+});
+
+const stateSchema = z.object({
+  version: z.literal(1),
+  pid: z.number().int().positive(),
+  startedAt: z.string(),
+  kvstore: z.enum(['etcd', 'memory']),
+  kvstoremesh: z.boolean(),
+  /** `http://127.0.0.1:port` of the control API (registry access, pod lookups). */
+  control: z.string().min(1),
+  clusters: z.array(clusterSchema),
+});
+
+export type MeshStateAgent = z.infer<typeof agentSchema>;
+export type MeshStateCluster = z.infer<typeof clusterSchema>;
+export type MeshState = z.infer<typeof stateSchema>;
+
+export function stateFile(dir: string): string {
+  return join(resolve(dir), STATE_FILE);
+}
+
+/** Reads and validates mesh.json; a one-line error when no mesh runs there. */
+export async function readMeshState(dir: string = DEFAULT_STATE_DIR): Promise<MeshState> {
+  const path = stateFile(dir);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new ClusterMeshError(
+        ErrorCode.ConfigNotFound,
+        `no running mesh: ${path} not found (start one with "clustermesh up", or pass --state-dir)`,
+      );
+    }
+    throw new ClusterMeshError(ErrorCode.InvalidConfig, `${path}: ${errorMessage(err)}`);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    throw new ClusterMeshError(ErrorCode.InvalidConfig, `${path}: ${errorMessage(err)}`);
+  }
+  const parsed = stateSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue === undefined ? '' : `${issue.path.join('.')}: ${issue.message}`;
+    throw new ClusterMeshError(ErrorCode.InvalidConfig, `${path}: invalid mesh state (${where})`);
+  }
+  return parsed.data;
+}
+
+/** The cluster named `name`, or a one-line error listing the mesh's clusters. */
+export function clusterOf(state: MeshState, name: string): MeshStateCluster {
+  const c = state.clusters.find((x) => x.name === name);
+  if (c === undefined) {
+    const known = state.clusters.map((x) => x.name).join(', ');
+    throw new ClusterMeshError(
+      ErrorCode.InvalidArgument,
+      `cluster ${JSON.stringify(name)} is not part of the running mesh (clusters: ${known})`,
+    );
+  }
+  return c;
+}
