@@ -8,6 +8,7 @@ const benches: Record<string, () => Promise<{ main: (args: string[]) => Promise<
   bootstrap: () => import('./bootstrap.js'),
   services: () => import('./services.js'),
   kvstoremesh: () => import('./kvstoremesh.js'),
+  datapath: () => import('./datapath.js'),
 };
 
 const [name, ...args] = process.argv.slice(2);

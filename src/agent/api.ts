@@ -1,6 +1,12 @@
 import { encodeNode } from '../keyspace/index.js';
 import { selectionSetOf } from '../service/backend-choice.js';
-import { json, startHttpServer, type RunningHttpServer } from '../lib/http-server.js';
+import type { FlowLog } from '../datapath/flows.js';
+import {
+  json,
+  startHttpServer,
+  type HttpReply,
+  type RunningHttpServer,
+} from '../lib/http-server.js';
 import type { AgentViews } from './remote-cluster.js';
 
 /** Everything the agent's API serves; the CLI views read it (`-H URL`). */
@@ -10,12 +16,14 @@ export interface AgentApiSources {
   agentStatus(): unknown;
   metrics(): Promise<{ contentType: string; body: string }>;
   healthy(): boolean;
+  /** The node's datapath flow log, when this agent runs one (`clustermesh up`). */
+  readonly flows?: FlowLog | undefined;
 }
 
 /**
  * Routes: `/v1/clustermesh` (ClusterMesh status, DESIGN §5 JSON), `/v1/status`
  * (agent summary plus ClusterMesh), `/v1/nodes`, `/v1/identities`, `/v1/ipcache`,
- * `/v1/services`, `/v1/lb`, `/healthz`, `/metrics`.
+ * `/v1/services`, `/v1/lb`, `/v1/flows?since=N&limit=N`, `/healthz`, `/metrics`.
  */
 export function startAgentApi(addr: string, src: AgentApiSources): Promise<RunningHttpServer> {
   return startHttpServer(addr, '--api-addr', {
@@ -60,6 +68,7 @@ export function startAgentApi(addr: string, src: AgentApiSources): Promise<Runni
           backends: selectionSetOf(f.backends).map((b) => b.address),
         })),
       ),
+    '/v1/flows': (_req, url) => flowsRoute(src.flows, url),
     '/v1/ipcache': () =>
       json(
         src.views.ipcache.list().map((e) => ({
@@ -71,4 +80,23 @@ export function startAgentApi(addr: string, src: AgentApiSources): Promise<Runni
         })),
       ),
   });
+}
+
+/** `{ flows, next }`; an agent without a datapath has no flows rather than no route. */
+function flowsRoute(log: FlowLog | undefined, url: URL): HttpReply {
+  const since = intParam(url, 'since');
+  const limit = intParam(url, 'limit');
+  if (since === null || limit === null) {
+    return json({ error: 'since and limit must be non-negative integers' }, 400);
+  }
+  if (log === undefined) return json({ flows: [], next: 0 });
+  return json(log.list({ since, limit }));
+}
+
+/** undefined when absent, null when invalid. */
+function intParam(url: URL, name: string): number | undefined | null {
+  const raw = url.searchParams.get(name);
+  if (raw === null || raw === '') return undefined;
+  const n = Number(raw);
+  return Number.isSafeInteger(n) && n >= 0 ? n : null;
 }

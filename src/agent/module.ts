@@ -1,7 +1,7 @@
 /**
- * The agent: the table of contents. Start order: local kvstore → views → local
- * cluster watcher (own registry) → ClusterMesh (remote clusters from the config
- * directory) → API. Stop in reverse; remote state is kept on stop (no drain).
+ * The agent: the table of contents. Start order: local kvstore → views → datapath
+ * (local mesh only) → local cluster watcher (own registry) → ClusterMesh (remote
+ * clusters from the config directory) → API. Stop in reverse; remote state is kept on stop (no drain).
  */
 import { Counter, Gauge } from 'prom-client';
 import type { Logger } from 'pino';
@@ -19,6 +19,7 @@ import { sleep, withTimeout } from '../lib/abort.js';
 import { ClusterMeshError, ErrorCode, errorMessage } from '../lib/errors.js';
 import type { RunningHttpServer } from '../lib/http-server.js';
 import { Lifecycle } from '../lib/lifecycle.js';
+import type { FlowLog } from '../datapath/flows.js';
 import { clusterMeshMetrics } from '../metrics/clustermesh.js';
 import { KvstoreMetrics } from '../metrics/kvstore.js';
 import { NodeManager } from '../node/manager.js';
@@ -48,6 +49,17 @@ export interface AgentOptions {
   readonly cacheTtlMs?: number | undefined;
   readonly log: Logger;
   readonly memoryStoreName?: string | undefined;
+  /**
+   * The userspace datapath (local mesh only): built over the agent's views once its
+   * kvstore is up, its flows served at `/v1/flows`, closed before the views stop.
+   */
+  readonly datapath?: ((views: AgentViews, log: Logger) => AgentDatapath) | undefined;
+}
+
+/** What the agent needs of a datapath: its flow log, and a way to stop it. */
+export interface AgentDatapath {
+  readonly flows: FlowLog;
+  close(): void | Promise<void>;
 }
 
 export class Agent {
@@ -59,6 +71,7 @@ export class Agent {
   private local: LocalClusterWatcher | undefined;
   private mesh: ClusterMesh | undefined;
   private api: RunningHttpServer | undefined;
+  private datapath: AgentDatapath | undefined;
   private readonly remotes = new Map<string, AgentRemoteCluster>();
   private refreshMetrics: () => void = () => undefined;
 
@@ -125,6 +138,15 @@ export class Agent {
       },
       stop: async () => {
         await this.backend?.close();
+      },
+    });
+    this.lifecycle.append({
+      name: 'datapath',
+      start: () => {
+        this.datapath = o.datapath?.(this.views, this.log);
+      },
+      stop: async () => {
+        await this.datapath?.close();
       },
     });
     this.lifecycle.append({
@@ -211,6 +233,7 @@ export class Agent {
             };
           },
           healthy: () => this.backend?.status().connected === true,
+          flows: this.datapath?.flows,
         });
       },
       stop: async () => {

@@ -124,3 +124,17 @@ export async function formatStructured(value: unknown, format: 'json' | 'yaml'):
   const { stringify } = await import('yaml');
   return stringify(value);
 }
+
+/**
+ * Ends a command with a specific exit code (e.g. curl's, from `exec`), optionally with one
+ * line on stderr; thrown from an action, handled by `runCli`.
+ */
+export class CliExit extends Error {
+  constructor(
+    readonly exitCode: number,
+    readonly line?: string | undefined,
+  ) {
+    super(line ?? `exit ${exitCode}`);
+    this.name = 'CliExit';
+  }
+}

@@ -4,6 +4,7 @@ import { errorMessage } from '../lib/errors.js';
 import {
   OUTPUT_FORMATS,
   USAGE_EXIT_CODE,
+  CliExit,
   asGroup,
   type CliContext,
   type CliIo,
@@ -11,6 +12,8 @@ import {
 } from './common.js';
 import { registerDaemonCommands } from './daemons.js';
 import { registerKvstoreCommands } from './kvstore.js';
+import { registerMeshCommands } from './mesh.js';
+import { registerObserveCommands } from './observe.js';
 import { registerViewCommands } from './views.js';
 import { registerRegistryCommands } from './registry.js';
 
@@ -25,8 +28,8 @@ const COMMAND_GROUPS: readonly CommandGroup[] = [
   registerKvstoreCommands,
   registerViewCommands,
   registerRegistryCommands,
-  // apiserver, agent, kvstoremesh, apply/get/delete, status, node/identity/ipcache/service/lb
-  // list and up are added by their own issues.
+  registerMeshCommands,
+  registerObserveCommands,
 ];
 
 export const processIo: CliIo = {
@@ -83,6 +86,10 @@ export async function runCli(argv: readonly string[], io: CliIo = processIo): Pr
     if (err instanceof CommanderError) {
       // Commander has already printed its message (through outputError above).
       return err.exitCode === 0 ? 0 : USAGE_EXIT_CODE;
+    }
+    if (err instanceof CliExit) {
+      if (err.line !== undefined) io.stderr(`${oneLine(err.line)}\n`);
+      return err.exitCode;
     }
     io.stderr(`clustermesh: ${oneLine(errorMessage(err))}\n`);
     if (process.env.CLUSTERMESH_DEBUG === '1') io.stderr(debugDetails(err));

@@ -2,6 +2,7 @@ import { Option, type Command } from 'commander';
 import type { Backend } from '../kvstore/backend.js';
 import { ClusterMeshError, ErrorCode } from '../lib/errors.js';
 import type { KindInfo } from '../registry/kinds.js';
+import type { KindName } from '../registry/objects.js';
 import {
   addKvstoreOptions,
   collect,
@@ -13,6 +14,8 @@ import {
   type KvstoreCliOptions,
 } from './common.js';
 import type { OpenKvstoreOptions } from './kvstore-client.js';
+import type { ApplyOutcome } from './mesh-client.js';
+import type { RegistryObject } from '../registry/types.js';
 
 /**
  * `clustermesh apply|get|delete`: kubectl-like access to the local cluster registry. The
@@ -21,6 +24,21 @@ import type { OpenKvstoreOptions } from './kvstore-client.js';
 
 interface ConnectionOptions extends KvstoreCliOptions {
   readonly timeout?: number | undefined;
+  /** A cluster of the mesh `clustermesh up` runs (found through --state-dir). */
+  readonly cluster?: string | undefined;
+  readonly stateDir?: string | undefined;
+}
+
+/** What apply/get/delete need of a registry: opened from a kvstore, or a running mesh's. */
+interface RegistryAccess {
+  apply(objects: readonly RegistryObject[]): Promise<ApplyOutcome[]>;
+  get(
+    info: KindInfo,
+    namespace: string | undefined,
+    name: string,
+  ): Promise<RegistryObject | undefined>;
+  list(info: KindInfo, namespace: string | undefined): Promise<RegistryObject[]>;
+  delete(info: KindInfo, namespace: string | undefined, name: string): Promise<boolean>;
 }
 
 interface ApplyOptions extends ConnectionOptions {
@@ -39,6 +57,7 @@ interface DeleteOptions extends ApplyOptions {
 
 const CONNECTION_HELP = `
 Connection (the cluster's kvstore; default kind etcd):
+  --cluster NAME [--state-dir DIR]                   a cluster of the mesh "clustermesh up" runs
   --kvstore-opt etcd.address=http://127.0.0.1:2379   plain etcd endpoint(s), comma separated
   --kvstore-opt etcd.config=FILE                     etcd client YAML (endpoints, TLS files)`;
 
@@ -77,22 +96,25 @@ ${CONNECTION_HELP}`,
       if (loaded.length === 0) {
         throw new ClusterMeshError(ErrorCode.InvalidArgument, 'no objects passed to apply');
       }
-      const { Registry, resultLine } = await import('../registry/registry.js');
-      const results = await withRegistryKvstore(opts, (backend) =>
-        new Registry(backend).apply(loaded.map((l) => l.object)),
+      const { resultLine } = await import('../registry/registry.js');
+      const { kindInfo } = await import('../registry/kinds.js');
+      const results = await withRegistry(cmd, opts, (registry) =>
+        registry.apply(loaded.map((l) => l.object)),
       );
       if (output !== 'text') {
         const out = results.map((r) => ({
-          kind: r.info.kind,
-          namespace: r.object.metadata.namespace,
-          name: r.object.metadata.name,
+          kind: r.kind,
+          namespace: r.namespace,
+          name: r.name,
           result: r.action,
         }));
         ctx.io.stdout(await formatStructured(out, output));
         return;
       }
       ctx.io.stdout(
-        results.map((r) => `${resultLine(r.info, r.object.metadata.name, r.action)}\n`).join(''),
+        results
+          .map((r) => `${resultLine(kindInfo(r.kind as KindName), r.name, r.action)}\n`)
+          .join(''),
       );
     });
 
@@ -120,10 +142,8 @@ ${CONNECTION_HELP}`,
       const info = resolveKind(kindArg);
       const all = opts.allNamespaces === true && name === undefined;
       const namespace = info.namespaced ? (opts.namespace ?? 'default') : undefined;
-      const { Registry } = await import('../registry/registry.js');
       const { describeObject } = await import('../registry/codec.js');
-      const objects = await withRegistryKvstore(opts, async (backend) => {
-        const registry = new Registry(backend);
+      const objects = await withRegistry(cmd, opts, async (registry) => {
         if (name === undefined) return registry.list(info, all ? undefined : namespace);
         const obj = await registry.get(info, namespace, name);
         if (obj === undefined) {
@@ -210,10 +230,8 @@ ${CONNECTION_HELP}`,
             name: l.object.metadata.name,
           }));
         }
-        const { Registry } = await import('../registry/registry.js');
         const { describeObject } = await import('../registry/codec.js');
-        const deleted = await withRegistryKvstore(opts, async (backend) => {
-          const registry = new Registry(backend);
+        const deleted = await withRegistry(cmd, opts, async (registry) => {
           const out: boolean[] = [];
           for (const t of targets) out.push(await registry.delete(t.info, t.ns, t.name));
           return out;
@@ -248,29 +266,64 @@ ${CONNECTION_HELP}`,
 }
 
 function connectionOptions(cmd: Command): Command {
-  return addKvstoreOptions(cmd).addOption(
-    new Option(
-      '--timeout <duration>',
-      'give up when the kvstore has not answered within this (e.g. 500ms, 5s; default: 5s)',
-    ).argParser(parseDuration),
-  );
+  return addKvstoreOptions(cmd)
+    .option('--cluster <name>', 'a cluster of the running local mesh (clustermesh up)')
+    .option('--state-dir <dir>', 'state directory of the running local mesh', '.clustermesh')
+    .addOption(
+      new Option(
+        '--timeout <duration>',
+        'give up when the kvstore has not answered within this (e.g. 500ms, 5s; default: 5s)',
+      ).argParser(parseDuration),
+    );
 }
 
 /**
- * The kvstore holding the registry. Today it is named by --kvstore/--kvstore-opt; a later
- * `--cluster NAME` resolves here to the kvstore of a running local mesh (its state dir).
+ * The registry: a running mesh's (`--cluster NAME`, through the control API in its
+ * mesh.json, whatever its kvstore), or the one in the kvstore named by --kvstore-opt.
  */
-async function withRegistryKvstore<T>(
+async function withRegistry<T>(
+  cmd: Command,
   opts: ConnectionOptions,
-  fn: (backend: Backend) => Promise<T>,
+  fn: (registry: RegistryAccess) => Promise<T>,
 ): Promise<T> {
+  if (opts.cluster !== undefined) {
+    if (opts.kvstoreOpt !== undefined || opts.kvstore !== undefined) {
+      usageError(cmd, 'give either --cluster or --kvstore/--kvstore-opt, not both');
+    }
+    const { readMeshState, clusterOf } = await import('../runtime/mesh-state.js');
+    const { MeshControlClient } = await import('./mesh-client.js');
+    const state = await readMeshState(opts.stateDir);
+    const client = new MeshControlClient(state.control, clusterOf(state, opts.cluster).name);
+    return fn({
+      apply: (objects) => client.apply(objects),
+      get: async (info, namespace, name) => (await client.objects(info.kind, namespace, name))[0],
+      list: (info, namespace) => client.objects(info.kind, namespace),
+      delete: async (info, namespace, name) =>
+        (await client.delete([{ kind: info.kind, namespace, name }]))[0] === true,
+    });
+  }
   const { withKvstore } = await import('./kvstore-client.js');
+  const { Registry } = await import('../registry/registry.js');
   const connect: OpenKvstoreOptions = {
     kvstore: opts.kvstore,
     kvstoreOpt: opts.kvstoreOpt,
     connectTimeoutMs: opts.timeout,
   };
-  return withKvstore(connect, fn);
+  return withKvstore(connect, (backend: Backend) => {
+    const registry = new Registry(backend);
+    return fn({
+      apply: async (objects) =>
+        (await registry.apply(objects)).map((r) => ({
+          kind: r.info.kind,
+          namespace: r.object.metadata.namespace,
+          name: r.object.metadata.name,
+          action: r.action,
+        })),
+      get: (info, namespace, name) => registry.get(info, namespace, name),
+      list: (info, namespace) => registry.list(info, namespace),
+      delete: (info, namespace, name) => registry.delete(info, namespace, name),
+    });
+  });
 }
 
 async function loadRegistryCli(): Promise<{

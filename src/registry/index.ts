@@ -1,6 +1,13 @@
 /** The local cluster registry: what daemons and the CLI import. */
 export type * from './types.js';
 export type {
+  ConditionStatus,
+  Container,
+  ContainerPort,
+  Deployment,
+  DeploymentSpec,
+  DeploymentStatus,
+  EnvVar,
   Endpoint,
   EndpointConditions,
   EndpointPort,
@@ -9,6 +16,12 @@ export type {
   KindTypes,
   Namespace,
   ObjectReference,
+  Pod,
+  PodCondition,
+  PodPhase,
+  PodSpec,
+  PodStatus,
+  PodTemplate,
   Protocol,
   Service,
   ServicePort,

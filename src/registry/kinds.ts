@@ -77,6 +77,15 @@ const IDENTITY_ID: NameRule = {
   rule: 'must be the decimal numeric identity (1-4294967295, no leading zeros)',
 };
 
+const ownerReference = z.looseObject({
+  apiVersion: nonEmpty,
+  kind: nonEmpty,
+  name: nonEmpty,
+  uid: nonEmpty,
+  controller: z.boolean().optional(),
+  blockOwnerDeletion: z.boolean().optional(),
+});
+
 function metadata(name: NameRule) {
   return z.looseObject({
     name: ruleString(name.test, name.rule),
@@ -87,6 +96,7 @@ function metadata(name: NameRule) {
     generation: z.number().int().min(0).optional(),
     labels: labels.optional(),
     annotations: annotations.optional(),
+    ownerReferences: z.array(ownerReference).optional(),
   });
 }
 
@@ -260,6 +270,128 @@ const endpointSliceSchema: z.ZodType<KindTypes['EndpointSlice']> = base('Endpoin
     });
   });
 
+const portName = z
+  .string()
+  .refine(
+    isIanaServiceName,
+    "must be a port name (at most 15 characters: a-z, 0-9 and '-', with a letter)",
+  );
+
+const containerPort = z.looseObject({
+  containerPort: port,
+  name: portName.optional(),
+  protocol: protocol.default('TCP'),
+  hostPort: port.optional(),
+});
+
+const container = z.looseObject({
+  name: ruleString(isDns1123Label, DNS1123_LABEL_RULE),
+  image: nonEmpty,
+  ports: z.array(containerPort).optional(),
+  env: z.array(z.looseObject({ name: nonEmpty, value: z.string().optional() })).optional(),
+  command: z.array(z.string()).optional(),
+  args: z.array(z.string()).optional(),
+});
+
+const podSpec = z
+  .looseObject({
+    containers: z.array(container).min(1),
+    nodeName: ruleString(isDns1123Subdomain, DNS1123_SUBDOMAIN_RULE).optional(),
+  })
+  .superRefine((spec, ctx) => {
+    // Port names must be unique per pod: a Service's named targetPort has to resolve to one.
+    const containers = new Set<string>();
+    const ports = new Set<string>();
+    spec.containers.forEach((c, i) => {
+      if (containers.has(c.name)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: 'duplicate container name',
+          path: ['containers', i, 'name'],
+        });
+      }
+      containers.add(c.name);
+      (c.ports ?? []).forEach((p, j) => {
+        if (p.name === undefined) return;
+        if (ports.has(p.name)) {
+          ctx.addIssue({
+            code: 'custom',
+            message: 'duplicate port name in the pod',
+            path: ['containers', i, 'ports', j, 'name'],
+          });
+        }
+        ports.add(p.name);
+      });
+    });
+  });
+
+const podCondition = z.looseObject({
+  type: nonEmpty,
+  status: z.enum(['True', 'False', 'Unknown']),
+  reason: z.string().optional(),
+  message: z.string().optional(),
+  lastTransitionTime: z.string().optional(),
+});
+
+const podStatus = z.looseObject({
+  phase: z.enum(['Pending', 'Running', 'Succeeded', 'Failed', 'Unknown']).optional(),
+  podIP: ip.optional(),
+  podIPs: z.array(z.looseObject({ ip })).optional(),
+  hostIP: ip.optional(),
+  reason: z.string().optional(),
+  message: z.string().optional(),
+  startTime: z.string().optional(),
+  conditions: z.array(podCondition).optional(),
+});
+
+const podSchema: z.ZodType<KindTypes['Pod']> = base('Pod', SUBDOMAIN).extend({
+  spec: podSpec,
+  status: podStatus.optional(),
+});
+
+const count = z.number().int().min(0);
+
+const deploymentSpec = z
+  .looseObject({
+    replicas: count.default(1),
+    selector: z.looseObject({
+      matchLabels: labels.refine(
+        (m) => Object.keys(m).length > 0,
+        'must not be empty (a Deployment selects its pods by label)',
+      ),
+    }),
+    template: z.looseObject({
+      metadata: z.looseObject({ labels: labels.optional(), annotations: annotations.optional() }),
+      spec: podSpec,
+    }),
+  })
+  .superRefine((spec, ctx) => {
+    const have = spec.template.metadata.labels ?? {};
+    for (const [key, value] of Object.entries(spec.selector.matchLabels)) {
+      if (have[key] !== value) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `must match spec.selector.matchLabels (missing ${key}=${value})`,
+          path: ['template', 'metadata', 'labels'],
+        });
+        return;
+      }
+    }
+  });
+
+const deploymentStatus = z.looseObject({
+  replicas: count.optional(),
+  readyReplicas: count.optional(),
+  availableReplicas: count.optional(),
+  updatedReplicas: count.optional(),
+  observedGeneration: count.optional(),
+});
+
+const deploymentSchema: z.ZodType<KindTypes['Deployment']> = base('Deployment', SUBDOMAIN).extend({
+  spec: deploymentSpec,
+  status: deploymentStatus.optional(),
+});
+
 // ---- Cilium kinds ----
 
 const ipPair = z.looseObject({ ipv4: ipv4.optional(), ipv6: ipv6.optional() });
@@ -370,16 +502,8 @@ const TABLE: KindTable = {
     true,
     endpointSliceSchema,
   ),
-  Pod: info('Pod', '', ['v1'], 'pods', ['po'], true, light('Pod', SUBDOMAIN)),
-  Deployment: info(
-    'Deployment',
-    'apps',
-    ['v1'],
-    'deployments',
-    ['deploy'],
-    true,
-    light('Deployment', SUBDOMAIN),
-  ),
+  Pod: info('Pod', '', ['v1'], 'pods', ['po'], true, podSchema),
+  Deployment: info('Deployment', 'apps', ['v1'], 'deployments', ['deploy'], true, deploymentSchema),
   CiliumNode: info(
     'CiliumNode',
     'cilium.io',

@@ -82,6 +82,112 @@ export interface EndpointSlice extends RegistryObject {
   readonly ports: readonly EndpointPort[];
 }
 
+export interface ContainerPort {
+  readonly containerPort: number;
+  /** An IANA service name, what a Service's `targetPort` may refer to. */
+  readonly name?: string | undefined;
+  /** Defaulted to TCP by the registry. */
+  readonly protocol: Protocol;
+  readonly hostPort?: number | undefined;
+  readonly [field: string]: unknown;
+}
+
+export interface EnvVar {
+  readonly name: string;
+  readonly value?: string | undefined;
+  readonly [field: string]: unknown;
+}
+
+export interface Container {
+  readonly name: string;
+  readonly image: string;
+  readonly ports?: readonly ContainerPort[] | undefined;
+  readonly env?: readonly EnvVar[] | undefined;
+  readonly command?: readonly string[] | undefined;
+  readonly args?: readonly string[] | undefined;
+  readonly [field: string]: unknown;
+}
+
+export interface PodSpec {
+  /** At least one. */
+  readonly containers: readonly Container[];
+  /** The node the pod runs on: set by the user, or by the scheduler when it binds the pod. */
+  readonly nodeName?: string | undefined;
+  readonly [field: string]: unknown;
+}
+
+export type PodPhase = 'Pending' | 'Running' | 'Succeeded' | 'Failed' | 'Unknown';
+export type ConditionStatus = 'True' | 'False' | 'Unknown';
+
+export interface PodCondition {
+  /** `PodScheduled`, `Initialized`, `ContainersReady`, `Ready`. */
+  readonly type: string;
+  readonly status: ConditionStatus;
+  readonly reason?: string | undefined;
+  readonly message?: string | undefined;
+  readonly lastTransitionTime?: string | undefined;
+  readonly [field: string]: unknown;
+}
+
+export interface PodStatus {
+  readonly phase?: PodPhase | undefined;
+  readonly podIP?: string | undefined;
+  readonly podIPs?: readonly { readonly ip: string }[] | undefined;
+  /** The IP of the node the pod runs on. */
+  readonly hostIP?: string | undefined;
+  /** Why the pod is in its phase, CamelCase (`UnknownImage`). */
+  readonly reason?: string | undefined;
+  readonly message?: string | undefined;
+  /** RFC3339. */
+  readonly startTime?: string | undefined;
+  readonly conditions?: readonly PodCondition[] | undefined;
+  readonly [field: string]: unknown;
+}
+
+export interface Pod extends RegistryObject {
+  readonly kind: 'Pod';
+  readonly spec: PodSpec;
+  readonly status?: PodStatus | undefined;
+}
+
+export interface PodTemplate {
+  readonly metadata?:
+    | {
+        readonly labels?: Readonly<Record<string, string>> | undefined;
+        readonly annotations?: Readonly<Record<string, string>> | undefined;
+        readonly [field: string]: unknown;
+      }
+    | undefined;
+  readonly spec: PodSpec;
+}
+
+export interface DeploymentSpec {
+  /** Defaulted to 1 by the registry. */
+  readonly replicas: number;
+  /** `matchLabels` is required and non-empty; the template's labels must match it. */
+  readonly selector: {
+    readonly matchLabels: Readonly<Record<string, string>>;
+    readonly [field: string]: unknown;
+  };
+  readonly template: PodTemplate;
+  readonly [field: string]: unknown;
+}
+
+export interface DeploymentStatus {
+  readonly replicas?: number | undefined;
+  readonly readyReplicas?: number | undefined;
+  readonly availableReplicas?: number | undefined;
+  readonly updatedReplicas?: number | undefined;
+  readonly observedGeneration?: number | undefined;
+  readonly [field: string]: unknown;
+}
+
+export interface Deployment extends RegistryObject {
+  readonly kind: 'Deployment';
+  readonly spec: DeploymentSpec;
+  readonly status?: DeploymentStatus | undefined;
+}
+
 /**
  * Kind name → the type its objects decode to. The registry's methods and informers are
  * generic over these names, so `createInformer(backend, 'CiliumNode', …)` yields CiliumNodes.
@@ -94,8 +200,8 @@ export interface KindTypes {
   CiliumNode: CiliumNode;
   CiliumEndpoint: CiliumEndpoint;
   CiliumIdentity: CiliumIdentity;
-  Pod: RegistryObject;
-  Deployment: RegistryObject;
+  Pod: Pod;
+  Deployment: Deployment;
   CiliumNetworkPolicy: RegistryObject;
   CiliumExternalWorkload: RegistryObject;
   ServiceExport: RegistryObject;

@@ -325,7 +325,12 @@ export class Registry {
 function merge(next: RegistryObject, cur: RegistryObject): RegistryObject {
   const merged: Record<string, unknown> = { ...next };
   if (next.status === undefined && cur.status !== undefined) merged.status = cur.status;
-  const specChanged = !sameJson(withoutMetaAndStatus(next), withoutMetaAndStatus(cur));
+  const allocated = keptAllocation(next, cur);
+  if (allocated !== undefined) merged.spec = allocated;
+  const specChanged = !sameJson(
+    withoutMetaAndStatus(merged as RegistryObject),
+    withoutMetaAndStatus(cur),
+  );
   const generation = (cur.metadata.generation ?? 1) + (specChanged ? 1 : 0);
   return {
     ...(merged as RegistryObject),
@@ -336,6 +341,22 @@ function merge(next: RegistryObject, cur: RegistryObject): RegistryObject {
       generation,
     },
   };
+}
+
+/**
+ * A Service's ClusterIP is allocated by the cluster, not written by the user: re-applying a
+ * manifest without one keeps it (as `kubectl apply` does), so the service never flaps to
+ * "no address" between the apply and the allocator putting the same IP back.
+ */
+function keptAllocation(next: RegistryObject, cur: RegistryObject): unknown {
+  if (next.kind !== 'Service' || cur.kind !== 'Service') return undefined;
+  const spec = next.spec as Record<string, unknown> | undefined;
+  const old = cur.spec as Record<string, unknown> | undefined;
+  if (spec === undefined || old === undefined) return undefined;
+  const given = spec.clusterIP;
+  if ((given !== undefined && given !== '') || typeof old.clusterIP !== 'string') return undefined;
+  if (old.clusterIP === '' || old.clusterIP === 'None') return undefined;
+  return { ...spec, clusterIP: old.clusterIP, clusterIPs: old.clusterIPs ?? [old.clusterIP] };
 }
 
 function withoutMetaAndStatus(obj: RegistryObject): Record<string, unknown> {

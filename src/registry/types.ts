@@ -19,6 +19,18 @@ export interface ObjectMeta {
   readonly labels?: Readonly<Record<string, string>> | undefined;
   readonly annotations?: Readonly<Record<string, string>> | undefined;
   readonly generation?: number | undefined;
+  /** The objects this one belongs to (a Pod to its Deployment, a CiliumEndpoint to its Pod). */
+  readonly ownerReferences?: readonly OwnerReference[] | undefined;
+}
+
+export interface OwnerReference {
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly name: string;
+  readonly uid: string;
+  /** The owner is the object's managing controller (at most one reference has it). */
+  readonly controller?: boolean | undefined;
+  readonly blockOwnerDeletion?: boolean | undefined;
 }
 
 export interface RegistryObject {
@@ -63,6 +75,8 @@ export interface CiliumEndpoint extends RegistryObject {
     readonly 'named-ports'?:
       | readonly { readonly name: string; readonly port: number; readonly protocol?: string }[]
       | undefined;
+    /** `ready` once the endpoint serves traffic (Cilium's endpoint state). */
+    readonly state?: string | undefined;
   };
 }
 

@@ -135,10 +135,21 @@ function killAllSync(): void {
   liveTempDirs.clear();
 }
 
+let signalHooks = true;
+
+/**
+ * A program that stops its etcd processes itself on SIGINT/SIGTERM (`clustermesh up`,
+ * which stops its daemons first) turns the signal hooks off; the exit hook stays.
+ */
+export function disableEtcdSignalHooks(): void {
+  signalHooks = false;
+}
+
 function installExitHooks(): void {
   if (hooksInstalled) return;
   hooksInstalled = true;
   process.on('exit', killAllSync);
+  if (!signalHooks) return;
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     const onSignal = (): void => {
       killAllSync();
@@ -436,6 +447,9 @@ export class EtcdMember {
       child = spawn(this.#spec.binary, this.#args(), {
         stdio: ['ignore', fd, fd],
         env: etcdEnv(),
+        // Its own process group: a terminal's Ctrl-C reaches the owner, which stops its users
+        // before etcd (the exit hook still kills it if the owner goes away).
+        detached: true,
       });
     } finally {
       // The child holds its own copy of the descriptor.

@@ -55,7 +55,7 @@ void describe('cli program', () => {
     const cases: [string[], string][] = [
       [
         ['nope'],
-        "error: unknown command 'nope' for 'clustermesh' (known: apiserver, agent, kvstoremesh, kvstore, status, node, identity, service, lb, ipcache, apply, get, delete)\n",
+        "error: unknown command 'nope' for 'clustermesh' (known: apiserver, agent, kvstoremesh, kvstore, status, node, identity, service, lb, ipcache, apply, get, delete, up, exec, mesh, observe)\n",
       ],
       [
         ['kvstore', 'nope'],

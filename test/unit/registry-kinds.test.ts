@@ -8,7 +8,7 @@ import {
   resolveKindName,
   validateObject,
 } from '../../src/registry/kinds.js';
-import type { EndpointSlice, Service } from '../../src/registry/objects.js';
+import type { Deployment, EndpointSlice, Pod, Service } from '../../src/registry/objects.js';
 import type { CiliumEndpoint, CiliumNode } from '../../src/registry/types.js';
 import { ErrorCode, isClusterMeshError } from '../../src/lib/errors.js';
 
@@ -293,13 +293,114 @@ void describe('registry kinds', () => {
       spec: { endpointSelector: {} },
     });
     assert.equal(
-      problem({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: '' } }),
+      problem({
+        apiVersion: 'cilium.io/v2',
+        kind: 'CiliumExternalWorkload',
+        metadata: { name: '' },
+      }),
       'metadata.name: must not be empty',
     );
   });
 
+  it('validates Pods: at least one container with an image, ports, named ports unique', () => {
+    const pod = (spec: unknown): unknown => ({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'p' },
+      spec,
+    });
+    const ok = valid(
+      pod({
+        containers: [{ name: 'c', image: 'clustermesh/echo', ports: [{ containerPort: 80 }] }],
+      }),
+    );
+    // Defaults are stored: protocol TCP.
+    assert.deepEqual((ok as Pod).spec.containers[0]?.ports, [
+      { containerPort: 80, protocol: 'TCP' },
+    ]);
+    assert.equal(problem(pod(undefined)), 'spec: required');
+    assert.equal(problem(pod({ containers: [] })), 'spec.containers: must not be empty');
+    assert.equal(
+      problem(pod({ containers: [{ name: 'c' }] })),
+      'spec.containers[0].image: required',
+    );
+    assert.equal(
+      problem(pod({ containers: [{ name: 'c', image: 'x', ports: [{ containerPort: 0 }] }] })),
+      'spec.containers[0].ports[0].containerPort: must be >= 1, received 0',
+    );
+    assert.equal(
+      problem(
+        pod({
+          containers: [
+            { name: 'a', image: 'x', ports: [{ containerPort: 80, name: 'http' }] },
+            { name: 'b', image: 'x', ports: [{ containerPort: 81, name: 'http' }] },
+          ],
+        }),
+      ),
+      'spec.containers[1].ports[0].name: duplicate port name in the pod, received "http"',
+    );
+    assert.match(
+      problem(pod({ containers: [{ name: 'c', image: 'x' }], nodeName: 'Node_1' })),
+      /^spec\.nodeName: must be a lowercase RFC 1123 subdomain/,
+    );
+    assert.equal(
+      problem({
+        ...(pod({ containers: [{ name: 'c', image: 'x' }] }) as object),
+        status: { phase: 'Running', podIP: 'x' },
+      }),
+      'status.podIP: must be a valid IP address, received "x"',
+    );
+  });
+
+  it('validates Deployments: replicas default 1, selector required and matching the template', () => {
+    const deploy = (spec: Record<string, unknown>): unknown => ({
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'd' },
+      spec: {
+        selector: { matchLabels: { app: 'x' } },
+        template: {
+          metadata: { labels: { app: 'x', tier: 'web' } },
+          spec: { containers: [{ name: 'c', image: 'clustermesh/echo' }] },
+        },
+        ...spec,
+      },
+    });
+    assert.equal((valid(deploy({})) as Deployment).spec.replicas, 1);
+    assert.equal((valid(deploy({ replicas: 0 })) as Deployment).spec.replicas, 0);
+    assert.equal(problem(deploy({ replicas: -1 })), 'spec.replicas: must be >= 0, received -1');
+    assert.equal(problem(deploy({ selector: undefined })), 'spec.selector: required');
+    assert.match(
+      problem(deploy({ selector: { matchLabels: {} } })),
+      /^spec\.selector\.matchLabels: must not be empty/,
+    );
+    assert.equal(
+      problem(deploy({ selector: { matchLabels: { app: 'y' } } })),
+      'spec.template.metadata.labels: must match spec.selector.matchLabels (missing app=y)',
+    );
+    assert.equal(
+      problem(
+        deploy({ template: { metadata: { labels: { app: 'x' } }, spec: { containers: [] } } }),
+      ),
+      'spec.template.spec.containers: must not be empty',
+    );
+  });
+
+  it('validates ownerReferences on every kind', () => {
+    const meta = (ownerReferences: unknown): unknown => ({
+      apiVersion: 'v1',
+      kind: 'Namespace',
+      metadata: { name: 'n', ownerReferences },
+    });
+    valid(meta([{ apiVersion: 'v1', kind: 'Service', name: 's', uid: 'u', controller: true }]));
+    assert.equal(
+      problem(meta([{ apiVersion: 'v1', kind: 'Service', name: 's' }])),
+      'metadata.ownerReferences[0].uid: required',
+    );
+  });
+
   it('honours -n: default for objects without namespace, error on a mismatch', () => {
-    const obj = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'p' } };
+    const obj = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'p' } };
     const r = validateObject(obj, { namespace: 'prod' });
     assert.ok(r.ok);
     assert.equal(r.object.metadata.namespace, 'prod');

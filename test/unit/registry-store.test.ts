@@ -101,6 +101,29 @@ void describe('registry store', () => {
     assert.deepEqual(s?.status, { loadBalancer: { ingress: [{ ip: '127.1.128.1' }] } });
   });
 
+  it('apply keeps an allocated ClusterIP when the manifest names none, not a given one', async () => {
+    const { registry } = setup();
+    await registry.apply([service('web')]);
+    await registry.patch<Service>('Service', 'default', 'web', (s) => ({
+      ...s,
+      spec: { ...s.spec, clusterIP: '127.1.128.7', clusterIPs: ['127.1.128.7'] },
+    }));
+    const [again] = await registry.apply([service('web', 8080)]);
+    assert.equal(again?.action, 'configured');
+    const kept = await registry.get<Service>('Service', 'default', 'web');
+    assert.ok(kept !== undefined, 'stored');
+    assert.equal(kept.spec.clusterIP, '127.1.128.7');
+    assert.deepEqual(kept.spec.clusterIPs, ['127.1.128.7']);
+    assert.equal(kept.spec.ports[0]?.port, 8080);
+    const [same] = await registry.apply([service('web', 8080)]);
+    assert.equal(same?.action, 'unchanged', 'the allocation is not a change');
+    const given = service('web', 8080);
+    (given.spec as Record<string, unknown>).clusterIP = '127.1.128.9';
+    await registry.apply([given]);
+    const replaced = await registry.get<Service>('Service', 'default', 'web');
+    assert.equal(replaced?.spec.clusterIP, '127.1.128.9');
+  });
+
   it('resourceVersion is the mod revision of the key', async () => {
     const { backend, registry } = setup();
     const created = await registry.create(node('node-1'));

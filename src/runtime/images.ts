@@ -1,0 +1,206 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { errorMessage } from '../lib/errors.js';
+import type { Container } from '../registry/objects.js';
+
+/**
+ * The built-in container images. Local mode runs no container runtime: an image is a
+ * function that starts a workload in this process, bound to the pod's IP, so that every
+ * connection a workload accepts or makes carries the pod's address.
+ */
+
+/** A connection a workload accepted (the mesh records it as an ingress flow). */
+export interface WorkloadConnection {
+  readonly cluster: string;
+  readonly node: string;
+  readonly pod: { readonly namespace: string; readonly name: string; readonly ip: string };
+  readonly localPort: number;
+  readonly peer: { readonly ip: string; readonly port: number };
+}
+
+export interface WorkloadContext {
+  readonly cluster: string;
+  readonly node: string;
+  readonly namespace: string;
+  readonly pod: string;
+  readonly podIP: string;
+  readonly container: Container;
+  readonly onConnection?: ((c: WorkloadConnection) => void) | undefined;
+  readonly log: Logger;
+}
+
+/** A started container: everything it opened is released by `close`. */
+export interface Workload {
+  close(): Promise<void>;
+}
+
+export type StartResult =
+  | { readonly ok: true; readonly workload: Workload }
+  | { readonly ok: false; readonly reason: string; readonly message: string };
+
+export interface Image {
+  readonly name: string;
+  readonly description: string;
+  start(ctx: WorkloadContext): Promise<StartResult>;
+}
+
+/** Pod status reasons of failed starts (stable: tests and users read them). */
+export const StartFailure = {
+  /** A port could not be bound on the pod IP. */
+  BindFailed: 'BindFailed',
+} as const;
+
+/**
+ * `clustermesh/echo:1.0` → `clustermesh/echo`: a tag or a digest selects nothing here, so
+ * manifests may carry one. A registry host is not stripped: the built-ins are named
+ * without one.
+ */
+export function imageName(ref: string): string {
+  let name = ref;
+  const at = name.indexOf('@');
+  if (at >= 0) name = name.slice(0, at);
+  const colon = name.lastIndexOf(':');
+  if (colon > name.lastIndexOf('/')) name = name.slice(0, colon);
+  return name;
+}
+
+const ECHO: Image = {
+  name: 'clustermesh/echo',
+  description: 'HTTP server answering JSON with its cluster, node and pod',
+  start: startEcho,
+};
+
+const IDLE: Image = {
+  name: 'clustermesh/idle',
+  description: 'does nothing; a client to exec from',
+  start: () => Promise.resolve({ ok: true, workload: { close: () => Promise.resolve() } }),
+};
+
+const IMAGES: ReadonlyMap<string, Image> = new Map([ECHO, IDLE].map((i) => [i.name, i]));
+
+export const BUILTIN_IMAGES: readonly string[] = [...IMAGES.keys()];
+
+export function resolveImage(ref: string): Image | undefined {
+  return IMAGES.get(imageName(ref));
+}
+
+/** The port the echo server listens on when its container declares none. */
+export const ECHO_DEFAULT_PORT = 80;
+
+/** Every declared TCP port, or the default one. */
+function echoPorts(c: Container): number[] {
+  const tcp = (c.ports ?? []).filter((p) => p.protocol === 'TCP').map((p) => p.containerPort);
+  return tcp.length > 0 ? [...new Set(tcp)] : [ECHO_DEFAULT_PORT];
+}
+
+/**
+ * Fields of the `MESSAGE` env var when it holds a JSON object: they lead the answer
+ * (the rebel-base demo adds `"Galaxy": "Alderaan"` this way). Anything else is ignored.
+ */
+function messageFields(c: Container): Record<string, unknown> {
+  const text = c.env?.find((e) => e.name === 'MESSAGE')?.value;
+  if (text === undefined) return {};
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
+      return parsed as Record<string, unknown>;
+    }
+  } catch {
+    // Not JSON: nothing to merge.
+  }
+  return {};
+}
+
+function plainIP(address: string | undefined): string {
+  const a = address ?? '';
+  return a.startsWith('::ffff:') ? a.slice('::ffff:'.length) : a;
+}
+
+async function startEcho(ctx: WorkloadContext): Promise<StartResult> {
+  const extra = messageFields(ctx.container);
+  const answer = (req: IncomingMessage, res: ServerResponse): void => {
+    // The body is not read; drain it so the connection can serve the next request.
+    req.resume();
+    const body = `${JSON.stringify({
+      ...extra,
+      Cluster: ctx.cluster,
+      Node: ctx.node,
+      Namespace: ctx.namespace,
+      Pod: ctx.pod,
+      PodIP: ctx.podIP,
+      Client: plainIP(req.socket.remoteAddress),
+    })}\n`;
+    res.writeHead(200, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+    });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  };
+  const onConnection = (socket: Socket): void => {
+    if (ctx.onConnection === undefined) return;
+    try {
+      ctx.onConnection({
+        cluster: ctx.cluster,
+        node: ctx.node,
+        pod: { namespace: ctx.namespace, name: ctx.pod, ip: ctx.podIP },
+        localPort: socket.localPort ?? 0,
+        peer: { ip: plainIP(socket.remoteAddress), port: socket.remotePort ?? 0 },
+      });
+    } catch (err) {
+      ctx.log.warn({ err: errorMessage(err) }, 'connection observer failed');
+    }
+  };
+
+  const servers: Server[] = [];
+  const closeAll = async (): Promise<void> => {
+    await Promise.all(servers.map(closeServer));
+  };
+  for (const port of echoPorts(ctx.container)) {
+    const server = createServer(answer);
+    server.on('connection', onConnection);
+    try {
+      await listen(server, ctx.podIP, port);
+    } catch (err) {
+      await closeAll();
+      return {
+        ok: false,
+        reason: StartFailure.BindFailed,
+        message: `container ${JSON.stringify(ctx.container.name)}: cannot listen on ${ctx.podIP}:${port}: ${errorMessage(err)}`,
+      };
+    }
+    // After a successful listen, errors are per connection and must not crash the process.
+    server.on('error', (err) => {
+      ctx.log.warn({ port, err: errorMessage(err) }, 'echo server error');
+    });
+    servers.push(server);
+  }
+  return { ok: true, workload: { close: closeAll } };
+}
+
+function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => {
+      reject(err);
+    };
+    server.once('error', onError);
+    server.listen({ host, port, exclusive: true }, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    if (!server.listening) {
+      resolve();
+      return;
+    }
+    server.close(() => {
+      resolve();
+    });
+    // Keep-alive connections would hold `close` open until they time out.
+    server.closeAllConnections();
+  });
+}

@@ -1,0 +1,118 @@
+import { rfc3339Now } from '../keyspace/time.js';
+import type {
+  ConditionStatus,
+  Pod,
+  PodCondition,
+  PodPhase,
+  PodStatus,
+} from '../registry/objects.js';
+
+/**
+ * Pod statuses as the kubelet writes them. Builders take the current status and keep its
+ * timestamps where nothing changed, so reconciling an unchanged pod yields an equal
+ * status and no write.
+ */
+
+/** Pod status reasons set by the runtime (stable: tests and users read them). */
+export const PodReason = {
+  /** An image that is not built in: `status.message` lists the built-in ones. */
+  UnknownImage: 'UnknownImage',
+  /** `spec.nodeName` names no node of the cluster. */
+  NodeNotFound: 'NodeNotFound',
+  /** The node's pod CIDR has no free address; the pod starts once one is released. */
+  IPExhausted: 'IPExhausted',
+} as const;
+
+const CONDITION_TYPES = ['PodScheduled', 'Initialized', 'ContainersReady', 'Ready'] as const;
+
+export interface RunningState {
+  readonly podIP: string;
+  readonly hostIP: string;
+}
+
+export function runningStatus(pod: Pod, s: RunningState, now: Date): PodStatus {
+  const cur = pod.status;
+  const startTime = cur?.startTime ?? rfc3339Now(now);
+  return {
+    phase: 'Running',
+    conditions: conditions(cur, now, {
+      PodScheduled: 'True',
+      Initialized: 'True',
+      ContainersReady: 'True',
+      Ready: 'True',
+    }),
+    hostIP: s.hostIP,
+    hostIPs: [{ ip: s.hostIP }],
+    podIP: s.podIP,
+    podIPs: [{ ip: s.podIP }],
+    startTime,
+    containerStatuses: pod.spec.containers.map((c) => ({
+      name: c.name,
+      image: c.image,
+      ready: true,
+      started: true,
+      restartCount: 0,
+      state: { running: { startedAt: startTime } },
+    })),
+  };
+}
+
+/**
+ * A pod that does not run: `Failed`, or `Pending` when it may start later. `hostIP` is set
+ * once the pod was placed on a node.
+ */
+export function notRunningStatus(
+  pod: Pod,
+  phase: Extract<PodPhase, 'Pending' | 'Failed'>,
+  reason: string,
+  message: string,
+  hostIP: string | undefined,
+  now: Date,
+): PodStatus {
+  const scheduled: ConditionStatus = hostIP === undefined ? 'False' : 'True';
+  return {
+    phase,
+    reason,
+    message,
+    conditions: conditions(pod.status, now, {
+      PodScheduled: scheduled,
+      Initialized: scheduled,
+      ContainersReady: 'False',
+      Ready: 'False',
+    }),
+    ...(hostIP === undefined ? {} : { hostIP, hostIPs: [{ ip: hostIP }] }),
+    ...(pod.status?.startTime === undefined ? {} : { startTime: pod.status.startTime }),
+  };
+}
+
+function conditions(
+  cur: PodStatus | undefined,
+  now: Date,
+  want: Readonly<Record<(typeof CONDITION_TYPES)[number], ConditionStatus>>,
+): PodCondition[] {
+  return CONDITION_TYPES.map((type) => {
+    const status = want[type];
+    const prev = cur?.conditions?.find((c) => c.type === type);
+    return {
+      type,
+      status,
+      lastTransitionTime:
+        prev?.status === status && prev.lastTransitionTime !== undefined
+          ? prev.lastTransitionTime
+          : rfc3339Now(now),
+    };
+  });
+}
+
+/** Running and Ready: what Services send traffic to. */
+export function isPodReady(pod: Pod): boolean {
+  return (
+    pod.status?.phase === 'Running' &&
+    pod.status.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true
+  );
+}
+
+/** Failed or Succeeded: the pod will not run again. */
+export function isPodTerminal(pod: Pod): boolean {
+  return pod.status?.phase === 'Failed' || pod.status?.phase === 'Succeeded';
+}

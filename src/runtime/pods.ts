@@ -1,0 +1,353 @@
+import type { Logger } from 'pino';
+import { errorMessage } from '../lib/errors.js';
+import { sameJson } from '../registry/codec.js';
+import type { Pod, PodStatus } from '../registry/objects.js';
+import type { Registry } from '../registry/registry.js';
+import type { CiliumEndpoint, CiliumIdentity, Informer, ObjectEvent } from '../registry/types.js';
+import { Controller, keyOf, splitKey } from './controller.js';
+import {
+  EndpointIds,
+  deleteEndpoint,
+  desiredEndpoint,
+  isOwnedByPod,
+  writeEndpoint,
+} from './endpoints.js';
+import { IdentityAllocator, podSecurityLabels } from './identity-allocator.js';
+import { BUILTIN_IMAGES, resolveImage, type Workload, type WorkloadConnection } from './images.js';
+import { PodIPAM } from './ipam.js';
+import type { RuntimeNode } from './nodes.js';
+import { PodReason, isPodTerminal, notRunningStatus, runningStatus } from './pod-status.js';
+import { pickNode, placementOf } from './scheduler.js';
+
+/**
+ * The kubelet and scheduler of the local cluster in one controller: it places pods on
+ * nodes, gives them an IP from the node's CIDR and an identity, starts their workloads in
+ * this process, and writes their CiliumEndpoint and status.
+ */
+
+export interface PodControllerOptions {
+  readonly cluster: { readonly name: string; readonly id: number };
+  readonly nodes: readonly RuntimeNode[];
+  readonly registry: Registry;
+  readonly pods: Informer<Pod>;
+  readonly endpoints: Informer<CiliumEndpoint>;
+  readonly identities: IdentityAllocator;
+  readonly log: Logger;
+  readonly onConnection?: ((c: WorkloadConnection) => void) | undefined;
+  readonly now?: (() => Date) | undefined;
+}
+
+/** A pod whose workloads run in this process. */
+interface RunningPod {
+  readonly uid: string;
+  readonly namespace: string;
+  readonly name: string;
+  readonly node: RuntimeNode;
+  readonly ip: string;
+  /** What the workloads were started from; a change restarts them. */
+  readonly signature: string;
+  readonly workloads: readonly Workload[];
+  identity: number;
+}
+
+export interface RunningPodInfo {
+  readonly namespace: string;
+  readonly name: string;
+  readonly node: string;
+  readonly ip: string;
+  readonly phase: string;
+}
+
+export class PodController {
+  readonly controller: Controller;
+  private readonly ipam: PodIPAM;
+  private readonly endpointIds = new EndpointIds();
+  private readonly running = new Map<string, RunningPod>();
+  /** Pods waiting for an address on a full node → the node. */
+  private readonly waitingForIP = new Map<string, string>();
+  private readonly log: Logger;
+  private readonly now: () => Date;
+
+  constructor(private readonly o: PodControllerOptions) {
+    this.log = o.log.child({ controller: 'pods' });
+    this.ipam = new PodIPAM(o.nodes);
+    this.now = o.now ?? (() => new Date());
+    this.controller = new Controller('pods', (key) => this.reconcile(key), this.log);
+  }
+
+  onPod(ev: ObjectEvent<Pod>): void {
+    this.controller.enqueue(keyOf(ev.object.metadata.namespace, ev.object.metadata.name));
+  }
+
+  /** An endpoint changed by someone else is repaired; one left over from a gone pod is deleted. */
+  onEndpoint(ev: ObjectEvent<CiliumEndpoint>): void {
+    if (isOwnedByPod(ev.object)) {
+      this.controller.enqueue(keyOf(ev.object.metadata.namespace, ev.object.metadata.name));
+    }
+  }
+
+  /** A deleted identity is replaced for the pods that used it. */
+  onIdentity(ev: ObjectEvent<CiliumIdentity>): void {
+    if (ev.type !== 'deleted') return;
+    const id = Number(ev.object.metadata.name);
+    for (const [key, run] of this.running) if (run.identity === id) this.controller.enqueue(key);
+  }
+
+  /**
+   * Claims the addresses and endpoint IDs recorded in the registry, before any pod is
+   * reconciled, so that pods keep them across restarts. Oldest pods first: should two
+   * claim one address, the younger one gets a new one.
+   */
+  restore(): void {
+    const pods = [...this.o.pods.list()].sort(
+      (a, b) =>
+        (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? '') ||
+        keyOf(a.metadata.namespace, a.metadata.name).localeCompare(
+          keyOf(b.metadata.namespace, b.metadata.name),
+        ),
+    );
+    for (const pod of pods) {
+      const ip = pod.status?.podIP;
+      const placement = placementOf(pod, this.o.nodes);
+      if (ip === undefined || isPodTerminal(pod) || placement.kind !== 'bound') continue;
+      this.ipam.claim(keyOf(pod.metadata.namespace, pod.metadata.name), placement.node.name, ip);
+    }
+    for (const cep of this.o.endpoints.list()) {
+      const node = this.o.nodes.find((n) => n.ip === cep.status.networking?.node);
+      const key = keyOf(cep.metadata.namespace, cep.metadata.name);
+      if (node !== undefined && cep.status.id !== undefined && isOwnedByPod(cep)) {
+        this.endpointIds.allocate(key, node.name, cep.status.id);
+      }
+    }
+  }
+
+  runningPods(): RunningPodInfo[] {
+    return [...this.running.values()].map((r) => ({
+      namespace: r.namespace,
+      name: r.name,
+      node: r.node.name,
+      ip: r.ip,
+      phase: 'Running',
+    }));
+  }
+
+  /** Stops every workload (the registry keeps the pods: a restart resumes them). */
+  async closeAll(): Promise<void> {
+    const all = [...this.running.values()];
+    this.running.clear();
+    await Promise.all(all.map((r) => closeWorkloads(r.workloads, this.log)));
+  }
+
+  private async reconcile(key: string): Promise<void> {
+    const { namespace, name } = splitKey(key);
+    const pod = this.o.pods.get(namespace, name);
+    if (pod === undefined) {
+      await this.release(key);
+      await deleteEndpoint(this.o.registry, namespace, name);
+      return;
+    }
+    const placement = placementOf(pod, this.o.nodes);
+    if (placement.kind === 'unknown-node') {
+      const known = this.o.nodes.map((n) => n.name).join(', ');
+      await this.notRunning(pod, 'Failed', PodReason.NodeNotFound, {
+        message: `node ${JSON.stringify(placement.nodeName)} is not a node of cluster ${this.o.cluster.name} (nodes: ${known})`,
+      });
+      return;
+    }
+    const node = placement.kind === 'bound' ? placement.node : this.schedule(key);
+    if (node === undefined) return;
+    const log = this.log.child({ node: node.name, pod: key });
+
+    const unknown = pod.spec.containers.find((c) => resolveImage(c.image) === undefined);
+    if (unknown !== undefined) {
+      await this.notRunning(pod, 'Failed', PodReason.UnknownImage, {
+        node,
+        message: `container ${JSON.stringify(unknown.name)}: image ${JSON.stringify(unknown.image)} is not a built-in image (built-in: ${BUILTIN_IMAGES.join(', ')}, any tag)`,
+      });
+      return;
+    }
+
+    const ip = this.address(key, pod, node);
+    if (ip === undefined) {
+      await this.notRunning(pod, 'Pending', PodReason.IPExhausted, {
+        node,
+        message: `no free pod IP in ${this.ipam.cidrOf(node.name) ?? '?'} on node ${node.name}; the pod starts when one is released`,
+      });
+      this.waitingForIP.set(key, node.name);
+      return;
+    }
+    this.waitingForIP.delete(key);
+
+    const identity = await this.o.identities.allocate(podSecurityLabels(pod, this.o.cluster.name));
+
+    const uid = pod.metadata.uid ?? '';
+    const signature = JSON.stringify([uid, node.name, ip, pod.spec.containers]);
+    let run = this.running.get(key);
+    if (run?.signature !== signature) {
+      if (run !== undefined) {
+        this.running.delete(key);
+        await closeWorkloads(run.workloads, log);
+      }
+      const started = await this.start(pod, node, ip, log);
+      if (!started.ok) {
+        await this.notRunning(pod, 'Failed', started.reason, { node, message: started.message });
+        return;
+      }
+      run = {
+        uid,
+        namespace,
+        name,
+        node,
+        ip,
+        signature,
+        workloads: started.workloads,
+        identity: identity.id,
+      };
+      this.running.set(key, run);
+      log.info({ ip, identity: identity.id }, 'pod started');
+    }
+    run.identity = identity.id;
+
+    const cached = this.o.endpoints.get(namespace, name);
+    const endpointId = this.endpointIds.allocate(key, node.name, cached?.status.id);
+    if (endpointId !== undefined) {
+      await writeEndpoint(
+        this.o.registry,
+        this.o.endpoints,
+        desiredEndpoint({ pod, node, ip, endpointId, identity }),
+      );
+    } else {
+      log.warn('no free endpoint ID on the node; the pod runs without a CiliumEndpoint');
+    }
+    await this.writeStatus(pod, node, (cur) =>
+      runningStatus(cur, { podIP: ip, hostIP: node.ip }, this.now()),
+    );
+  }
+
+  /**
+   * A node for an unbound pod: the one where it already holds an address (its binding was
+   * not written yet), else the least loaded.
+   */
+  private schedule(key: string): RuntimeNode | undefined {
+    const held = this.ipam.addressOf(key);
+    const node = this.o.nodes.find((n) => n.name === held?.node);
+    return node ?? pickNode(this.o.nodes, (n) => this.ipam.used(n));
+  }
+
+  /** The pod's address on `node`: kept, taken back from its status, or the lowest free. */
+  private address(key: string, pod: Pod, node: RuntimeNode): string | undefined {
+    const held = this.ipam.addressOf(key);
+    if (held?.node === node.name) return held.ip;
+    const previous = pod.status?.podIP;
+    let ip: string | undefined;
+    if (previous !== undefined && pod.status?.hostIP === node.ip) {
+      if (this.ipam.claim(key, node.name, previous)) ip = previous;
+    }
+    ip ??= this.ipam.allocate(key, node.name);
+    // Moving frees an address on the old node.
+    if (ip !== undefined && held !== undefined) this.wakeWaiting(held.node);
+    return ip;
+  }
+
+  private async start(
+    pod: Pod,
+    node: RuntimeNode,
+    ip: string,
+    log: Logger,
+  ): Promise<{ ok: true; workloads: Workload[] } | { ok: false; reason: string; message: string }> {
+    const workloads: Workload[] = [];
+    for (const container of pod.spec.containers) {
+      const image = resolveImage(container.image);
+      if (image === undefined) continue;
+      const r = await image.start({
+        cluster: this.o.cluster.name,
+        node: node.name,
+        namespace: pod.metadata.namespace ?? 'default',
+        pod: pod.metadata.name,
+        podIP: ip,
+        container,
+        onConnection: this.o.onConnection,
+        log: log.child({ container: container.name }),
+      });
+      if (!r.ok) {
+        await closeWorkloads(workloads, log);
+        return r;
+      }
+      workloads.push(r.workload);
+    }
+    return { ok: true, workloads };
+  }
+
+  /** Stops what runs for the pod, frees its resources and records why it does not run. */
+  private async notRunning(
+    pod: Pod,
+    phase: 'Pending' | 'Failed',
+    reason: string,
+    opts: { readonly node?: RuntimeNode; readonly message: string },
+  ): Promise<void> {
+    const key = keyOf(pod.metadata.namespace, pod.metadata.name);
+    const node = opts.node;
+    await this.release(key);
+    await deleteEndpoint(this.o.registry, pod.metadata.namespace ?? 'default', pod.metadata.name);
+    if (pod.status?.reason !== reason) {
+      this.log.warn(
+        { pod: key, node: node?.name, reason, message: opts.message },
+        'pod not running',
+      );
+    }
+    await this.writeStatus(pod, node, (cur) =>
+      notRunningStatus(cur, phase, reason, opts.message, node?.ip, this.now()),
+    );
+  }
+
+  private async release(key: string): Promise<void> {
+    this.waitingForIP.delete(key);
+    const run = this.running.get(key);
+    if (run !== undefined) {
+      this.running.delete(key);
+      await closeWorkloads(run.workloads, this.log);
+      this.log.info({ pod: key, node: run.node.name, ip: run.ip }, 'pod stopped');
+    }
+    this.endpointIds.release(key);
+    const freed = this.ipam.release(key);
+    if (freed !== undefined) this.wakeWaiting(freed.node);
+  }
+
+  private wakeWaiting(node: string): void {
+    for (const [key, n] of this.waitingForIP) if (n === node) this.controller.enqueue(key);
+  }
+
+  /**
+   * Binds the pod to `node` (spec.nodeName, as the scheduler does) and writes the status
+   * built from the stored pod, unless the cached pod already says so.
+   */
+  private async writeStatus(
+    pod: Pod,
+    node: RuntimeNode | undefined,
+    build: (cur: Pod) => PodStatus,
+  ): Promise<void> {
+    const change = (cur: Pod): Pod | undefined => {
+      const nodeName = node?.name ?? cur.spec.nodeName;
+      const status = build(cur);
+      if (cur.spec.nodeName === nodeName && sameJson(cur.status, status)) return undefined;
+      return { ...cur, spec: { ...cur.spec, nodeName }, status };
+    };
+    if (change(pod) === undefined) return;
+    await this.o.registry.patch('Pod', pod.metadata.namespace, pod.metadata.name, (cur) =>
+      // A pod deleted and created again under the same name is another pod.
+      cur.metadata.uid === pod.metadata.uid ? change(cur) : undefined,
+    );
+  }
+}
+
+async function closeWorkloads(workloads: readonly Workload[], log: Logger): Promise<void> {
+  await Promise.all(
+    workloads.map(async (w) => {
+      try {
+        await w.close();
+      } catch (err) {
+        log.warn({ err: errorMessage(err) }, 'workload did not close cleanly');
+      }
+    }),
+  );
+}

@@ -1,0 +1,45 @@
+import { tabwrite } from '../lib/table.js';
+import type { MeshState } from './mesh-state.js';
+
+/** What `up` prints once the mesh is ready (and `clustermesh mesh` later): what runs where. */
+export function formatMeshSummary(
+  state: MeshState,
+  opts: { stateDir: string; readyMs?: number | undefined; example?: string | undefined },
+): string {
+  const n = state.clusters.length;
+  const m = state.clusters[0]?.agents.length ?? 0;
+  const lines: string[] = [];
+  const mode = `${state.kvstore} kvstore${state.kvstoremesh ? ', KVStoreMesh' : ''}`;
+  const ready = opts.readyMs === undefined ? '' : ` ready in ${(opts.readyMs / 1000).toFixed(1)} s`;
+  lines.push(
+    `clustermesh: ${n} cluster${n === 1 ? '' : 's'} × ${m} node${m === 1 ? '' : 's'} (${mode})${ready}`,
+  );
+  lines.push('');
+  const rows: string[][] = [['CLUSTER', 'ID', 'KVSTORE', 'DNS', 'PODS', 'SERVICES']];
+  for (const c of state.clusters) {
+    rows.push([c.name, String(c.id), c.kvstore, c.dns, c.podCIDR, c.serviceCIDR]);
+  }
+  lines.push(...tabwrite(rows).trimEnd().split('\n'));
+  lines.push('');
+  const agents: string[][] = [['NODE', 'IP', 'POD CIDR', 'AGENT API']];
+  for (const c of state.clusters) {
+    for (const a of c.agents) agents.push([`${c.name}/${a.node}`, a.ip, a.podCIDR, a.api]);
+  }
+  lines.push(...tabwrite(agents).trimEnd().split('\n'));
+  lines.push('');
+  const first = state.clusters[0];
+  const api = first?.agents[0]?.api ?? '';
+  const dir = opts.stateDir === '.clustermesh' ? '' : ` --state-dir ${opts.stateDir}`;
+  lines.push(`state: ${opts.stateDir}/mesh.json (control API ${state.control})`);
+  lines.push('try:');
+  lines.push(`  clustermesh -H ${api} status`);
+  lines.push(`  clustermesh -H ${api} node list`);
+  if (opts.example === 'rebel-base' && first !== undefined) {
+    lines.push(`  clustermesh exec${dir} ${first.name}/x-wing -- curl -s rebel-base`);
+    lines.push(`  clustermesh observe${dir} --last 5`);
+  } else if (first !== undefined) {
+    lines.push(`  clustermesh apply${dir} --cluster ${first.name} -f app.yaml`);
+  }
+  if (opts.readyMs !== undefined) lines.push('Press Ctrl-C to stop.');
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,542 @@
+/**
+ * `clustermesh up`: the table of contents of a local mesh. N clusters, each with its
+ * kvstore (an etcd process, or an in-process memory store), apiserver, optional
+ * KVStoreMesh, workload runtime, one agent (with its userspace datapath) per node, a
+ * ClusterIP proxy and a DNS server; then the control API the CLI reaches through
+ * `<state-dir>/mesh.json`. Start in that order, stop in reverse.
+ *
+ * Everything but etcd runs in this process: the memory kvstore cannot be shared across
+ * processes, and one process keeps the 2 × 2 mesh ready in a few seconds. Each agent still
+ * has its own kvstore clients, remote-cluster connections and API address, exactly as a
+ * separately started `clustermesh agent` would.
+ */
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { Agent } from '../agent/module.js';
+import { Apiserver } from '../apiserver/module.js';
+import { NodeDatapath } from '../datapath/datapath.js';
+import { ServiceProxy } from '../datapath/service-proxy.js';
+import { createRegistryDnsSource, startDnsServer, type RunningDnsServer } from '../dns/index.js';
+import type { Backend } from '../kvstore/backend.js';
+import { createBackend, resolveKvstoreConfig, type KvstoreConfig } from '../kvstore/config.js';
+import { KvstoreMesh } from '../kvstoremesh/module.js';
+import { sleep } from '../lib/abort.js';
+import { ClusterMeshError, ErrorCode, errorMessage } from '../lib/errors.js';
+import { Lifecycle } from '../lib/lifecycle.js';
+import { Registry } from '../registry/registry.js';
+import {
+  disableEtcdSignalHooks,
+  findEtcdBinary,
+  startEtcd,
+  type EtcdServer,
+} from '../testing/etcd.js';
+import {
+  AGENT_API_PORT,
+  MAX_CLUSTERS,
+  clusterAddressing,
+  nodeOfIP,
+  validatePodCidrs,
+  type ClusterAddressing,
+  type NodeAddressing,
+} from './addressing.js';
+import { ClusterRuntime } from './cluster-runtime.js';
+import { startControlApi, type ControlApi } from './control-api.js';
+import { exampleObjects, type ExampleName } from './example.js';
+import { readMeshState, stateFile, type MeshState } from './mesh-state.js';
+
+export interface UpOptions {
+  readonly clusters: number;
+  readonly nodes: number;
+  /** undefined: etcd when its binary is installed, memory otherwise. */
+  readonly kvstore?: 'etcd' | 'memory' | undefined;
+  readonly kvstoremesh?: boolean | undefined;
+  readonly example?: ExampleName | undefined;
+  readonly stateDir: string;
+  /** Port of the DNS servers; 53 by default, a free port when 53 cannot be bound. */
+  readonly dnsPort?: number | undefined;
+  readonly log: Logger;
+  /** How long `start` waits for every agent to see every remote cluster ready. */
+  readonly readyTimeoutMs?: number | undefined;
+}
+
+interface MeshAgent {
+  readonly node: NodeAddressing;
+  readonly agent: Agent;
+  datapath?: NodeDatapath | undefined;
+}
+
+interface MeshCluster {
+  readonly addr: ClusterAddressing;
+  readonly configDir: string;
+  readonly kvstoremeshDir: string;
+  kvstore?: KvstoreConfig;
+  /** What mesh.json and the other clusters' config files name: an etcd URL or memory://. */
+  kvstoreUrl?: string;
+  etcd?: EtcdServer;
+  /** The control-plane client: workload runtime, DNS, control API. */
+  backend?: Backend;
+  registry?: Registry;
+  apiserver?: Apiserver;
+  kvstoremesh?: KvstoreMesh;
+  runtime?: ClusterRuntime;
+  agents: MeshAgent[];
+  proxy?: ServiceProxy;
+  dns?: RunningDnsServer;
+}
+
+export class LocalMesh {
+  private readonly lifecycle: Lifecycle;
+  private readonly log: Logger;
+  private readonly clusters: MeshCluster[];
+  private readonly stateDir: string;
+  private readonly background: Promise<void>[] = [];
+  private control: ControlApi | undefined;
+  private kind: 'etcd' | 'memory' = 'memory';
+  private state: MeshState | undefined;
+  private createdStateDir = false;
+
+  constructor(private readonly opts: UpOptions) {
+    if (!Number.isInteger(opts.clusters) || opts.clusters < 1 || opts.clusters > MAX_CLUSTERS) {
+      throw new ClusterMeshError(
+        ErrorCode.InvalidArgument,
+        `--clusters ${opts.clusters}: expected 1..${MAX_CLUSTERS}`,
+      );
+    }
+    this.stateDir = resolve(opts.stateDir);
+    this.log = opts.log.child({ component: 'up' });
+    this.clusters = Array.from({ length: opts.clusters }, (_, i) => {
+      const addr = clusterAddressing(i + 1, opts.nodes);
+      return {
+        addr,
+        configDir: join(this.stateDir, addr.name, 'clustermesh'),
+        kvstoremeshDir: join(this.stateDir, addr.name, 'kvstoremesh'),
+        agents: [],
+      };
+    });
+    validatePodCidrs(
+      this.clusters.flatMap((c) => c.addr.nodes.map((n) => ({ owner: n.name, cidr: n.podCIDR }))),
+    );
+    this.lifecycle = new Lifecycle(this.log);
+    this.compose();
+  }
+
+  get meshState(): MeshState | undefined {
+    return this.state;
+  }
+
+  private compose(): void {
+    const o = this.opts;
+    this.lifecycle.append({
+      name: 'state-dir',
+      start: () => this.claimStateDir(),
+      stop: () => this.releaseStateDir(),
+    });
+    this.lifecycle.append({
+      name: 'kvstores',
+      start: () => this.startKvstores(),
+      stop: () => this.eachCluster(async (c) => this.stopKvstore(c)),
+    });
+    this.lifecycle.append({
+      name: 'apiservers',
+      start: () =>
+        this.eachCluster(async (c) => {
+          c.apiserver = new Apiserver({
+            clusterName: c.addr.name,
+            clusterId: c.addr.id,
+            maxConnectedClusters: 255,
+            kvstore: this.kvstoreOf(c),
+            log: o.log,
+            memoryStoreName: this.memoryStoreOf(c),
+          });
+          await c.apiserver.start();
+        }),
+      stop: () => this.eachCluster(async (c) => c.apiserver?.stop()),
+    });
+    this.lifecycle.append({
+      name: 'clustermesh-config',
+      start: () => this.writeClustermeshConfig(),
+    });
+    if (o.kvstoremesh === true) {
+      this.lifecycle.append({
+        name: 'kvstoremesh',
+        start: () =>
+          this.eachCluster(async (c) => {
+            c.kvstoremesh = new KvstoreMesh({
+              clusterName: c.addr.name,
+              clusterId: c.addr.id,
+              maxConnectedClusters: 255,
+              kvstore: this.kvstoreOf(c),
+              clustermeshConfig: c.kvstoremeshDir,
+              healthAddr: `${c.addr.nodes[0]?.ip ?? '127.0.0.1'}:0`,
+              log: o.log,
+              memoryStoreName: this.memoryStoreOf(c),
+            });
+            await c.kvstoremesh.start();
+          }),
+        stop: () => this.eachCluster(async (c) => c.kvstoremesh?.stop()),
+      });
+    }
+    this.lifecycle.append({
+      name: 'workload-runtimes',
+      start: (signal) =>
+        this.eachCluster(async (c) => {
+          const backend = await createBackend(this.kvstoreOf(c), {
+            log: o.log,
+            memoryStoreName: this.memoryStoreOf(c),
+          });
+          c.backend = backend;
+          c.registry = new Registry(backend, { log: o.log });
+          c.runtime = new ClusterRuntime({
+            cluster: { name: c.addr.name, id: c.addr.id },
+            nodes: c.addr.nodes,
+            backend,
+            serviceCIDR: c.addr.serviceCIDR,
+            reservedServiceIPs: [c.addr.dnsIP],
+            log: o.log,
+            onConnection: (conn) => {
+              this.datapathOf(c, conn.pod.ip)?.recordIngress(conn);
+            },
+          });
+          await c.runtime.start(signal);
+        }),
+      stop: () =>
+        this.eachCluster(async (c) => {
+          await c.runtime?.stop();
+          await c.backend?.close();
+        }),
+    });
+    this.lifecycle.append({
+      name: 'agents',
+      start: () =>
+        this.eachCluster(async (c) => {
+          await Promise.all(c.addr.nodes.map((node) => this.startAgent(c, node)));
+        }),
+      stop: () =>
+        this.eachCluster(async (c) => {
+          await Promise.all(c.agents.map((a) => a.agent.stop()));
+        }),
+    });
+    this.lifecycle.append({
+      name: 'service-proxies',
+      start: () =>
+        this.eachCluster(async (c) => {
+          const first = c.agents[0]?.datapath;
+          if (first === undefined) return;
+          c.proxy = new ServiceProxy({
+            cluster: c.addr.name,
+            frontends: first.lb,
+            route: (srcIP) => this.datapathOf(c, srcIP) ?? first,
+            log: o.log,
+          });
+          await c.proxy.start();
+        }),
+      stop: () => this.eachCluster(async (c) => c.proxy?.stop()),
+    });
+    this.lifecycle.append({
+      name: 'dns',
+      start: (signal) =>
+        this.eachCluster(async (c) => {
+          if (c.backend === undefined) return;
+          const dns = createRegistryDnsSource(c.backend, o.log.child({ cluster: c.addr.name }));
+          this.background.push(
+            dns.run(signal).catch((err: unknown) => {
+              this.log.error({ cluster: c.addr.name, err: errorMessage(err) }, 'DNS source failed');
+            }),
+          );
+          c.dns = await startDnsServer({
+            host: c.addr.dnsIP,
+            port: o.dnsPort ?? 53,
+            fallbackToFreePort: true,
+            source: dns.source,
+            log: o.log.child({ cluster: c.addr.name, component: 'dns' }),
+          });
+        }),
+      stop: async () => {
+        await this.eachCluster(async (c) => c.dns?.close());
+        await Promise.all(this.background);
+      },
+    });
+    this.lifecycle.append({
+      name: 'control-api',
+      start: async () => {
+        this.control = await startControlApi({
+          clusters: new Map(
+            this.clusters.flatMap((c) =>
+              c.registry === undefined || c.runtime === undefined
+                ? []
+                : [[c.addr.name, { registry: c.registry, runtime: c.runtime }] as const],
+            ),
+          ),
+          log: o.log,
+        });
+      },
+      stop: async () => {
+        await this.control?.close();
+      },
+    });
+    this.lifecycle.append({
+      name: 'ready',
+      start: async (signal) => {
+        await this.waitMeshReady(o.readyTimeoutMs ?? 60_000, signal);
+        if (o.example !== undefined) await this.applyExample(o.example, signal);
+        await this.writeState();
+      },
+    });
+  }
+
+  async start(): Promise<MeshState> {
+    await this.lifecycle.start();
+    if (this.state === undefined) throw new Error('mesh state not written');
+    return this.state;
+  }
+
+  async stop(): Promise<void> {
+    await this.lifecycle.stop();
+  }
+
+  // ---- state dir ----
+
+  private async claimStateDir(): Promise<void> {
+    const existing = await readMeshState(this.stateDir).catch(() => undefined);
+    if (existing !== undefined && processAlive(existing.pid) && existing.pid !== process.pid) {
+      throw new ClusterMeshError(
+        ErrorCode.InvalidArgument,
+        `a mesh is already running from ${this.stateDir} (pid ${existing.pid}); stop it or use --state-dir`,
+      );
+    }
+    try {
+      await mkdir(this.stateDir);
+      this.createdStateDir = true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    await rm(stateFile(this.stateDir), { force: true });
+    for (const c of this.clusters) {
+      await rm(join(this.stateDir, c.addr.name), { recursive: true, force: true });
+      await mkdir(c.configDir, { recursive: true });
+      if (this.opts.kvstoremesh === true) await mkdir(c.kvstoremeshDir, { recursive: true });
+    }
+  }
+
+  private async releaseStateDir(): Promise<void> {
+    await rm(stateFile(this.stateDir), { force: true });
+    for (const c of this.clusters) {
+      await rm(join(this.stateDir, c.addr.name), { recursive: true, force: true });
+    }
+    if (this.createdStateDir) await rm(this.stateDir, { recursive: true, force: true });
+  }
+
+  // ---- kvstores ----
+
+  private async startKvstores(): Promise<void> {
+    this.kind = this.opts.kvstore ?? (etcdInstalled() ? 'etcd' : 'memory');
+    await this.eachCluster(async (c) => {
+      if (this.kind === 'memory') {
+        c.kvstore = await resolveKvstoreConfig('memory', []);
+        c.kvstoreUrl = `memory://${this.memoryStoreOf(c) ?? c.addr.name}`;
+        return;
+      }
+      // The mesh stops etcd last, after the daemons using it; a signal must not kill it first.
+      disableEtcdSignalHooks();
+      c.etcd = await startEtcd({ name: c.addr.name });
+      c.kvstoreUrl = c.etcd.clientUrl;
+      c.kvstore = await resolveKvstoreConfig('etcd', [`etcd.address=${c.etcd.clientUrl}`]);
+    });
+  }
+
+  private async stopKvstore(c: MeshCluster): Promise<void> {
+    await c.etcd?.stop();
+  }
+
+  private kvstoreOf(c: MeshCluster): KvstoreConfig {
+    if (c.kvstore === undefined) throw new Error(`kvstore of ${c.addr.name} not started`);
+    return c.kvstore;
+  }
+
+  /** In-process stores are named after the state dir too: two meshes in one process stay apart. */
+  private memoryStoreOf(c: MeshCluster): string | undefined {
+    return this.kind === 'memory' ? `${c.addr.name}@${this.stateDir}` : undefined;
+  }
+
+  /**
+   * One file per remote cluster (named after it). With KVStoreMesh, KVStoreMesh dials the
+   * remotes and the agents' files name their own kvstore, where the cache lives.
+   */
+  private async writeClustermeshConfig(): Promise<void> {
+    for (const c of this.clusters) {
+      for (const remote of this.clusters) {
+        if (remote === c) continue;
+        const remoteUrl = remote.kvstoreUrl ?? '';
+        if (this.opts.kvstoremesh === true) {
+          await writeFile(join(c.kvstoremeshDir, remote.addr.name), endpointsYaml(remoteUrl));
+          await writeFile(join(c.configDir, remote.addr.name), endpointsYaml(c.kvstoreUrl ?? ''));
+        } else {
+          await writeFile(join(c.configDir, remote.addr.name), endpointsYaml(remoteUrl));
+        }
+      }
+    }
+  }
+
+  // ---- agents ----
+
+  private async startAgent(c: MeshCluster, node: NodeAddressing): Promise<void> {
+    const port = (await portFree(node.ip, AGENT_API_PORT)) ? AGENT_API_PORT : 0;
+    const entry: MeshAgent = {
+      node,
+      agent: new Agent({
+        clusterName: c.addr.name,
+        clusterId: c.addr.id,
+        nodeName: node.name,
+        maxConnectedClusters: 255,
+        kvstore: this.kvstoreOf(c),
+        clustermeshConfig: c.configDir,
+        apiAddr: `${node.ip}:${port}`,
+        log: this.opts.log,
+        memoryStoreName: this.memoryStoreOf(c),
+        datapath: (views, log) => {
+          const dp = new NodeDatapath({
+            cluster: c.addr.name,
+            node: { name: node.name, ip: node.ip },
+            services: views.services,
+            ipcache: views.ipcache,
+            identities: views.identities,
+            log,
+          });
+          entry.datapath = dp;
+          return dp;
+        },
+      }),
+    };
+    c.agents.push(entry);
+    await entry.agent.start();
+  }
+
+  private datapathOf(c: MeshCluster, ip: string): NodeDatapath | undefined {
+    const node = nodeOfIP(c.addr.nodes, ip);
+    if (node === undefined) return undefined;
+    return c.agents.find((a) => a.node.name === node.name)?.datapath;
+  }
+
+  /** Every agent sees every remote cluster ready (a single cluster is ready at once). */
+  private async waitMeshReady(timeoutMs: number, signal: AbortSignal): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    const remotes = this.clusters.length - 1;
+    for (;;) {
+      const pending = this.clusters.flatMap((c) =>
+        c.agents.filter((a) => {
+          const st = a.agent.clustermeshStatus();
+          return st.clusters.filter((x) => x.ready).length < remotes;
+        }),
+      );
+      if (pending.length === 0) return;
+      if (performance.now() > deadline) {
+        this.log.warn(
+          { agents: pending.map((a) => a.node.name) },
+          'some agents do not see every remote cluster yet; continuing',
+        );
+        return;
+      }
+      await sleep(50, signal);
+    }
+  }
+
+  private async applyExample(example: ExampleName, signal: AbortSignal): Promise<void> {
+    const objects = exampleObjects(example);
+    await this.eachCluster(async (c) => {
+      await c.registry?.apply(objects);
+    });
+    // Ready when every cluster runs the example's pods: a walkthrough started right after
+    // `up` then sees replies from every cluster.
+    const deadline = performance.now() + 30_000;
+    const want = objects.reduce((n, obj) => {
+      const spec = obj.spec as { replicas?: number } | undefined;
+      return obj.kind === 'Deployment' ? n + (spec?.replicas ?? 1) : n;
+    }, 0);
+    while (performance.now() < deadline) {
+      const running = this.clusters.map(
+        (c) => c.runtime?.pods().filter((p) => p.phase === 'Running').length ?? 0,
+      );
+      const backendsSeen = this.clusters.every((c) =>
+        c.agents.every(
+          (a) =>
+            (a.agent.views.services.frontendsOf('default/rebel-base')[0]?.backends.length ?? 0) >=
+            2 * this.clusters.length,
+        ),
+      );
+      if (running.every((n) => n >= want) && backendsSeen) return;
+      await sleep(50, signal);
+    }
+    this.log.warn({ example }, 'example workloads not all running after 30 s; continuing');
+  }
+
+  private async writeState(): Promise<void> {
+    const state: MeshState = {
+      version: 1,
+      pid: process.pid,
+      startedAt: new Date().toISOString(),
+      kvstore: this.kind,
+      kvstoremesh: this.opts.kvstoremesh === true,
+      control: this.control?.url ?? '',
+      clusters: this.clusters.map((c) => ({
+        name: c.addr.name,
+        id: c.addr.id,
+        kvstore: c.kvstoreUrl ?? '',
+        dns: c.dns?.address ?? '',
+        podCIDR: c.addr.podCIDR,
+        serviceCIDR: c.addr.serviceCIDR,
+        agents: c.agents.map((a) => ({
+          node: a.node.name,
+          ip: a.node.ip,
+          podCIDR: a.node.podCIDR,
+          api: a.agent.apiUrl ?? '',
+        })),
+      })),
+    };
+    await writeFile(stateFile(this.stateDir), `${JSON.stringify(state, null, 2)}\n`);
+    this.state = state;
+  }
+
+  private async eachCluster(fn: (c: MeshCluster) => Promise<unknown>): Promise<void> {
+    const results = await Promise.allSettled(this.clusters.map(fn));
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed !== undefined) throw failed.reason;
+  }
+}
+
+function endpointsYaml(url: string): string {
+  return `endpoints:\n  - ${url}\n`;
+}
+
+function etcdInstalled(): boolean {
+  try {
+    findEtcdBinary();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function portFree(host: string, port: number): Promise<boolean> {
+  return new Promise((resolvePromise) => {
+    const srv = createServer();
+    srv.once('error', () => {
+      resolvePromise(false);
+    });
+    srv.listen({ host, port, exclusive: true }, () => {
+      srv.close(() => {
+        resolvePromise(true);
+      });
+    });
+  });
+}

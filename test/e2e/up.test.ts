@@ -1,0 +1,401 @@
+/**
+ * `clustermesh up` end to end, as a newcomer runs it: the CLI starts 2 clusters × 2
+ * nodes with the rebel-base example (real etcd, then the memory backend), and the
+ * checks go through the CLI (apply/exec/observe), dig and real HTTP from pod IPs:
+ * replies from both clusters, affinity local with fallback, a non-global Service in
+ * cluster2 leaving cluster1 on its own backends, DNS answers, and SIGINT leaving
+ * nothing running. Both variants share addresses (127.1.x.x, 127.2.x.x): they run one
+ * after the other in this file.
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { curlFrom, parseCurlArgs } from '../../src/runtime/curl.js';
+import { readMeshState, type MeshState } from '../../src/runtime/mesh-state.js';
+import { eventually } from '../../src/testing/kvstore-contract.js';
+
+const run = promisify(execFile);
+const BIN = fileURLToPath(new URL('../../bin/clustermesh', import.meta.url));
+const HAVE_DIG = existsSync('/usr/bin/dig');
+
+interface Reply {
+  readonly Cluster: string;
+  readonly Node: string;
+  readonly Pod: string;
+  readonly Client: string;
+  readonly Galaxy?: string;
+}
+
+interface PodJson {
+  readonly namespace: string;
+  readonly name: string;
+  readonly ip: string;
+  readonly phase: string;
+}
+
+async function cli(
+  stateDir: string,
+  args: readonly string[],
+): Promise<{ stdout: string; stderr: string }> {
+  return run(BIN, args, {
+    env: { ...process.env, LOG_LEVEL: 'silent' },
+    cwd: stateDir,
+    timeout: 30_000,
+  });
+}
+
+async function applyYaml(stateDir: string, cluster: string, yaml: string): Promise<string> {
+  const file = join(stateDir, `apply-${cluster}-${Date.now()}.yaml`);
+  await writeFile(file, yaml);
+  const { stdout } = await cli(stateDir, ['apply', '--cluster', cluster, '-f', file]);
+  return stdout;
+}
+
+function rebelService(annotations: Record<string, string>): string {
+  const ann = Object.entries(annotations)
+    .map(([k, v]) => `    ${k}: "${v}"\n`)
+    .join('');
+  return `apiVersion: v1
+kind: Service
+metadata:
+  name: rebel-base
+  namespace: default
+${ann === '' ? '' : `  annotations:\n${ann}`}spec:
+  type: ClusterIP
+  ports:
+  - port: 80
+  selector:
+    name: rebel-base
+`;
+}
+
+function rebelDeployment(replicas: number): string {
+  return `apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: rebel-base
+  namespace: default
+spec:
+  replicas: ${replicas}
+  selector:
+    matchLabels:
+      name: rebel-base
+  template:
+    metadata:
+      labels:
+        name: rebel-base
+    spec:
+      containers:
+      - name: rebel-base
+        image: clustermesh/echo
+        ports:
+        - containerPort: 80
+        env:
+        - name: MESSAGE
+          value: '{"Galaxy":"Alderaan"}'
+`;
+}
+
+const GLOBAL = { 'io.cilium/global-service': 'true' };
+
+class UpProcess {
+  private child: ChildProcess | undefined;
+  private output = '';
+  readonly exited: Promise<number | null>;
+  private resolveExit: (code: number | null) => void = () => undefined;
+
+  constructor(
+    readonly stateDir: string,
+    private readonly args: readonly string[],
+  ) {
+    this.exited = new Promise((resolve) => {
+      this.resolveExit = resolve;
+    });
+  }
+
+  start(): void {
+    const child = spawn(BIN, ['up', ...this.args], {
+      cwd: this.stateDir,
+      env: { ...process.env, LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout.on('data', (d: Buffer) => (this.output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (this.output += d.toString()));
+    child.on('exit', (code) => {
+      this.resolveExit(code);
+    });
+    this.child = child;
+  }
+
+  get pid(): number {
+    const pid = this.child?.pid;
+    if (pid === undefined) throw new Error('up not started');
+    return pid;
+  }
+
+  get log(): string {
+    return this.output;
+  }
+
+  signal(sig: NodeJS.Signals): void {
+    this.child?.kill(sig);
+  }
+}
+
+/** Every process whose parent chain leads to `pid`. */
+function descendants(pid: number): number[] {
+  const parents = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      parents.set(Number(entry), ppid);
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  const out: number[] = [];
+  const walk = (p: number): void => {
+    for (const [child, parent] of parents) {
+      if (parent === p) {
+        out.push(child);
+        walk(child);
+      }
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function tcpRefused(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host, port });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(false);
+    });
+    s.once('error', () => {
+      resolve(true);
+    });
+  });
+}
+
+async function podsOf(state: MeshState, cluster: string): Promise<PodJson[]> {
+  const res = await fetch(`${state.control}/v1/pods?cluster=${cluster}`);
+  return (await res.json()) as PodJson[];
+}
+
+/** n requests to rebel-base from cluster1's x-wing (its IP, its DNS); the replies. */
+async function requests(state: MeshState, n: number): Promise<Reply[]> {
+  const c1 = state.clusters[0];
+  assert.ok(c1 !== undefined, 'cluster1 in mesh.json');
+  const xwing = (await podsOf(state, 'cluster1')).find(
+    (p) => p.name.startsWith('x-wing-') && p.phase === 'Running',
+  );
+  assert.ok(xwing !== undefined, 'x-wing runs in cluster1');
+  const out: Reply[] = [];
+  for (let i = 0; i < n; i++) {
+    let body = '';
+    await curlFrom(
+      parseCurlArgs(['curl', '-s', '-m', '5', 'rebel-base']),
+      { sourceIP: xwing.ip, namespace: 'default', dns: c1.dns },
+      {
+        stdout: (s) => (body += s),
+        stderr: () => undefined,
+      },
+    );
+    const reply = JSON.parse(body) as Reply;
+    assert.equal(reply.Client, xwing.ip, 'the backend sees the pod IP as the source');
+    out.push(reply);
+  }
+  return out;
+}
+
+function clustersOf(replies: readonly Reply[]): Set<string> {
+  return new Set(replies.map((r) => r.Cluster));
+}
+
+function upScenario(kvstore: 'etcd' | 'memory'): void {
+  describe(`clustermesh up (${kvstore})`, { timeout: 240_000 }, () => {
+    let dir: string;
+    let up: UpProcess;
+    let state: MeshState;
+
+    before(async () => {
+      dir = await mkdtemp(join(tmpdir(), `cm-up-${kvstore}-`));
+      up = new UpProcess(dir, [
+        '--clusters',
+        '2',
+        '--nodes',
+        '2',
+        '--kvstore',
+        kvstore,
+        '--example',
+        'rebel-base',
+      ]);
+      const t0 = performance.now();
+      up.start();
+      await eventually(async () => {
+        state = await readMeshState(join(dir, '.clustermesh'));
+      }, 60_000).catch((err: unknown) => {
+        throw new Error(`up did not become ready: ${String(err)}\n${up.log}`);
+      });
+      const readyMs = performance.now() - t0;
+      if (kvstore === 'memory') {
+        assert.ok(readyMs < 10_000, `2 × 2 memory mesh ready in ${readyMs.toFixed(0)} ms`);
+      }
+    });
+
+    after(async () => {
+      up.signal('SIGKILL');
+      await rm(dir, { recursive: true, force: true });
+    });
+
+    it('writes mesh.json and prints what runs where', () => {
+      assert.deepEqual(
+        state.clusters.map((c) => [c.name, c.id, c.agents.map((a) => a.node)]),
+        [
+          ['cluster1', 1, ['cluster1-node1', 'cluster1-node2']],
+          ['cluster2', 2, ['cluster2-node1', 'cluster2-node2']],
+        ],
+      );
+      assert.equal(state.kvstore, kvstore);
+      for (const c of state.clusters) {
+        assert.match(c.dns, new RegExp(`^127\\.${c.id}\\.128\\.10:\\d+$`));
+        assert.match(c.kvstore, kvstore === 'etcd' ? /^http:\/\/127\./ : /^memory:\/\//);
+      }
+      assert.match(up.log, /cluster1-node1\s+127\.1\.0\.1\s+127\.1\.1\.0\/24/);
+    });
+
+    it('global service: 20 requests from cluster1/x-wing reach backends in both clusters', async () => {
+      const replies = await requests(state, 20);
+      assert.deepEqual([...clustersOf(replies)].sort(), ['cluster1', 'cluster2']);
+      assert.ok(
+        replies.every((r) => r.Galaxy === 'Alderaan'),
+        'the example message',
+      );
+      // And through the CLI, as the walkthrough does.
+      const { stdout } = await cli(dir, [
+        'exec',
+        'cluster1/x-wing',
+        '--',
+        'curl',
+        '-s',
+        'rebel-base',
+      ]);
+      assert.match((JSON.parse(stdout) as Reply).Cluster, /^cluster[12]$/);
+    });
+
+    it('flows record source pod, service and translated backend', async () => {
+      const { stdout } = await cli(dir, ['observe', '--last', '50', '-o', 'json']);
+      const flows = JSON.parse(stdout) as {
+        verdict: string;
+        source: { pod?: string; cluster?: string; identity?: number };
+        service?: { name: string };
+        backend?: { cluster?: string; pod?: string };
+      }[];
+      const viaService = flows.filter((f) => f.service?.name === 'rebel-base');
+      assert.ok(viaService.length > 0, 'service flows recorded');
+      const f = viaService[0];
+      assert.ok(f !== undefined, 'a service flow');
+      assert.equal(f.verdict, 'FORWARDED');
+      assert.match(f.source.pod ?? '', /^x-wing-/);
+      assert.equal(f.source.cluster, 'cluster1');
+      assert.ok((f.source.identity ?? 0) >> 16 === 1, 'x-wing identity is in cluster1 range');
+      assert.match(f.backend?.pod ?? '', /^rebel-base-/);
+    });
+
+    it('affinity local: cluster1 only, then cluster2 once cluster1 has no backends', async () => {
+      await applyYaml(
+        dir,
+        'cluster1',
+        rebelService({ ...GLOBAL, 'service.cilium.io/affinity': 'local' }),
+      );
+      await eventually(async () => {
+        assert.deepEqual([...clustersOf(await requests(state, 20))], ['cluster1']);
+      }, 20_000);
+      await applyYaml(dir, 'cluster1', rebelDeployment(0));
+      await eventually(async () => {
+        assert.deepEqual([...clustersOf(await requests(state, 20))], ['cluster2']);
+      }, 20_000);
+    });
+
+    it('a Service not global in cluster2 leaves cluster1 on its own backends', async () => {
+      await applyYaml(dir, 'cluster1', rebelService(GLOBAL) + '---\n' + rebelDeployment(2));
+      await eventually(async () => {
+        assert.deepEqual([...clustersOf(await requests(state, 20))].sort(), [
+          'cluster1',
+          'cluster2',
+        ]);
+      }, 20_000);
+      await applyYaml(dir, 'cluster2', rebelService({}));
+      await eventually(async () => {
+        assert.deepEqual([...clustersOf(await requests(state, 20))], ['cluster1']);
+      }, 20_000);
+    });
+
+    it('DNS answers A, SRV and NXDOMAIN', { skip: !HAVE_DIG && 'dig not installed' }, async () => {
+      const c1 = state.clusters[0];
+      assert.ok(c1 !== undefined, 'cluster1 in mesh.json');
+      const [host, port] = c1.dns.split(':');
+      const { stdout: svcJson } = await cli(dir, [
+        'get',
+        'svc',
+        'rebel-base',
+        '--cluster',
+        'cluster1',
+        '-o',
+        'json',
+      ]);
+      const clusterIP = (JSON.parse(svcJson) as { spec: { clusterIP: string } }).spec.clusterIP;
+      assert.match(clusterIP, /^127\.1\.(1[2-9][0-9]|2[0-5][0-9])\.\d+$/);
+      const dig = async (...q: string[]): Promise<string> =>
+        (await run('dig', [`@${host ?? ''}`, '-p', port ?? '53', '+time=2', '+tries=2', ...q]))
+          .stdout;
+      assert.equal((await dig('+short', 'rebel-base.default.svc.cluster.local')).trim(), clusterIP);
+      assert.match(
+        await dig('+short', 'SRV', 'rebel-base.default.svc.cluster.local'),
+        /\b80 rebel-base\.default\.svc\.cluster\.local\./,
+      );
+      assert.match(await dig('nothing-here.default.svc.cluster.local'), /status: NXDOMAIN/);
+    });
+
+    it('SIGINT stops everything it started', async () => {
+      const children = descendants(up.pid);
+      if (kvstore === 'etcd') assert.ok(children.length >= 2, 'etcd processes ran under up');
+      up.signal('SIGINT');
+      const code = await Promise.race([
+        up.exited,
+        new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 20_000)),
+      ]);
+      assert.equal(code, 0, `up exited cleanly:\n${up.log}`);
+      for (const pid of children) assert.equal(alive(pid), false, `child ${pid} is gone`);
+      assert.equal(existsSync(join(dir, 'state', 'mesh.json')), false, 'mesh.json removed');
+      assert.equal(await tcpRefused('127.1.0.1', 9876), true, 'agent API closed');
+      const c1 = state.clusters[0];
+      assert.ok(c1 !== undefined, 'cluster1 in mesh.json');
+      const [dnsHost, dnsPort] = c1.dns.split(':');
+      assert.equal(await tcpRefused(dnsHost ?? '', Number(dnsPort)), true, 'DNS closed');
+    });
+  });
+}
+
+upScenario('etcd');
+upScenario('memory');
