@@ -120,6 +120,12 @@ function cepAddress(o: RegistryObject, family: 'ipv4' | 'ipv6'): string {
   );
 }
 
+function podReady(o: RegistryObject): boolean {
+  return records(field(o, 'status', 'conditions')).some(
+    (c) => c.type === 'Ready' && c.status === 'True',
+  );
+}
+
 const KIND_COLUMNS: Partial<Record<string, readonly Column[]>> = {
   Namespace: [{ header: 'STATUS', cell: (o) => str(field(o, 'status', 'phase'), 'Active') }],
   Service: [
@@ -149,6 +155,33 @@ const KIND_COLUMNS: Partial<Record<string, readonly Column[]>> = {
           3,
         ),
     },
+  ],
+  // kubectl's columns, with -o wide's IP and NODE always shown: the local mesh has no
+  // other way to see where a pod landed.
+  Pod: [
+    {
+      header: 'READY',
+      cell: (o) => {
+        const n = records(field(o, 'spec', 'containers')).length;
+        return `${podReady(o) ? n : 0}/${n}`;
+      },
+    },
+    {
+      header: 'STATUS',
+      cell: (o) =>
+        str(field(o, 'status', 'reason'), '') || str(field(o, 'status', 'phase'), 'Pending'),
+    },
+    { header: 'IP', cell: (o) => str(field(o, 'status', 'podIP')) },
+    { header: 'NODE', cell: (o) => str(field(o, 'spec', 'nodeName')) },
+  ],
+  Deployment: [
+    {
+      header: 'READY',
+      cell: (o) =>
+        `${str(field(o, 'status', 'readyReplicas'), '0')}/${str(field(o, 'spec', 'replicas'), '1')}`,
+    },
+    { header: 'UP-TO-DATE', cell: (o) => str(field(o, 'status', 'updatedReplicas'), '0') },
+    { header: 'AVAILABLE', cell: (o) => str(field(o, 'status', 'availableReplicas'), '0') },
   ],
   CiliumNode: [
     { header: 'CILIUMINTERNALIP', cell: (o) => nodeAddress(o, 'CiliumInternalIP') },
