@@ -34,7 +34,7 @@ import { makeClusterService, type PortConfiguration } from '../src/keyspace/inde
 import { silentLogger } from '../src/lib/logger.js';
 import { ServiceTable } from '../src/service/table.js';
 import { freePort } from '../src/testing/ports.js';
-import { percentile } from './lib.js';
+import { fmt, percentile, report } from './lib.js';
 
 const clientIP = (i: number): string => `127.206.2.${i + 1}`;
 const CLUSTER_IP = '127.206.128.1';
@@ -208,12 +208,6 @@ function close(server: Server): Promise<void> {
   });
 }
 
-function fmt(n: number): string {
-  if (!Number.isFinite(n)) return String(n);
-  if (Math.abs(n) >= 100) return Math.round(n).toLocaleString('en-US');
-  return n.toFixed(2);
-}
-
 interface Row {
   readonly metric: string;
   readonly viaClusterIP: number;
@@ -222,32 +216,21 @@ interface Row {
   readonly goal?: string;
 }
 
-/** The table of bench/lib.ts `report`, with this benchmark's column names, then the JSON line. */
+/** bench/lib.ts `report` with this benchmark's column names (JSON: ours = ClusterIP, raw = direct). */
 function print(rows: readonly Row[], extra: Record<string, unknown>): void {
-  const header = ['metric', 'via ClusterIP', 'direct', 'unit', 'ratio', 'goal'];
-  const body = rows.map((r) => [
-    r.metric,
-    fmt(r.viaClusterIP),
-    fmt(r.direct),
-    r.unit,
-    `${(r.viaClusterIP / r.direct).toFixed(2)}x`,
-    r.goal ?? '',
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...body.map((b) => (b[i] ?? '').length)));
-  const line = (cells: readonly string[]): string =>
-    `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`;
-  console.log(line(header));
-  console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
-  for (const b of body) console.log(line(b));
-  const json: Record<string, unknown> = { bench: 'datapath', ...extra };
-  for (const r of rows) {
-    json[r.metric] = {
-      ours: Number(r.viaClusterIP.toFixed(3)),
-      raw: Number(r.direct.toFixed(3)),
+  report(
+    'datapath',
+    rows.map((r) => ({
+      metric: r.metric,
+      ours: r.viaClusterIP,
+      raw: r.direct,
       unit: r.unit,
-    };
-  }
-  console.log(JSON.stringify(json));
+      higherIsBetter: r.unit === 'req/s',
+      goal: r.goal,
+    })),
+    extra,
+    ['via ClusterIP', 'direct'],
+  );
 }
 
 export async function main(args: string[]): Promise<void> {

@@ -38,7 +38,7 @@ export interface Row {
   readonly goal?: string;
 }
 
-function fmt(n: number): string {
+export function fmt(n: number): string {
   if (!Number.isFinite(n)) return String(n);
   if (Math.abs(n) >= 100) return Math.round(n).toLocaleString('en-US');
   return n.toFixed(2);
@@ -49,8 +49,10 @@ export function report(
   name: string,
   rows: readonly Row[],
   extra: Record<string, unknown> = {},
+  /** Column names of `ours` and `raw` (the JSON line keeps `ours`/`raw`). */
+  columns: readonly [string, string] = ['clustermesh', 'raw etcd3'],
 ): void {
-  const header = ['metric', 'clustermesh', 'raw etcd3', 'unit', 'ratio', 'goal'];
+  const header = ['metric', columns[0], columns[1], 'unit', 'ratio', 'goal'];
   const body = rows.map((r) => [
     r.metric,
     fmt(r.ours),

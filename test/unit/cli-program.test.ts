@@ -1,29 +1,12 @@
+import { runCliCaptured, type CapturedRun } from '../../src/testing/cli.js';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseDuration, type CliIo } from '../../src/cli/common.js';
-import { runCli } from '../../src/cli/program.js';
-
-interface Captured {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
+import { parseDuration } from '../../src/cli/common.js';
 
 // In-process runs share the process-wide `default` memory store, so keys written by one run
 // are seen by the next: enough to exercise the kvstore commands without etcd.
-async function run(...argv: string[]): Promise<Captured> {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = {
-    stdout: (s) => {
-      stdout += s;
-    },
-    stderr: (s) => {
-      stderr += s;
-    },
-  };
-  const code = await runCli(argv, io);
-  return { code, stdout, stderr };
+function run(...argv: string[]): Promise<CapturedRun> {
+  return runCliCaptured(argv);
 }
 
 const MEM = ['--kvstore', 'memory'];

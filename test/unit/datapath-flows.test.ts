@@ -2,15 +2,14 @@
  * Flow log, LB map and translation without sockets; `/v1/flows` on a real agent API
  * and `clustermesh observe` reading it through a fake mesh.json (127.204.200.x).
  */
+import { runCliCaptured, type CapturedRun } from '../../src/testing/cli.js';
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startAgentApi } from '../../src/agent/api.js';
-import type { CliIo } from '../../src/cli/common.js';
 import { formatFlow, observeFlows } from '../../src/cli/observe.js';
-import { runCli } from '../../src/cli/program.js';
 import { NodeDatapath } from '../../src/datapath/datapath.js';
 import { FlowLog, type Flow, type FlowRecord } from '../../src/datapath/flows.js';
 import { LoadBalancerMap } from '../../src/datapath/lb-map.js';
@@ -244,19 +243,8 @@ function apiSources(flows: FlowLog | undefined): Parameters<typeof startAgentApi
   };
 }
 
-async function run(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = {
-    stdout: (s) => {
-      stdout += s;
-    },
-    stderr: (s) => {
-      stderr += s;
-    },
-  };
-  const code = await runCli(argv, io);
-  return { code, stdout, stderr };
+function run(...argv: string[]): Promise<CapturedRun> {
+  return runCliCaptured(argv);
 }
 
 function forwarded(

@@ -1,10 +1,9 @@
+import { runCliCaptured, type CapturedRun } from '../../src/testing/cli.js';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { CliIo } from '../../src/cli/common.js';
-import { runCli } from '../../src/cli/program.js';
 import { sharedMemoryStore } from '../../src/kvstore/config.js';
 import { formatAge } from '../../src/registry/printers.js';
 
@@ -12,19 +11,8 @@ import { formatAge } from '../../src/registry/printers.js';
 // so objects applied by one run are seen by the next (the e2e test does the same on etcd).
 const MEM = ['--kvstore', 'memory'];
 
-async function run(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const io: CliIo = {
-    stdout: (s) => {
-      stdout += s;
-    },
-    stderr: (s) => {
-      stderr += s;
-    },
-  };
-  const code = await runCli([...argv, ...MEM], io);
-  return { code, stdout, stderr };
+function run(...argv: string[]): Promise<CapturedRun> {
+  return runCliCaptured([...argv, ...MEM]);
 }
 
 const MANIFEST = `apiVersion: v1
