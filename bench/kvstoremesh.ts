@@ -3,14 +3,21 @@
  * its remote-cluster mock (cilium/scaffolding `cmapisrv-mock`).
  *
  *   npm run bench -- kvstoremesh [--clusters 50] [--churn-seconds 300] [--nodes 100]
- *                                [--endpoints 1000] [--identities 100]
+ *                                [--endpoints 1000] [--identities 100] [--no-agent]
+ *                                [--mesh-log FILE]
+ *
+ * `--mesh-log FILE` keeps KVStoreMesh's stderr (LOG_LEVEL, default warn);
+ * `BENCH_MESH_NODE_ARGS='--cpu-prof --cpu-prof-dir=DIR'` passes Node flags to it.
  *
  * Mock remote clusters: K synthetic clusters `mock-001`… (cluster IDs 2..K+1). Our remote
  * model reads the non-cluster-scoped prefixes `cilium/state/ip/v1/default` and
  * `cilium/state/identities/v1` of the etcd named by a cluster's config file, so clusters
  * sharing one etcd would see each other's entries. Each mock cluster therefore gets its own
  * etcd process (single member, 100 ms raft heartbeat to keep idle CPU low: ~24 MiB RSS and
- * ~0.3 % CPU each when idle on this machine). Each holds, written directly in the reference
+ * ~0.3 % CPU each when idle on this machine). The mock etcds run with GOMAXPROCS=1 under
+ * `nice 10`: they stand for remote clusters on other machines (the reference runs its mock
+ * on a node of its own), and on this 2-core machine 250 of them would otherwise starve
+ * KVStoreMesh and its local etcd, which keep normal priority. Each holds, written directly in the reference
  * format with batched txns (what its clustermesh-apiserver would have written): `--nodes`
  * nodes, `--identities` identities inside the cluster's identity range, `--endpoints`
  * ipcache entries, the cluster config (syncedCanaries), the five `cilium/synced/<c>/…`
@@ -29,13 +36,20 @@
  * failures) together with KVStoreMesh's CPU and RSS. After churn the cache must converge to
  * exactly the mocks' content (full key/value comparison).
  *
+ * Agent (skipped with `--no-agent`): after bootstrap and before churn (so with exactly
+ * K × `--endpoints` remote endpoints), one `clustermesh agent` of the local
+ * cluster in its own process, with one config file per mock cluster naming the local etcd
+ * (as agents are configured with KVStoreMesh): it reads the cache of every cluster;
+ * RSS and heap after forced full GCs, before the files appear and once synced, per remote
+ * endpoint (the nodes and identities of the remotes are included in the difference).
+ *
  * Baseline (raw, same run, before KVStoreMesh starts): raw etcd3 paged range reads of every
  * mock cluster's data and raw batched txns writing it into a fresh etcd under the cache
  * keys — the least any mirror must do.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
+import { chmod, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -67,8 +81,9 @@ import {
   SyncedPrefix,
 } from '../src/keyspace/index.js';
 import { MAX_TXN_OPS } from '../src/kvstore/backend.js';
-import { startEtcd, type EtcdServer } from '../src/testing/etcd.js';
+import { findEtcdBinary, startEtcd, type EtcdServer } from '../src/testing/etcd.js';
 import { freePort } from '../src/testing/ports.js';
+import { AgentProcess, type MemoryUsage } from './agent-process.js';
 import { pool, report, type Row } from './lib.js';
 
 const LOCAL = 'cluster1';
@@ -79,11 +94,14 @@ const CLK_TCK = 100;
 const SAMPLE_MS = 2_000;
 const HEARTBEAT_MS = 30_000;
 const BOOTSTRAP_TIMEOUT_MS = 9 * 60_000;
-const CONVERGE_TIMEOUT_MS = 180_000;
+const CONVERGE_TIMEOUT_MS = 60_000;
 const CHURN_TICK_MS = 50;
-const CHURN_MAX_INFLIGHT = 256;
+const CHURN_MAX_INFLIGHT = 1024;
+/** Scheduling priority of the mock etcds (nice): the system under test comes first. */
+const MOCK_NICE = 10;
 const RATE = { node: 0.1, endpoint: 1, identity: 0.2 } as const;
 const QUEUE_GOAL = 1_000;
+const AGENT_SYNC_TIMEOUT_MS = 5 * 60_000;
 
 function flag(args: string[], name: string, def: number): number {
   const i = args.indexOf(`--${name}`);
@@ -326,14 +344,20 @@ class MeshProcess {
   warnings = 0;
   errors = 0;
 
+  private readonly logFile: WriteStream | undefined;
+
   constructor(
     readonly url: string,
     args: readonly string[],
+    logPath?: string,
   ) {
-    this.child = spawn(process.execPath, [BIN, ...args], {
+    // e.g. BENCH_MESH_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' profiles KVStoreMesh alone.
+    const nodeArgs = (process.env.BENCH_MESH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+    this.child = spawn(process.execPath, [...nodeArgs, BIN, ...args], {
       stdio: ['ignore', 'ignore', 'pipe'],
-      env: { ...process.env, LOG_LEVEL: 'warn' },
+      env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' },
     });
+    this.logFile = logPath === undefined ? undefined : createWriteStream(logPath);
     this.exited = new Promise((resolve) => {
       this.child.once('exit', () => {
         this.running = false;
@@ -345,6 +369,7 @@ class MeshProcess {
       createInterface({ input: out }).on('line', (line) => {
         if (line.includes('"level":40')) this.warnings++;
         else if (line.includes('"level":50') || line.includes('"level":60')) this.errors++;
+        this.logFile?.write(`${line}\n`);
         this.tailLines.push(line);
         if (this.tailLines.length > 20) this.tailLines.shift();
       });
@@ -370,6 +395,7 @@ class MeshProcess {
     const timer = setTimeout(() => this.child.kill('SIGKILL'), 15_000);
     await this.exited;
     clearTimeout(timer);
+    this.logFile?.end();
   }
 }
 
@@ -528,6 +554,111 @@ async function churn(
 }
 
 // ---------------------------------------------------------------------------------------------
+// One agent of the local cluster reading the cache
+
+interface AgentResult {
+  syncSeconds: number;
+  endpoints: number;
+  nodes: number;
+  identities: number;
+  before: MemoryUsage & { vmRss: number; vmHwm: number };
+  after: MemoryUsage & { vmRss: number; vmHwm: number };
+}
+
+interface StatusCluster {
+  name?: unknown;
+  ready?: unknown;
+  'num-nodes'?: unknown;
+  'num-endpoints'?: unknown;
+  'num-identities'?: unknown;
+}
+
+function statusClusters(status: unknown): StatusCluster[] {
+  if (typeof status !== 'object' || status === null || !('clustermesh' in status)) return [];
+  const cm: unknown = status.clustermesh;
+  if (typeof cm !== 'object' || cm === null || !('clusters' in cm)) return [];
+  const clusters: unknown = cm.clusters;
+  return Array.isArray(clusters) ? (clusters as StatusCluster[]) : [];
+}
+
+/**
+ * An agent of the local cluster in its own process: one config file per remote cluster,
+ * each naming the local etcd (as the reference's agents do with KVStoreMesh); it finds
+ * `cached: true` in the cluster configs and reads `cilium/cache/...`. Memory is taken
+ * after forced full GCs, before the files appear and once every cluster is synced.
+ */
+async function measureAgent(
+  local: EtcdServer,
+  mocks: readonly Mock[],
+  want: { nodes: number; identities: number; endpoints: number },
+  cleanups: (() => Promise<void>)[],
+): Promise<AgentResult> {
+  const dir = await mkdtemp(join(tmpdir(), 'bench-kvstoremesh-agent-'));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  const staged = join(dir, '.staged');
+  const configDir = join(dir, 'clustermesh');
+  await mkdir(staged);
+  await mkdir(configDir);
+  await Promise.all(mocks.map((m) => local.writeClientConfig(join(staged, m.name))));
+  const apiPort = await freePort();
+  const agent = new AgentProcess(`http://127.0.0.1:${String(apiPort)}`, [
+    'agent',
+    '--cluster-name',
+    LOCAL,
+    '--cluster-id',
+    String(LOCAL_ID),
+    '--node-name',
+    'bench-node',
+    '--kvstore-opt',
+    `etcd.address=${local.endpoints.join(',')}`,
+    '--clustermesh-config',
+    configDir,
+    '--api-addr',
+    `127.0.0.1:${String(apiPort)}`,
+  ]);
+  cleanups.push(() => agent.stop());
+  await agent.waitHealthy();
+  await sleep(1_000);
+  const before = await agent.memoryAfterGc();
+  const t = performance.now();
+  // Renamed in: the agent never reads a half-written file.
+  for (const m of mocks) await rename(join(staged, m.name), join(configDir, m.name));
+  const names = new Set(mocks.map((m) => m.name));
+  let last: { ready: number; nodes: number; endpoints: number; identities: number };
+  for (;;) {
+    const clusters = statusClusters(await agent.json('/v1/status')).filter(
+      (c) => typeof c.name === 'string' && names.has(c.name),
+    );
+    const num = (v: unknown): number => (typeof v === 'number' ? v : 0);
+    last = {
+      ready: clusters.filter((c) => c.ready === true).length,
+      nodes: clusters.reduce((a, c) => a + num(c['num-nodes']), 0),
+      endpoints: clusters.reduce((a, c) => a + num(c['num-endpoints']), 0),
+      identities: clusters.reduce((a, c) => a + num(c['num-identities']), 0),
+    };
+    if (
+      last.ready === mocks.length &&
+      last.nodes === want.nodes &&
+      last.endpoints === want.endpoints &&
+      last.identities === want.identities
+    ) {
+      break;
+    }
+    if (performance.now() - t > AGENT_SYNC_TIMEOUT_MS) {
+      throw new Error(
+        `agent not synced in time: ${JSON.stringify(last)}, want ${JSON.stringify(want)}\n` +
+          agent.tail(),
+      );
+    }
+    await sleep(250);
+  }
+  const syncSeconds = secs(t);
+  const after = await agent.memoryAfterGc();
+  await agent.stop();
+  return { syncSeconds, ...last, before, after };
+}
+
+// ---------------------------------------------------------------------------------------------
 
 export async function main(args: string[]): Promise<void> {
   const k = flag(args, 'clusters', 50);
@@ -537,6 +668,9 @@ export async function main(args: string[]): Promise<void> {
   const identities = Math.min(flag(args, 'identities', 100), 65_536 - 256);
   if (k > 254) throw new Error('--clusters: at most 254 (IDs 2..255)');
   const perCluster = nodes + identities + endpoints;
+  const withAgent = !args.includes('--no-agent');
+  const logIdx = args.indexOf('--mesh-log');
+  const meshLog = logIdx >= 0 ? args[logIdx + 1] : undefined;
 
   const cleanups: (() => Promise<void>)[] = [];
   let heartbeat: NodeJS.Timeout | undefined;
@@ -550,6 +684,18 @@ export async function main(args: string[]): Promise<void> {
       () => local.destroy(),
       () => baselineEtcd.destroy(),
     );
+    // The mocks stand for remote clusters on other machines: on this 2-core machine
+    // their 250 etcd processes would otherwise take the CPU KVStoreMesh and its local
+    // etcd need (the reference runs its mock on a machine of its own). Niced and with
+    // one Go thread each; the local etcd and KVStoreMesh keep normal priority.
+    const binDir = await mkdtemp(join(tmpdir(), 'bench-kvstoremesh-bin-'));
+    cleanups.push(() => rm(binDir, { recursive: true, force: true }));
+    const mockBinary = join(binDir, 'etcd-mock');
+    await writeFile(
+      mockBinary,
+      `#!/bin/sh\nGOMAXPROCS=1 exec nice -n ${String(MOCK_NICE)} ${findEtcdBinary()} "$@"\n`,
+    );
+    await chmod(mockBinary, 0o755);
     const mocks: Mock[] = [];
     for (let i = 0; i < k; i += 10) {
       const started = await Promise.all(
@@ -559,6 +705,7 @@ export async function main(args: string[]): Promise<void> {
             name: mockName(i + j),
             heartbeatIntervalMs: 100,
             electionTimeoutMs: 1000,
+            etcdBinary: mockBinary,
           }),
         ),
       );
@@ -645,19 +792,23 @@ export async function main(args: string[]): Promise<void> {
     });
     const port = await freePort();
     t = performance.now();
-    const mesh = new MeshProcess(`http://127.0.0.1:${String(port)}`, [
-      'kvstoremesh',
-      '--cluster-name',
-      LOCAL,
-      '--cluster-id',
-      String(LOCAL_ID),
-      '--kvstore-opt',
-      `etcd.address=${local.endpoints.join(',')}`,
-      '--clustermesh-config',
-      dir,
-      '--health-addr',
-      `127.0.0.1:${String(port)}`,
-    ]);
+    const mesh = new MeshProcess(
+      `http://127.0.0.1:${String(port)}`,
+      [
+        'kvstoremesh',
+        '--cluster-name',
+        LOCAL,
+        '--cluster-id',
+        String(LOCAL_ID),
+        '--kvstore-opt',
+        `etcd.address=${local.endpoints.join(',')}`,
+        '--clustermesh-config',
+        dir,
+        '--health-addr',
+        `127.0.0.1:${String(port)}`,
+      ],
+      meshLog,
+    );
     cleanups.push(() => mesh.stop());
     const bootSamples: Sample[] = [];
     const prevCpu = { ticks: 0, at: performance.now() };
@@ -683,7 +834,13 @@ export async function main(args: string[]): Promise<void> {
       if (performance.now() - lastSample > SAMPLE_MS) {
         lastSample = performance.now();
         const s = await sampleMetrics(mesh, t, prevCpu);
-        if (s !== undefined) bootSamples.push(s);
+        if (s !== undefined) {
+          bootSamples.push(s);
+          console.error(
+            `  boot t=${String(s.t)}s canaries=${String(canaries)}/${String(wantCanaries)} ` +
+              `queue=${String(s.queueSum)} cpu=${String(s.cpuPct)}% errors=${String(s.syncErrors)}`,
+          );
+        }
       }
       if (performance.now() - t > BOOTSTRAP_TIMEOUT_MS) {
         throw new Error(
@@ -718,6 +875,22 @@ export async function main(args: string[]): Promise<void> {
         `RSS ${String(mib(bootStat.rss))} MiB`,
     );
 
+    // --- one agent reading the cache before churn (KVStoreMesh running, idle) -------------
+    let agentRes: AgentResult | undefined;
+    if (withAgent) {
+      const want = {
+        nodes: await countPrefix(localClient, `${cacheResourcePrefix('nodes')}/`),
+        identities: await countPrefix(localClient, `${cacheResourcePrefix('identities')}/`),
+        endpoints: await countPrefix(localClient, `${cacheResourcePrefix('ip')}/`),
+      };
+      agentRes = await measureAgent(local, mocks, want, cleanups);
+      console.error(
+        `agent: synced ${String(agentRes.endpoints)} remote endpoints in ` +
+          `${agentRes.syncSeconds.toFixed(1)}s, RSS ${String(mib(agentRes.before.vmRss))} → ` +
+          `${String(mib(agentRes.after.vmRss))} MiB, heap ${String(mib(agentRes.before.heapUsed))} → ` +
+          `${String(mib(agentRes.after.heapUsed))} MiB`,
+      );
+    }
     // --- churn -----------------------------------------------------------------------------
     const churnSamples: Sample[] = [];
     const localPid = local.pid;
@@ -746,8 +919,19 @@ export async function main(args: string[]): Promise<void> {
     };
     // Convergence: the local cache holds exactly what the mocks hold.
     t = performance.now();
-    const expectedIp = mocks.reduce((a, m) => a + endpoints - m.deletedEndpoints.size, 0);
-    const expectedId = mocks.reduce((a, m) => a + identities - m.deletedIdentities.size, 0);
+    // Counted in the mocks: concurrent churn writes of one key may land in either order.
+    let expectedIp = 0;
+    let expectedId = 0;
+    await pool(k, 16, async (i) => {
+      const c = mocks[i]?.client;
+      if (c === undefined) return;
+      const [ip, id] = await Promise.all([
+        countPrefix(c, `${IPCachePrefix}/`),
+        countPrefix(c, `${IdentitiesPrefix}/`),
+      ]);
+      expectedIp += ip;
+      expectedId += id;
+    });
     let countsS: number | undefined;
     for (;;) {
       const ip = await countPrefix(localClient, `${cacheResourcePrefix('ip')}/`);
@@ -756,7 +940,13 @@ export async function main(args: string[]): Promise<void> {
         countsS = secs(t);
         break;
       }
-      if (performance.now() - t > CONVERGE_TIMEOUT_MS) break;
+      if (performance.now() - t > CONVERGE_TIMEOUT_MS) {
+        console.error(
+          `counts not converged: ip ${String(ip)}/${String(expectedIp)}, identities ` +
+            `${String(id)}/${String(expectedId)}`,
+        );
+        break;
+      }
       await sleep(100);
     }
     let mismatches = 0;
@@ -799,6 +989,13 @@ export async function main(args: string[]): Promise<void> {
     const errors = mesh.errors;
     await mesh.stop();
     const entries = k * perCluster;
+    const agentEps = agentRes?.endpoints ?? NaN;
+    const agentRssPerEp =
+      agentRes === undefined ? NaN : (agentRes.after.vmRss - agentRes.before.vmRss) / agentEps;
+    const agentHeapPerEp =
+      agentRes === undefined
+        ? NaN
+        : (agentRes.after.heapUsed - agentRes.before.heapUsed) / agentEps;
 
     const rows: Row[] = [
       {
@@ -862,6 +1059,20 @@ export async function main(args: string[]): Promise<void> {
         higherIsBetter: false,
       },
       {
+        metric: `agent: memory per remote endpoint (RSS, ${String(agentEps)} endpoints)`,
+        ours: agentRssPerEp,
+        raw: NaN,
+        unit: 'B',
+        higherIsBetter: false,
+      },
+      {
+        metric: 'agent: heap per remote endpoint',
+        ours: agentHeapPerEp,
+        raw: NaN,
+        unit: 'B',
+        higherIsBetter: false,
+      },
+      {
         metric: 'churn end → cache identical',
         ours: convergedS,
         raw: NaN,
@@ -875,7 +1086,7 @@ export async function main(args: string[]): Promise<void> {
       endpointsPerCluster: endpoints,
       identitiesPerCluster: identities,
       churnSeconds,
-      mock: 'one single-member etcd per mock cluster (raft heartbeat 100 ms), reference format written with raw batched txns',
+      mock: `one single-member etcd per mock cluster (raft heartbeat 100 ms, GOMAXPROCS=1, nice ${String(MOCK_NICE)}), reference format written with raw batched txns`,
       kvstoremesh: 'child process: bin/clustermesh kvstoremesh (default flags, LOG_LEVEL=warn)',
       baseline: `raw etcd3 paged list (${String(PAGE)}/page, 16 clusters at once) + raw txns of ${String(MAX_TXN_OPS)} puts (8 in flight) into a fresh etcd`,
       mockEtcdStartSeconds: round(etcdStartS, 2),
@@ -908,6 +1119,24 @@ export async function main(args: string[]): Promise<void> {
       finalMismatches: mismatches,
       kvstoremeshLogWarnings: warnings,
       kvstoremeshLogErrors: errors,
+      agent:
+        agentRes === undefined
+          ? null
+          : {
+              process:
+                'bin/clustermesh agent of cluster1, one config file per remote naming the local etcd (cache)',
+              syncSeconds: round(agentRes.syncSeconds, 2),
+              remoteEndpoints: agentRes.endpoints,
+              remoteNodes: agentRes.nodes,
+              remoteIdentities: agentRes.identities,
+              rssBeforeMiB: mib(agentRes.before.vmRss),
+              rssAfterMiB: mib(agentRes.after.vmRss),
+              heapUsedBeforeMiB: mib(agentRes.before.heapUsed),
+              heapUsedAfterMiB: mib(agentRes.after.heapUsed),
+              rssHwmMiB: mib(agentRes.after.vmHwm),
+              rssPerEndpointBytes: Math.round(agentRssPerEp),
+              heapPerEndpointBytes: Math.round(agentHeapPerEp),
+            },
       wallSeconds: round(secs(tAll), 1),
       node: process.version,
     });

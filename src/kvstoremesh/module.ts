@@ -29,6 +29,7 @@ import { healthRoutes, startHttpServer, type RunningHttpServer } from '../lib/ht
 import { Lifecycle } from '../lib/lifecycle.js';
 import { clusterMeshMetrics } from '../metrics/clustermesh.js';
 import { KvstoreMetrics } from '../metrics/kvstore.js';
+import { WriteBatcher } from '../store/write-batcher.js';
 import type { ReflectorWriteOptions } from './reflector.js';
 import { KvstoreMeshRemoteCluster, type KvstoreMeshRemoteTiming } from './remote.js';
 
@@ -155,6 +156,9 @@ export class KvstoreMesh {
       name: 'clustermesh',
       start: async (lifetime) => {
         const local = this.requireBackend();
+        // One bounded pipeline for the writes of every reflector: hundreds of remote
+        // clusters catching up at once must not flood the local etcd (see WriteBatcher).
+        const writer = new WriteBatcher({ backend: local, maxInflight: o.write?.inflight });
         const meshMetrics = clusterMeshMetrics(this.metrics.registry, METRICS_PREFIX, {
           cluster: o.clusterName,
         });
@@ -176,6 +180,7 @@ export class KvstoreMesh {
               timing: o.remote,
               disableDrainOnDisconnection: o.disableDrainOnDisconnection,
               write: o.write,
+              writer,
               metrics: this.metrics,
               log: this.log,
             });

@@ -18,6 +18,7 @@ import {
 import { silentLogger } from '../lib/logger.js';
 import type { KvstoreMetrics } from '../metrics/kvstore.js';
 import { SyncStore } from '../store/syncstore.js';
+import type { TxnWriter } from '../store/write-batcher.js';
 import { WatchStore } from '../store/watchstore.js';
 
 /** SyncStore tuning shared by every reflector (batching is what keeps etcd writes cheap). */
@@ -26,10 +27,18 @@ export interface ReflectorWriteOptions {
   readonly workers?: number | undefined;
   /** Keys per transaction (SyncStore default 128, etcd's --max-txn-ops). */
   readonly batchSize?: number | undefined;
-  /** Retry back-off of failed writes. */
+  /** Retry back-off of failed writes (default 5 ms doubling up to 10 s). */
   readonly retryInitialMs?: number | undefined;
   readonly retryMaxMs?: number | undefined;
+  /** Transactions in flight to the local kvstore, all reflectors together (default 8). */
+  readonly inflight?: number | undefined;
 }
+
+/**
+ * Cap of the per-key retry back-off: a write that failed while the local kvstore was
+ * overloaded or away is retried within this long of its recovery (SyncStore: 60 s).
+ */
+export const DefaultReflectorRetryMaxMs = 10_000;
 
 export interface ReflectorOptions extends ReflectorWriteOptions {
   readonly resource: MeshResource;
@@ -37,6 +46,8 @@ export interface ReflectorOptions extends ReflectorWriteOptions {
   readonly cluster: string;
   /** The local kvstore, where the cache lives. */
   readonly local: Backend;
+  /** The write pipeline shared by every reflector (default: straight to `local`). */
+  readonly writer?: TxnWriter | undefined;
   readonly metrics?: KvstoreMetrics | undefined;
   readonly log?: Logger | undefined;
 }
@@ -66,7 +77,8 @@ export class Reflector {
       workers: opts.workers,
       batchSize: opts.batchSize,
       retryInitialMs: opts.retryInitialMs,
-      retryMaxMs: opts.retryMaxMs,
+      retryMaxMs: opts.retryMaxMs ?? DefaultReflectorRetryMaxMs,
+      writer: opts.writer,
       metrics: opts.metrics?.syncStore(this.cachePrefix, cluster),
       log,
     });

@@ -25,6 +25,7 @@ import { errorMessage } from '../lib/errors.js';
 import { silentLogger } from '../lib/logger.js';
 import type { KvstoreMetrics } from '../metrics/kvstore.js';
 import { newWatchStoreManager } from '../store/watchstoremgr.js';
+import type { TxnWriter } from '../store/write-batcher.js';
 import { Reflector, type ReflectorWriteOptions } from './reflector.js';
 
 /** Delays of one remote cluster's cache management (spec §9, §13); tests shrink them. */
@@ -67,6 +68,8 @@ export interface KvstoreMeshRemoteOptions {
   /** Hidden reference flag: keep the cache of removed clusters (until its leases expire). */
   readonly disableDrainOnDisconnection?: boolean | undefined;
   readonly write?: ReflectorWriteOptions | undefined;
+  /** The local write pipeline shared by every remote cluster (default: straight to `local`). */
+  readonly writer?: TxnWriter | undefined;
   readonly metrics?: KvstoreMetrics | undefined;
   readonly log?: Logger | undefined;
 }
@@ -207,6 +210,7 @@ export class KvstoreMeshRemoteCluster implements RemoteClusterLogic {
         resource,
         cluster: this.name,
         local: this.opts.local,
+        writer: this.opts.writer,
         metrics: this.opts.metrics,
         log: this.log,
         ...this.opts.write,

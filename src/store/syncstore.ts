@@ -5,6 +5,7 @@ import { encodeSyncedCanary, joinKey, syncedCanaryKey } from '../keyspace/index.
 import { ErrorCode, errorMessage, isClusterMeshError } from '../lib/errors.js';
 import { silentLogger } from '../lib/logger.js';
 import { WorkQueue } from '../lib/workqueue.js';
+import type { TxnWriter } from './write-batcher.js';
 
 /** Hooks for the reference metrics (kvstore_sync_queue_size, kvstore_sync_errors_total, …). */
 export interface SyncStoreMetrics {
@@ -29,6 +30,11 @@ export interface SyncStoreOptions {
   readonly batchSize?: number | undefined;
   readonly retryInitialMs?: number | undefined;
   readonly retryMaxMs?: number | undefined;
+  /**
+   * Sends the batches through this writer instead of straight to `backend` (a
+   * WriteBatcher shared by many stores bounds and merges their transactions).
+   */
+  readonly writer?: TxnWriter | undefined;
   readonly log?: Logger | undefined;
   readonly metrics?: SyncStoreMetrics | undefined;
 }
@@ -201,6 +207,10 @@ export class SyncStore {
   }
 
   private async write(ops: readonly TxnOp[]): Promise<void> {
+    if (this.opts.writer !== undefined) {
+      await this.opts.writer.write(ops);
+      return;
+    }
     const op = ops[0];
     if (ops.length === 1 && op !== undefined) {
       if (op.kind === 'put') await this.backend.put(op.key, op.value, { lease: op.lease });

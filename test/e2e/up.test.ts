@@ -232,8 +232,9 @@ function clustersOf(replies: readonly Reply[]): Set<string> {
   return new Set(replies.map((r) => r.Cluster));
 }
 
-function upScenario(kvstore: 'etcd' | 'memory'): void {
-  describe(`clustermesh up (${kvstore})`, { timeout: 240_000 }, () => {
+function upScenario(kvstore: 'etcd' | 'memory', kvstoremesh = false): void {
+  const title = `clustermesh up (${kvstore}${kvstoremesh ? ', KVStoreMesh' : ''})`;
+  describe(title, { timeout: 240_000 }, () => {
     let dir: string;
     let up: UpProcess;
     let state: MeshState;
@@ -249,6 +250,7 @@ function upScenario(kvstore: 'etcd' | 'memory'): void {
         kvstore,
         '--example',
         'rebel-base',
+        ...(kvstoremesh ? ['--kvstoremesh'] : []),
       ]);
       const t0 = performance.now();
       up.start();
@@ -258,7 +260,7 @@ function upScenario(kvstore: 'etcd' | 'memory'): void {
         throw new Error(`up did not become ready: ${String(err)}\n${up.log}`);
       });
       const readyMs = performance.now() - t0;
-      if (kvstore === 'memory') {
+      if (kvstore === 'memory' && !kvstoremesh) {
         assert.ok(readyMs < 10_000, `2 × 2 memory mesh ready in ${readyMs.toFixed(0)} ms`);
       }
     });
@@ -277,11 +279,27 @@ function upScenario(kvstore: 'etcd' | 'memory'): void {
         ],
       );
       assert.equal(state.kvstore, kvstore);
+      assert.equal(state.kvstoremesh, kvstoremesh);
       for (const c of state.clusters) {
         assert.match(c.dns, new RegExp(`^127\\.${c.id}\\.128\\.10:\\d+$`));
         assert.match(c.kvstore, kvstore === 'etcd' ? /^http:\/\/127\./ : /^memory:\/\//);
       }
       assert.match(up.log, /cluster1-node1\s+127\.1\.0\.1\s+127\.1\.1\.0\/24/);
+    });
+
+    it('agents read remote clusters directly, or the KVStoreMesh cache when asked', async () => {
+      for (const c of state.clusters) {
+        for (const a of c.agents) {
+          const status = (await (await fetch(`${a.api}/v1/clustermesh`)).json()) as {
+            clusters: { name: string; ready: boolean; config: { kvstoremesh: boolean } }[];
+          };
+          assert.deepEqual(
+            status.clusters.map((r) => [r.ready, r.config.kvstoremesh]),
+            [[true, kvstoremesh]],
+            `${a.node} sees its one remote cluster ready`,
+          );
+        }
+      }
     });
 
     it('global service: 20 requests from cluster1/x-wing reach backends in both clusters', async () => {
@@ -301,6 +319,19 @@ function upScenario(kvstore: 'etcd' | 'memory'): void {
         'rebel-base',
       ]);
       assert.match((JSON.parse(stdout) as Reply).Cluster, /^cluster[12]$/);
+      // A plain request from the host to the ClusterIP works too.
+      const c1 = state.clusters[0];
+      assert.ok(c1 !== undefined, 'cluster1 in mesh.json');
+      const services = (await (await fetch(`${c1.agents[0]?.api ?? ''}/v1/services`)).json()) as {
+        service: string;
+        frontend: string;
+      }[];
+      const frontend = services.find((f) => f.service === 'default/rebel-base')?.frontend ?? '';
+      const fromHost = (await (
+        await fetch(`http://${frontend.replace(/\/TCP$/, '')}/`)
+      ).json()) as Reply;
+      assert.match(fromHost.Cluster, /^cluster[12]$/);
+      assert.equal(fromHost.Client, '127.0.0.1');
     });
 
     it('flows record source pod, service and translated backend', async () => {
@@ -399,3 +430,4 @@ function upScenario(kvstore: 'etcd' | 'memory'): void {
 
 upScenario('etcd');
 upScenario('memory');
+upScenario('memory', true);

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { MemoryBackend } from '../../src/kvstore/memory.js';
 import { MemoryStore } from '../../src/kvstore/memory-store.js';
 import { SyncStore } from '../../src/store/syncstore.js';
+import { WriteBatcher } from '../../src/store/write-batcher.js';
 import { WatchStore, type WatchStoreObserver } from '../../src/store/watchstore.js';
 import {
   ImmediateWatchStoreManager,
@@ -247,6 +248,91 @@ const decodeUpper = (name: string, value: string): string => {
   if (value.startsWith('bad')) throw new Error(`invalid value for ${name}`);
   return value.toUpperCase();
 };
+
+describe('WriteBatcher', () => {
+  it('merges the writes of many stores into few bounded transactions', async () => {
+    const store = new MemoryStore();
+    const backend = new MemoryBackend(store, { leaseTtlSeconds: 60 });
+    let inflight = 0;
+    let maxInflight = 0;
+    let txns = 0;
+    const txn = backend.txn.bind(backend);
+    backend.txn = async (ops) => {
+      txns++;
+      inflight++;
+      maxInflight = Math.max(maxInflight, inflight);
+      try {
+        await new Promise((r) => setTimeout(r, 5));
+        await txn(ops);
+      } finally {
+        inflight--;
+      }
+    };
+    const writer = new WriteBatcher({ backend, maxInflight: 2 });
+    const ac = new AbortController();
+    const stores = Array.from(
+      { length: 50 },
+      (_, i) =>
+        new SyncStore({
+          backend,
+          writer,
+          sourceCluster: `c${String(i)}`,
+          prefix: `cilium/cache/ip/v1/c${String(i)}`,
+          syncedKey: 'cilium/cache/ip/v1',
+        }),
+    );
+    const done = Promise.all(stores.map((s) => s.run(ac.signal)));
+    try {
+      for (const s of stores) {
+        for (let k = 0; k < 20; k++) s.upsertKey(`10.0.0.${String(k)}`, `v${String(k)}`);
+        s.synced();
+      }
+      await eventually(() => {
+        for (const s of stores) assert.equal(s.isSynced, true);
+      }, 5000);
+      assert.equal((await backend.list('cilium/cache/ip/v1/')).kvs.length, 1000);
+      assert.ok(maxInflight <= 2, `at most 2 transactions at once, saw ${String(maxInflight)}`);
+      assert.ok(txns <= 20, `1000 keys of 50 stores in ${String(txns)} transactions`);
+      assert.equal(writer.pending, 0);
+    } finally {
+      ac.abort();
+      await done;
+      await backend.close();
+    }
+  });
+
+  it('a refused request does not fail the requests merged with it', async () => {
+    const store = new MemoryStore();
+    const backend = new MemoryBackend(store, { leaseTtlSeconds: 60 });
+    const txn = backend.txn.bind(backend);
+    backend.txn = async (ops) => {
+      if (ops.some((op) => op.key === 'bad')) throw new Error('refused');
+      await txn(ops);
+    };
+    const put = backend.put.bind(backend);
+    backend.put = async (key, value, opts) => {
+      if (key === 'bad') throw new Error('refused');
+      await put(key, value, opts);
+    };
+    const writer = new WriteBatcher({ backend, maxInflight: 1 });
+    const first = writer.write([{ kind: 'put', key: 'a', value: '1' }]);
+    const results = await Promise.allSettled([
+      writer.write([{ kind: 'put', key: 'b', value: '2' }]),
+      writer.write([{ kind: 'put', key: 'bad', value: '3' }]),
+      writer.write([
+        { kind: 'put', key: 'c', value: '4' },
+        { kind: 'put', key: 'd', value: '5' },
+      ]),
+    ]);
+    await first;
+    assert.deepEqual(
+      results.map((r) => r.status),
+      ['fulfilled', 'rejected', 'fulfilled'],
+    );
+    assert.deepEqual((await backend.list('')).kvs.map((kv) => kv.key).sort(), ['a', 'b', 'c', 'd']);
+    await backend.close();
+  });
+});
 
 describe('WatchStore', () => {
   it('lists, watches, and fires on-sync callbacks once per lifetime', async () => {
