@@ -271,7 +271,7 @@ function upScenario(kvstore: 'etcd' | 'memory', kvstoremesh = false): void {
       await rm(dir, { recursive: true, force: true });
     });
 
-    it('writes mesh.json and prints what runs where', () => {
+    it('writes mesh.json and prints what runs where', async () => {
       assert.deepEqual(
         state.clusters.map((c) => [c.name, c.id, c.agents.map((a) => a.node)]),
         [
@@ -285,7 +285,10 @@ function upScenario(kvstore: 'etcd' | 'memory', kvstoremesh = false): void {
         assert.match(c.dns, new RegExp(`^127\\.${c.id}\\.128\\.10:\\d+$`));
         assert.match(c.kvstore, kvstore === 'etcd' ? /^http:\/\/127\./ : /^memory:\/\//);
       }
-      assert.match(up.log, /cluster1-node1\s+127\.1\.0\.1\s+127\.1\.1\.0\/24/);
+      // The summary follows mesh.json by a moment.
+      await eventually(() => {
+        assert.match(up.log, /cluster1-node1\s+127\.1\.0\.1\s+127\.1\.1\.0\/24/);
+      }, 5_000);
     });
 
     it('agents read remote clusters directly, or the KVStoreMesh cache when asked', async () => {
