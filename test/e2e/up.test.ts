@@ -415,6 +415,16 @@ function upScenario(kvstore: 'etcd' | 'memory', kvstoremesh = false): void {
     it('SIGINT stops everything it started', async () => {
       const children = descendants(up.pid);
       if (kvstore === 'etcd') assert.ok(children.length >= 2, 'etcd processes ran under up');
+      // etcd's data lives in temp dirs that must go with it.
+      const dataDirs = children.flatMap((pid) => {
+        try {
+          const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+          return args.filter((a) => a.startsWith('--data-dir=')).map((a) => a.slice(11));
+        } catch {
+          return [];
+        }
+      });
+      if (kvstore === 'etcd') assert.equal(dataDirs.length, 2, 'one etcd data dir per cluster');
       up.signal('SIGINT');
       const code = await Promise.race([
         up.exited,
@@ -423,6 +433,7 @@ function upScenario(kvstore: 'etcd' | 'memory', kvstoremesh = false): void {
       assert.equal(code, 0, `up exited cleanly:\n${up.log}`);
       for (const pid of children) assert.equal(alive(pid), false, `child ${pid} is gone`);
       assert.equal(existsSync(join(dir, '.clustermesh')), false, 'state dir removed');
+      for (const d of dataDirs) assert.equal(existsSync(d), false, `${d} removed`);
       assert.equal(await tcpRefused('127.1.0.1', 9876), true, 'agent API closed');
       const c1 = state.clusters[0];
       assert.ok(c1 !== undefined, 'cluster1 in mesh.json');
