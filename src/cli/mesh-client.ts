@@ -1,4 +1,5 @@
 import { ClusterMeshError, ErrorCode, errorMessage } from '../lib/errors.js';
+import type { ApplyOutcome } from '../registry/registry.js';
 import type { RegistryObject } from '../registry/types.js';
 
 /**
@@ -6,13 +7,6 @@ import type { RegistryObject } from '../registry/types.js';
  * Errors come back as `{"error":{"code","message"}}` and are rethrown with their code,
  * so a bad manifest reads the same as with a kvstore the CLI opens itself.
  */
-
-export interface ApplyOutcome {
-  readonly kind: string;
-  readonly namespace?: string | undefined;
-  readonly name: string;
-  readonly action: string;
-}
 
 export interface MeshPod {
   readonly namespace: string;

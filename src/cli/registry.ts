@@ -14,7 +14,7 @@ import {
   type KvstoreCliOptions,
 } from './common.js';
 import type { OpenKvstoreOptions } from './kvstore-client.js';
-import type { ApplyOutcome } from './mesh-client.js';
+import type { ApplyOutcome } from '../registry/registry.js';
 import type { RegistryObject } from '../registry/types.js';
 
 /**
@@ -303,7 +303,7 @@ async function withRegistry<T>(
     });
   }
   const { withKvstore } = await import('./kvstore-client.js');
-  const { Registry } = await import('../registry/registry.js');
+  const { Registry, applyOutcome } = await import('../registry/registry.js');
   const connect: OpenKvstoreOptions = {
     kvstore: opts.kvstore,
     kvstoreOpt: opts.kvstoreOpt,
@@ -312,13 +312,7 @@ async function withRegistry<T>(
   return withKvstore(connect, (backend: Backend) => {
     const registry = new Registry(backend);
     return fn({
-      apply: async (objects) =>
-        (await registry.apply(objects)).map((r) => ({
-          kind: r.info.kind,
-          namespace: r.object.metadata.namespace,
-          name: r.object.metadata.name,
-          action: r.action,
-        })),
+      apply: async (objects) => (await registry.apply(objects)).map(applyOutcome),
       get: (info, namespace, name) => registry.get(info, namespace, name),
       list: (info, namespace) => registry.list(info, namespace),
       delete: (info, namespace, name) => registry.delete(info, namespace, name),

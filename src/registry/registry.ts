@@ -41,6 +41,23 @@ export interface ApplyResult {
   readonly action: ApplyAction;
 }
 
+/** What an apply did to one object, as the CLI and the local mesh's control API report it. */
+export interface ApplyOutcome {
+  readonly kind: string;
+  readonly namespace?: string | undefined;
+  readonly name: string;
+  readonly action: ApplyAction;
+}
+
+export function applyOutcome(r: ApplyResult): ApplyOutcome {
+  return {
+    kind: r.info.kind,
+    namespace: r.object.metadata.namespace,
+    name: r.object.metadata.name,
+    action: r.action,
+  };
+}
+
 /** `service/rebel-base created`: kubectl's wording. */
 export function resultLine(info: KindInfo, name: string, action: string): string {
   return `${info.singular}/${name} ${action}`;

@@ -8,7 +8,7 @@ import {
   type RunningHttpServer,
 } from '../lib/http-server.js';
 import { requireKind } from '../registry/codec.js';
-import type { Registry } from '../registry/registry.js';
+import { applyOutcome, type Registry } from '../registry/registry.js';
 import type { RegistryObject } from '../registry/types.js';
 import type { ClusterRuntime } from './cluster-runtime.js';
 
@@ -77,13 +77,7 @@ export function startControlApi(opts: ControlApiOptions): Promise<ControlApi> {
       if (!Array.isArray(body.objects)) {
         throw new ClusterMeshError(ErrorCode.InvalidArgument, 'apply: "objects" must be a list');
       }
-      const results = await c.registry.apply(body.objects as RegistryObject[]);
-      return results.map((r) => ({
-        kind: r.info.kind,
-        namespace: r.object.metadata.namespace,
-        name: r.object.metadata.name,
-        action: r.action,
-      }));
+      return (await c.registry.apply(body.objects as RegistryObject[])).map(applyOutcome);
     }),
     '/v1/objects': guarded('GET', async (_req, url) => {
       const c = cluster(url);

@@ -149,10 +149,11 @@ export async function curlFrom(args: CurlArgs, from: CurlFrom, out: CurlOutput):
           host: target.host,
           'user-agent': 'curl/8 (clustermesh exec)',
           accept: '*/*',
-          ...Object.fromEntries(args.headers),
           ...(args.data === undefined
             ? {}
             : { 'content-type': 'application/x-www-form-urlencoded' }),
+          // The user's -H wins over every default, as with curl.
+          ...Object.fromEntries(args.headers.map(([k, v]) => [k.toLowerCase(), v])),
         },
         timeout: args.maxTimeMs,
       },

@@ -10,14 +10,28 @@ import type { RegistryObject } from '../registry/index.js';
 export const EXAMPLES = ['rebel-base'] as const;
 export type ExampleName = (typeof EXAMPLES)[number];
 
-const BUILDERS: Readonly<Record<ExampleName, () => RegistryObject[]>> = {
-  'rebel-base': rebelBase,
+export interface Example {
+  /** Applied to every cluster alike (the echo reply names the cluster). */
+  readonly objects: readonly RegistryObject[];
+  /** The global Service (`ns/name`) every agent must balance over every cluster's backends. */
+  readonly globalService: string;
+  /** Its backends per cluster, once the example's Deployments run. */
+  readonly backendsPerCluster: number;
+}
+
+const EXAMPLES_BY_NAME: Readonly<Record<ExampleName, () => Example>> = {
+  'rebel-base': () => ({
+    objects: rebelBase(),
+    globalService: 'default/rebel-base',
+    backendsPerCluster: REBEL_BASE_REPLICAS,
+  }),
 };
 
-/** The example's objects; the same in every cluster (the echo reply names the cluster). */
-export function exampleObjects(example: ExampleName): RegistryObject[] {
-  return BUILDERS[example]();
+export function example(name: ExampleName): Example {
+  return EXAMPLES_BY_NAME[name]();
 }
+
+const REBEL_BASE_REPLICAS = 2;
 
 function rebelBase(): RegistryObject[] {
   return [
@@ -36,7 +50,7 @@ function rebelBase(): RegistryObject[] {
       kind: 'Deployment',
       metadata: { name: 'rebel-base', namespace: 'default' },
       spec: {
-        replicas: 2,
+        replicas: REBEL_BASE_REPLICAS,
         selector: { matchLabels: { name: 'rebel-base' } },
         template: {
           metadata: { labels: { name: 'rebel-base' } },

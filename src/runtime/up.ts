@@ -43,7 +43,7 @@ import {
 } from './addressing.js';
 import { ClusterRuntime } from './cluster-runtime.js';
 import { startControlApi, type ControlApi } from './control-api.js';
-import { exampleObjects, type ExampleName } from './example.js';
+import { example, type ExampleName } from './example.js';
 import { readMeshState, stateFile, type MeshState } from './mesh-state.js';
 
 export interface UpOptions {
@@ -442,33 +442,36 @@ export class LocalMesh {
     }
   }
 
-  private async applyExample(example: ExampleName, signal: AbortSignal): Promise<void> {
-    const objects = exampleObjects(example);
+  private async applyExample(name: ExampleName, signal: AbortSignal): Promise<void> {
+    const ex = example(name);
     await this.eachCluster(async (c) => {
-      await c.registry?.apply(objects);
+      await c.registry?.apply(ex.objects);
     });
-    // Ready when every cluster runs the example's pods: a walkthrough started right after
-    // `up` then sees replies from every cluster.
-    const deadline = performance.now() + 30_000;
-    const want = objects.reduce((n, obj) => {
+    // Ready when every cluster runs the example's pods and every agent balances its global
+    // Service over every cluster's backends: a walkthrough started right after `up` then sees replies from every cluster.
+    const want = ex.backendsPerCluster * this.clusters.length;
+    const pods = ex.objects.reduce((n, obj) => {
       const spec = obj.spec as { replicas?: number } | undefined;
       return obj.kind === 'Deployment' ? n + (spec?.replicas ?? 1) : n;
     }, 0);
+    const deadline = performance.now() + 30_000;
     while (performance.now() < deadline) {
-      const running = this.clusters.map(
-        (c) => c.runtime?.pods().filter((p) => p.phase === 'Running').length ?? 0,
+      const running = this.clusters.every(
+        (c) => (c.runtime?.pods().filter((p) => p.phase === 'Running').length ?? 0) >= pods,
       );
-      const backendsSeen = this.clusters.every((c) =>
+      const ready = this.clusters.every((c) =>
         c.agents.every(
           (a) =>
-            (a.agent.views.services.frontendsOf('default/rebel-base')[0]?.backends.length ?? 0) >=
-            2 * this.clusters.length,
+            (a.agent.views.services.frontendsOf(ex.globalService)[0]?.backends.length ?? 0) >= want,
         ),
       );
-      if (running.every((n) => n >= want) && backendsSeen) return;
+      if (running && ready) return;
       await sleep(50, signal);
     }
-    this.log.warn({ example }, 'example workloads not all running after 30 s; continuing');
+    this.log.warn(
+      { example: name },
+      'example not balanced over every cluster after 30 s; continuing',
+    );
   }
 
   private async writeState(): Promise<void> {
