@@ -43,8 +43,8 @@ import {
 import type { TxnOp } from '../src/kvstore/backend.js';
 import { MAX_TXN_OPS } from '../src/kvstore/backend.js';
 import { EtcdBackend } from '../src/kvstore/etcd.js';
-import { startEtcd, type EtcdServer } from '../src/testing/etcd.js';
-import { freePort } from '../src/testing/ports.js';
+import { startEtcd, type EtcdServer } from '../test/support/etcd.js';
+import { freePort } from '../test/support/ports.js';
 import { pool, report, type Row } from './lib.js';
 
 const CLUSTER1 = 'cluster1';

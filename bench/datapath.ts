@@ -33,7 +33,7 @@ import { IPCache } from '../src/ipcache/ipcache.js';
 import { makeClusterService, type PortConfiguration } from '../src/keyspace/index.js';
 import { silentLogger } from '../src/lib/logger.js';
 import { ServiceTable } from '../src/service/table.js';
-import { freePort } from '../src/testing/ports.js';
+import { freePort } from '../test/support/ports.js';
 import { fmt, percentile, report } from './lib.js';
 
 const clientIP = (i: number): string => `127.206.2.${i + 1}`;

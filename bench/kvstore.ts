@@ -7,7 +7,7 @@
 import { Range, type Etcd3 } from 'etcd3';
 import { EtcdBackend } from '../src/kvstore/etcd.js';
 import { SyncStore } from '../src/store/syncstore.js';
-import { startEtcd } from '../src/testing/etcd.js';
+import { startEtcd } from '../test/support/etcd.js';
 import { pool, report, summarize, type Row } from './lib.js';
 
 const VALUE = JSON.stringify({

@@ -81,8 +81,8 @@ import {
   SyncedPrefix,
 } from '../src/keyspace/index.js';
 import { MAX_TXN_OPS } from '../src/kvstore/backend.js';
-import { findEtcdBinary, startEtcd, type EtcdServer } from '../src/testing/etcd.js';
-import { freePort } from '../src/testing/ports.js';
+import { findEtcdBinary, startEtcd, type EtcdServer } from '../test/support/etcd.js';
+import { freePort } from '../test/support/ports.js';
 import { AgentProcess, type MemoryUsage } from './agent-process.js';
 import { pool, report, type Row } from './lib.js';
 

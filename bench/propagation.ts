@@ -28,7 +28,7 @@ import { Registry } from '../src/registry/registry.js';
 import { objectKey } from '../src/registry/codec.js';
 import { kindInfo } from '../src/registry/kinds.js';
 import type { RegistryObject } from '../src/registry/types.js';
-import { startEtcd, type EtcdServer } from '../src/testing/etcd.js';
+import { startEtcd, type EtcdServer } from '../test/support/etcd.js';
 import { report, summarize, type Row } from './lib.js';
 
 const WAIT_MS = 10_000;

@@ -66,8 +66,8 @@ import { EtcdBackend } from '../src/kvstore/etcd.js';
 import { silentLogger } from '../src/lib/logger.js';
 import { SERVICE_NAME_LABEL } from '../src/registry/objects.js';
 import { Registry } from '../src/registry/registry.js';
-import { startEtcd, type EtcdServer } from '../src/testing/etcd.js';
-import { freePort } from '../src/testing/ports.js';
+import { startEtcd, type EtcdServer } from '../test/support/etcd.js';
+import { freePort } from '../test/support/ports.js';
 import { pool, report, summarize, type Row } from './lib.js';
 
 const LOCAL = 'cluster1';

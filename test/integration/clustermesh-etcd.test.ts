@@ -11,10 +11,10 @@ import { after, before, describe, it } from 'node:test';
 import { ClusterMesh } from '../../src/clustermesh/clustermesh.js';
 import type { RemoteClusterStatus } from '../../src/clustermesh/status.js';
 import { formatClusterMeshStatus } from '../../src/clustermesh/status-text.js';
-import { NodesLogic, seedRemoteCluster } from '../../src/clustermesh/testing.js';
+import { NodesLogic, seedRemoteCluster } from '../support/clustermesh.js';
 import { EtcdBackend } from '../../src/kvstore/etcd.js';
-import { startEtcd, type EtcdServer } from '../../src/testing/etcd.js';
-import { eventually } from '../../src/testing/kvstore-contract.js';
+import { startEtcd, type EtcdServer } from '../support/etcd.js';
+import { eventually } from '../support/kvstore-contract.js';
 
 describe('ClusterMesh against a real etcd', () => {
   let etcd: EtcdServer;

@@ -21,14 +21,14 @@ import {
   type EtcdCluster,
   type EtcdMember,
   type EtcdServer,
-} from '../../src/testing/etcd.js';
+} from '../support/etcd.js';
 import {
   StreamMirror,
   eventually,
   sameState,
   snapshot,
-} from '../../src/testing/kvstore-contract.js';
-import { createCA, issueCert } from '../../src/testing/tls.js';
+} from '../support/kvstore-contract.js';
+import { createCA, issueCert } from '../support/tls.js';
 
 /** Backends opened by one suite, closed by its `after`. */
 class Backends {

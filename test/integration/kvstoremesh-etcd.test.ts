@@ -15,10 +15,10 @@ import {
   sampleRemoteState,
   seedRemoteState,
   writeRemoteCanaries,
-} from '../../src/kvstoremesh/testing.js';
+} from '../support/kvstoremesh.js';
 import { silentLogger } from '../../src/lib/logger.js';
-import { startEtcd, type EtcdServer } from '../../src/testing/etcd.js';
-import { eventually } from '../../src/testing/kvstore-contract.js';
+import { startEtcd, type EtcdServer } from '../support/etcd.js';
+import { eventually } from '../support/kvstore-contract.js';
 
 describe('KVStoreMesh between two real etcds', { timeout: 60_000 }, () => {
   let remoteEtcd: EtcdServer;

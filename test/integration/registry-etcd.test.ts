@@ -11,8 +11,8 @@ import { ErrorCode, isClusterMeshError } from '../../src/lib/errors.js';
 import { createInformer } from '../../src/registry/informer.js';
 import { Registry } from '../../src/registry/registry.js';
 import type { RegistryObject } from '../../src/registry/types.js';
-import { startEtcd, type EtcdServer } from '../../src/testing/etcd.js';
-import { eventually } from '../../src/testing/kvstore-contract.js';
+import { startEtcd, type EtcdServer } from '../support/etcd.js';
+import { eventually } from '../support/kvstore-contract.js';
 
 function node(name: string, ip = '127.1.0.1'): RegistryObject {
   return {

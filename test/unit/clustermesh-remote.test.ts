@@ -14,12 +14,12 @@ import { afterEach, describe, it } from 'node:test';
 import { ClusterMesh, type ClusterMeshMetrics } from '../../src/clustermesh/clustermesh.js';
 import type { RemoteClusterTiming } from '../../src/clustermesh/remote-cluster.js';
 import type { RemoteClusterStatus } from '../../src/clustermesh/status.js';
-import { NodesLogic, seedRemoteCluster } from '../../src/clustermesh/testing.js';
+import { NodesLogic, seedRemoteCluster } from '../support/clustermesh.js';
 import { sharedMemoryStore } from '../../src/kvstore/config.js';
 import { MemoryBackend } from '../../src/kvstore/memory.js';
 import type { MemoryStore } from '../../src/kvstore/memory-store.js';
 import { HeartbeatPath, encodeHeartbeat } from '../../src/keyspace/index.js';
-import { eventually } from '../../src/testing/kvstore-contract.js';
+import { eventually } from '../support/kvstore-contract.js';
 
 const FAST: Partial<RemoteClusterTiming> = {
   retryBaseMs: 20,

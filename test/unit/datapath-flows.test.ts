@@ -2,7 +2,7 @@
  * Flow log, LB map and translation without sockets; `/v1/flows` on a real agent API
  * and `clustermesh observe` reading it through a fake mesh.json (127.204.200.x).
  */
-import { runCliCaptured, type CapturedRun } from '../../src/testing/cli.js';
+import { runCliCaptured, type CapturedRun } from '../support/cli.js';
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

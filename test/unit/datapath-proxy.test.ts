@@ -21,7 +21,7 @@ import {
 } from '../../src/keyspace/index.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { ServiceTable } from '../../src/service/table.js';
-import { freePort } from '../../src/testing/ports.js';
+import { freePort } from '../support/ports.js';
 
 const LOCAL = 'cluster1';
 const REMOTE = 'cluster2';

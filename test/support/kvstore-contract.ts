@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it, after } from 'node:test';
-import type { Backend, WatchEvent } from '../kvstore/backend.js';
-import { ErrorCode, isClusterMeshError } from '../lib/errors.js';
+import type { Backend, WatchEvent } from '../../src/kvstore/backend.js';
+import { ErrorCode, isClusterMeshError } from '../../src/lib/errors.js';
 
 /**
  * What a contract run needs from a backend under test: fresh client connections

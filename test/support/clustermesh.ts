@@ -3,7 +3,7 @@
  * logic (one WatchStore on the remote's nodes) and a seeder for what a remote
  * clustermesh-apiserver would write. Used by unit and integration tests.
  */
-import type { Backend } from '../kvstore/backend.js';
+import type { Backend } from '../../src/kvstore/backend.js';
 import {
   HeartbeatPath,
   clusterConfigKey,
@@ -14,12 +14,12 @@ import {
   nodesClusterPrefix,
   type CiliumClusterConfig,
   type ClusterConfigCapabilities,
-} from '../keyspace/index.js';
-import { sleep } from '../lib/abort.js';
-import { WatchStore } from '../store/watchstore.js';
-import { newWatchStoreManager } from '../store/watchstoremgr.js';
-import type { RemoteClusterLogic } from './remote-cluster.js';
-import type { RemoteLogicStatus } from './status.js';
+} from '../../src/keyspace/index.js';
+import { sleep } from '../../src/lib/abort.js';
+import { WatchStore } from '../../src/store/watchstore.js';
+import { newWatchStoreManager } from '../../src/store/watchstoremgr.js';
+import type { RemoteClusterLogic } from '../../src/clustermesh/remote-cluster.js';
+import type { RemoteLogicStatus } from '../../src/clustermesh/status.js';
 
 export interface NodesLogicOptions {
   /** Makes drain() slow, to observe removal tombstones. */
