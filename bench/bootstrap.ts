@@ -44,6 +44,7 @@ import type { TxnOp } from '../src/kvstore/backend.js';
 import { MAX_TXN_OPS } from '../src/kvstore/backend.js';
 import { EtcdBackend } from '../src/kvstore/etcd.js';
 import { startEtcd, type EtcdServer } from '../test/support/etcd.js';
+import { until } from '../test/support/eventually.js';
 import { freePort } from '../test/support/ports.js';
 import { pool, report, type Row } from './lib.js';
 
@@ -330,29 +331,29 @@ export async function main(args: string[]): Promise<void> {
     let readyS: number | undefined;
     const syncedS: Record<string, number> = {};
     let last: ClusterView | undefined;
-    const deadline = Date.now() + SYNC_TIMEOUT_MS;
-    for (;;) {
-      const res = await agent.get('/v1/status');
-      last = clusterView(JSON.parse(res.body), CLUSTER1);
-      const now = (performance.now() - t) / 1000;
-      if (last?.connected === true) connectedS ??= now;
-      if (last?.ready === true) readyS ??= now;
-      for (const [k, v] of Object.entries(last?.synced ?? {})) {
-        if (v) syncedS[k] ??= Number(now.toFixed(3));
-      }
-      if (
-        last?.ready === true &&
-        last['num-nodes'] === nodes &&
-        last['num-identities'] === identities &&
-        last['num-endpoints'] === endpoints
-      ) {
-        break;
-      }
-      if (Date.now() > deadline) {
-        throw new Error(`agent not synced in time: ${JSON.stringify(last)}\n${agent.tail()}`);
-      }
-      await new Promise((r) => setTimeout(r, POLL_MS));
-    }
+    await until(
+      async () => {
+        const res = await agent.get('/v1/status');
+        last = clusterView(JSON.parse(res.body), CLUSTER1);
+        const now = (performance.now() - t) / 1000;
+        if (last?.connected === true) connectedS ??= now;
+        if (last?.ready === true) readyS ??= now;
+        for (const [k, v] of Object.entries(last?.synced ?? {})) {
+          if (v) syncedS[k] ??= Number(now.toFixed(3));
+        }
+        return (
+          last?.ready === true &&
+          last['num-nodes'] === nodes &&
+          last['num-identities'] === identities &&
+          last['num-endpoints'] === endpoints
+        );
+      },
+      {
+        timeoutMs: SYNC_TIMEOUT_MS,
+        intervalMs: POLL_MS,
+        message: () => `agent synced: ${JSON.stringify(last)}\n${agent.tail()}`,
+      },
+    );
     const syncS = (performance.now() - t) / 1000;
     const peak = procMemory(agent.pid);
     const after = await agent.memoryAfterGc();

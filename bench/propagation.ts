@@ -29,6 +29,7 @@ import { objectKey } from '../src/registry/codec.js';
 import { kindInfo } from '../src/registry/kinds.js';
 import type { RegistryObject } from '../src/registry/types.js';
 import { startEtcd, type EtcdServer } from '../test/support/etcd.js';
+import { until } from '../test/support/eventually.js';
 import { report, summarize, type Row } from './lib.js';
 
 const WAIT_MS = 10_000;
@@ -101,14 +102,6 @@ class Marks {
         resolve(at);
       });
     });
-  }
-}
-
-async function until(what: string, cond: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
   }
 }
 
@@ -291,7 +284,11 @@ export async function main(args: string[]): Promise<void> {
     cleanups.push(() => agent.stop());
     const remoteReady = (): boolean =>
       agent.clustermeshStatus().clusters.find((c) => c.name === CLUSTER1)?.ready === true;
-    await until('cluster1 ready in the agent', remoteReady);
+    await until(remoteReady, {
+      timeoutMs: 30_000,
+      intervalMs: 20,
+      message: 'cluster1 ready in the agent',
+    });
 
     // Every event is marked: the agent's ipcache changes and, through the observer
     // below, the etcd writes on the way.

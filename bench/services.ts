@@ -67,6 +67,7 @@ import { silentLogger } from '../src/lib/logger.js';
 import { SERVICE_NAME_LABEL } from '../src/registry/objects.js';
 import { Registry } from '../src/registry/registry.js';
 import { startEtcd, type EtcdServer } from '../test/support/etcd.js';
+import { until } from '../test/support/eventually.js';
 import { freePort } from '../test/support/ports.js';
 import { pool, report, summarize, type Row } from './lib.js';
 
@@ -107,14 +108,6 @@ function stringFlag(args: string[], name: string): string | undefined {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function until(what: string, cond: () => boolean, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 /** Data only: nothing ever connects to these addresses. `n` < 65,536. */
 function ipOf(cluster: number, n: number): string {
@@ -462,10 +455,17 @@ async function partA(args: string[]): Promise<PartA> {
     cleanups.push(() => agent.stop());
     const backendCount = (): number =>
       agent.views.services.frontendsOf(SERVICE_ID)[0]?.backends.length ?? 0;
-    await until(`${String(total)} backends in the in-process agent`, () => {
-      const ready = agent.clustermeshStatus().clusters.filter((c) => c.ready).length === 2;
-      return ready && backendCount() === total;
-    });
+    await until(
+      () => {
+        const ready = agent.clustermeshStatus().clusters.filter((c) => c.ready).length === 2;
+        return ready && backendCount() === total;
+      },
+      {
+        timeoutMs: 60_000,
+        intervalMs: 20,
+        message: `${String(total)} backends in the in-process agent`,
+      },
+    );
     const reflected = new Reflected(agent);
 
     const raw1 = etcd2.createClient();
@@ -514,20 +514,19 @@ async function partA(args: string[]): Promise<PartA> {
     });
     cleanups.push(() => child.stop());
     await child.waitHealthy();
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const cm = await child.json('/v1/clustermesh');
-      const ok = ['cluster2', 'cluster3'].every((c) => {
-        const v = clusterView(cm, c);
-        return v?.ready === true && v['num-shared-services'] === 1;
-      });
-      if (ok) {
+    await until(
+      async () => {
+        const cm = await child.json('/v1/clustermesh');
+        const ok = ['cluster2', 'cluster3'].every((c) => {
+          const v = clusterView(cm, c);
+          return v?.ready === true && v['num-shared-services'] === 1;
+        });
+        if (!ok) return false;
         const svcs = (await child.json('/v1/services')) as { backends: unknown[] }[];
-        if (svcs[0]?.backends.length === total) break;
-      }
-      if (Date.now() > deadline) throw new Error(`child agent not synced\n${child.tail()}`);
-      await sleep(100);
-    }
+        return svcs[0]?.backends.length === total;
+      },
+      { timeoutMs: 60_000, intervalMs: 100, message: () => `child agent synced\n${child.tail()}` },
+    );
 
     const put = async (u: { value: string; add: string; remove: string }): Promise<void> => {
       const seen = reflected.wait(u.add, u.remove);
@@ -782,21 +781,22 @@ async function partB(args: string[]): Promise<PartA> {
     let readyS: number | undefined;
     let last: ClusterView | undefined;
     let globalServices = 0;
-    const deadline = Date.now() + SYNC_TIMEOUT_MS;
-    for (;;) {
-      const cm = await agent.json('/v1/clustermesh');
-      last = clusterView(cm, REMOTE);
-      const now = (performance.now() - t) / 1000;
-      if (last?.ready === true) readyS ??= now;
-      if (last?.ready === true && last['num-shared-services'] === services) {
+    await until(
+      async () => {
+        const cm = await agent.json('/v1/clustermesh');
+        last = clusterView(cm, REMOTE);
+        const now = (performance.now() - t) / 1000;
+        if (last?.ready === true) readyS ??= now;
+        if (last?.ready !== true || last['num-shared-services'] !== services) return false;
         globalServices = Number((cm as Record<string, unknown>)['num-global-services']);
-        break;
-      }
-      if (Date.now() > deadline) {
-        throw new Error(`agent not synced in time: ${JSON.stringify(last)}\n${agent.tail()}`);
-      }
-      await sleep(25);
-    }
+        return true;
+      },
+      {
+        timeoutMs: SYNC_TIMEOUT_MS,
+        intervalMs: 25,
+        message: () => `agent synced: ${JSON.stringify(last)}\n${agent.tail()}`,
+      },
+    );
     const syncS = (performance.now() - t) / 1000;
     if (profDir !== undefined) {
       const us = (ns: bigint): string => String(ns / 1000n);

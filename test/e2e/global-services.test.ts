@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import type { RegistryObject } from '../../src/registry/types.js';
-import { eventually } from '../support/kvstore-contract.js';
+import { eventually } from '../support/eventually.js';
 import { getJson, ProcessMesh, type MeshCluster } from '../support/mesh.js';
 
 const run = promisify(execFile);

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { RegistryObject } from '../../src/registry/types.js';
-import { eventually } from '../support/kvstore-contract.js';
+import { eventually } from '../support/eventually.js';
 import { connectedPorts, getJson, ProcessMesh, type MeshCluster } from '../support/mesh.js';
 
 interface NodeJson {

@@ -14,7 +14,7 @@ import { formatClusterMeshStatus } from '../../src/clustermesh/status-text.js';
 import { NodesLogic, seedRemoteCluster } from '../support/clustermesh.js';
 import { EtcdBackend } from '../../src/kvstore/etcd.js';
 import { startEtcd, type EtcdServer } from '../support/etcd.js';
-import { eventually } from '../support/kvstore-contract.js';
+import { eventually } from '../support/eventually.js';
 
 describe('ClusterMesh against a real etcd', () => {
   let etcd: EtcdServer;

@@ -18,7 +18,7 @@ import {
 } from '../support/kvstoremesh.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { startEtcd, type EtcdServer } from '../support/etcd.js';
-import { eventually } from '../support/kvstore-contract.js';
+import { eventually } from '../support/eventually.js';
 
 describe('KVStoreMesh between two real etcds', { timeout: 60_000 }, () => {
   let remoteEtcd: EtcdServer;

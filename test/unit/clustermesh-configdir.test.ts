@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import { ConfigDirWatcher, type IgnoredKind } from '../../src/clustermesh/config-dir.js';
-import { eventually } from '../support/kvstore-contract.js';
+import { eventually } from '../support/eventually.js';
 
 type Event =
   | { kind: 'add'; name: string; path: string }

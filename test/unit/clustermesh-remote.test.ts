@@ -19,7 +19,7 @@ import { sharedMemoryStore } from '../../src/kvstore/config.js';
 import { MemoryBackend } from '../../src/kvstore/memory.js';
 import type { MemoryStore } from '../../src/kvstore/memory-store.js';
 import { HeartbeatPath, encodeHeartbeat } from '../../src/keyspace/index.js';
-import { eventually } from '../support/kvstore-contract.js';
+import { eventually } from '../support/eventually.js';
 
 const FAST: Partial<RemoteClusterTiming> = {
   retryBaseMs: 20,

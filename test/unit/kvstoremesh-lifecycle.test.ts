@@ -14,7 +14,7 @@ import {
   writeRemoteCanaries,
   type RecordedEvent,
 } from '../support/kvstoremesh.js';
-import { eventually } from '../support/kvstore-contract.js';
+import { eventually } from '../support/eventually.js';
 
 const harnesses: KvstoreMeshHarness[] = [];
 async function harness(): Promise<KvstoreMeshHarness> {

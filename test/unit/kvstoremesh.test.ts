@@ -12,7 +12,7 @@ import {
   seedRemoteState,
   writeRemoteCanaries,
 } from '../support/kvstoremesh.js';
-import { eventually } from '../support/kvstore-contract.js';
+import { eventually } from '../support/eventually.js';
 
 const harnesses: KvstoreMeshHarness[] = [];
 async function harness(): Promise<KvstoreMeshHarness> {
