@@ -4,11 +4,11 @@
  *
  *   npm run bench -- kvstore [--keys 100000] [--puts 10000] [--latency 1000]
  */
-import { Range, type Etcd3 } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import { EtcdBackend } from '../src/kvstore/etcd.js';
 import { SyncStore } from '../src/store/syncstore.js';
 import { startEtcd } from '../test/support/etcd.js';
-import { pool, report, summarize, type Row } from './lib.js';
+import { pool, rawPagedList, report, summarize, type Row } from './lib.js';
 
 const VALUE = JSON.stringify({
   IP: '10.1.2.3',
@@ -37,30 +37,6 @@ async function timed(fn: () => Promise<void>): Promise<number> {
 async function putsPerSecond(n: number, put: (i: number) => Promise<void>): Promise<number> {
   const s = await timed(() => pool(n, 64, put));
   return n / s;
-}
-
-async function rawPagedList(client: Etcd3, prefix: string, limit: number): Promise<number> {
-  const end = Range.prefix(prefix).end;
-  let start = Buffer.from(prefix);
-  let revision: string | undefined;
-  let count = 0;
-  for (;;) {
-    const res = await client.kv.range({
-      key: start,
-      range_end: end,
-      limit,
-      ...(revision === undefined ? {} : { revision }),
-    });
-    revision ??= res.header.revision;
-    // Decoding keys and values is what any consumer of the list does.
-    for (const kv of res.kvs) {
-      if (kv.key.toString().length + kv.value.toString().length > 0) count++;
-    }
-    const last = res.kvs[res.kvs.length - 1];
-    if (!res.more || last === undefined) break;
-    start = Buffer.concat([last.key, Buffer.from([0])]);
-  }
-  return count;
 }
 
 /**

@@ -1,4 +1,5 @@
-/** Shared helpers for benchmarks: timing, percentiles, the table and the JSON line. */
+/** Shared helpers for benchmarks: timing, percentiles, the raw etcd baseline, the table and the JSON line. */
+import { Range, type Etcd3 } from 'etcd3';
 
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return NaN;
@@ -76,4 +77,40 @@ export function report(
     };
   }
   console.log(JSON.stringify(json));
+}
+
+/**
+ * The raw-etcd3 baseline of a list: pages of `pageSize` at the first page's revision, every key
+ * and value decoded to a string (and the value parsed with `parse` when given), as any consumer
+ * of the list would. Returns the number of keys.
+ */
+export async function rawPagedList(
+  client: Etcd3,
+  prefix: string,
+  pageSize: number,
+  parse?: (value: string) => unknown,
+): Promise<number> {
+  const end = Range.prefix(prefix).end;
+  let start = Buffer.from(prefix);
+  let revision: string | undefined;
+  let count = 0;
+  for (;;) {
+    const res = await client.kv.range({
+      key: start,
+      range_end: end,
+      limit: pageSize,
+      ...(revision === undefined ? {} : { revision }),
+    });
+    revision ??= res.header.revision;
+    for (const kv of res.kvs) {
+      const key = kv.key.toString();
+      const value = kv.value.toString();
+      parse?.(value);
+      if (key.length + value.length > 0) count++;
+    }
+    const last = res.kvs[res.kvs.length - 1];
+    if (!res.more || last === undefined) break;
+    start = Buffer.concat([last.key, Buffer.from([0])]);
+  }
+  return count;
 }
