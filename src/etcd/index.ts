@@ -1,7 +1,7 @@
 /**
  * Running etcd processes on loopback: single members and clusters on random ports with temp
  * data dirs, restart, wipe, stop, optional mutual TLS from given certificate files. `up` runs
- * one per cluster; the tests use the same code through test/support/etcd.ts.
+ * one per cluster; the test fixtures wrap the same code with test certificates.
  */
 export { findEtcdBinary } from './binary.js';
 export { createEtcdClient, type EtcdClientPem, type EtcdClientTarget } from './client.js';
