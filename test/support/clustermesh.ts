@@ -18,7 +18,10 @@ import {
 import { sleep } from '../../src/lib/abort.js';
 import { WatchStore } from '../../src/store/watchstore.js';
 import { newWatchStoreManager } from '../../src/store/watchstoremgr.js';
-import type { RemoteClusterLogic } from '../../src/clustermesh/remote-cluster.js';
+import type {
+  RemoteClusterLogic,
+  RemoteClusterTiming,
+} from '../../src/clustermesh/remote-cluster.js';
 import type { RemoteLogicStatus } from '../../src/clustermesh/status.js';
 
 export interface NodesLogicOptions {
@@ -102,3 +105,29 @@ export async function seedRemoteCluster(
     await backend.put(nodeKey(name, node), JSON.stringify({ Name: node, Cluster: name }));
   }
 }
+
+/** Remote-cluster delays small enough for unit tests on in-memory kvstores. */
+export const FastRemoteTiming: Partial<RemoteClusterTiming> = {
+  retryBaseMs: 20,
+  connectTimeoutMs: 500,
+  callTimeoutMs: 500,
+  heartbeatIntervalMs: 60_000,
+  statusCheckIntervalMs: 50,
+  statusCheckFailingIntervalMs: 20,
+  maxConsecutiveStatusErrors: 2,
+  configTimeoutMs: 500,
+  configRetryBaseMs: 20,
+  configRetryMaxMs: 50,
+  configDeadlineMs: 300,
+};
+
+/** Remote-cluster delays for integration tests, whose remotes are real etcd processes. */
+export const EtcdRemoteTiming: Partial<RemoteClusterTiming> = {
+  retryBaseMs: 100,
+  connectTimeoutMs: 2_000,
+  callTimeoutMs: 1_000,
+  statusCheckIntervalMs: 200,
+  statusCheckFailingIntervalMs: 100,
+  configRetryBaseMs: 100,
+  configRetryMaxMs: 200,
+};

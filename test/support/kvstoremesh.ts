@@ -13,7 +13,6 @@ import {
   defaultRemoteBackendFactory,
   type RemoteBackendFactory,
   type RemoteClusterStatus,
-  type RemoteClusterTiming,
 } from '../../src/clustermesh/index.js';
 import type { Backend } from '../../src/kvstore/backend.js';
 import { sharedMemoryStore } from '../../src/kvstore/config.js';
@@ -33,6 +32,7 @@ import {
 import { ClusterMeshError, ErrorCode } from '../../src/lib/errors.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { KvstoreMesh, type KvstoreMeshOptions } from '../../src/kvstoremesh/module.js';
+import { FastRemoteTiming } from './clustermesh.js';
 
 /** What a remote apiserver of cluster `c` (ID `id`) writes: one entry of each kind. */
 export function sampleRemoteState(c: string, id: number, n = 1): Map<string, string> {
@@ -149,21 +149,6 @@ export async function writeRemoteCanaries(
 ): Promise<void> {
   for (const r of resources) await backend.put(apiserverCanaryKey(c, r), encodeSyncedCanary());
 }
-
-/** Remote-cluster delays small enough for unit tests. */
-export const FastRemoteTiming: Partial<RemoteClusterTiming> = {
-  retryBaseMs: 20,
-  connectTimeoutMs: 500,
-  callTimeoutMs: 500,
-  heartbeatIntervalMs: 60_000,
-  statusCheckIntervalMs: 50,
-  statusCheckFailingIntervalMs: 20,
-  maxConsecutiveStatusErrors: 2,
-  configTimeoutMs: 500,
-  configRetryBaseMs: 20,
-  configRetryMaxMs: 50,
-  configDeadlineMs: 300,
-};
 
 export interface RecordedEvent {
   readonly kind: 'upsert' | 'delete';
