@@ -46,7 +46,7 @@ import { EtcdBackend } from '../src/kvstore/etcd.js';
 import { startEtcd, type EtcdServer } from '../test/support/etcd.js';
 import { until } from '../test/support/eventually.js';
 import { freePort } from '../test/support/ports.js';
-import { pool, rawPagedList, report, type Row } from './lib.js';
+import { flag, pool, rawPagedList, report, stringFlag, type Row } from './lib.js';
 
 const CLUSTER1 = 'cluster1';
 const CLUSTER1_ID = 1;
@@ -56,18 +56,6 @@ const IDENTITY_BASE = CLUSTER1_ID * 65536 + 256;
 const PAGE = 256;
 const SYNC_TIMEOUT_MS = 180_000;
 const POLL_MS = 25;
-
-function stringFlag(args: string[], name: string): string | undefined {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : undefined;
-}
-
-function flag(args: string[], name: string, def: number): number {
-  const i = args.indexOf(`--${name}`);
-  const v = i >= 0 ? Number(args[i + 1]) : def;
-  if (!Number.isInteger(v) || v <= 0) throw new Error(`--${name}: expected a positive integer`);
-  return v;
-}
 
 // Data only: nothing ever connects to these addresses.
 function nodeIP(n: number): string {
@@ -216,9 +204,9 @@ function clusterView(status: unknown, name: string): ClusterView | undefined {
 }
 
 export async function main(args: string[]): Promise<void> {
-  const endpoints = flag(args, 'endpoints', 100_000);
-  const identities = Math.min(flag(args, 'identities', 10_000), 65_536 - 256);
-  const nodes = Math.min(flag(args, 'nodes', 1000), 65_535);
+  const endpoints = flag(args, 'endpoints', 'positive integer', 100_000);
+  const identities = Math.min(flag(args, 'identities', 'positive integer', 10_000), 65_536 - 256);
+  const nodes = Math.min(flag(args, 'nodes', 'positive integer', 1000), 65_535);
   if (endpoints > 150 * 65_536) throw new Error('--endpoints: at most 9830400');
 
   const cleanups: (() => Promise<void>)[] = [];

@@ -8,7 +8,7 @@ import type { Etcd3 } from 'etcd3';
 import { EtcdBackend } from '../src/kvstore/etcd.js';
 import { SyncStore } from '../src/store/syncstore.js';
 import { startEtcd } from '../test/support/etcd.js';
-import { pool, rawPagedList, report, summarize, type Row } from './lib.js';
+import { flag, pool, rawPagedList, report, summarize, type Row } from './lib.js';
 
 const VALUE = JSON.stringify({
   IP: '10.1.2.3',
@@ -20,13 +20,6 @@ const VALUE = JSON.stringify({
   K8sNamespace: 'default',
   K8sPodName: 'rebel-base-6b4b7c6c5d-abcde',
 });
-
-function flag(args: string[], name: string, def: number): number {
-  const i = args.indexOf(`--${name}`);
-  const v = i >= 0 ? Number(args[i + 1]) : def;
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name}: expected a positive number`);
-  return v;
-}
 
 async function timed(fn: () => Promise<void>): Promise<number> {
   const t0 = performance.now();
@@ -90,9 +83,9 @@ async function latencies(
 }
 
 export async function main(args: string[]): Promise<void> {
-  const keys = flag(args, 'keys', 100_000);
-  const puts = flag(args, 'puts', 10_000);
-  const latencyN = flag(args, 'latency', 1000);
+  const keys = flag(args, 'keys', 'positive', 100_000);
+  const puts = flag(args, 'puts', 'positive', 10_000);
+  const latencyN = flag(args, 'latency', 'positive', 1000);
   const etcd = await startEtcd({ snapshotCount: 100_000, logLevel: 'error' });
   const raw = etcd.createClient();
   const ours = new EtcdBackend({ endpoints: etcd.endpoints });

@@ -13,6 +13,27 @@ export function summarize(samples: number[]): { p50: number; p99: number; mean: 
   return { p50: percentile(s, 50), p99: percentile(s, 99), mean };
 }
 
+export type FlagRule = 'positive' | 'positive integer' | 'non-negative integer';
+
+/** The number after `--name`, or `def` when absent; throws unless it satisfies `rule`. */
+export function flag(args: readonly string[], name: string, rule: FlagRule, def: number): number {
+  const i = args.indexOf(`--${name}`);
+  const v = i >= 0 ? Number(args[i + 1]) : def;
+  const ok =
+    rule === 'positive'
+      ? Number.isFinite(v) && v > 0
+      : Number.isInteger(v) && (rule === 'positive integer' ? v > 0 : v >= 0);
+  if (!ok)
+    throw new Error(`--${name}: expected a ${rule === 'positive' ? 'positive number' : rule}`);
+  return v;
+}
+
+/** The word after `--name`, or undefined when absent. */
+export function stringFlag(args: readonly string[], name: string): string | undefined {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
 /** Runs `count` async jobs with at most `inflight` at once. */
 export async function pool(
   count: number,

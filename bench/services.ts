@@ -69,7 +69,7 @@ import { Registry } from '../src/registry/registry.js';
 import { startEtcd, type EtcdServer } from '../test/support/etcd.js';
 import { until } from '../test/support/eventually.js';
 import { freePort } from '../test/support/ports.js';
-import { pool, rawPagedList, report, summarize, type Row } from './lib.js';
+import { flag, pool, rawPagedList, report, stringFlag, summarize, type Row } from './lib.js';
 
 const LOCAL = 'cluster1';
 const NAMESPACE = 'default';
@@ -93,18 +93,6 @@ async function runCleanups(cleanups: Cleanups): Promise<void> {
     }
   }
   cleanups.length = 0;
-}
-
-function flag(args: string[], name: string, def: number): number {
-  const i = args.indexOf(`--${name}`);
-  const v = i >= 0 ? Number(args[i + 1]) : def;
-  if (!Number.isInteger(v) || v < 0) throw new Error(`--${name}: expected a non-negative integer`);
-  return v;
-}
-
-function stringFlag(args: string[], name: string): string | undefined {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : undefined;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -363,9 +351,9 @@ interface PartA {
 }
 
 async function partA(args: string[]): Promise<PartA> {
-  const updates = Math.max(1, flag(args, 'updates', 300));
-  const warmup = flag(args, 'warmup', 30);
-  const perCluster = Math.max(1, flag(args, 'backends', 1000));
+  const updates = Math.max(1, flag(args, 'updates', 'non-negative integer', 300));
+  const warmup = flag(args, 'warmup', 'non-negative integer', 30);
+  const perCluster = Math.max(1, flag(args, 'backends', 'non-negative integer', 1000));
   if (perCluster > 50_000) throw new Error('--backends: at most 50000');
   if (warmup + 2 * updates > 60_000) throw new Error('--updates: at most 30000');
   const prof = stringFlag(args, 'agent-cpu-prof');
@@ -681,8 +669,8 @@ async function partA(args: string[]): Promise<PartA> {
 // ---------------------------------------------------------------------------------
 
 async function partB(args: string[]): Promise<PartA> {
-  const services = Math.max(1, flag(args, 'services', 10_000));
-  const perService = Math.max(1, flag(args, 'service-backends', 10));
+  const services = Math.max(1, flag(args, 'services', 'non-negative integer', 10_000));
+  const perService = Math.max(1, flag(args, 'service-backends', 'non-negative integer', 10));
   if (services * perService > 60_000 * 256)
     throw new Error('--services × --service-backends: too many');
   if (services > 65_536) throw new Error('--services: at most 65536');
