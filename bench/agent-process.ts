@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { until } from '../test/support/eventually.js';
 
 export const BIN = fileURLToPath(new URL('../bin/clustermesh', import.meta.url));
 
@@ -105,17 +106,17 @@ export class AgentProcess {
   }
 
   async waitHealthy(timeoutMs = 30_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      if (!this.running) throw new Error(`agent exited during startup\n${this.tail()}`);
-      try {
-        if ((await this.get('/healthz')).status === 200) return;
-      } catch {
-        // Not listening yet.
-      }
-      if (Date.now() > deadline) throw new Error(`agent not healthy in time\n${this.tail()}`);
-      await sleep(100);
-    }
+    await until(
+      async () => {
+        if (!this.running) throw new Error(`agent exited during startup\n${this.tail()}`);
+        try {
+          return (await this.get('/healthz')).status === 200;
+        } catch {
+          return false; // Not listening yet.
+        }
+      },
+      { timeoutMs, intervalMs: 100, message: () => `agent healthy\n${this.tail()}` },
+    );
   }
 
   /** Two forced full GCs (the second frees what the first's finalizers released), then usage. */

@@ -20,7 +20,7 @@ import { mkdtemp, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AgentProcess, procMemory } from './agent-process.js';
-import { Range, type Etcd3 } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import {
   MeshResources,
   NodeAddressType,
@@ -43,9 +43,10 @@ import {
 import type { TxnOp } from '../src/kvstore/backend.js';
 import { MAX_TXN_OPS } from '../src/kvstore/backend.js';
 import { EtcdBackend } from '../src/kvstore/etcd.js';
-import { startEtcd, type EtcdServer } from '../src/testing/etcd.js';
-import { freePort } from '../src/testing/ports.js';
-import { pool, report, type Row } from './lib.js';
+import { startEtcd, type EtcdServer } from '../test/support/etcd.js';
+import { until } from '../test/support/eventually.js';
+import { freePort } from '../test/support/ports.js';
+import { flag, pool, rawPagedList, report, stringFlag, type Row } from './lib.js';
 
 const CLUSTER1 = 'cluster1';
 const CLUSTER1_ID = 1;
@@ -55,18 +56,6 @@ const IDENTITY_BASE = CLUSTER1_ID * 65536 + 256;
 const PAGE = 256;
 const SYNC_TIMEOUT_MS = 180_000;
 const POLL_MS = 25;
-
-function stringFlag(args: string[], name: string): string | undefined {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : undefined;
-}
-
-function flag(args: string[], name: string, def: number): number {
-  const i = args.indexOf(`--${name}`);
-  const v = i >= 0 ? Number(args[i + 1]) : def;
-  if (!Number.isInteger(v) || v <= 0) throw new Error(`--${name}: expected a positive integer`);
-  return v;
-}
 
 // Data only: nothing ever connects to these addresses.
 function nodeIP(n: number): string {
@@ -160,47 +149,17 @@ async function populate(
   }
 }
 
-/** Paged range reads at one revision, keys and values decoded to strings. */
-async function rawPagedList(
-  client: Etcd3,
-  prefix: string,
-  parse: boolean,
-  page: number,
-): Promise<number> {
-  const end = Range.prefix(prefix).end;
-  let start = Buffer.from(prefix);
-  let revision: string | undefined;
-  let count = 0;
-  for (;;) {
-    const res = await client.kv.range({
-      key: start,
-      range_end: end,
-      limit: page,
-      ...(revision === undefined ? {} : { revision }),
-    });
-    revision ??= res.header.revision;
-    for (const kv of res.kvs) {
-      const key = kv.key.toString();
-      const value = kv.value.toString();
-      if (parse) {
-        if (value.startsWith('{')) JSON.parse(value);
-      }
-      if (key.length + value.length > 0) count++;
-    }
-    const last = res.kvs[res.kvs.length - 1];
-    if (!res.more || last === undefined) break;
-    start = Buffer.concat([last.key, Buffer.from([0])]);
-  }
-  return count;
-}
-
 const PREFIXES = [
   `${nodesClusterPrefix(CLUSTER1)}/`,
   `${IdentitiesIdPrefix}/`,
   `${IPCachePrefix}/`,
 ] as const;
 
+// Parses what the agent would: JSON objects (identity values are plain label strings).
+const parseObject = (value: string): unknown => (value.startsWith('{') ? JSON.parse(value) : value);
+
 /** Best of `rounds` concurrent lists of the three prefixes; returns [seconds, keys]. */
+
 async function rawList(
   client: Etcd3,
   rounds: number,
@@ -211,7 +170,9 @@ async function rawList(
   let keys = 0;
   for (let r = 0; r < rounds; r++) {
     const t0 = performance.now();
-    const counts = await Promise.all(PREFIXES.map((p) => rawPagedList(client, p, parse, page)));
+    const counts = await Promise.all(
+      PREFIXES.map((p) => rawPagedList(client, p, page, parse ? parseObject : undefined)),
+    );
     best = Math.min(best, (performance.now() - t0) / 1000);
     keys = counts.reduce((a, b) => a + b, 0);
   }
@@ -243,9 +204,9 @@ function clusterView(status: unknown, name: string): ClusterView | undefined {
 }
 
 export async function main(args: string[]): Promise<void> {
-  const endpoints = flag(args, 'endpoints', 100_000);
-  const identities = Math.min(flag(args, 'identities', 10_000), 65_536 - 256);
-  const nodes = Math.min(flag(args, 'nodes', 1000), 65_535);
+  const endpoints = flag(args, 'endpoints', 'positive integer', 100_000);
+  const identities = Math.min(flag(args, 'identities', 'positive integer', 10_000), 65_536 - 256);
+  const nodes = Math.min(flag(args, 'nodes', 'positive integer', 1000), 65_535);
   if (endpoints > 150 * 65_536) throw new Error('--endpoints: at most 9830400');
 
   const cleanups: (() => Promise<void>)[] = [];
@@ -330,29 +291,29 @@ export async function main(args: string[]): Promise<void> {
     let readyS: number | undefined;
     const syncedS: Record<string, number> = {};
     let last: ClusterView | undefined;
-    const deadline = Date.now() + SYNC_TIMEOUT_MS;
-    for (;;) {
-      const res = await agent.get('/v1/status');
-      last = clusterView(JSON.parse(res.body), CLUSTER1);
-      const now = (performance.now() - t) / 1000;
-      if (last?.connected === true) connectedS ??= now;
-      if (last?.ready === true) readyS ??= now;
-      for (const [k, v] of Object.entries(last?.synced ?? {})) {
-        if (v) syncedS[k] ??= Number(now.toFixed(3));
-      }
-      if (
-        last?.ready === true &&
-        last['num-nodes'] === nodes &&
-        last['num-identities'] === identities &&
-        last['num-endpoints'] === endpoints
-      ) {
-        break;
-      }
-      if (Date.now() > deadline) {
-        throw new Error(`agent not synced in time: ${JSON.stringify(last)}\n${agent.tail()}`);
-      }
-      await new Promise((r) => setTimeout(r, POLL_MS));
-    }
+    await until(
+      async () => {
+        const res = await agent.get('/v1/status');
+        last = clusterView(JSON.parse(res.body), CLUSTER1);
+        const now = (performance.now() - t) / 1000;
+        if (last?.connected === true) connectedS ??= now;
+        if (last?.ready === true) readyS ??= now;
+        for (const [k, v] of Object.entries(last?.synced ?? {})) {
+          if (v) syncedS[k] ??= Number(now.toFixed(3));
+        }
+        return (
+          last?.ready === true &&
+          last['num-nodes'] === nodes &&
+          last['num-identities'] === identities &&
+          last['num-endpoints'] === endpoints
+        );
+      },
+      {
+        timeoutMs: SYNC_TIMEOUT_MS,
+        intervalMs: POLL_MS,
+        message: () => `agent synced: ${JSON.stringify(last)}\n${agent.tail()}`,
+      },
+    );
     const syncS = (performance.now() - t) / 1000;
     const peak = procMemory(agent.pid);
     const after = await agent.memoryAfterGc();

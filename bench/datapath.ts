@@ -33,8 +33,8 @@ import { IPCache } from '../src/ipcache/ipcache.js';
 import { makeClusterService, type PortConfiguration } from '../src/keyspace/index.js';
 import { silentLogger } from '../src/lib/logger.js';
 import { ServiceTable } from '../src/service/table.js';
-import { freePort } from '../src/testing/ports.js';
-import { fmt, percentile, report } from './lib.js';
+import { freePort } from '../test/support/ports.js';
+import { flag, fmt, percentile, report } from './lib.js';
 
 const clientIP = (i: number): string => `127.206.2.${i + 1}`;
 const CLUSTER_IP = '127.206.128.1';
@@ -70,13 +70,6 @@ interface PhaseResult {
 interface Measured extends PhaseResult {
   /** CPU of this (proxy + backends) process per request, µs. */
   readonly cpuUs: number;
-}
-
-function flag(args: string[], name: string, def: number): number {
-  const i = args.indexOf(`--${name}`);
-  const v = i >= 0 ? Number(args[i + 1]) : def;
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name}: expected a positive number`);
-  return v;
 }
 
 // ---------------------------------------------------------------------------------
@@ -238,12 +231,12 @@ export async function main(args: string[]): Promise<void> {
     await runWorker(JSON.parse(args[1] ?? '{}') as WorkerConfig);
     return;
   }
-  const seconds = flag(args, 'seconds', 5);
-  const warmup = flag(args, 'warmup', 1);
-  const connections = Math.round(flag(args, 'connections', 32));
-  const nBackends = Math.round(flag(args, 'backends', 3));
-  const nClients = Math.round(flag(args, 'clients', 8));
-  const rateFlag = args.includes('--rate') ? flag(args, 'rate', 1) : undefined;
+  const seconds = flag(args, 'seconds', 'positive', 5);
+  const warmup = flag(args, 'warmup', 'positive', 1);
+  const connections = Math.round(flag(args, 'connections', 'positive', 32));
+  const nBackends = Math.round(flag(args, 'backends', 'positive', 3));
+  const nClients = Math.round(flag(args, 'clients', 'positive', 8));
+  const rateFlag = args.includes('--rate') ? flag(args, 'rate', 'positive', 1) : undefined;
 
   const backendPort = await freePort(backendIP(0));
   const frontendPort = await freePort(CLUSTER_IP);

@@ -4,11 +4,11 @@
  *
  *   npm run bench -- kvstore [--keys 100000] [--puts 10000] [--latency 1000]
  */
-import { Range, type Etcd3 } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import { EtcdBackend } from '../src/kvstore/etcd.js';
 import { SyncStore } from '../src/store/syncstore.js';
-import { startEtcd } from '../src/testing/etcd.js';
-import { pool, report, summarize, type Row } from './lib.js';
+import { startEtcd } from '../test/support/etcd.js';
+import { flag, pool, rawPagedList, report, summarize, type Row } from './lib.js';
 
 const VALUE = JSON.stringify({
   IP: '10.1.2.3',
@@ -21,13 +21,6 @@ const VALUE = JSON.stringify({
   K8sPodName: 'rebel-base-6b4b7c6c5d-abcde',
 });
 
-function flag(args: string[], name: string, def: number): number {
-  const i = args.indexOf(`--${name}`);
-  const v = i >= 0 ? Number(args[i + 1]) : def;
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name}: expected a positive number`);
-  return v;
-}
-
 async function timed(fn: () => Promise<void>): Promise<number> {
   const t0 = performance.now();
   await fn();
@@ -37,30 +30,6 @@ async function timed(fn: () => Promise<void>): Promise<number> {
 async function putsPerSecond(n: number, put: (i: number) => Promise<void>): Promise<number> {
   const s = await timed(() => pool(n, 64, put));
   return n / s;
-}
-
-async function rawPagedList(client: Etcd3, prefix: string, limit: number): Promise<number> {
-  const end = Range.prefix(prefix).end;
-  let start = Buffer.from(prefix);
-  let revision: string | undefined;
-  let count = 0;
-  for (;;) {
-    const res = await client.kv.range({
-      key: start,
-      range_end: end,
-      limit,
-      ...(revision === undefined ? {} : { revision }),
-    });
-    revision ??= res.header.revision;
-    // Decoding keys and values is what any consumer of the list does.
-    for (const kv of res.kvs) {
-      if (kv.key.toString().length + kv.value.toString().length > 0) count++;
-    }
-    const last = res.kvs[res.kvs.length - 1];
-    if (!res.more || last === undefined) break;
-    start = Buffer.concat([last.key, Buffer.from([0])]);
-  }
-  return count;
 }
 
 /**
@@ -114,9 +83,9 @@ async function latencies(
 }
 
 export async function main(args: string[]): Promise<void> {
-  const keys = flag(args, 'keys', 100_000);
-  const puts = flag(args, 'puts', 10_000);
-  const latencyN = flag(args, 'latency', 1000);
+  const keys = flag(args, 'keys', 'positive', 100_000);
+  const puts = flag(args, 'puts', 'positive', 10_000);
+  const latencyN = flag(args, 'latency', 'positive', 1000);
   const etcd = await startEtcd({ snapshotCount: 100_000, logLevel: 'error' });
   const raw = etcd.createClient();
   const ours = new EtcdBackend({ endpoints: etcd.endpoints });

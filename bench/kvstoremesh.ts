@@ -81,10 +81,10 @@ import {
   SyncedPrefix,
 } from '../src/keyspace/index.js';
 import { MAX_TXN_OPS } from '../src/kvstore/backend.js';
-import { findEtcdBinary, startEtcd, type EtcdServer } from '../src/testing/etcd.js';
-import { freePort } from '../src/testing/ports.js';
+import { findEtcdBinary, startEtcd, type EtcdServer } from '../test/support/etcd.js';
+import { freePort } from '../test/support/ports.js';
 import { AgentProcess, type MemoryUsage } from './agent-process.js';
-import { pool, report, type Row } from './lib.js';
+import { flag, pool, report, type Row } from './lib.js';
 
 const LOCAL = 'cluster1';
 const LOCAL_ID = 1;
@@ -102,13 +102,6 @@ const MOCK_NICE = 10;
 const RATE = { node: 0.1, endpoint: 1, identity: 0.2 } as const;
 const QUEUE_GOAL = 1_000;
 const AGENT_SYNC_TIMEOUT_MS = 5 * 60_000;
-
-function flag(args: string[], name: string, def: number): number {
-  const i = args.indexOf(`--${name}`);
-  const v = i >= 0 ? Number(args[i + 1]) : def;
-  if (!Number.isInteger(v) || v <= 0) throw new Error(`--${name}: expected a positive integer`);
-  return v;
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const secs = (t0: number): number => (performance.now() - t0) / 1000;
@@ -661,11 +654,11 @@ async function measureAgent(
 // ---------------------------------------------------------------------------------------------
 
 export async function main(args: string[]): Promise<void> {
-  const k = flag(args, 'clusters', 50);
-  const churnSeconds = flag(args, 'churn-seconds', 300);
-  const nodes = Math.min(flag(args, 'nodes', 100), 65_535);
-  const endpoints = Math.min(flag(args, 'endpoints', 1000), 65_536);
-  const identities = Math.min(flag(args, 'identities', 100), 65_536 - 256);
+  const k = flag(args, 'clusters', 'positive integer', 50);
+  const churnSeconds = flag(args, 'churn-seconds', 'positive integer', 300);
+  const nodes = Math.min(flag(args, 'nodes', 'positive integer', 100), 65_535);
+  const endpoints = Math.min(flag(args, 'endpoints', 'positive integer', 1000), 65_536);
+  const identities = Math.min(flag(args, 'identities', 'positive integer', 100), 65_536 - 256);
   if (k > 254) throw new Error('--clusters: at most 254 (IDs 2..255)');
   const perCluster = nodes + identities + endpoints;
   const withAgent = !args.includes('--no-agent');

@@ -1,4 +1,5 @@
-/** Shared helpers for benchmarks: timing, percentiles, the table and the JSON line. */
+/** Shared helpers for benchmarks: timing, percentiles, the raw etcd baseline, the table and the JSON line. */
+import { Range, type Etcd3 } from 'etcd3';
 
 export function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return NaN;
@@ -10,6 +11,27 @@ export function summarize(samples: number[]): { p50: number; p99: number; mean: 
   const s = [...samples].sort((a, b) => a - b);
   const mean = s.reduce((a, b) => a + b, 0) / Math.max(1, s.length);
   return { p50: percentile(s, 50), p99: percentile(s, 99), mean };
+}
+
+export type FlagRule = 'positive' | 'positive integer' | 'non-negative integer';
+
+/** The number after `--name`, or `def` when absent; throws unless it satisfies `rule`. */
+export function flag(args: readonly string[], name: string, rule: FlagRule, def: number): number {
+  const i = args.indexOf(`--${name}`);
+  const v = i >= 0 ? Number(args[i + 1]) : def;
+  const ok =
+    rule === 'positive'
+      ? Number.isFinite(v) && v > 0
+      : Number.isInteger(v) && (rule === 'positive integer' ? v > 0 : v >= 0);
+  if (!ok)
+    throw new Error(`--${name}: expected a ${rule === 'positive' ? 'positive number' : rule}`);
+  return v;
+}
+
+/** The word after `--name`, or undefined when absent. */
+export function stringFlag(args: readonly string[], name: string): string | undefined {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : undefined;
 }
 
 /** Runs `count` async jobs with at most `inflight` at once. */
@@ -76,4 +98,40 @@ export function report(
     };
   }
   console.log(JSON.stringify(json));
+}
+
+/**
+ * The raw-etcd3 baseline of a list: pages of `pageSize` at the first page's revision, every key
+ * and value decoded to a string (and the value parsed with `parse` when given), as any consumer
+ * of the list would. Returns the number of keys.
+ */
+export async function rawPagedList(
+  client: Etcd3,
+  prefix: string,
+  pageSize: number,
+  parse?: (value: string) => unknown,
+): Promise<number> {
+  const end = Range.prefix(prefix).end;
+  let start = Buffer.from(prefix);
+  let revision: string | undefined;
+  let count = 0;
+  for (;;) {
+    const res = await client.kv.range({
+      key: start,
+      range_end: end,
+      limit: pageSize,
+      ...(revision === undefined ? {} : { revision }),
+    });
+    revision ??= res.header.revision;
+    for (const kv of res.kvs) {
+      const key = kv.key.toString();
+      const value = kv.value.toString();
+      parse?.(value);
+      if (key.length + value.length > 0) count++;
+    }
+    const last = res.kvs[res.kvs.length - 1];
+    if (!res.more || last === undefined) break;
+    start = Buffer.concat([last.key, Buffer.from([0])]);
+  }
+  return count;
 }

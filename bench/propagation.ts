@@ -28,8 +28,9 @@ import { Registry } from '../src/registry/registry.js';
 import { objectKey } from '../src/registry/codec.js';
 import { kindInfo } from '../src/registry/kinds.js';
 import type { RegistryObject } from '../src/registry/types.js';
-import { startEtcd, type EtcdServer } from '../src/testing/etcd.js';
-import { report, summarize, type Row } from './lib.js';
+import { startEtcd, type EtcdServer } from '../test/support/etcd.js';
+import { until } from '../test/support/eventually.js';
+import { flag, report, summarize, type Row } from './lib.js';
 
 const WAIT_MS = 10_000;
 const CLUSTER1 = 'cluster1';
@@ -37,13 +38,6 @@ const CLUSTER2 = 'cluster2';
 /** An identity inside cluster1's range (65536..131071). */
 const IDENTITY = 1 * 65536 + 100;
 const NODE_IP = '10.1.0.1';
-
-function flag(args: string[], name: string, def: number): number {
-  const i = args.indexOf(`--${name}`);
-  const v = i >= 0 ? Number(args[i + 1]) : def;
-  if (!Number.isInteger(v) || v < 0) throw new Error(`--${name}: expected a non-negative integer`);
-  return v;
-}
 
 /** Data only: nothing ever connects to these addresses. */
 function podIP(i: number): string {
@@ -101,14 +95,6 @@ class Marks {
         resolve(at);
       });
     });
-  }
-}
-
-async function until(what: string, cond: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
   }
 }
 
@@ -207,9 +193,17 @@ function emptySamples(): Samples {
 }
 
 export async function main(args: string[]): Promise<void> {
-  const changes = Math.max(1, flag(args, 'changes', 1000));
-  const deletes = Math.min(changes, flag(args, 'deletes', Math.ceil(changes / 2)));
-  const warmup = flag(args, 'warmup', Math.min(50, Math.ceil(changes / 10)));
+  const changes = Math.max(1, flag(args, 'changes', 'non-negative integer', 1000));
+  const deletes = Math.min(
+    changes,
+    flag(args, 'deletes', 'non-negative integer', Math.ceil(changes / 2)),
+  );
+  const warmup = flag(
+    args,
+    'warmup',
+    'non-negative integer',
+    Math.min(50, Math.ceil(changes / 10)),
+  );
   if (changes + warmup > 60_000) throw new Error('--changes + --warmup: at most 60000 pod IPs');
 
   const cleanups: (() => Promise<void>)[] = [];
@@ -291,7 +285,11 @@ export async function main(args: string[]): Promise<void> {
     cleanups.push(() => agent.stop());
     const remoteReady = (): boolean =>
       agent.clustermeshStatus().clusters.find((c) => c.name === CLUSTER1)?.ready === true;
-    await until('cluster1 ready in the agent', remoteReady);
+    await until(remoteReady, {
+      timeoutMs: 30_000,
+      intervalMs: 20,
+      message: 'cluster1 ready in the agent',
+    });
 
     // Every event is marked: the agent's ipcache changes and, through the observer
     // below, the etcd writes on the way.

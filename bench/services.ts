@@ -43,7 +43,7 @@ import { mkdtemp, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AgentProcess, procMemory } from './agent-process.js';
-import { Range, type Etcd3 } from 'etcd3';
+import type { Etcd3 } from 'etcd3';
 import { Agent } from '../src/agent/module.js';
 import {
   MeshResources,
@@ -66,9 +66,10 @@ import { EtcdBackend } from '../src/kvstore/etcd.js';
 import { silentLogger } from '../src/lib/logger.js';
 import { SERVICE_NAME_LABEL } from '../src/registry/objects.js';
 import { Registry } from '../src/registry/registry.js';
-import { startEtcd, type EtcdServer } from '../src/testing/etcd.js';
-import { freePort } from '../src/testing/ports.js';
-import { pool, report, summarize, type Row } from './lib.js';
+import { startEtcd, type EtcdServer } from '../test/support/etcd.js';
+import { until } from '../test/support/eventually.js';
+import { freePort } from '../test/support/ports.js';
+import { flag, pool, rawPagedList, report, stringFlag, summarize, type Row } from './lib.js';
 
 const LOCAL = 'cluster1';
 const NAMESPACE = 'default';
@@ -94,27 +95,7 @@ async function runCleanups(cleanups: Cleanups): Promise<void> {
   cleanups.length = 0;
 }
 
-function flag(args: string[], name: string, def: number): number {
-  const i = args.indexOf(`--${name}`);
-  const v = i >= 0 ? Number(args[i + 1]) : def;
-  if (!Number.isInteger(v) || v < 0) throw new Error(`--${name}: expected a non-negative integer`);
-  return v;
-}
-
-function stringFlag(args: string[], name: string): string | undefined {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1] : undefined;
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function until(what: string, cond: () => boolean, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 /** Data only: nothing ever connects to these addresses. `n` < 65,536. */
 function ipOf(cluster: number, n: number): string {
@@ -370,9 +351,9 @@ interface PartA {
 }
 
 async function partA(args: string[]): Promise<PartA> {
-  const updates = Math.max(1, flag(args, 'updates', 300));
-  const warmup = flag(args, 'warmup', 30);
-  const perCluster = Math.max(1, flag(args, 'backends', 1000));
+  const updates = Math.max(1, flag(args, 'updates', 'non-negative integer', 300));
+  const warmup = flag(args, 'warmup', 'non-negative integer', 30);
+  const perCluster = Math.max(1, flag(args, 'backends', 'non-negative integer', 1000));
   if (perCluster > 50_000) throw new Error('--backends: at most 50000');
   if (warmup + 2 * updates > 60_000) throw new Error('--updates: at most 30000');
   const prof = stringFlag(args, 'agent-cpu-prof');
@@ -462,10 +443,17 @@ async function partA(args: string[]): Promise<PartA> {
     cleanups.push(() => agent.stop());
     const backendCount = (): number =>
       agent.views.services.frontendsOf(SERVICE_ID)[0]?.backends.length ?? 0;
-    await until(`${String(total)} backends in the in-process agent`, () => {
-      const ready = agent.clustermeshStatus().clusters.filter((c) => c.ready).length === 2;
-      return ready && backendCount() === total;
-    });
+    await until(
+      () => {
+        const ready = agent.clustermeshStatus().clusters.filter((c) => c.ready).length === 2;
+        return ready && backendCount() === total;
+      },
+      {
+        timeoutMs: 60_000,
+        intervalMs: 20,
+        message: `${String(total)} backends in the in-process agent`,
+      },
+    );
     const reflected = new Reflected(agent);
 
     const raw1 = etcd2.createClient();
@@ -514,20 +502,19 @@ async function partA(args: string[]): Promise<PartA> {
     });
     cleanups.push(() => child.stop());
     await child.waitHealthy();
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const cm = await child.json('/v1/clustermesh');
-      const ok = ['cluster2', 'cluster3'].every((c) => {
-        const v = clusterView(cm, c);
-        return v?.ready === true && v['num-shared-services'] === 1;
-      });
-      if (ok) {
+    await until(
+      async () => {
+        const cm = await child.json('/v1/clustermesh');
+        const ok = ['cluster2', 'cluster3'].every((c) => {
+          const v = clusterView(cm, c);
+          return v?.ready === true && v['num-shared-services'] === 1;
+        });
+        if (!ok) return false;
         const svcs = (await child.json('/v1/services')) as { backends: unknown[] }[];
-        if (svcs[0]?.backends.length === total) break;
-      }
-      if (Date.now() > deadline) throw new Error(`child agent not synced\n${child.tail()}`);
-      await sleep(100);
-    }
+        return svcs[0]?.backends.length === total;
+      },
+      { timeoutMs: 60_000, intervalMs: 100, message: () => `child agent synced\n${child.tail()}` },
+    );
 
     const put = async (u: { value: string; add: string; remove: string }): Promise<void> => {
       const seen = reflected.wait(u.add, u.remove);
@@ -681,34 +668,9 @@ async function partA(args: string[]): Promise<PartA> {
 // Part B: 10,000 global services in one remote cluster
 // ---------------------------------------------------------------------------------
 
-async function rawPagedList(client: Etcd3, prefix: string): Promise<number> {
-  const end = Range.prefix(prefix).end;
-  let start = Buffer.from(prefix);
-  let revision: string | undefined;
-  let count = 0;
-  for (;;) {
-    const res = await client.kv.range({
-      key: start,
-      range_end: end,
-      limit: PAGE,
-      ...(revision === undefined ? {} : { revision }),
-    });
-    revision ??= res.header.revision;
-    for (const kv of res.kvs) {
-      const key = kv.key.toString();
-      const value: unknown = JSON.parse(kv.value.toString());
-      if (key.length > 0 && value !== null) count++;
-    }
-    const last = res.kvs[res.kvs.length - 1];
-    if (!res.more || last === undefined) break;
-    start = Buffer.concat([last.key, Buffer.from([0])]);
-  }
-  return count;
-}
-
 async function partB(args: string[]): Promise<PartA> {
-  const services = Math.max(1, flag(args, 'services', 10_000));
-  const perService = Math.max(1, flag(args, 'service-backends', 10));
+  const services = Math.max(1, flag(args, 'services', 'non-negative integer', 10_000));
+  const perService = Math.max(1, flag(args, 'service-backends', 'non-negative integer', 10));
   if (services * perService > 60_000 * 256)
     throw new Error('--services × --service-backends: too many');
   if (services > 65_536) throw new Error('--services: at most 65536');
@@ -750,10 +712,10 @@ async function partB(args: string[]): Promise<PartA> {
     let rawS = Infinity;
     try {
       const prefix = `${servicesClusterPrefix(REMOTE)}/`;
-      await rawPagedList(client, prefix);
+      await rawPagedList(client, prefix, PAGE, JSON.parse);
       for (let r = 0; r < 2; r++) {
         t = performance.now();
-        const n = await rawPagedList(client, prefix);
+        const n = await rawPagedList(client, prefix, PAGE, JSON.parse);
         rawS = Math.min(rawS, (performance.now() - t) / 1000);
         if (n !== services) throw new Error(`raw list saw ${String(n)} services`);
       }
@@ -782,21 +744,22 @@ async function partB(args: string[]): Promise<PartA> {
     let readyS: number | undefined;
     let last: ClusterView | undefined;
     let globalServices = 0;
-    const deadline = Date.now() + SYNC_TIMEOUT_MS;
-    for (;;) {
-      const cm = await agent.json('/v1/clustermesh');
-      last = clusterView(cm, REMOTE);
-      const now = (performance.now() - t) / 1000;
-      if (last?.ready === true) readyS ??= now;
-      if (last?.ready === true && last['num-shared-services'] === services) {
+    await until(
+      async () => {
+        const cm = await agent.json('/v1/clustermesh');
+        last = clusterView(cm, REMOTE);
+        const now = (performance.now() - t) / 1000;
+        if (last?.ready === true) readyS ??= now;
+        if (last?.ready !== true || last['num-shared-services'] !== services) return false;
         globalServices = Number((cm as Record<string, unknown>)['num-global-services']);
-        break;
-      }
-      if (Date.now() > deadline) {
-        throw new Error(`agent not synced in time: ${JSON.stringify(last)}\n${agent.tail()}`);
-      }
-      await sleep(25);
-    }
+        return true;
+      },
+      {
+        timeoutMs: SYNC_TIMEOUT_MS,
+        intervalMs: 25,
+        message: () => `agent synced: ${JSON.stringify(last)}\n${agent.tail()}`,
+      },
+    );
     const syncS = (performance.now() - t) / 1000;
     if (profDir !== undefined) {
       const us = (ns: bigint): string => String(ns / 1000n);

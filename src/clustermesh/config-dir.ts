@@ -18,8 +18,12 @@ export interface ConfigDirHandler {
   ignored?(name: string, reason: string, kind: IgnoredKind): void;
 }
 
-/** `local`: the local cluster's own entry (normal in shared secrets); `invalid-name`: a problem. */
-export type IgnoredKind = 'local' | 'invalid-name';
+/**
+ * `local`: the local cluster's own entry (normal in shared secrets); `invalid-name`: a problem;
+ * `unreadable`: an entry named like a cluster that cannot be read as a file (a directory, no
+ * permission).
+ */
+export type IgnoredKind = 'local' | 'invalid-name' | 'unreadable';
 
 export interface ConfigDirWatcherOptions {
   readonly dir: string;
@@ -191,14 +195,20 @@ export class ConfigDirWatcher {
     const ignored = new Map<string, Ignored>();
     for (const name of names.sort()) {
       const path = join(this.opts.dir, name);
-      const content = await readConfigCandidate(path);
-      if (content === undefined) continue;
+      const candidate = await readConfigCandidate(path);
+      if (candidate.kind === 'other' || candidate.kind === 'gone') continue;
       const skip = this.skipReason(name);
       if (skip !== undefined) {
-        ignored.set(name, skip);
+        // Unreadable entries with other names are Secret-mount internals such as `..data`.
+        if (candidate.kind === 'config') ignored.set(name, skip);
         continue;
       }
-      found.set(name, { path, hash: createHash('sha256').update(content).digest('hex') });
+      if (candidate.kind === 'unreadable') {
+        ignored.set(name, { kind: 'unreadable', reason: candidate.reason });
+        continue;
+      }
+      const hash = createHash('sha256').update(candidate.content).digest('hex');
+      found.set(name, { path, hash });
     }
     // stop() ran while this scan was reading files: the handler must hear nothing more.
     if (!this.isRunning()) return;
@@ -241,6 +251,11 @@ export class ConfigDirWatcher {
       // Logged once per file, not on every periodic rescan.
       if (i.kind === 'local') {
         this.log.debug({ cluster: name }, 'ignoring configuration of the local cluster');
+      } else if (i.kind === 'unreadable') {
+        this.log.warn(
+          { cluster: name, reason: i.reason },
+          'ignoring clustermesh configuration entry that cannot be read as a file',
+        );
       } else {
         this.log.warn(
           { cluster: name, reason: i.reason },
@@ -254,15 +269,24 @@ export class ConfigDirWatcher {
   }
 }
 
-/** The content of `path` if it is a regular readable file that looks like an etcd config. */
-async function readConfigCandidate(path: string): Promise<string | undefined> {
+type Candidate =
+  | { readonly kind: 'config'; readonly content: string }
+  /** A readable file that is not an etcd config (a certificate, say). */
+  | { readonly kind: 'other' }
+  /** Removed since readdir, or a dangling symlink: a key dropped from a Secret mount. */
+  | { readonly kind: 'gone' }
+  | { readonly kind: 'unreadable'; readonly reason: string };
+
+/** What `path` holds: an etcd config (a regular readable file with the marker), or why not. */
+async function readConfigCandidate(path: string): Promise<Candidate> {
   try {
     // stat follows symlinks: Secret mounts expose configs as `<name> -> ..data/<name>`.
     const st = await stat(path);
-    if (!st.isFile()) return undefined;
+    if (!st.isFile()) return { kind: 'unreadable', reason: 'not a regular file' };
     const content = await readFile(path, 'utf8');
-    return content.includes(CONFIG_MARKER) ? content : undefined;
-  } catch {
-    return undefined;
+    return content.includes(CONFIG_MARKER) ? { kind: 'config', content } : { kind: 'other' };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'gone' };
+    return { kind: 'unreadable', reason: `cannot read: ${errorMessage(err)}` };
   }
 }

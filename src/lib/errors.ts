@@ -19,6 +19,8 @@ export const ErrorCode = {
   InvalidEntry: 'ERR_INVALID_ENTRY',
   Aborted: 'ERR_ABORTED',
   Timeout: 'ERR_TIMEOUT',
+  /** The etcd binary `up` and the tests run is not installed (or not executable). */
+  EtcdNotFound: 'ERR_ETCD_NOT_FOUND',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -26,12 +26,7 @@ import { sleep } from '../lib/abort.js';
 import { ClusterMeshError, ErrorCode, errorMessage } from '../lib/errors.js';
 import { Lifecycle } from '../lib/lifecycle.js';
 import { Registry } from '../registry/registry.js';
-import {
-  disableEtcdSignalHooks,
-  findEtcdBinary,
-  startEtcd,
-  type EtcdServer,
-} from '../testing/etcd.js';
+import { findEtcdBinary, startEtcd, type EtcdServer } from '../etcd/index.js';
 import {
   AGENT_API_PORT,
   MAX_CLUSTERS,
@@ -338,8 +333,6 @@ export class LocalMesh {
         c.kvstoreUrl = `memory://${this.memoryStoreOf(c) ?? c.addr.name}`;
         return;
       }
-      // The mesh stops etcd last, after the daemons using it; a signal must not kill it first.
-      disableEtcdSignalHooks();
       c.etcd = await startEtcd({ name: c.addr.name });
       c.kvstoreUrl = c.etcd.clientUrl;
       c.kvstore = await resolveKvstoreConfig('etcd', [`etcd.address=${c.etcd.clientUrl}`]);

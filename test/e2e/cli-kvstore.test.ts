@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import type { Etcd3 } from 'etcd3';
-import { startEtcd, type EtcdServer } from '../../src/testing/etcd.js';
+import { startEtcd, type EtcdServer } from '../support/etcd.js';
 
 // The real launcher, run from a foreign cwd: what a user gets after `npm install`.
 const BIN = fileURLToPath(new URL('../../bin/clustermesh', import.meta.url));

@@ -8,8 +8,8 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import type { RegistryObject } from '../../src/registry/types.js';
-import { eventually } from '../../src/testing/kvstore-contract.js';
-import { getJson, ProcessMesh, type MeshCluster } from '../../src/testing/mesh.js';
+import { eventually } from '../support/eventually.js';
+import { getJson, ProcessMesh, type MeshCluster } from '../support/mesh.js';
 
 const run = promisify(execFile);
 const BIN = fileURLToPath(new URL('../../bin/clustermesh', import.meta.url));

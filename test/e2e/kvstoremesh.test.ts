@@ -6,8 +6,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import type { RegistryObject } from '../../src/registry/types.js';
-import { eventually } from '../../src/testing/kvstore-contract.js';
-import { connectedPorts, getJson, ProcessMesh, type MeshCluster } from '../../src/testing/mesh.js';
+import { eventually } from '../support/eventually.js';
+import { connectedPorts, getJson, ProcessMesh, type MeshCluster } from '../support/mesh.js';
 
 interface NodeJson {
   readonly Name: string;

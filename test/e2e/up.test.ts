@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { curlFrom, parseCurlArgs } from '../../src/runtime/curl.js';
 import { readMeshState, type MeshState } from '../../src/runtime/mesh-state.js';
-import { eventually } from '../../src/testing/kvstore-contract.js';
+import { eventually } from '../support/eventually.js';
 
 const run = promisify(execFile);
 const BIN = fileURLToPath(new URL('../../bin/clustermesh', import.meta.url));

@@ -11,10 +11,10 @@ import { after, before, describe, it } from 'node:test';
 import { ClusterMesh } from '../../src/clustermesh/clustermesh.js';
 import type { RemoteClusterStatus } from '../../src/clustermesh/status.js';
 import { formatClusterMeshStatus } from '../../src/clustermesh/status-text.js';
-import { NodesLogic, seedRemoteCluster } from '../../src/clustermesh/testing.js';
+import { EtcdRemoteTiming, NodesLogic, seedRemoteCluster } from '../support/clustermesh.js';
 import { EtcdBackend } from '../../src/kvstore/etcd.js';
-import { startEtcd, type EtcdServer } from '../../src/testing/etcd.js';
-import { eventually } from '../../src/testing/kvstore-contract.js';
+import { startEtcd, type EtcdServer } from '../support/etcd.js';
+import { eventually } from '../support/eventually.js';
 
 describe('ClusterMesh against a real etcd', () => {
   let etcd: EtcdServer;
@@ -56,15 +56,7 @@ describe('ClusterMesh against a real etcd', () => {
         logics.push(l);
         return l;
       },
-      timing: {
-        retryBaseMs: 100,
-        connectTimeoutMs: 2_000,
-        callTimeoutMs: 1_000,
-        statusCheckIntervalMs: 200,
-        statusCheckFailingIntervalMs: 100,
-        configRetryBaseMs: 100,
-        configRetryMaxMs: 200,
-      },
+      timing: EtcdRemoteTiming,
       rescanIntervalMs: 200,
     });
     await mesh.start();

@@ -21,14 +21,10 @@ import {
   type EtcdCluster,
   type EtcdMember,
   type EtcdServer,
-} from '../../src/testing/etcd.js';
-import {
-  StreamMirror,
-  eventually,
-  sameState,
-  snapshot,
-} from '../../src/testing/kvstore-contract.js';
-import { createCA, issueCert } from '../../src/testing/tls.js';
+} from '../support/etcd.js';
+import { eventually, until } from '../support/eventually.js';
+import { StreamMirror, sameState, snapshot } from '../support/kvstore-contract.js';
+import { createCA, issueCert } from '../support/tls.js';
 
 /** Backends opened by one suite, closed by its `after`. */
 class Backends {
@@ -49,16 +45,6 @@ class Backends {
   async closeAll(): Promise<void> {
     for (const b of this.opened.splice(0)) await b.close();
   }
-}
-
-/** Polls `pred` every 20 ms; returns how long it took. */
-async function until(pred: () => boolean, timeoutMs: number, what: string): Promise<number> {
-  const start = Date.now();
-  while (!pred()) {
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out after ${timeoutMs}ms: ${what}`);
-    await sleep(20);
-  }
-  return Date.now() - start;
 }
 
 function sorted(m: ReadonlyMap<string, string>): [string, string][] {
@@ -147,14 +133,26 @@ void describe('etcd SIGKILLed and restarted during a watch', () => {
       // Observed by `await writing` below; this only keeps an early failure from being unhandled.
       writing.catch(() => undefined);
 
-      await until(() => acked.before >= 300, 10_000, '300 writes before the kill');
+      await until(() => acked.before >= 300, {
+        timeoutMs: 10_000,
+        intervalMs: 20,
+        message: '300 writes before the kill',
+      });
       const killedAt = Date.now();
       await etcd.kill();
       phase = 'down';
       assert.equal(etcd.running, false);
       // Both clients notice: the writer through failing calls, the watcher through its stream.
-      await until(() => !writer.status().connected, 5_000, 'writer status disconnected');
-      await until(() => !watcher.status().connected, 5_000, 'watcher status disconnected');
+      await until(() => !writer.status().connected, {
+        timeoutMs: 5_000,
+        intervalMs: 20,
+        message: 'writer status disconnected',
+      });
+      await until(() => !watcher.status().connected, {
+        timeoutMs: 5_000,
+        intervalMs: 20,
+        message: 'watcher status disconnected',
+      });
       assert.match(writer.status().lastError ?? '', /unreachable/);
       // Down for 2 s: long enough for the clients' reconnect backoffs to grow.
       await sleep(Math.max(0, 2_000 - (Date.now() - killedAt)));
@@ -162,12 +160,24 @@ void describe('etcd SIGKILLed and restarted during a watch', () => {
       phase = 'after';
       await etcd.start();
       const restartedAt = Date.now();
-      await until(() => writer.status().connected, 10_000, 'writer status connected');
-      await until(() => watcher.status().connected, 10_000, 'watcher status connected');
+      await until(() => writer.status().connected, {
+        timeoutMs: 10_000,
+        intervalMs: 20,
+        message: 'writer status connected',
+      });
+      await until(() => watcher.status().connected, {
+        timeoutMs: 10_000,
+        intervalMs: 20,
+        message: 'watcher status connected',
+      });
       const reconnectMs = Date.now() - restartedAt;
       // Watch streams are re-opened with a backoff capped at 2 s.
       assert.ok(reconnectMs < 5_000, `reconnected ${reconnectMs}ms after the restart`);
-      await until(() => acked.after >= 300, 10_000, '300 writes after the restart');
+      await until(() => acked.after >= 300, {
+        timeoutMs: 10_000,
+        intervalMs: 20,
+        message: '300 writes after the restart',
+      });
       stop = true;
       await writing;
 
@@ -363,7 +373,11 @@ void describe('3-member etcd cluster losing its leader during writes', () => {
       const electionMs = electedAt - killedAt;
       assert.notEqual(newLeader, leader);
       // Writes issued after the election are acknowledged again.
-      await until(() => ackedAfterElection >= 40, 10_000, 'writes after the election');
+      await until(() => ackedAfterElection >= 40, {
+        timeoutMs: 10_000,
+        intervalMs: 20,
+        message: 'writes after the election',
+      });
       stopWriters = true;
       await writing;
       const writingMs = Date.now() - started;

@@ -9,8 +9,8 @@ import {
   startEtcdCluster,
   type EtcdCluster,
   type EtcdServer,
-} from '../../src/testing/etcd.js';
-import { createCA, issueCert } from '../../src/testing/tls.js';
+} from '../support/etcd.js';
+import { createCA, issueCert } from '../support/tls.js';
 
 const seenPids = new Set<number>();
 

@@ -4,8 +4,8 @@ import type { Etcd3 } from 'etcd3';
 import { EtcdBackend } from '../../src/kvstore/etcd.js';
 import { createBackend, resolveKvstoreConfig } from '../../src/kvstore/config.js';
 import { ErrorCode, isClusterMeshError } from '../../src/lib/errors.js';
-import { startEtcd, type EtcdServer } from '../../src/testing/etcd.js';
-import { kvstoreContract } from '../../src/testing/kvstore-contract.js';
+import { startEtcd, type EtcdServer } from '../support/etcd.js';
+import { kvstoreContract } from '../support/kvstore-contract.js';
 
 let etcd: EtcdServer;
 let admin: Etcd3;

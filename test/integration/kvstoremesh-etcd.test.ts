@@ -15,10 +15,11 @@ import {
   sampleRemoteState,
   seedRemoteState,
   writeRemoteCanaries,
-} from '../../src/kvstoremesh/testing.js';
+} from '../support/kvstoremesh.js';
 import { silentLogger } from '../../src/lib/logger.js';
-import { startEtcd, type EtcdServer } from '../../src/testing/etcd.js';
-import { eventually } from '../../src/testing/kvstore-contract.js';
+import { EtcdRemoteTiming } from '../support/clustermesh.js';
+import { startEtcd, type EtcdServer } from '../support/etcd.js';
+import { eventually } from '../support/eventually.js';
 
 describe('KVStoreMesh between two real etcds', { timeout: 60_000 }, () => {
   let remoteEtcd: EtcdServer;
@@ -77,16 +78,7 @@ describe('KVStoreMesh between two real etcds', { timeout: 60_000 }, () => {
       clustermeshConfig: dir,
       healthAddr: '127.0.0.1:0',
       remote: { drainGracePeriodMs: 500, drainRetryBaseMs: 100 },
-      timing: {
-        retryBaseMs: 100,
-        connectTimeoutMs: 2_000,
-        callTimeoutMs: 1_000,
-        statusCheckIntervalMs: 200,
-        statusCheckFailingIntervalMs: 100,
-        configRetryBaseMs: 100,
-        configRetryMaxMs: 200,
-        configDeadlineMs: 2_000,
-      },
+      timing: { ...EtcdRemoteTiming, configDeadlineMs: 2_000 },
       rescanIntervalMs: 200,
       log: silentLogger,
     });

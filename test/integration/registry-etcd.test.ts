@@ -11,8 +11,8 @@ import { ErrorCode, isClusterMeshError } from '../../src/lib/errors.js';
 import { createInformer } from '../../src/registry/informer.js';
 import { Registry } from '../../src/registry/registry.js';
 import type { RegistryObject } from '../../src/registry/types.js';
-import { startEtcd, type EtcdServer } from '../../src/testing/etcd.js';
-import { eventually } from '../../src/testing/kvstore-contract.js';
+import { startEtcd, type EtcdServer } from '../support/etcd.js';
+import { eventually } from '../support/eventually.js';
 
 function node(name: string, ip = '127.1.0.1'): RegistryObject {
   return {
@@ -23,18 +23,8 @@ function node(name: string, ip = '127.1.0.1'): RegistryObject {
   };
 }
 
-/** Retries `fn` while etcd is coming back. */
-async function retry<T>(fn: () => Promise<T>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await sleep(100);
-    }
-  }
-}
+/** Retries while etcd is coming back. */
+const WHILE_ETCD_RETURNS = { timeoutMs: 10_000, intervalMs: 100 };
 
 let etcd: EtcdServer;
 let admin: Etcd3;
@@ -105,10 +95,19 @@ void describe('registry on etcd', () => {
       await etcd.start();
       // Changes right after the restart, then a compaction: the informer's watch cannot
       // resume from its old revision and has to re-list and diff.
-      await retry(() => writer.delete('CiliumNode', undefined, 'node-2'));
-      await retry(() => writer.apply([node('node-1', '127.1.0.11'), node('node-4')]));
-      const { header } = await retry(() => admin.kv.range({ key: Buffer.from('registry/') }));
-      await retry(() => admin.kv.compact({ revision: header.revision, physical: true }));
+      await eventually(() => writer.delete('CiliumNode', undefined, 'node-2'), WHILE_ETCD_RETURNS);
+      await eventually(
+        () => writer.apply([node('node-1', '127.1.0.11'), node('node-4')]),
+        WHILE_ETCD_RETURNS,
+      );
+      const { header } = await eventually(
+        () => admin.kv.range({ key: Buffer.from('registry/') }),
+        WHILE_ETCD_RETURNS,
+      );
+      await eventually(
+        () => admin.kv.compact({ revision: header.revision, physical: true }),
+        WHILE_ETCD_RETURNS,
+      );
 
       const state = (): string[] =>
         informer

@@ -17,7 +17,8 @@ import type {
 } from '../../src/registry/objects.js';
 import { Registry } from '../../src/registry/registry.js';
 import type { RegistryObject } from '../../src/registry/types.js';
-import { eventually, snapshot } from '../../src/testing/kvstore-contract.js';
+import { eventually } from '../support/eventually.js';
+import { snapshot } from '../support/kvstore-contract.js';
 
 const CLUSTER = { name: 'cluster1', id: 1 };
 const PREFIX = 'cilium/state/services/v1/';

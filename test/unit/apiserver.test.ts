@@ -7,7 +7,7 @@ import { sharedMemoryStore } from '../../src/kvstore/config.js';
 import type { IPIdentityPair } from '../../src/keyspace/index.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { Registry } from '../../src/registry/registry.js';
-import { eventually } from '../../src/testing/kvstore-contract.js';
+import { eventually } from '../support/eventually.js';
 
 const pair = (ip: string, id: number, pod: string): IPIdentityPair => ({
   IP: ip,

@@ -1,4 +1,4 @@
-import { runCliCaptured, type CapturedRun } from '../../src/testing/cli.js';
+import { runCliCaptured, type CapturedRun } from '../support/cli.js';
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseDuration } from '../../src/cli/common.js';

@@ -14,26 +14,12 @@ import { afterEach, describe, it } from 'node:test';
 import { ClusterMesh, type ClusterMeshMetrics } from '../../src/clustermesh/clustermesh.js';
 import type { RemoteClusterTiming } from '../../src/clustermesh/remote-cluster.js';
 import type { RemoteClusterStatus } from '../../src/clustermesh/status.js';
-import { NodesLogic, seedRemoteCluster } from '../../src/clustermesh/testing.js';
+import { FastRemoteTiming, NodesLogic, seedRemoteCluster } from '../support/clustermesh.js';
 import { sharedMemoryStore } from '../../src/kvstore/config.js';
 import { MemoryBackend } from '../../src/kvstore/memory.js';
 import type { MemoryStore } from '../../src/kvstore/memory-store.js';
 import { HeartbeatPath, encodeHeartbeat } from '../../src/keyspace/index.js';
-import { eventually } from '../../src/testing/kvstore-contract.js';
-
-const FAST: Partial<RemoteClusterTiming> = {
-  retryBaseMs: 20,
-  connectTimeoutMs: 500,
-  callTimeoutMs: 500,
-  heartbeatIntervalMs: 60_000,
-  statusCheckIntervalMs: 50,
-  statusCheckFailingIntervalMs: 20,
-  maxConsecutiveStatusErrors: 2,
-  configTimeoutMs: 500,
-  configRetryBaseMs: 20,
-  configRetryMaxMs: 50,
-  configDeadlineMs: 300,
-};
+import { eventually } from '../support/eventually.js';
 
 const WAIT_MS = 5_000;
 
@@ -74,7 +60,7 @@ class Harness {
         h.logics.set(name, [...(h.logics.get(name) ?? []), logic]);
         return logic;
       },
-      timing: { ...FAST, ...opts.timing },
+      timing: { ...FastRemoteTiming, ...opts.timing },
       rescanIntervalMs: 100,
       numGlobalServices: () => 0,
       metrics: opts.metrics,
@@ -489,7 +475,7 @@ describe('ClusterMesh with in-memory remotes', () => {
         logics.push(l);
         return l;
       },
-      timing: FAST,
+      timing: FastRemoteTiming,
       rescanIntervalMs: 50,
     });
     await mesh.start();

@@ -2,7 +2,8 @@
  * Flow log, LB map and translation without sockets; `/v1/flows` on a real agent API
  * and `clustermesh observe` reading it through a fake mesh.json (127.204.200.x).
  */
-import { runCliCaptured, type CapturedRun } from '../../src/testing/cli.js';
+import { runCliCaptured, type CapturedRun } from '../support/cli.js';
+import { until } from '../support/eventually.js';
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -434,10 +435,16 @@ void describe('/v1/flows and clustermesh observe', () => {
     });
     await sleep(50);
     log2.record(forwarded('cluster2-node1', '127.205.2.7', 'cluster2', 'cluster2'));
-    const deadline = Date.now() + 5000;
-    while (!out.includes('127.205.2.7') && Date.now() < deadline) await sleep(10);
-    ac.abort();
-    await done;
+    try {
+      await until(() => out.includes('127.205.2.7'), {
+        timeoutMs: 5000,
+        intervalMs: 10,
+        message: 'the new flow',
+      });
+    } finally {
+      ac.abort();
+      await done;
+    }
     const lines = out.trimEnd().split('\n');
     assert.deepEqual(
       lines.map((l) => (JSON.parse(l) as Flow).source.ip),

@@ -21,7 +21,8 @@ import {
 } from '../../src/keyspace/index.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { ServiceTable } from '../../src/service/table.js';
-import { freePort } from '../../src/testing/ports.js';
+import { until } from '../support/eventually.js';
+import { freePort } from '../support/ports.js';
 
 const LOCAL = 'cluster1';
 const REMOTE = 'cluster2';
@@ -241,16 +242,6 @@ async function spread(ip: string, n: number): Promise<Map<string, number>> {
   return counts;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function until(what: string, cond: () => boolean | Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + 5000;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
 function lastFlow(dp: NodeDatapath): Flow {
   const { flows } = dp.flows.list({ limit: 1 });
   const f = flows[0];
@@ -454,7 +445,11 @@ void describe('ServiceProxy + NodeDatapath', () => {
         s.end('hello');
       });
       assert.equal(reply, 'got:hello');
-      await until('sockets closed', () => fx.proxy.stats.sockets === 0);
+      await until(() => fx.proxy.stats.sockets === 0, {
+        timeoutMs: 5000,
+        intervalMs: 20,
+        message: 'sockets closed',
+      });
     } finally {
       await fx.close();
     }
@@ -471,14 +466,22 @@ void describe('ServiceProxy + NodeDatapath', () => {
       assert.deepEqual(fx.proxy.bound(), []);
       assert.ok(fx.proxy.stats.bindFailures >= 1);
       await new Promise<void>((resolve) => blocker.close(() => resolve()));
-      await until('frontend bound', () => fx.proxy.bound().length === 1);
+      await until(() => fx.proxy.bound().length === 1, {
+        timeoutMs: 5000,
+        intervalMs: 20,
+        message: 'frontend bound',
+      });
       assert.equal((await request(cip))[1], CLIENT_IP);
 
       // A connection held open across stop() is torn down by it.
       const held = connect({ host: cip, port: frontendPort, localAddress: CLIENT_IP });
       const heldClosed = new Promise<void>((resolve) => held.once('close', () => resolve()));
       held.on('error', () => undefined);
-      await until('held connection proxied', () => fx.proxy.stats.sockets === 2);
+      await until(() => fx.proxy.stats.sockets === 2, {
+        timeoutMs: 5000,
+        intervalMs: 20,
+        message: 'held connection proxied',
+      });
       await fx.proxy.stop();
       await heldClosed;
       assert.equal(fx.proxy.stats.sockets, 0);

@@ -23,7 +23,7 @@ import { ClusterMeshError, ErrorCode, isClusterMeshError } from '../../src/lib/e
 import { silentLogger } from '../../src/lib/logger.js';
 import { Registry } from '../../src/registry/registry.js';
 import type { RegistryObject } from '../../src/registry/types.js';
-import { eventually } from '../../src/testing/kvstore-contract.js';
+import { eventually } from '../support/eventually.js';
 
 // Only 127.201.x.x: other test files use other loopback ranges concurrently.
 const HOST = '127.201.0.1';

@@ -4,7 +4,7 @@ import { MemoryBackend } from '../../src/kvstore/memory.js';
 import { LeasePool } from '../../src/kvstore/session.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { MemoryStore } from '../../src/kvstore/memory-store.js';
-import { kvstoreContract } from '../../src/testing/kvstore-contract.js';
+import { kvstoreContract } from '../support/kvstore-contract.js';
 
 const store = new MemoryStore();
 

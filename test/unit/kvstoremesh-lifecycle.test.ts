@@ -13,8 +13,8 @@ import {
   seedRemoteState,
   writeRemoteCanaries,
   type RecordedEvent,
-} from '../../src/kvstoremesh/testing.js';
-import { eventually } from '../../src/testing/kvstore-contract.js';
+} from '../support/kvstoremesh.js';
+import { eventually } from '../support/eventually.js';
 
 const harnesses: KvstoreMeshHarness[] = [];
 async function harness(): Promise<KvstoreMeshHarness> {

@@ -11,8 +11,8 @@ import {
   sampleRemoteState,
   seedRemoteState,
   writeRemoteCanaries,
-} from '../../src/kvstoremesh/testing.js';
-import { eventually } from '../../src/testing/kvstore-contract.js';
+} from '../support/kvstoremesh.js';
+import { eventually } from '../support/eventually.js';
 
 const harnesses: KvstoreMeshHarness[] = [];
 async function harness(): Promise<KvstoreMeshHarness> {

@@ -13,7 +13,7 @@ import type {
   ObjectEvent,
   RegistryObject,
 } from '../../src/registry/types.js';
-import { eventually } from '../../src/testing/kvstore-contract.js';
+import { eventually } from '../support/eventually.js';
 
 function node(name: string, ip = '127.1.0.1'): RegistryObject {
   return {

@@ -100,18 +100,7 @@ export function service(name: string, spec: Record<string, unknown>): RegistryOb
   return { apiVersion: 'v1', kind: 'Service', metadata: { name }, spec };
 }
 
-/** Polls `fn` until it stops throwing (bounded). */
-export async function eventually<T>(fn: () => Promise<T> | T, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  }
-}
+export { eventually } from '../support/eventually.js';
 
 export interface HttpAnswer {
   readonly status: number;

@@ -9,7 +9,8 @@ import {
   ImmediateWatchStoreManager,
   SyncedWatchStoreManager,
 } from '../../src/store/watchstoremgr.js';
-import { eventually, snapshot } from '../../src/testing/kvstore-contract.js';
+import { eventually } from '../support/eventually.js';
+import { snapshot } from '../support/kvstore-contract.js';
 
 const PREFIX = 'cilium/state/nodes/v1';
 const CANARY = 'cilium/synced/c1/cilium/state/nodes/v1';

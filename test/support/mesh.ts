@@ -4,9 +4,11 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { EtcdBackend } from '../kvstore/etcd.js';
-import { Registry } from '../registry/registry.js';
+import { EtcdBackend } from '../../src/kvstore/etcd.js';
+import { Registry } from '../../src/registry/registry.js';
+import { errorMessage } from '../../src/lib/errors.js';
 import { startEtcd, type EtcdServer } from './etcd.js';
+import { until } from './eventually.js';
 import { freePort } from './ports.js';
 import { TcpProxy } from './tcp-proxy.js';
 
@@ -266,21 +268,23 @@ export class ProcessMesh {
   }
 
   async waitHealthy(c: MeshCluster, timeoutMs = 45_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
+    const healthy = async (): Promise<boolean> => {
       const [a, b, k] = await Promise.all([
         ok(`${c.agentUrl}/healthz`),
         ok(`${c.healthUrl}/readyz`),
         c.kvstoremeshHealthUrl === undefined ? true : ok(`${c.kvstoremeshHealthUrl}/healthz`),
       ]);
-      if (a && b && k) return;
-      if (Date.now() > deadline) {
-        throw new Error(
-          `${c.name} not healthy in time\n${await c.apiserver.logTail()}\n${await c.agent.logTail()}` +
-            `\n${(await c.kvstoremesh?.logTail()) ?? ''}`,
-        );
-      }
-      await new Promise((r) => setTimeout(r, 100));
+      return a && b && k;
+    };
+    try {
+      await until(healthy, { timeoutMs, intervalMs: 100, message: `${c.name} healthy` });
+    } catch (err) {
+      // The daemons' logs say why; they are read only now because reading them is async.
+      throw new Error(
+        `${errorMessage(err)}\n${await c.apiserver.logTail()}\n${await c.agent.logTail()}` +
+          `\n${(await c.kvstoremesh?.logTail()) ?? ''}`,
+        { cause: err },
+      );
     }
   }
 

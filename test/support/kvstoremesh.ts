@@ -13,12 +13,11 @@ import {
   defaultRemoteBackendFactory,
   type RemoteBackendFactory,
   type RemoteClusterStatus,
-  type RemoteClusterTiming,
-} from '../clustermesh/index.js';
-import type { Backend } from '../kvstore/backend.js';
-import { sharedMemoryStore } from '../kvstore/config.js';
-import { MemoryBackend } from '../kvstore/memory.js';
-import type { MemoryStore } from '../kvstore/memory-store.js';
+} from '../../src/clustermesh/index.js';
+import type { Backend } from '../../src/kvstore/backend.js';
+import { sharedMemoryStore } from '../../src/kvstore/config.js';
+import { MemoryBackend } from '../../src/kvstore/memory.js';
+import type { MemoryStore } from '../../src/kvstore/memory-store.js';
 import {
   HeartbeatPath,
   MeshResources,
@@ -29,10 +28,11 @@ import {
   encodeSyncedCanary,
   makeClusterConfig,
   type MeshResource,
-} from '../keyspace/index.js';
-import { ClusterMeshError, ErrorCode } from '../lib/errors.js';
-import { silentLogger } from '../lib/logger.js';
-import { KvstoreMesh, type KvstoreMeshOptions } from './module.js';
+} from '../../src/keyspace/index.js';
+import { ClusterMeshError, ErrorCode } from '../../src/lib/errors.js';
+import { silentLogger } from '../../src/lib/logger.js';
+import { KvstoreMesh, type KvstoreMeshOptions } from '../../src/kvstoremesh/module.js';
+import { FastRemoteTiming } from './clustermesh.js';
 
 /** What a remote apiserver of cluster `c` (ID `id`) writes: one entry of each kind. */
 export function sampleRemoteState(c: string, id: number, n = 1): Map<string, string> {
@@ -149,21 +149,6 @@ export async function writeRemoteCanaries(
 ): Promise<void> {
   for (const r of resources) await backend.put(apiserverCanaryKey(c, r), encodeSyncedCanary());
 }
-
-/** Remote-cluster delays small enough for unit tests. */
-export const FastRemoteTiming: Partial<RemoteClusterTiming> = {
-  retryBaseMs: 20,
-  connectTimeoutMs: 500,
-  callTimeoutMs: 500,
-  heartbeatIntervalMs: 60_000,
-  statusCheckIntervalMs: 50,
-  statusCheckFailingIntervalMs: 20,
-  maxConsecutiveStatusErrors: 2,
-  configTimeoutMs: 500,
-  configRetryBaseMs: 20,
-  configRetryMaxMs: 50,
-  configDeadlineMs: 300,
-};
 
 export interface RecordedEvent {
   readonly kind: 'upsert' | 'delete';

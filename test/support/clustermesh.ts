@@ -3,7 +3,7 @@
  * logic (one WatchStore on the remote's nodes) and a seeder for what a remote
  * clustermesh-apiserver would write. Used by unit and integration tests.
  */
-import type { Backend } from '../kvstore/backend.js';
+import type { Backend } from '../../src/kvstore/backend.js';
 import {
   HeartbeatPath,
   clusterConfigKey,
@@ -14,12 +14,15 @@ import {
   nodesClusterPrefix,
   type CiliumClusterConfig,
   type ClusterConfigCapabilities,
-} from '../keyspace/index.js';
-import { sleep } from '../lib/abort.js';
-import { WatchStore } from '../store/watchstore.js';
-import { newWatchStoreManager } from '../store/watchstoremgr.js';
-import type { RemoteClusterLogic } from './remote-cluster.js';
-import type { RemoteLogicStatus } from './status.js';
+} from '../../src/keyspace/index.js';
+import { sleep } from '../../src/lib/abort.js';
+import { WatchStore } from '../../src/store/watchstore.js';
+import { newWatchStoreManager } from '../../src/store/watchstoremgr.js';
+import type {
+  RemoteClusterLogic,
+  RemoteClusterTiming,
+} from '../../src/clustermesh/remote-cluster.js';
+import type { RemoteLogicStatus } from '../../src/clustermesh/status.js';
 
 export interface NodesLogicOptions {
   /** Makes drain() slow, to observe removal tombstones. */
@@ -102,3 +105,29 @@ export async function seedRemoteCluster(
     await backend.put(nodeKey(name, node), JSON.stringify({ Name: node, Cluster: name }));
   }
 }
+
+/** Remote-cluster delays small enough for unit tests on in-memory kvstores. */
+export const FastRemoteTiming: Partial<RemoteClusterTiming> = {
+  retryBaseMs: 20,
+  connectTimeoutMs: 500,
+  callTimeoutMs: 500,
+  heartbeatIntervalMs: 60_000,
+  statusCheckIntervalMs: 50,
+  statusCheckFailingIntervalMs: 20,
+  maxConsecutiveStatusErrors: 2,
+  configTimeoutMs: 500,
+  configRetryBaseMs: 20,
+  configRetryMaxMs: 50,
+  configDeadlineMs: 300,
+};
+
+/** Remote-cluster delays for integration tests, whose remotes are real etcd processes. */
+export const EtcdRemoteTiming: Partial<RemoteClusterTiming> = {
+  retryBaseMs: 100,
+  connectTimeoutMs: 2_000,
+  callTimeoutMs: 1_000,
+  statusCheckIntervalMs: 200,
+  statusCheckFailingIntervalMs: 100,
+  configRetryBaseMs: 100,
+  configRetryMaxMs: 200,
+};

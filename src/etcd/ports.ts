@@ -1,3 +1,4 @@
+/** Free loopback ports for processes this one starts (etcd members bind theirs after we choose). */
 import { createServer } from 'node:net';
 
 // The kernel may hand the same ephemeral port out again once it has been closed, and callers

@@ -1,5 +1,5 @@
-import { runCli } from '../cli/program.js';
-import type { CliIo } from '../cli/common.js';
+import { runCli } from '../../src/cli/program.js';
+import type { CliIo } from '../../src/cli/common.js';
 
 export interface CapturedRun {
   readonly code: number;

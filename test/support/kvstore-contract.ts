@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it, after } from 'node:test';
-import type { Backend, WatchEvent } from '../kvstore/backend.js';
-import { ErrorCode, isClusterMeshError } from '../lib/errors.js';
+import type { Backend, WatchEvent } from '../../src/kvstore/backend.js';
+import { ErrorCode, isClusterMeshError } from '../../src/lib/errors.js';
+import { eventually, until } from './eventually.js';
 
 /**
  * What a contract run needs from a backend under test: fresh client connections
@@ -29,7 +30,7 @@ export class StreamMirror {
   readonly events: WatchEvent[] = [];
   private readonly ac = new AbortController();
   private readonly done: Promise<void>;
-  private waiters: (() => void)[] = [];
+  private readonly listeners = new Set<() => void>();
   private iterator: AsyncIterator<WatchEvent>;
   private paused = false;
   private resume: (() => void) | undefined;
@@ -57,7 +58,7 @@ export class StreamMirror {
     this.events.push(ev);
     if (ev.kind === 'upsert') this.state.set(ev.key, ev.value);
     else if (ev.kind === 'delete') this.state.delete(ev.key);
-    for (const w of this.waiters) w();
+    for (const listener of [...this.listeners]) listener();
   }
 
   /** Pulls events one at a time until `pred` holds (manual mode). */
@@ -76,20 +77,20 @@ export class StreamMirror {
     this.resume?.();
   }
 
+  /** Calls `listener` after every applied event; returns the unsubscribe. */
+  onChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Waits until `pred` holds, re-checking after every event. */
   async waitFor(pred: () => boolean, timeoutMs = 20_000, what = 'condition'): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!pred()) {
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`timed out waiting for ${what}`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, Math.min(left, 200));
-        this.waiters.push(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
-      this.waiters = [];
-    }
+    await until(pred, {
+      timeoutMs,
+      intervalMs: 200,
+      message: what,
+      wake: (notify) => this.onChange(notify),
+    });
   }
 
   count(kind: WatchEvent['kind']): number {
@@ -112,23 +113,6 @@ export function sameState(a: ReadonlyMap<string, string>, b: ReadonlyMap<string,
 export async function snapshot(backend: Backend, prefix: string): Promise<Map<string, string>> {
   const { kvs } = await backend.list(prefix);
   return new Map(kvs.map((kv) => [kv.key, kv.value]));
-}
-
-/** Waits until `fn` stops throwing. */
-export async function eventually(
-  fn: () => Promise<void> | void,
-  timeoutMs = 20_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      await fn();
-      return;
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
 }
 
 function uniquePrefix(): string {
@@ -329,7 +313,7 @@ export function kvstoreContract(name: string, harness: () => ContractHarness): v
         async () => {
           assert.equal(await reader.get(`${p}leased`), undefined);
         },
-        (h.minLeaseTtlSeconds + 10) * 1000,
+        { timeoutMs: (h.minLeaseTtlSeconds + 10) * 1000 },
       );
       assert.equal((await reader.get(`${p}plain`))?.value, 'v');
     });
