@@ -72,10 +72,10 @@ Stops everything it started on Ctrl-C (SIGINT) or SIGTERM.`,
     .action(async (flags: UpFlags) => {
       const [{ LocalMesh }, { createLogger }, { untilSignal }, { formatMeshSummary }] =
         await Promise.all([
-          import('../runtime/up.js'),
+          import('../localmesh/up.js'),
           import('../lib/logger.js'),
           import('../lib/lifecycle.js'),
-          import('../runtime/summary.js'),
+          import('../localmesh/summary.js'),
         ]);
       const log = createLogger();
       // A foreground command for people: warnings and errors only, unless LOG_LEVEL asks.
@@ -153,9 +153,9 @@ Example:
         const clusterName = target.slice(0, slash);
         const podName = target.slice(slash + 1);
         const [{ readMeshState, clusterOf }, { MeshControlClient }, curl] = await Promise.all([
-          import('../runtime/mesh-state.js'),
+          import('../localmesh/mesh-state.js'),
           import('./mesh-client.js'),
-          import('../runtime/curl.js'),
+          import('../exec/curl.js'),
         ]);
         let args;
         try {
@@ -193,8 +193,8 @@ Example:
     .option('--state-dir <dir>', 'state directory of the running mesh', '.clustermesh')
     .action(async (opts: { stateDir: string }, cmd: Command) => {
       const [{ readMeshState }, { formatMeshSummary }] = await Promise.all([
-        import('../runtime/mesh-state.js'),
-        import('../runtime/summary.js'),
+        import('../localmesh/mesh-state.js'),
+        import('../localmesh/summary.js'),
       ]);
       const state = await readMeshState(opts.stateDir);
       const g = globalOptions(cmd);

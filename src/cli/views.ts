@@ -6,7 +6,7 @@ import { tabwrite } from '../lib/table.js';
 
 /**
  * The agent's merged views, read from its API (`-H URL`): text like the reference's
- * `cilium-dbg` commands, `-o json|yaml` as the raw model (DESIGN §5).
+ * `cilium-dbg` commands, `-o json|yaml` as the raw model the agent API serves.
  */
 
 interface NodeJson {
@@ -157,7 +157,7 @@ export function registerViewCommands(program: Command, ctx: CliContext): void {
       const g = globalOptions(cmd);
       const st = (await agentGet(g.host, '/v1/status')) as AgentStatusJson;
       if (g.output !== 'text') {
-        // The ClusterMesh model only, as DESIGN §5 fixes it.
+        // The ClusterMesh model only (`{ clusters: [...] }`): a stable shape scripts parse.
         ctx.io.stdout(await formatStructured(st.clustermesh, g.output));
         return;
       }

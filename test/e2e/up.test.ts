@@ -17,8 +17,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { curlFrom, parseCurlArgs } from '../../src/runtime/curl.js';
-import { readMeshState, type MeshState } from '../../src/runtime/mesh-state.js';
+import { curlFrom, parseCurlArgs } from '../../src/exec/curl.js';
+import { readMeshState, type MeshState } from '../../src/localmesh/mesh-state.js';
 import { eventually } from '../../src/testing/kvstore-contract.js';
 
 const run = promisify(execFile);

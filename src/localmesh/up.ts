@@ -41,7 +41,7 @@ import {
   type ClusterAddressing,
   type NodeAddressing,
 } from './addressing.js';
-import { ClusterRuntime } from './cluster-runtime.js';
+import { ClusterRuntime } from '../workloads/cluster-runtime.js';
 import { startControlApi, type ControlApi } from './control-api.js';
 import { example, type ExampleName } from './example.js';
 import { readMeshState, stateFile, type MeshState } from './mesh-state.js';
