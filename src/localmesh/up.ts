@@ -84,6 +84,11 @@ interface MeshCluster {
   agents: MeshAgent[];
   proxy?: ServiceProxy;
   dns?: RunningDnsServer;
+  /**
+   * Aborts with the mesh's lifecycle signal. What runs per cluster listens here rather than
+   * on that signal, which then carries one listener however many clusters run.
+   */
+  readonly stopping: AbortController;
 }
 
 export class LocalMesh {
@@ -113,12 +118,20 @@ export class LocalMesh {
         configDir: join(this.stateDir, addr.name, 'clustermesh'),
         kvstoremeshDir: join(this.stateDir, addr.name, 'kvstoremesh'),
         agents: [],
+        stopping: new AbortController(),
       };
     });
     validatePodCidrs(
       this.clusters.flatMap((c) => c.addr.nodes.map((n) => ({ owner: n.name, cidr: n.podCIDR }))),
     );
     this.lifecycle = new Lifecycle(this.log);
+    this.lifecycle.signal.addEventListener(
+      'abort',
+      () => {
+        for (const c of this.clusters) c.stopping.abort();
+      },
+      { once: true },
+    );
     this.compose();
   }
 
@@ -180,7 +193,7 @@ export class LocalMesh {
     }
     this.lifecycle.append({
       name: 'workload-runtimes',
-      start: (signal) =>
+      start: () =>
         this.eachCluster(async (c) => {
           const backend = await createBackend(this.kvstoreOf(c), {
             log: o.log,
@@ -199,7 +212,7 @@ export class LocalMesh {
               this.datapathOf(c, conn.pod.ip)?.recordIngress(conn);
             },
           });
-          await c.runtime.start(signal);
+          await c.runtime.start(c.stopping.signal);
         }),
       stop: () =>
         this.eachCluster(async (c) => {
@@ -236,12 +249,12 @@ export class LocalMesh {
     });
     this.lifecycle.append({
       name: 'dns',
-      start: (signal) =>
+      start: () =>
         this.eachCluster(async (c) => {
           if (c.backend === undefined) return;
           const dns = createRegistryDnsSource(c.backend, o.log.child({ cluster: c.addr.name }));
           this.background.push(
-            dns.run(signal).catch((err: unknown) => {
+            dns.run(c.stopping.signal).catch((err: unknown) => {
               this.log.error({ cluster: c.addr.name, err: errorMessage(err) }, 'DNS source failed');
             }),
           );
