@@ -13,7 +13,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -114,6 +114,7 @@ class UpProcess {
   constructor(
     readonly stateDir: string,
     private readonly args: readonly string[],
+    private readonly env: Record<string, string> = {},
   ) {
     this.exited = new Promise((resolve) => {
       this.resolveExit = resolve;
@@ -123,7 +124,7 @@ class UpProcess {
   start(): void {
     const child = spawn(BIN, ['up', ...this.args], {
       cwd: this.stateDir,
-      env: { ...process.env, LOG_LEVEL: 'warn' },
+      env: { ...process.env, LOG_LEVEL: 'warn', ...this.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stdout.on('data', (d: Buffer) => (this.output += d.toString()));
@@ -146,6 +147,39 @@ class UpProcess {
 
   signal(sig: NodeJS.Signals): void {
     this.child?.kill(sig);
+  }
+
+  /**
+   * After a failed or skipped SIGINT test: up and what it started (etcd, which a killed
+   * up would leave running under PID 1) go, with etcd's data dirs.
+   */
+  async kill(): Promise<void> {
+    if (this.child === undefined || this.child.exitCode !== null) return;
+    const children = descendants(this.pid);
+    const dataDirs = children.flatMap(etcdDataDirs);
+    for (const pid of [this.pid, ...children]) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Gone meanwhile.
+      }
+    }
+    await this.exited;
+    for (const d of dataDirs) {
+      // The temp dir etcd's fixture made for it, else the data dir alone.
+      const own = basename(dirname(d)).startsWith('clustermesh-etcd-') ? dirname(d) : d;
+      await rm(own, { recursive: true, force: true });
+    }
+  }
+}
+
+/** The --data-dir of an etcd process (none for other processes). */
+function etcdDataDirs(pid: number): string[] {
+  try {
+    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return args.filter((a) => a.startsWith('--data-dir=')).map((a) => a.slice(11));
+  } catch {
+    return [];
   }
 }
 
@@ -267,7 +301,7 @@ function upScenario(kvstore: 'etcd' | 'memory', kvstoremesh = false): void {
     });
 
     after(async () => {
-      up.signal('SIGKILL');
+      await up.kill();
       await rm(dir, { recursive: true, force: true });
     });
 
@@ -289,6 +323,15 @@ function upScenario(kvstore: 'etcd' | 'memory', kvstoremesh = false): void {
       await eventually(() => {
         assert.match(up.log, /cluster1-node1\s+127\.1\.0\.1\s+127\.1\.1\.0\/24/);
       }, 5_000);
+    });
+
+    it('status and node list without -H ask the agents of the running mesh', async () => {
+      const { stdout } = await cli(dir, ['status']);
+      assert.match(stdout, /^Cluster:\s+cluster1 \(1\)\nNode:\s+cluster1-node1\n/);
+      assert.match(stdout, /ClusterMesh:\s+1\/1 remote clusters ready/);
+      const nodes = await cli(dir, ['node', 'list', '--node', 'cluster2/cluster2-node2']);
+      assert.match(nodes.stdout, /^cluster1\/cluster1-node1\s+127\.1\.0\.1\s/m);
+      assert.match(nodes.stdout, /^cluster2\/cluster2-node2\s+127\.2\.0\.2\s/m);
     });
 
     it('agents read remote clusters directly, or the KVStoreMesh cache when asked', async () => {
@@ -416,14 +459,7 @@ function upScenario(kvstore: 'etcd' | 'memory', kvstoremesh = false): void {
       const children = descendants(up.pid);
       if (kvstore === 'etcd') assert.ok(children.length >= 2, 'etcd processes ran under up');
       // etcd's data lives in temp dirs that must go with it.
-      const dataDirs = children.flatMap((pid) => {
-        try {
-          const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-          return args.filter((a) => a.startsWith('--data-dir=')).map((a) => a.slice(11));
-        } catch {
-          return [];
-        }
-      });
+      const dataDirs = children.flatMap(etcdDataDirs);
       if (kvstore === 'etcd') assert.equal(dataDirs.length, 2, 'one etcd data dir per cluster');
       up.signal('SIGINT');
       const code = await Promise.race([
@@ -434,7 +470,15 @@ function upScenario(kvstore: 'etcd' | 'memory', kvstoremesh = false): void {
       for (const pid of children) assert.equal(alive(pid), false, `child ${pid} is gone`);
       assert.equal(existsSync(join(dir, '.clustermesh')), false, 'state dir removed');
       for (const d of dataDirs) assert.equal(existsSync(d), false, `${d} removed`);
-      assert.equal(await tcpRefused('127.1.0.1', 9876), true, 'agent API closed');
+      for (const a of state.clusters.flatMap((c) => c.agents)) {
+        // The port mesh.json names: 9876 unless it was taken when up started.
+        const api = new URL(a.api);
+        assert.equal(
+          await tcpRefused(api.hostname, Number(api.port)),
+          true,
+          `${a.node} API closed`,
+        );
+      }
       const c1 = state.clusters[0];
       assert.ok(c1 !== undefined, 'cluster1 in mesh.json');
       const [dnsHost, dnsPort] = c1.dns.split(':');
@@ -446,3 +490,35 @@ function upScenario(kvstore: 'etcd' | 'memory', kvstoremesh = false): void {
 upScenario('etcd');
 upScenario('memory');
 upScenario('memory', true);
+
+// Whatever runs per cluster must not pile listeners onto one shared AbortSignal: past 10,
+// Node warns (MaxListenersExceededWarning) and the listeners live as long as the mesh.
+describe('clustermesh up --clusters 12', { timeout: 120_000 }, () => {
+  it('starts and stops without a MaxListenersExceededWarning', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cm-up-many-'));
+    // Node prints process warnings on stderr unless told not to; make sure it is not.
+    const up = new UpProcess(dir, ['--clusters', '12', '--nodes', '1', '--kvstore', 'memory'], {
+      NODE_OPTIONS: '',
+    });
+    try {
+      up.start();
+      let state: MeshState | undefined;
+      await eventually(async () => {
+        state = await readMeshState(join(dir, '.clustermesh'));
+      }, 60_000).catch((err: unknown) => {
+        throw new Error(`up did not become ready: ${String(err)}\n${up.log}`);
+      });
+      assert.equal(state?.clusters.length, 12);
+      up.signal('SIGINT');
+      const code = await Promise.race([
+        up.exited,
+        new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 20_000)),
+      ]);
+      assert.equal(code, 0, `up exited cleanly:\n${up.log}`);
+      assert.doesNotMatch(up.log, /MaxListenersExceededWarning|memory leak/);
+    } finally {
+      await up.kill();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
