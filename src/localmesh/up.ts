@@ -21,6 +21,7 @@ import { ServiceProxy } from '../datapath/service-proxy.js';
 import { createRegistryDnsSource, startDnsServer, type RunningDnsServer } from '../dns/index.js';
 import type { Backend } from '../kvstore/backend.js';
 import { createBackend, resolveKvstoreConfig, type KvstoreConfig } from '../kvstore/config.js';
+import { DefaultMaxConnectedClusters, type MaxConnectedClusters } from '../keyspace/cluster.js';
 import { KvstoreMesh } from '../kvstoremesh/module.js';
 import { sleep } from '../lib/abort.js';
 import { ClusterMeshError, ErrorCode, errorMessage } from '../lib/errors.js';
@@ -155,14 +156,7 @@ export class LocalMesh {
       name: 'apiservers',
       start: () =>
         this.eachCluster(async (c) => {
-          c.apiserver = new Apiserver({
-            clusterName: c.addr.name,
-            clusterId: c.addr.id,
-            maxConnectedClusters: 255,
-            kvstore: this.kvstoreOf(c),
-            log: o.log,
-            memoryStoreName: this.memoryStoreOf(c),
-          });
+          c.apiserver = new Apiserver(this.daemonOptions(c));
           await c.apiserver.start();
         }),
       stop: () => this.eachCluster(async (c) => c.apiserver?.stop()),
@@ -177,14 +171,9 @@ export class LocalMesh {
         start: () =>
           this.eachCluster(async (c) => {
             c.kvstoremesh = new KvstoreMesh({
-              clusterName: c.addr.name,
-              clusterId: c.addr.id,
-              maxConnectedClusters: 255,
-              kvstore: this.kvstoreOf(c),
+              ...this.daemonOptions(c),
               clustermeshConfig: c.kvstoremeshDir,
               healthAddr: `${c.addr.nodes[0]?.ip ?? '127.0.0.1'}:0`,
-              log: o.log,
-              memoryStoreName: this.memoryStoreOf(c),
             });
             await c.kvstoremesh.start();
           }),
@@ -368,6 +357,26 @@ export class LocalMesh {
     return c.kvstore;
   }
 
+  /** What every daemon of cluster `c` (apiserver, KVStoreMesh, agents) is started with. */
+  private daemonOptions(c: MeshCluster): {
+    readonly clusterName: string;
+    readonly clusterId: number;
+    readonly maxConnectedClusters: MaxConnectedClusters;
+    readonly kvstore: KvstoreConfig;
+    readonly log: Logger;
+    readonly memoryStoreName: string | undefined;
+  } {
+    return {
+      clusterName: c.addr.name,
+      clusterId: c.addr.id,
+      // Cilium's default; cluster IDs 1..MAX_CLUSTERS fit in it.
+      maxConnectedClusters: DefaultMaxConnectedClusters,
+      kvstore: this.kvstoreOf(c),
+      log: this.opts.log,
+      memoryStoreName: this.memoryStoreOf(c),
+    };
+  }
+
   /** In-process stores are named after the state dir too: two meshes in one process stay apart. */
   private memoryStoreOf(c: MeshCluster): string | undefined {
     return this.kind === 'memory' ? `${c.addr.name}@${this.stateDir}` : undefined;
@@ -399,15 +408,10 @@ export class LocalMesh {
     const entry: MeshAgent = {
       node,
       agent: new Agent({
-        clusterName: c.addr.name,
-        clusterId: c.addr.id,
+        ...this.daemonOptions(c),
         nodeName: node.name,
-        maxConnectedClusters: 255,
-        kvstore: this.kvstoreOf(c),
         clustermeshConfig: c.configDir,
         apiAddr: `${node.ip}:${port}`,
-        log: this.opts.log,
-        memoryStoreName: this.memoryStoreOf(c),
         datapath: (views, log) => {
           const dp = new NodeDatapath({
             cluster: c.addr.name,
