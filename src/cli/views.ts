@@ -205,53 +205,61 @@ export function registerViewCommands(program: Command, ctx: CliContext): void {
       ctx.io.stdout(`${lines.join('\n')}\n`);
     });
 
-  const node = commandGroup(
-    program,
+  /** `<group> list`: one agent view, printed by `text` (or as JSON/YAML). */
+  const listView = (
+    group: string,
+    groupDescription: string,
+    description: string,
+    path: string,
+    text: (data: unknown) => string,
+  ): void => {
+    agentCommand(commandGroup(program, group, groupDescription).command('list'))
+      .description(description)
+      .action(async (_o: unknown, cmd: Command) => {
+        await show(cmd, ctx, path, text);
+      });
+  };
+
+  listView(
     'node',
     'nodes known to the agent (local and remote clusters)',
+    'list nodes of every cluster (reference: cilium-dbg node list)',
+    '/v1/nodes',
+    (d) => formatNodeList(d as NodeJson[]),
   );
-  agentCommand(node.command('list'))
-    .description('list nodes of every cluster (reference: cilium-dbg node list)')
-    .action(async (_o: unknown, cmd: Command) => {
-      await show(cmd, ctx, '/v1/nodes', (d) => formatNodeList(d as NodeJson[]));
-    });
-
-  const identity = commandGroup(program, 'identity', 'security identities known to the agent');
-  agentCommand(identity.command('list'))
-    .description('list identities of every cluster (reference: cilium-dbg identity list)')
-    .action(async (_o: unknown, cmd: Command) => {
-      await show(cmd, ctx, '/v1/identities', (d) => formatIdentityList(d as IdentityJson[]));
-    });
-
-  const service = commandGroup(program, 'service', 'services and their merged backends');
-  agentCommand(service.command('list'))
-    .description(
-      'list services with local and remote backends (reference: cilium-dbg service list)',
-    )
-    .action(async (_o: unknown, cmd: Command) => {
-      await show(cmd, ctx, '/v1/services', (d) => formatServiceList(d as ServiceJson[]));
-    });
-
-  const lb = commandGroup(program, 'lb', 'the load-balancer state the datapath uses');
-  agentCommand(lb.command('list'))
-    .description(
-      'list frontends and the backends new flows go to (reference: cilium-dbg bpf lb list)',
-    )
-    .action(async (_o: unknown, cmd: Command) => {
-      await show(cmd, ctx, '/v1/lb', (d) => formatLbList(d as LbJson[]));
-    });
-
-  const ipcache = commandGroup(program, 'ipcache', 'IP → identity mappings known to the agent');
-  agentCommand(ipcache.command('list'))
-    .description('list the ipcache (reference: cilium-dbg bpf ipcache list)')
-    .action(async (_o: unknown, cmd: Command) => {
-      await show(cmd, ctx, '/v1/ipcache', (d) => {
-        const list = d as IPCacheJson[];
-        if (list.length === 0) {
-          ctx.io.stderr('No entries found.\n');
-          return '';
-        }
-        return formatIPCacheList(list);
-      });
-    });
+  listView(
+    'identity',
+    'security identities known to the agent',
+    'list identities of every cluster (reference: cilium-dbg identity list)',
+    '/v1/identities',
+    (d) => formatIdentityList(d as IdentityJson[]),
+  );
+  listView(
+    'service',
+    'services and their merged backends',
+    'list services with local and remote backends (reference: cilium-dbg service list)',
+    '/v1/services',
+    (d) => formatServiceList(d as ServiceJson[]),
+  );
+  listView(
+    'lb',
+    'the load-balancer state the datapath uses',
+    'list frontends and the backends new flows go to (reference: cilium-dbg bpf lb list)',
+    '/v1/lb',
+    (d) => formatLbList(d as LbJson[]),
+  );
+  listView(
+    'ipcache',
+    'IP → identity mappings known to the agent',
+    'list the ipcache (reference: cilium-dbg bpf ipcache list)',
+    '/v1/ipcache',
+    (d) => {
+      const list = d as IPCacheJson[];
+      if (list.length === 0) {
+        ctx.io.stderr('No entries found.\n');
+        return '';
+      }
+      return formatIPCacheList(list);
+    },
+  );
 }
