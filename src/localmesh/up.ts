@@ -33,6 +33,7 @@ import {
   startEtcd,
   type EtcdServer,
 } from '../testing/etcd.js';
+import { ClusterRuntime } from '../workloads/cluster-runtime.js';
 import {
   AGENT_API_PORT,
   MAX_CLUSTERS,
@@ -42,7 +43,6 @@ import {
   type ClusterAddressing,
   type NodeAddressing,
 } from './addressing.js';
-import { ClusterRuntime } from '../workloads/cluster-runtime.js';
 import { startControlApi, type ControlApi } from './control-api.js';
 import { example, type ExampleName } from './example.js';
 import { readMeshState, stateFile, type MeshState } from './mesh-state.js';
