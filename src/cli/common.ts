@@ -1,4 +1,5 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { DEFAULT_STATE_DIR } from '../localmesh/state-dir.js';
 
 /**
  * Shared plumbing for command groups. This module stays light (commander only):
@@ -78,6 +79,13 @@ export function commandPath(cmd: Command): string {
   const names: string[] = [];
   for (let c: Command | null = cmd; c !== null; c = c.parent) names.unshift(c.name());
   return names.join(' ');
+}
+
+/** `--state-dir`: where a running `clustermesh up` keeps its mesh.json. */
+export function stateDirOption(
+  description = 'where the running local mesh keeps its mesh.json',
+): Option {
+  return new Option('--state-dir <dir>', description).default(DEFAULT_STATE_DIR);
 }
 
 /** Repeatable string option: every occurrence is appended. */

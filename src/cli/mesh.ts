@@ -1,6 +1,13 @@
 import { Option, type Command } from 'commander';
 import { ClusterMeshError, ErrorCode } from '../lib/errors.js';
-import { CliExit, formatStructured, globalOptions, usageError, type CliContext } from './common.js';
+import {
+  CliExit,
+  formatStructured,
+  globalOptions,
+  stateDirOption,
+  usageError,
+  type CliContext,
+} from './common.js';
 
 /**
  * `clustermesh up` (a local mesh in the foreground) and `clustermesh exec` (run a
@@ -52,7 +59,7 @@ export function registerMeshCommands(program: Command, ctx: CliContext): void {
         ['rebel-base'],
       ),
     )
-    .option('--state-dir <dir>', 'where mesh.json and the clustermesh configs live', '.clustermesh')
+    .addOption(stateDirOption('where mesh.json and the clustermesh configs live'))
     .addOption(
       new Option('--dns-port <port>', 'DNS port (default 53, a free port when 53 is not permitted)')
         .argParser(positiveInt)
@@ -63,19 +70,20 @@ export function registerMeshCommands(program: Command, ctx: CliContext): void {
       `
 Addresses (all on loopback): cluster c has nodes 127.c.0.n, pod CIDR 127.c.0.0/17 with
 127.c.n.0/24 per node, ClusterIPs from 127.c.128.0/17 and DNS at 127.c.128.10. Agent APIs
-listen on http://<node IP>:9876. <state-dir>/mesh.json tells the CLI where everything runs:
+listen on http://<node IP>:9876 (another port when taken). <state-dir>/mesh.json tells the
+CLI where everything runs; status and list commands ask its first agent unless --node says:
   clustermesh apply --cluster cluster1 -f app.yaml
   clustermesh exec cluster1/x-wing -- curl -s rebel-base
-  clustermesh -H http://127.1.0.1:9876 service list
+  clustermesh service list --node cluster2/cluster2-node1
 Stops everything it started on Ctrl-C (SIGINT) or SIGTERM.`,
     )
     .action(async (flags: UpFlags) => {
       const [{ LocalMesh }, { createLogger }, { untilSignal }, { formatMeshSummary }] =
         await Promise.all([
-          import('../runtime/up.js'),
+          import('../localmesh/up.js'),
           import('../lib/logger.js'),
           import('../lib/lifecycle.js'),
-          import('../runtime/summary.js'),
+          import('../localmesh/summary.js'),
         ]);
       const log = createLogger();
       // A foreground command for people: warnings and errors only, unless LOG_LEVEL asks.
@@ -127,7 +135,7 @@ Stops everything it started on Ctrl-C (SIGINT) or SIGTERM.`,
     .description('run a command as a pod of the running local mesh (today: curl)')
     .argument('<cluster/pod>', 'a pod, or a Deployment meaning one of its running pods')
     .argument('<command...>', 'after --: curl [-s] [-i] [-m SECS] [-H H] URL')
-    .option('--state-dir <dir>', 'state directory of the running mesh', '.clustermesh')
+    .addOption(stateDirOption())
     .option('-n, --namespace <ns>', 'namespace of the pod', 'default')
     .addHelpText(
       'after',
@@ -153,9 +161,9 @@ Example:
         const clusterName = target.slice(0, slash);
         const podName = target.slice(slash + 1);
         const [{ readMeshState, clusterOf }, { MeshControlClient }, curl] = await Promise.all([
-          import('../runtime/mesh-state.js'),
+          import('../localmesh/mesh-state.js'),
           import('./mesh-client.js'),
-          import('../runtime/curl.js'),
+          import('../exec/curl.js'),
         ]);
         let args;
         try {
@@ -190,11 +198,11 @@ Example:
   program
     .command('mesh')
     .description('show the running local mesh (its mesh.json)')
-    .option('--state-dir <dir>', 'state directory of the running mesh', '.clustermesh')
+    .addOption(stateDirOption())
     .action(async (opts: { stateDir: string }, cmd: Command) => {
       const [{ readMeshState }, { formatMeshSummary }] = await Promise.all([
-        import('../runtime/mesh-state.js'),
-        import('../runtime/summary.js'),
+        import('../localmesh/mesh-state.js'),
+        import('../localmesh/summary.js'),
       ]);
       const state = await readMeshState(opts.stateDir);
       const g = globalOptions(cmd);

@@ -94,7 +94,7 @@ async function resolveSources(o: ObserveOptions): Promise<Source[]> {
   if (o.host !== undefined && o.host !== '') {
     return [{ label: o.host, url: o.host, next: 0, failing: false }];
   }
-  const { readMeshState, clusterOf } = await import('../runtime/mesh-state.js');
+  const { readMeshState, clusterOf } = await import('../localmesh/mesh-state.js');
   const state = await readMeshState(o.stateDir);
   const clusters = o.cluster !== undefined ? [clusterOf(state, o.cluster)] : state.clusters;
   const sources = clusters.flatMap((c) =>

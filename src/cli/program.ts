@@ -49,9 +49,10 @@ export function createProgram(io: CliIo = processIo): Command {
       subcommandTerm: (cmd) => `${cmd.name()} ${cmd.usage()}`,
     })
     .addOption(
-      new Option('-H, --host <url>', 'agent API URL (for status and list commands)').env(
-        'CLUSTERMESH_HOST',
-      ),
+      new Option(
+        '-H, --host <url>',
+        'agent API URL for status and list commands (default: the running local mesh)',
+      ).env('CLUSTERMESH_HOST'),
     )
     .addOption(
       new Option('-o, --output <format>', 'output format, where a command supports it')

@@ -290,7 +290,7 @@ async function withRegistry<T>(
     if (opts.kvstoreOpt !== undefined || opts.kvstore !== undefined) {
       usageError(cmd, 'give either --cluster or --kvstore/--kvstore-opt, not both');
     }
-    const { readMeshState, clusterOf } = await import('../runtime/mesh-state.js');
+    const { readMeshState, clusterOf } = await import('../localmesh/mesh-state.js');
     const { MeshControlClient } = await import('./mesh-client.js');
     const state = await readMeshState(opts.stateDir);
     const client = new MeshControlClient(state.control, clusterOf(state, opts.cluster).name);

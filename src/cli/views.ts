@@ -1,12 +1,20 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { formatClusterMeshStatus } from '../clustermesh/status-text.js';
-import { agentGet } from './agent-client.js';
-import { commandGroup, formatStructured, globalOptions, type CliContext } from './common.js';
+import { agentGet, resolveAgent } from './agent-client.js';
+import {
+  commandGroup,
+  formatStructured,
+  globalOptions,
+  stateDirOption,
+  usageError,
+  type CliContext,
+} from './common.js';
 import { tabwrite } from '../lib/table.js';
 
 /**
- * The agent's merged views, read from its API (`-H URL`): text like the reference's
- * `cilium-dbg` commands, `-o json|yaml` as the raw model (DESIGN §5).
+ * The agent's merged views, read from its API (`-H URL`, else an agent of the running local
+ * mesh): text like the reference's `cilium-dbg` commands, `-o json|yaml` as the raw model
+ * the agent API serves.
  */
 
 interface NodeJson {
@@ -31,6 +39,30 @@ interface IPCacheJson {
   readonly cluster: string;
 }
 
+/** `--node` and `--state-dir`: which agent of the running local mesh a view asks. */
+function agentCommand(cmd: Command): Command {
+  return cmd
+    .addOption(
+      new Option(
+        '--node <cluster/node>',
+        'an agent of the running local mesh (default: its first agent, unless -H is given)',
+      ),
+    )
+    .addOption(stateDirOption());
+}
+
+/** GETs `path` from the agent the command names (see `agentCommand`). */
+async function fromAgent(cmd: Command, path: string): Promise<unknown> {
+  const o = cmd.opts<{ node?: string; stateDir?: string }>();
+  const g = globalOptions(cmd);
+  // An address in the environment yields to an explicit --node; two on the command line clash.
+  if (o.node !== undefined && cmd.getOptionValueSourceWithGlobals('host') === 'cli') {
+    usageError(cmd, 'give either -H or --node, not both');
+  }
+  const agent = await resolveAgent({ host: g.host, node: o.node, stateDir: o.stateDir });
+  return agentGet(agent.url, path, agent.label);
+}
+
 async function show(
   cmd: Command,
   ctx: CliContext,
@@ -38,7 +70,7 @@ async function show(
   text: (data: unknown) => string,
 ): Promise<void> {
   const g = globalOptions(cmd);
-  const data = await agentGet(g.host, path);
+  const data = await fromAgent(cmd, path);
   if (g.output === 'text') ctx.io.stdout(text(data));
   else ctx.io.stdout(await formatStructured(data, g.output));
 }
@@ -149,15 +181,14 @@ export function formatLbList(entries: readonly LbJson[]): string {
 }
 
 export function registerViewCommands(program: Command, ctx: CliContext): void {
-  program
-    .command('status')
+  agentCommand(program.command('status'))
     .description("the agent's status and its ClusterMesh view (reference: cilium-dbg status)")
     .option('--verbose', 'details for every remote cluster, not only the failing ones')
     .action(async (o: { verbose?: boolean }, cmd: Command) => {
       const g = globalOptions(cmd);
-      const st = (await agentGet(g.host, '/v1/status')) as AgentStatusJson;
+      const st = (await fromAgent(cmd, '/v1/status')) as AgentStatusJson;
       if (g.output !== 'text') {
-        // The ClusterMesh model only, as DESIGN §5 fixes it.
+        // The ClusterMesh model only (`{ clusters: [...] }`): a stable shape scripts parse.
         ctx.io.stdout(await formatStructured(st.clustermesh, g.output));
         return;
       }
@@ -174,57 +205,61 @@ export function registerViewCommands(program: Command, ctx: CliContext): void {
       ctx.io.stdout(`${lines.join('\n')}\n`);
     });
 
-  const node = commandGroup(
-    program,
+  /** `<group> list`: one agent view, printed by `text` (or as JSON/YAML). */
+  const listView = (
+    group: string,
+    groupDescription: string,
+    description: string,
+    path: string,
+    text: (data: unknown) => string,
+  ): void => {
+    agentCommand(commandGroup(program, group, groupDescription).command('list'))
+      .description(description)
+      .action(async (_o: unknown, cmd: Command) => {
+        await show(cmd, ctx, path, text);
+      });
+  };
+
+  listView(
     'node',
     'nodes known to the agent (local and remote clusters)',
+    'list nodes of every cluster (reference: cilium-dbg node list)',
+    '/v1/nodes',
+    (d) => formatNodeList(d as NodeJson[]),
   );
-  node
-    .command('list')
-    .description('list nodes of every cluster (reference: cilium-dbg node list)')
-    .action(async (_o: unknown, cmd: Command) => {
-      await show(cmd, ctx, '/v1/nodes', (d) => formatNodeList(d as NodeJson[]));
-    });
-
-  const identity = commandGroup(program, 'identity', 'security identities known to the agent');
-  identity
-    .command('list')
-    .description('list identities of every cluster (reference: cilium-dbg identity list)')
-    .action(async (_o: unknown, cmd: Command) => {
-      await show(cmd, ctx, '/v1/identities', (d) => formatIdentityList(d as IdentityJson[]));
-    });
-
-  const service = commandGroup(program, 'service', 'services and their merged backends');
-  service
-    .command('list')
-    .description(
-      'list services with local and remote backends (reference: cilium-dbg service list)',
-    )
-    .action(async (_o: unknown, cmd: Command) => {
-      await show(cmd, ctx, '/v1/services', (d) => formatServiceList(d as ServiceJson[]));
-    });
-
-  const lb = commandGroup(program, 'lb', 'the load-balancer state the datapath uses');
-  lb.command('list')
-    .description(
-      'list frontends and the backends new flows go to (reference: cilium-dbg bpf lb list)',
-    )
-    .action(async (_o: unknown, cmd: Command) => {
-      await show(cmd, ctx, '/v1/lb', (d) => formatLbList(d as LbJson[]));
-    });
-
-  const ipcache = commandGroup(program, 'ipcache', 'IP → identity mappings known to the agent');
-  ipcache
-    .command('list')
-    .description('list the ipcache (reference: cilium-dbg bpf ipcache list)')
-    .action(async (_o: unknown, cmd: Command) => {
-      await show(cmd, ctx, '/v1/ipcache', (d) => {
-        const list = d as IPCacheJson[];
-        if (list.length === 0) {
-          ctx.io.stderr('No entries found.\n');
-          return '';
-        }
-        return formatIPCacheList(list);
-      });
-    });
+  listView(
+    'identity',
+    'security identities known to the agent',
+    'list identities of every cluster (reference: cilium-dbg identity list)',
+    '/v1/identities',
+    (d) => formatIdentityList(d as IdentityJson[]),
+  );
+  listView(
+    'service',
+    'services and their merged backends',
+    'list services with local and remote backends (reference: cilium-dbg service list)',
+    '/v1/services',
+    (d) => formatServiceList(d as ServiceJson[]),
+  );
+  listView(
+    'lb',
+    'the load-balancer state the datapath uses',
+    'list frontends and the backends new flows go to (reference: cilium-dbg bpf lb list)',
+    '/v1/lb',
+    (d) => formatLbList(d as LbJson[]),
+  );
+  listView(
+    'ipcache',
+    'IP → identity mappings known to the agent',
+    'list the ipcache (reference: cilium-dbg bpf ipcache list)',
+    '/v1/ipcache',
+    (d) => {
+      const list = d as IPCacheJson[];
+      if (list.length === 0) {
+        ctx.io.stderr('No entries found.\n');
+        return '';
+      }
+      return formatIPCacheList(list);
+    },
+  );
 }

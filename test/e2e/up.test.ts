@@ -1,11 +1,11 @@
 /**
  * `clustermesh up` end to end, as a newcomer runs it: the CLI starts 2 clusters × 2
  * nodes with the rebel-base example (real etcd, then the memory backend), and the
- * checks go through the CLI (apply/exec/observe), dig and real HTTP from pod IPs:
- * replies from both clusters, affinity local with fallback, a non-global Service in
- * cluster2 leaving cluster1 on its own backends, DNS answers, and SIGINT leaving
- * nothing running. Both variants share addresses (127.1.x.x, 127.2.x.x): they run one
- * after the other in this file.
+ * checks go through the CLI (apply/exec/observe/status), dig and real HTTP from
+ * pod IPs: replies from both clusters, affinity local with fallback, a non-global Service
+ * in cluster2 leaving cluster1 on its own backends, DNS answers, and SIGINT leaving
+ * nothing running. Then 12 clusters start and stop without listener warnings. All share
+ * addresses (127.1.x.x, 127.2.x.x, …): they run one after the other in this file.
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -13,17 +13,16 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { curlFrom, parseCurlArgs } from '../../src/runtime/curl.js';
-import { readMeshState, type MeshState } from '../../src/runtime/mesh-state.js';
+import { curlFrom, parseCurlArgs } from '../../src/exec/curl.js';
+import { readMeshState, type MeshState } from '../../src/localmesh/mesh-state.js';
 import { eventually } from '../support/eventually.js';
 
 const run = promisify(execFile);
 const BIN = fileURLToPath(new URL('../../bin/clustermesh', import.meta.url));
-const HAVE_DIG = existsSync('/usr/bin/dig');
 
 interface Reply {
   readonly Cluster: string;
@@ -114,6 +113,7 @@ class UpProcess {
   constructor(
     readonly stateDir: string,
     private readonly args: readonly string[],
+    private readonly env: Record<string, string> = {},
   ) {
     this.exited = new Promise((resolve) => {
       this.resolveExit = resolve;
@@ -123,7 +123,7 @@ class UpProcess {
   start(): void {
     const child = spawn(BIN, ['up', ...this.args], {
       cwd: this.stateDir,
-      env: { ...process.env, LOG_LEVEL: 'warn' },
+      env: { ...process.env, LOG_LEVEL: 'warn', ...this.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     child.stdout.on('data', (d: Buffer) => (this.output += d.toString()));
@@ -146,6 +146,39 @@ class UpProcess {
 
   signal(sig: NodeJS.Signals): void {
     this.child?.kill(sig);
+  }
+
+  /**
+   * After a failed or skipped SIGINT test: up and what it started (etcd, which a killed
+   * up would leave running under PID 1) go, with etcd's data dirs.
+   */
+  async kill(): Promise<void> {
+    if (this.child === undefined || this.child.exitCode !== null) return;
+    const children = descendants(this.pid);
+    const dataDirs = children.flatMap(etcdDataDirs);
+    for (const pid of [this.pid, ...children]) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Gone meanwhile.
+      }
+    }
+    await this.exited;
+    for (const d of dataDirs) {
+      // The temp dir etcd's fixture made for it, else the data dir alone.
+      const own = basename(dirname(d)).startsWith('clustermesh-etcd-') ? dirname(d) : d;
+      await rm(own, { recursive: true, force: true });
+    }
+  }
+}
+
+/** The --data-dir of an etcd process (none for other processes). */
+function etcdDataDirs(pid: number): string[] {
+  try {
+    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return args.filter((a) => a.startsWith('--data-dir=')).map((a) => a.slice(11));
+  } catch {
+    return [];
   }
 }
 
@@ -267,7 +300,7 @@ function upScenario(kvstore: 'etcd' | 'memory', kvstoremesh = false): void {
     });
 
     after(async () => {
-      up.signal('SIGKILL');
+      await up.kill();
       await rm(dir, { recursive: true, force: true });
     });
 
@@ -289,6 +322,15 @@ function upScenario(kvstore: 'etcd' | 'memory', kvstoremesh = false): void {
       await eventually(() => {
         assert.match(up.log, /cluster1-node1\s+127\.1\.0\.1\s+127\.1\.1\.0\/24/);
       }, 5_000);
+    });
+
+    it('status and node list without -H ask the agents of the running mesh', async () => {
+      const { stdout } = await cli(dir, ['status']);
+      assert.match(stdout, /^Cluster:\s+cluster1 \(1\)\nNode:\s+cluster1-node1\n/);
+      assert.match(stdout, /ClusterMesh:\s+1\/1 remote clusters ready/);
+      const nodes = await cli(dir, ['node', 'list', '--node', 'cluster2/cluster2-node2']);
+      assert.match(nodes.stdout, /^cluster1\/cluster1-node1\s+127\.1\.0\.1\s/m);
+      assert.match(nodes.stdout, /^cluster2\/cluster2-node2\s+127\.2\.0\.2\s/m);
     });
 
     it('agents read remote clusters directly, or the KVStoreMesh cache when asked', async () => {
@@ -386,10 +428,9 @@ function upScenario(kvstore: 'etcd' | 'memory', kvstoremesh = false): void {
       }, 20_000);
     });
 
-    it('DNS answers A, SRV and NXDOMAIN', { skip: !HAVE_DIG && 'dig not installed' }, async () => {
+    it('DNS answers A, SRV and NXDOMAIN', async () => {
       const c1 = state.clusters[0];
       assert.ok(c1 !== undefined, 'cluster1 in mesh.json');
-      const [host, port] = c1.dns.split(':');
       const { stdout: svcJson } = await cli(dir, [
         'get',
         'svc',
@@ -401,12 +442,15 @@ function upScenario(kvstore: 'etcd' | 'memory', kvstoremesh = false): void {
       ]);
       const clusterIP = (JSON.parse(svcJson) as { spec: { clusterIP: string } }).spec.clusterIP;
       assert.match(clusterIP, /^127\.1\.(1[2-9][0-9]|2[0-5][0-9])\.\d+$/);
+      // dig, the client a user reaches for (installed by .ci/run with dnsutils).
+      const [host, port] = c1.dns.split(':');
       const dig = async (...q: string[]): Promise<string> =>
         (await run('dig', [`@${host ?? ''}`, '-p', port ?? '53', '+time=2', '+tries=2', ...q]))
           .stdout;
-      assert.equal((await dig('+short', 'rebel-base.default.svc.cluster.local')).trim(), clusterIP);
+      const name = 'rebel-base.default.svc.cluster.local';
+      assert.equal((await dig('+short', name)).trim(), clusterIP);
       assert.match(
-        await dig('+short', 'SRV', 'rebel-base.default.svc.cluster.local'),
+        await dig('+short', 'SRV', name),
         /\b80 rebel-base\.default\.svc\.cluster\.local\./,
       );
       assert.match(await dig('nothing-here.default.svc.cluster.local'), /status: NXDOMAIN/);
@@ -416,14 +460,7 @@ function upScenario(kvstore: 'etcd' | 'memory', kvstoremesh = false): void {
       const children = descendants(up.pid);
       if (kvstore === 'etcd') assert.ok(children.length >= 2, 'etcd processes ran under up');
       // etcd's data lives in temp dirs that must go with it.
-      const dataDirs = children.flatMap((pid) => {
-        try {
-          const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-          return args.filter((a) => a.startsWith('--data-dir=')).map((a) => a.slice(11));
-        } catch {
-          return [];
-        }
-      });
+      const dataDirs = children.flatMap(etcdDataDirs);
       if (kvstore === 'etcd') assert.equal(dataDirs.length, 2, 'one etcd data dir per cluster');
       up.signal('SIGINT');
       const code = await Promise.race([
@@ -434,7 +471,15 @@ function upScenario(kvstore: 'etcd' | 'memory', kvstoremesh = false): void {
       for (const pid of children) assert.equal(alive(pid), false, `child ${pid} is gone`);
       assert.equal(existsSync(join(dir, '.clustermesh')), false, 'state dir removed');
       for (const d of dataDirs) assert.equal(existsSync(d), false, `${d} removed`);
-      assert.equal(await tcpRefused('127.1.0.1', 9876), true, 'agent API closed');
+      for (const a of state.clusters.flatMap((c) => c.agents)) {
+        // The port mesh.json names: 9876 unless it was taken when up started.
+        const api = new URL(a.api);
+        assert.equal(
+          await tcpRefused(api.hostname, Number(api.port)),
+          true,
+          `${a.node} API closed`,
+        );
+      }
       const c1 = state.clusters[0];
       assert.ok(c1 !== undefined, 'cluster1 in mesh.json');
       const [dnsHost, dnsPort] = c1.dns.split(':');
@@ -446,3 +491,35 @@ function upScenario(kvstore: 'etcd' | 'memory', kvstoremesh = false): void {
 upScenario('etcd');
 upScenario('memory');
 upScenario('memory', true);
+
+// Whatever runs per cluster must not pile listeners onto one shared AbortSignal: past 10,
+// Node warns (MaxListenersExceededWarning) and the listeners live as long as the mesh.
+describe('clustermesh up --clusters 12', { timeout: 120_000 }, () => {
+  it('starts and stops without a MaxListenersExceededWarning', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'cm-up-many-'));
+    // Node prints process warnings on stderr unless told not to; make sure it is not.
+    const up = new UpProcess(dir, ['--clusters', '12', '--nodes', '1', '--kvstore', 'memory'], {
+      NODE_OPTIONS: '',
+    });
+    try {
+      up.start();
+      let state: MeshState | undefined;
+      await eventually(async () => {
+        state = await readMeshState(join(dir, '.clustermesh'));
+      }, 60_000).catch((err: unknown) => {
+        throw new Error(`up did not become ready: ${String(err)}\n${up.log}`);
+      });
+      assert.equal(state?.clusters.length, 12);
+      up.signal('SIGINT');
+      const code = await Promise.race([
+        up.exited,
+        new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 20_000)),
+      ]);
+      assert.equal(code, 0, `up exited cleanly:\n${up.log}`);
+      assert.doesNotMatch(up.log, /MaxListenersExceededWarning|memory leak/);
+    } finally {
+      await up.kill();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { MemoryBackend } from '../../src/kvstore/memory.js';
 import { MemoryStore } from '../../src/kvstore/memory-store.js';
 import type { Registry } from '../../src/registry/registry.js';
-import { ClusterRuntime } from '../../src/runtime/cluster-runtime.js';
+import { ClusterRuntime } from '../../src/workloads/cluster-runtime.js';
 import {
   deployment,
   eventually,
@@ -15,7 +15,7 @@ import {
   service,
   startRuntime,
   tryConnect,
-} from './runtime-helpers.js';
+} from './workloads-helpers.js';
 
 // Cluster 203: nodes 127.203.0.{1,2}, pods 127.203.{1,2}.0/24, services 127.203.128.0/17.
 const ID = 203;

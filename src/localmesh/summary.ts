@@ -1,5 +1,6 @@
 import { tabwrite } from '../lib/table.js';
 import type { MeshState } from './mesh-state.js';
+import { DEFAULT_STATE_DIR } from './state-dir.js';
 
 /** What `up` prints once the mesh is ready (and `clustermesh mesh` later): what runs where. */
 export function formatMeshSummary(
@@ -28,12 +29,13 @@ export function formatMeshSummary(
   lines.push(...tabwrite(agents).trimEnd().split('\n'));
   lines.push('');
   const first = state.clusters[0];
-  const api = first?.agents[0]?.api ?? '';
-  const dir = opts.stateDir === '.clustermesh' ? '' : ` --state-dir ${opts.stateDir}`;
+  const dir = opts.stateDir === DEFAULT_STATE_DIR ? '' : ` --state-dir ${opts.stateDir}`;
   lines.push(`state: ${opts.stateDir}/mesh.json (control API ${state.control})`);
   lines.push('try:');
-  lines.push(`  clustermesh -H ${api} status`);
-  lines.push(`  clustermesh -H ${api} node list`);
+  // Views ask the first agent unless --node names another.
+  lines.push(`  clustermesh status${dir}`);
+  const other = state.clusters.flatMap((c) => c.agents.map((a) => `${c.name}/${a.node}`))[1];
+  lines.push(`  clustermesh node list${dir}${other === undefined ? '' : ` --node ${other}`}`);
   if (opts.example === 'rebel-base' && first !== undefined) {
     lines.push(`  clustermesh exec${dir} ${first.name}/x-wing -- curl -s rebel-base`);
     lines.push(`  clustermesh observe${dir} --last 5`);

@@ -2,14 +2,14 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseObject } from '../../src/registry/kinds.js';
 import type { Pod, PodTemplate, Service } from '../../src/registry/objects.js';
-import { desiredSlices, resolveTargetPort } from '../../src/runtime/endpointslices.js';
-import { templateHash } from '../../src/runtime/deployments.js';
-import { podSecurityLabels } from '../../src/runtime/identity-allocator.js';
-import { imageName, resolveImage } from '../../src/runtime/images.js';
-import { PodIPAM } from '../../src/runtime/ipam.js';
-import { validateNodes } from '../../src/runtime/nodes.js';
-import { pickNode, placementOf } from '../../src/runtime/scheduler.js';
-import { ServiceIPAllocator } from '../../src/runtime/service-ips.js';
+import { desiredSlices, resolveTargetPort } from '../../src/workloads/endpointslices.js';
+import { templateHash } from '../../src/workloads/deployments.js';
+import { podSecurityLabels } from '../../src/workloads/identity-allocator.js';
+import { imageName, resolveImage } from '../../src/workloads/images.js';
+import { PodIPAM } from '../../src/workloads/ipam.js';
+import { validateNodes } from '../../src/workloads/nodes.js';
+import { pickNode, placementOf } from '../../src/workloads/scheduler.js';
+import { ServiceIPAllocator } from '../../src/workloads/service-ips.js';
 
 // No sockets here: addresses are only computed.
 const nodes = [
@@ -36,7 +36,7 @@ function pod(name: string, extra: Record<string, unknown> = {}): Pod {
   });
 }
 
-void describe('runtime allocators', () => {
+void describe('workload allocators', () => {
   it('pod IPAM: lowest free host address, kept per owner, released, exhausted', () => {
     const ipam = new PodIPAM([{ name: 'n', podCIDR: '127.204.1.0/30' }]);
     assert.equal(ipam.allocate('a', 'n'), '127.204.1.1');

@@ -21,12 +21,14 @@ import { ServiceProxy } from '../datapath/service-proxy.js';
 import { createRegistryDnsSource, startDnsServer, type RunningDnsServer } from '../dns/index.js';
 import type { Backend } from '../kvstore/backend.js';
 import { createBackend, resolveKvstoreConfig, type KvstoreConfig } from '../kvstore/config.js';
+import { DefaultMaxConnectedClusters, type MaxConnectedClusters } from '../keyspace/cluster.js';
 import { KvstoreMesh } from '../kvstoremesh/module.js';
 import { sleep } from '../lib/abort.js';
 import { ClusterMeshError, ErrorCode, errorMessage } from '../lib/errors.js';
 import { Lifecycle } from '../lib/lifecycle.js';
 import { Registry } from '../registry/registry.js';
 import { findEtcdBinary, startEtcd, type EtcdServer } from '../etcd/index.js';
+import { ClusterRuntime } from '../workloads/cluster-runtime.js';
 import {
   AGENT_API_PORT,
   MAX_CLUSTERS,
@@ -36,7 +38,6 @@ import {
   type ClusterAddressing,
   type NodeAddressing,
 } from './addressing.js';
-import { ClusterRuntime } from './cluster-runtime.js';
 import { startControlApi, type ControlApi } from './control-api.js';
 import { example, type ExampleName } from './example.js';
 import { readMeshState, stateFile, type MeshState } from './mesh-state.js';
@@ -79,6 +80,11 @@ interface MeshCluster {
   agents: MeshAgent[];
   proxy?: ServiceProxy;
   dns?: RunningDnsServer;
+  /**
+   * Aborts with the mesh's lifecycle signal. What runs per cluster listens here rather than
+   * on that signal, which then carries one listener however many clusters run.
+   */
+  readonly stopping: AbortController;
 }
 
 export class LocalMesh {
@@ -108,12 +114,20 @@ export class LocalMesh {
         configDir: join(this.stateDir, addr.name, 'clustermesh'),
         kvstoremeshDir: join(this.stateDir, addr.name, 'kvstoremesh'),
         agents: [],
+        stopping: new AbortController(),
       };
     });
     validatePodCidrs(
       this.clusters.flatMap((c) => c.addr.nodes.map((n) => ({ owner: n.name, cidr: n.podCIDR }))),
     );
     this.lifecycle = new Lifecycle(this.log);
+    this.lifecycle.signal.addEventListener(
+      'abort',
+      () => {
+        for (const c of this.clusters) c.stopping.abort();
+      },
+      { once: true },
+    );
     this.compose();
   }
 
@@ -137,14 +151,7 @@ export class LocalMesh {
       name: 'apiservers',
       start: () =>
         this.eachCluster(async (c) => {
-          c.apiserver = new Apiserver({
-            clusterName: c.addr.name,
-            clusterId: c.addr.id,
-            maxConnectedClusters: 255,
-            kvstore: this.kvstoreOf(c),
-            log: o.log,
-            memoryStoreName: this.memoryStoreOf(c),
-          });
+          c.apiserver = new Apiserver(this.daemonOptions(c));
           await c.apiserver.start();
         }),
       stop: () => this.eachCluster(async (c) => c.apiserver?.stop()),
@@ -159,14 +166,9 @@ export class LocalMesh {
         start: () =>
           this.eachCluster(async (c) => {
             c.kvstoremesh = new KvstoreMesh({
-              clusterName: c.addr.name,
-              clusterId: c.addr.id,
-              maxConnectedClusters: 255,
-              kvstore: this.kvstoreOf(c),
+              ...this.daemonOptions(c),
               clustermeshConfig: c.kvstoremeshDir,
               healthAddr: `${c.addr.nodes[0]?.ip ?? '127.0.0.1'}:0`,
-              log: o.log,
-              memoryStoreName: this.memoryStoreOf(c),
             });
             await c.kvstoremesh.start();
           }),
@@ -175,7 +177,7 @@ export class LocalMesh {
     }
     this.lifecycle.append({
       name: 'workload-runtimes',
-      start: (signal) =>
+      start: () =>
         this.eachCluster(async (c) => {
           const backend = await createBackend(this.kvstoreOf(c), {
             log: o.log,
@@ -194,7 +196,7 @@ export class LocalMesh {
               this.datapathOf(c, conn.pod.ip)?.recordIngress(conn);
             },
           });
-          await c.runtime.start(signal);
+          await c.runtime.start(c.stopping.signal);
         }),
       stop: () =>
         this.eachCluster(async (c) => {
@@ -231,12 +233,12 @@ export class LocalMesh {
     });
     this.lifecycle.append({
       name: 'dns',
-      start: (signal) =>
+      start: () =>
         this.eachCluster(async (c) => {
           if (c.backend === undefined) return;
           const dns = createRegistryDnsSource(c.backend, o.log.child({ cluster: c.addr.name }));
           this.background.push(
-            dns.run(signal).catch((err: unknown) => {
+            dns.run(c.stopping.signal).catch((err: unknown) => {
               this.log.error({ cluster: c.addr.name, err: errorMessage(err) }, 'DNS source failed');
             }),
           );
@@ -348,6 +350,26 @@ export class LocalMesh {
     return c.kvstore;
   }
 
+  /** What every daemon of cluster `c` (apiserver, KVStoreMesh, agents) is started with. */
+  private daemonOptions(c: MeshCluster): {
+    readonly clusterName: string;
+    readonly clusterId: number;
+    readonly maxConnectedClusters: MaxConnectedClusters;
+    readonly kvstore: KvstoreConfig;
+    readonly log: Logger;
+    readonly memoryStoreName: string | undefined;
+  } {
+    return {
+      clusterName: c.addr.name,
+      clusterId: c.addr.id,
+      // Cilium's default; cluster IDs 1..MAX_CLUSTERS fit in it.
+      maxConnectedClusters: DefaultMaxConnectedClusters,
+      kvstore: this.kvstoreOf(c),
+      log: this.opts.log,
+      memoryStoreName: this.memoryStoreOf(c),
+    };
+  }
+
   /** In-process stores are named after the state dir too: two meshes in one process stay apart. */
   private memoryStoreOf(c: MeshCluster): string | undefined {
     return this.kind === 'memory' ? `${c.addr.name}@${this.stateDir}` : undefined;
@@ -379,15 +401,10 @@ export class LocalMesh {
     const entry: MeshAgent = {
       node,
       agent: new Agent({
-        clusterName: c.addr.name,
-        clusterId: c.addr.id,
+        ...this.daemonOptions(c),
         nodeName: node.name,
-        maxConnectedClusters: 255,
-        kvstore: this.kvstoreOf(c),
         clustermeshConfig: c.configDir,
         apiAddr: `${node.ip}:${port}`,
-        log: this.opts.log,
-        memoryStoreName: this.memoryStoreOf(c),
         datapath: (views, log) => {
           const dp = new NodeDatapath({
             cluster: c.addr.name,

@@ -10,7 +10,7 @@ import {
 import { requireKind } from '../registry/codec.js';
 import { applyOutcome, type Registry } from '../registry/registry.js';
 import type { RegistryObject } from '../registry/types.js';
-import type { ClusterRuntime } from './cluster-runtime.js';
+import type { ClusterRuntime } from '../workloads/cluster-runtime.js';
 
 /**
  * The control API of a running `clustermesh up` (loopback only, recorded in mesh.json):

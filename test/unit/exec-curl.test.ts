@@ -9,7 +9,7 @@ import {
   CurlUsageError,
   curlFrom,
   parseCurlArgs,
-} from '../../src/runtime/curl.js';
+} from '../../src/exec/curl.js';
 
 const SERVER_IP = '127.207.1.1';
 const POD_IP = '127.207.2.7';

@@ -2,7 +2,7 @@ import { parseCIDR, parseIP } from '../keyspace/ip.js';
 
 /**
  * IPv4 addresses as unsigned 32-bit integers, for the allocators (pod IPs, ClusterIPs),
- * which scan ranges for the lowest free address. The local mesh is IPv4-only (DESIGN §4).
+ * which scan ranges for the lowest free address. The local mesh is IPv4-only (src/localmesh/addressing.ts).
  */
 
 export interface IPv4Range {

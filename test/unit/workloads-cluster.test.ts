@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import type { Pod } from '../../src/registry/objects.js';
-import type { Harness } from './runtime-helpers.js';
+import type { Harness } from './workloads-helpers.js';
 import {
   assertInCIDR,
   deployment,
@@ -13,7 +13,7 @@ import {
   service,
   startRuntime,
   tryConnect,
-} from './runtime-helpers.js';
+} from './workloads-helpers.js';
 
 // Cluster 202: nodes 127.202.0.{1,2}, pods 127.202.{1,2}.0/24, services 127.202.128.0/17.
 const ID = 202;

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { errorMessage } from '../lib/errors.js';
 import { WorkQueue } from '../lib/workqueue.js';
+import type { RegistryObject } from '../registry/types.js';
 
 /**
  * A level-triggered controller: events only name a key (`<namespace>/<name>`), the work
@@ -83,4 +84,20 @@ export function keyOf(namespace: string | undefined, name: string): string {
 export function splitKey(key: string): { readonly namespace: string; readonly name: string } {
   const slash = key.indexOf('/');
   return { namespace: key.slice(0, slash), name: key.slice(slash + 1) };
+}
+
+/**
+ * Oldest object first (creationTimestamp), then by key: the order allocations are restored
+ * in, so that of two objects claiming one address the older keeps it.
+ */
+export function oldestFirst(
+  a: Pick<RegistryObject, 'metadata'>,
+  b: Pick<RegistryObject, 'metadata'>,
+): number {
+  return (
+    (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? '') ||
+    keyOf(a.metadata.namespace, a.metadata.name).localeCompare(
+      keyOf(b.metadata.namespace, b.metadata.name),
+    )
+  );
 }

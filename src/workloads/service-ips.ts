@@ -3,7 +3,7 @@ import { ClusterMeshError, ErrorCode } from '../lib/errors.js';
 import type { Service } from '../registry/objects.js';
 import type { Registry } from '../registry/registry.js';
 import type { Informer, ObjectEvent } from '../registry/types.js';
-import { Controller, keyOf, splitKey } from './controller.js';
+import { Controller, keyOf, oldestFirst, splitKey } from './controller.js';
 import { intToIPv4, ipv4ToInt, parseIPv4CIDR, rangeContains, type IPv4Range } from './ipv4.js';
 
 /**
@@ -117,13 +117,7 @@ export class ServiceIPController {
    * address two of them name), before any Service is reconciled.
    */
   restore(): void {
-    const services = [...this.o.services.list()].sort(
-      (a, b) =>
-        (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? '') ||
-        keyOf(a.metadata.namespace, a.metadata.name).localeCompare(
-          keyOf(b.metadata.namespace, b.metadata.name),
-        ),
-    );
+    const services = [...this.o.services.list()].sort(oldestFirst);
     for (const svc of services) {
       const ip = svc.spec.clusterIP;
       if (ip !== undefined && ip !== '' && wantsClusterIP(svc)) {

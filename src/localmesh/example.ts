@@ -4,7 +4,8 @@ import type { RegistryObject } from '../registry/index.js';
  * `clustermesh up --example rebel-base`: the seeds' global-service example. In every
  * cluster: the global Service `rebel-base` (annotation io.cilium/global-service), a
  * Deployment `rebel-base` of 2 echo servers replying with their cluster's name, and the
- * client Deployment `x-wing`. The same objects as YAML are in examples/rebel-base/.
+ * client Deployment `x-wing`. The objects live here only; `clustermesh get KIND -o yaml`
+ * prints them from a running mesh.
  */
 
 export const EXAMPLES = ['rebel-base'] as const;

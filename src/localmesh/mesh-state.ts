@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { ClusterMeshError, ErrorCode, errorMessage } from '../lib/errors.js';
+import { DEFAULT_STATE_DIR } from './state-dir.js';
 
 /**
  * `<state-dir>/mesh.json`: how the CLI finds a running `clustermesh up` (its clusters'
@@ -10,7 +11,6 @@ import { ClusterMeshError, ErrorCode, errorMessage } from '../lib/errors.js';
  * removed when it stops. Stable: scripts and tests read it.
  */
 
-export const DEFAULT_STATE_DIR = '.clustermesh';
 export const STATE_FILE = 'mesh.json';
 
 const agentSchema = z.object({
@@ -94,4 +94,37 @@ export function clusterOf(state: MeshState, name: string): MeshStateCluster {
     );
   }
   return c;
+}
+
+/** An agent of the mesh, named as `cluster/node` (what `up` prints and errors list). */
+export interface MeshAgentRef {
+  readonly cluster: MeshStateCluster;
+  readonly agent: MeshStateAgent;
+  readonly label: string;
+}
+
+/**
+ * The agent named by `ref` (`CLUSTER/NODE`, or a node name alone: node names are unique
+ * across the mesh), or the first agent of the first cluster when `ref` is undefined. A
+ * one-line error lists the valid nodes otherwise.
+ */
+export function agentOf(state: MeshState, ref?: string): MeshAgentRef {
+  const all = state.clusters.flatMap((cluster) =>
+    cluster.agents.map((agent) => ({ cluster, agent, label: `${cluster.name}/${agent.node}` })),
+  );
+  if (ref === undefined) {
+    const first = all[0];
+    if (first === undefined) {
+      throw new ClusterMeshError(ErrorCode.ConfigNotFound, 'the running mesh lists no agents');
+    }
+    return first;
+  }
+  const found = all.find((a) => a.label === ref || a.agent.node === ref);
+  if (found === undefined) {
+    throw new ClusterMeshError(
+      ErrorCode.InvalidArgument,
+      `node ${JSON.stringify(ref)} is not part of the running mesh (nodes: ${all.map((a) => a.label).join(', ')})`,
+    );
+  }
+  return found;
 }

@@ -1,7 +1,7 @@
 import { ClusterMeshError, ErrorCode } from '../lib/errors.js';
 
 /**
- * The local mesh's address plan (DESIGN §4): everything lives in 127.0.0.0/8 so
+ * The local mesh's address plan: everything lives in 127.0.0.0/8 so
  * nothing leaves the machine. Cluster c (its ID) owns 127.c.0.0/16:
  *   node n        127.c.0.n            (n = 1..MAX_NODES)
  *   pods of n     127.c.n.0/24         (inside the cluster pod CIDR 127.c.0.0/17)

@@ -11,11 +11,11 @@ import {
   ClusterRuntime,
   type RuntimeNode,
   type WorkloadConnection,
-} from '../../src/runtime/cluster-runtime.js';
+} from '../../src/workloads/cluster-runtime.js';
 
-/** Shared by the runtime suites; each suite uses its own 127.<id>.0.0/16. */
+/** Shared by the workloads suites; each suite uses its own 127.<id>.0.0/16. */
 
-export const log = createLogger({ test: 'runtime' });
+export const log = createLogger({ test: 'workloads' });
 
 export function plan(id: number): {
   cluster: { name: string; id: number };

@@ -1,8 +1,8 @@
-/** The local mesh's address plan (DESIGN §4) and its checks. */
+/** The local mesh's address plan and its checks. */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ErrorCode, isClusterMeshError } from '../../src/lib/errors.js';
-import { clusterAddressing, nodeOfIP, validatePodCidrs } from '../../src/runtime/addressing.js';
+import { clusterAddressing, nodeOfIP, validatePodCidrs } from '../../src/localmesh/addressing.js';
 
 void describe('local mesh addressing', () => {
   it('cluster c: nodes 127.c.0.n, a /24 per node, ClusterIPs and DNS in 127.c.128.0/17', () => {

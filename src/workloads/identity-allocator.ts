@@ -16,8 +16,8 @@ import type { CiliumIdentity, ObjectEvent } from '../registry/types.js';
 
 /**
  * Security identities in local mode: create-if-absent CiliumIdentity objects inside the
- * cluster's range (DESIGN §4). Identities no pod uses any more are left in place, as
- * Cilium's CRD allocator keeps them until its garbage collector runs; a later pod with
+ * cluster's range (clusterIdentityRange). Identities no pod uses any more are left in
+ * place, as Cilium's CRD allocator keeps them until its garbage collector runs; a later pod with
  * the same labels gets the same ID back.
  */
 

@@ -4,7 +4,7 @@ import { sameJson } from '../registry/codec.js';
 import type { Pod, PodStatus } from '../registry/objects.js';
 import type { Registry } from '../registry/registry.js';
 import type { CiliumEndpoint, CiliumIdentity, Informer, ObjectEvent } from '../registry/types.js';
-import { Controller, keyOf, splitKey } from './controller.js';
+import { Controller, keyOf, oldestFirst, splitKey } from './controller.js';
 import {
   EndpointIds,
   deleteEndpoint,
@@ -99,13 +99,7 @@ export class PodController {
    * claim one address, the younger one gets a new one.
    */
   restore(): void {
-    const pods = [...this.o.pods.list()].sort(
-      (a, b) =>
-        (a.metadata.creationTimestamp ?? '').localeCompare(b.metadata.creationTimestamp ?? '') ||
-        keyOf(a.metadata.namespace, a.metadata.name).localeCompare(
-          keyOf(b.metadata.namespace, b.metadata.name),
-        ),
-    );
+    const pods = [...this.o.pods.list()].sort(oldestFirst);
     for (const pod of pods) {
       const ip = pod.status?.podIP;
       const placement = placementOf(pod, this.o.nodes);
