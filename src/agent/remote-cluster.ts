@@ -24,7 +24,7 @@ import {
 } from '../store/watchstore.js';
 import { newWatchStoreManager } from '../store/watchstoremgr.js';
 import type { IdentityCache } from '../identity/cache.js';
-import type { IPCache, IPCacheEntry } from '../ipcache/ipcache.js';
+import { hostCidr, type IPCache, type IPCacheEntry } from '../ipcache/ipcache.js';
 import type { NodeManager } from '../node/manager.js';
 import type { ServiceTable } from '../service/table.js';
 import type { KvstoreMetrics } from '../metrics/kvstore.js';
@@ -263,5 +263,5 @@ export class AgentRemoteCluster {
 function cidrOf(pair: IPIdentityPair): string {
   const name = ipIdentityPairKeyName(pair);
   if (name.includes('/')) return name;
-  return name.includes(':') ? `${name}/128` : `${name}/32`;
+  return hostCidr(name);
 }

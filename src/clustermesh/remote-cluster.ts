@@ -9,8 +9,8 @@ import {
   type CiliumClusterConfig,
   type MaxConnectedClusters,
 } from '../keyspace/index.js';
-import { aborted, sleep } from '../lib/abort.js';
-import { ClusterMeshError, ErrorCode, errorMessage } from '../lib/errors.js';
+import { aborted, bounded, isAborted, sleep } from '../lib/abort.js';
+import { ClusterMeshError, ErrorCode, errorMessage, toError } from '../lib/errors.js';
 import { silentLogger } from '../lib/logger.js';
 import { defaultRemoteBackendFactory, type RemoteBackendFactory } from './backend-factory.js';
 import type { ClusterIdsManager } from './idsmgr.js';
@@ -20,7 +20,6 @@ import {
   type RemoteClusterStatus,
   type RemoteLogicStatus,
 } from './status.js';
-import { bounded, isAborted, toError } from './util.js';
 
 /**
  * What a component (agent, KVStoreMesh, operator) does with one remote cluster. The
