@@ -180,7 +180,7 @@ export class LocalMesh {
     }
     this.lifecycle.append({
       name: 'workload-runtimes',
-      start: (signal) =>
+      start: ({ signal }) =>
         this.eachCluster(async (c) => {
           const backend = await createBackend(this.kvstoreOf(c), {
             log: o.log,
@@ -236,7 +236,7 @@ export class LocalMesh {
     });
     this.lifecycle.append({
       name: 'dns',
-      start: (signal) =>
+      start: ({ signal }) =>
         this.eachCluster(async (c) => {
           if (c.backend === undefined) return;
           const dns = createRegistryDnsSource(c.backend, o.log.child({ cluster: c.addr.name }));
@@ -278,7 +278,7 @@ export class LocalMesh {
     });
     this.lifecycle.append({
       name: 'ready',
-      start: async (signal) => {
+      start: async ({ signal }) => {
         await this.waitMeshReady(o.readyTimeoutMs ?? 60_000, signal);
         if (o.example !== undefined) await this.applyExample(o.example, signal);
         await this.writeState();
