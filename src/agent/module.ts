@@ -28,7 +28,8 @@ import { remoteBackendFactory } from '../clustermesh/backend-factory.js';
 import type { RemoteClusterTiming } from '../clustermesh/remote-cluster.js';
 import { startAgentApi } from './api.js';
 import { LocalClusterWatcher } from './local-cluster.js';
-import { AgentRemoteCluster, type AgentViews } from './remote-cluster.js';
+import { AgentRemoteCluster } from './remote-cluster.js';
+import type { AgentViews } from './views.js';
 
 export interface AgentOptions {
   readonly clusterName: string;

@@ -1,5 +1,5 @@
 /**
- * clustermesh-apiserver: the table of contents. Start order (reference §7.4):
+ * clustermesh-apiserver: the table of contents. Start order, as in the reference:
  * kvstore → cluster config → heartbeat → synchronizers (registry → SyncStores →
  * canaries) → health/metrics servers. Stop in reverse.
  */

@@ -51,7 +51,7 @@ export interface LocalClusterInfo {
   readonly maxConnectedClusters: MaxConnectedClusters;
 }
 
-/** Every delay of the connection state machine (spec §13); tests shrink them. */
+/** Every delay of the connection state machine; tests shrink them. */
 export interface RemoteClusterTiming {
   /** Linear reconnect back-off unit: the n-th consecutive failure waits n × this. */
   readonly retryBaseMs: number;
@@ -107,7 +107,7 @@ interface AttemptResult {
 }
 
 /**
- * One controller per remote cluster (reference `remote-etcd-<cluster>`, spec §3.2):
+ * One controller per remote cluster (reference `remote-etcd-<cluster>`):
  * connect → watchdog → retrieve and validate the cluster config → reserve the
  * cluster ID → run the business logic. Any failure tears the connection down and
  * reconnects with linear back-off, keeping what was learnt; only `remove()` and a

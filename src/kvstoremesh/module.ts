@@ -30,7 +30,7 @@ import { clusterMeshMetrics } from '../metrics/clustermesh.js';
 import { KvstoreMetrics } from '../metrics/kvstore.js';
 import { WriteBatcher } from '../store/write-batcher.js';
 import type { ReflectorWriteOptions } from './reflector.js';
-import { KvstoreMeshRemoteCluster, type KvstoreMeshRemoteTiming } from './remote.js';
+import { KvstoreMeshRemoteCluster, type KvstoreMeshRemoteTiming } from './remote-cluster.js';
 
 export const DefaultKvstoreMeshHealthAddr = '127.0.0.1:9881';
 export const DefaultPerClusterReadyTimeoutMs = 15_000;
