@@ -61,6 +61,15 @@ function remoteTiming(o: RemoteTimingFlags): { retryBaseMs: number; heartbeatInt
   return { retryBaseMs: o.clustermeshRetryBase, heartbeatIntervalMs: o.heartbeatInterval };
 }
 
+/** How often a daemon writes its cluster config again (apiserver, KVStoreMesh). */
+function clusterConfigIntervalOption(): Option {
+  return durationOption(
+    '--cluster-config-interval <duration>',
+    'cluster config re-enforcement',
+    '5m',
+  ).hideHelp();
+}
+
 /**
  * `--cluster-name`, `--cluster-id`, `--max-connected-clusters` and the kvstore flags.
  * `enforced: false` leaves the two required flags to the action: commander applies
@@ -146,13 +155,7 @@ export function registerDaemonCommands(program: Command, ctx: CliContext): void 
         '1m',
       ).hideHelp(),
     )
-    .addOption(
-      durationOption(
-        '--cluster-config-interval <duration>',
-        'cluster config re-enforcement',
-        '5m',
-      ).hideHelp(),
-    )
+    .addOption(clusterConfigIntervalOption())
     .action(
       async (
         opts: ClusterFlags & {
@@ -295,13 +298,7 @@ function registerKvstoreMeshCommand(program: Command, ctx: CliContext): void {
         'keep the cache of removed clusters until its leases expire',
       ).hideHelp(),
     )
-    .addOption(
-      durationOption(
-        '--cluster-config-interval <duration>',
-        'cluster config re-enforcement',
-        '5m',
-      ).hideHelp(),
-    )
+    .addOption(clusterConfigIntervalOption())
     .action(async (opts: KvstoreMeshFlags, cmd: Command) => {
       const { clusterName, clusterId, clustermeshConfig } = opts;
       if (clusterName === undefined) {
