@@ -13,8 +13,7 @@ import {
   type MaxConnectedClusters,
 } from '../keyspace/index.js';
 import { sleep } from '../lib/abort.js';
-import { Bootstrap, HttpHook, waitUntil } from '../lib/daemon.js';
-import { healthRoutes } from '../lib/http-server.js';
+import { Bootstrap, HttpHook, healthServer, waitUntil } from '../lib/daemon.js';
 import { Lifecycle } from '../lib/lifecycle.js';
 import { KvstoreMetrics } from '../metrics/kvstore.js';
 import { enforceClusterConfig, runHeartbeat } from './cluster-config.js';
@@ -74,17 +73,12 @@ export class Apiserver {
       contentType: this.metrics.registry.contentType,
       body: await this.metrics.text(),
     });
-    this.health = new HttpHook(
-      'health',
-      opts.healthAddr,
-      '--health-addr',
-      healthRoutes({
-        kvstore: () => this.kvstore.status(),
-        ready: () => this.ready,
-        metrics: render,
-        status: () => this.statusJson(),
-      }),
-    );
+    this.health = healthServer(opts.healthAddr, {
+      kvstore: () => this.kvstore.status(),
+      ready: () => this.ready,
+      metrics: render,
+      status: () => this.statusJson(),
+    });
     this.metricsServer = new HttpHook('metrics', opts.metricsAddr, '--metrics-addr', {
       '/metrics': render,
     });

@@ -22,9 +22,8 @@ import {
   type MaxConnectedClusters,
 } from '../keyspace/index.js';
 import { sleep } from '../lib/abort.js';
-import { Bootstrap, HttpHook, waitUntil } from '../lib/daemon.js';
+import { Bootstrap, HttpHook, healthServer, waitUntil } from '../lib/daemon.js';
 import { ClusterMeshError, ErrorCode } from '../lib/errors.js';
-import { healthRoutes } from '../lib/http-server.js';
 import { Lifecycle } from '../lib/lifecycle.js';
 import { clusterMeshMetrics } from '../metrics/clustermesh.js';
 import { KvstoreMetrics } from '../metrics/kvstore.js';
@@ -123,20 +122,15 @@ export class KvstoreMesh {
       log: this.log,
       memoryStoreName: opts.memoryStoreName,
     });
-    this.health = new HttpHook(
-      'health',
-      opts.healthAddr,
-      '--health-addr',
-      healthRoutes({
-        kvstore: () => this.kvstore.status(),
-        ready: () => this.ready,
-        metrics: async () => ({
-          contentType: this.metrics.registry.contentType,
-          body: await this.metricsText(),
-        }),
-        status: () => this.status(),
+    this.health = healthServer(opts.healthAddr, {
+      kvstore: () => this.kvstore.status(),
+      ready: () => this.ready,
+      metrics: async () => ({
+        contentType: this.metrics.registry.contentType,
+        body: await this.metricsText(),
       }),
-    );
+      status: () => this.status(),
+    });
     this.compose();
   }
 

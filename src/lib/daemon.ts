@@ -1,7 +1,12 @@
 import { Gauge, type Registry } from 'prom-client';
 import { sleep } from './abort.js';
 import { ClusterMeshError, ErrorCode } from './errors.js';
-import { startHttpServer, type Route, type RunningHttpServer } from './http-server.js';
+import {
+  healthRoutes,
+  startHttpServer,
+  type Route,
+  type RunningHttpServer,
+} from './http-server.js';
 import type { Hook } from './lifecycle.js';
 
 /**
@@ -93,4 +98,12 @@ export class HttpHook implements Hook {
   get url(): string | undefined {
     return this.server?.url;
   }
+}
+
+/** The server every daemon runs on its `--health-addr` (routes: see healthRoutes). */
+export function healthServer(
+  addr: string | undefined,
+  sources: Parameters<typeof healthRoutes>[0],
+): HttpHook {
+  return new HttpHook('health', addr, '--health-addr', healthRoutes(sources));
 }
