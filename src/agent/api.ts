@@ -7,7 +7,7 @@ import {
   type HttpReply,
   type RunningHttpServer,
 } from '../lib/http-server.js';
-import type { AgentViews } from './remote-cluster.js';
+import type { AgentViews } from './views.js';
 
 /** Everything the agent's API serves; the CLI views read it (`-H URL`). */
 export interface AgentApiSources {
@@ -21,7 +21,7 @@ export interface AgentApiSources {
 }
 
 /**
- * Routes: `/v1/clustermesh` (ClusterMesh status, DESIGN §5 JSON), `/v1/status`
+ * Routes: `/v1/clustermesh` (ClusterMesh status, the `status -o json` shape), `/v1/status`
  * (agent summary plus ClusterMesh), `/v1/nodes`, `/v1/identities`, `/v1/ipcache`,
  * `/v1/services`, `/v1/lb`, `/v1/flows?since=N&limit=N`, `/healthz`, `/metrics`.
  */

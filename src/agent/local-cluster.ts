@@ -11,7 +11,7 @@ import {
 import { IPOwners } from '../ipcache/owners.js';
 import { createInformer } from '../registry/informer.js';
 import type { CiliumEndpoint, CiliumIdentity, CiliumNode, Informer } from '../registry/types.js';
-import type { AgentViews } from './remote-cluster.js';
+import type { AgentViews } from './views.js';
 
 /**
  * The agent's own cluster, read from its registry: CiliumNodes, CiliumIdentities

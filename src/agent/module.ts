@@ -8,14 +8,14 @@ import type { Logger } from 'pino';
 import { ClusterMesh, type ClusterMeshStatus } from '../clustermesh/index.js';
 import { IdentityCache } from '../identity/cache.js';
 import { IPCache } from '../ipcache/ipcache.js';
-import type { Backend } from '../kvstore/backend.js';
-import { createBackend, type KvstoreConfig } from '../kvstore/config.js';
+import type { KvstoreConfig } from '../kvstore/config.js';
+import { KvstoreHook } from '../kvstore/connect.js';
 import {
   validateClusterInfo,
   validateClusterName,
   type MaxConnectedClusters,
 } from '../keyspace/index.js';
-import { sleep, withTimeout } from '../lib/abort.js';
+import { sleep } from '../lib/abort.js';
 import { ClusterMeshError, ErrorCode, errorMessage } from '../lib/errors.js';
 import type { RunningHttpServer } from '../lib/http-server.js';
 import { Lifecycle } from '../lib/lifecycle.js';
@@ -28,7 +28,8 @@ import { remoteBackendFactory } from '../clustermesh/backend-factory.js';
 import type { RemoteClusterTiming } from '../clustermesh/remote-cluster.js';
 import { startAgentApi } from './api.js';
 import { LocalClusterWatcher } from './local-cluster.js';
-import { AgentRemoteCluster, type AgentViews } from './remote-cluster.js';
+import { AgentRemoteCluster } from './remote-cluster.js';
+import type { AgentViews } from './views.js';
 
 export interface AgentOptions {
   readonly clusterName: string;
@@ -67,7 +68,7 @@ export class Agent {
   private readonly lifecycle: Lifecycle;
   private readonly log: Logger;
   private readonly metrics: KvstoreMetrics;
-  private backend: Backend | undefined;
+  private readonly kvstore: KvstoreHook;
   private local: LocalClusterWatcher | undefined;
   private mesh: ClusterMesh | undefined;
   private api: RunningHttpServer | undefined;
@@ -94,12 +95,15 @@ export class Agent {
     };
     this.lifecycle = new Lifecycle(this.log);
     this.metrics = new KvstoreMetrics('cilium', opts.clusterName);
+    this.kvstore = new KvstoreHook(opts.kvstore, {
+      log: this.log,
+      memoryStoreName: opts.memoryStoreName,
+    });
     this.compose();
   }
 
   private compose(): void {
     const o = this.opts;
-    const background: Promise<void>[] = [];
     const meshMetrics = clusterMeshMetrics(this.metrics.registry, 'cilium_clustermesh', {
       cluster: o.clusterName,
       node: o.nodeName,
@@ -123,23 +127,7 @@ export class Agent {
       globalServices.set(gsLabels, this.views.services.numGlobalServices);
     };
 
-    this.lifecycle.append({
-      name: 'kvstore',
-      start: async () => {
-        this.backend = await createBackend(o.kvstore, {
-          log: this.log,
-          memoryStoreName: o.memoryStoreName,
-        });
-        await withTimeout(
-          this.backend.get('cilium/.heartbeat'),
-          60_000,
-          'connecting to the kvstore',
-        );
-      },
-      stop: async () => {
-        await this.backend?.close();
-      },
-    });
+    this.lifecycle.append(this.kvstore);
     this.lifecycle.append({
       name: 'datapath',
       start: () => {
@@ -151,27 +139,20 @@ export class Agent {
     });
     this.lifecycle.append({
       name: 'local-cluster',
-      start: (signal) => {
-        if (this.backend === undefined) return;
-        this.local = new LocalClusterWatcher(
-          this.backend,
+      start: (ctx) => {
+        const local = new LocalClusterWatcher(
+          this.kvstore.require(),
           { name: o.clusterName, id: o.clusterId, nodeName: o.nodeName },
           this.views,
           this.log,
         );
-        background.push(
-          this.local.run(signal).catch((err: unknown) => {
-            this.log.error({ err: errorMessage(err) }, 'local cluster watcher failed');
-          }),
-        );
-      },
-      stop: async () => {
-        await Promise.all(background);
+        this.local = local;
+        ctx.spawn('local cluster watcher', (signal) => local.run(signal));
       },
     });
     this.lifecycle.append({
       name: 'clustermesh',
-      start: async (signal) => {
+      start: async (ctx) => {
         if (!ClusterMesh.enabled(o.clusterId, o.clustermeshConfig)) {
           this.log.info('ClusterMesh disabled (no cluster ID or no --clustermesh-config)');
           return;
@@ -208,9 +189,10 @@ export class Agent {
           timing: o.timing,
           log: this.log,
         });
-        await this.mesh.start(signal);
-        if (o.cacheTtlMs !== undefined && o.cacheTtlMs > 0) {
-          background.push(this.revokeStale(o.cacheTtlMs, signal, revocations));
+        await this.mesh.start(ctx.signal);
+        const ttlMs = o.cacheTtlMs;
+        if (ttlMs !== undefined && ttlMs > 0) {
+          ctx.spawn('cache revocation', (signal) => this.revokeStale(ttlMs, signal, revocations));
         }
       },
       stop: async () => {
@@ -232,7 +214,7 @@ export class Agent {
               body: await this.metrics.text(),
             };
           },
-          healthy: () => this.backend?.status().connected === true,
+          healthy: () => this.kvstore.status()?.connected === true,
           flows: this.datapath?.flows,
         });
       },
@@ -309,7 +291,7 @@ export class Agent {
     return {
       cluster: { name: this.opts.clusterName, id: this.opts.clusterId },
       node: this.opts.nodeName,
-      kvstore: this.backend?.status().message ?? 'not connected',
+      kvstore: this.kvstore.status()?.message ?? 'not connected',
       'local-synced': this.local?.synced ?? false,
       clustermesh: this.clustermeshStatus(),
       'rejected-entries': rejected,

@@ -23,30 +23,12 @@ import {
   type WatchStoreObserver,
 } from '../store/watchstore.js';
 import { newWatchStoreManager } from '../store/watchstoremgr.js';
-import type { IdentityCache } from '../identity/cache.js';
-import type { IPCache, IPCacheEntry } from '../ipcache/ipcache.js';
-import type { NodeManager } from '../node/manager.js';
-import type { ServiceTable } from '../service/table.js';
+import type { RemoteClusterLogic, RemoteLogicStatus } from '../clustermesh/index.js';
+import { hostCidr, type IPCacheEntry } from '../ipcache/ipcache.js';
 import type { KvstoreMetrics } from '../metrics/kvstore.js';
+import type { AgentViews } from './views.js';
 
-export interface AgentViews {
-  readonly nodes: NodeManager;
-  readonly identities: IdentityCache;
-  readonly ipcache: IPCache;
-  readonly services: ServiceTable;
-}
-
-export interface RemoteCounts {
-  readonly numNodes: number;
-  readonly numEndpoints: number;
-  readonly numIdentities: number;
-  readonly numSharedServices: number;
-  readonly synced: {
-    readonly nodes: boolean;
-    readonly endpoints: boolean;
-    readonly identities: boolean;
-    readonly services: boolean;
-  };
+export interface RemoteCounts extends RemoteLogicStatus {
   /** Entries rejected by the validators (anti-spoofing, malformed). */
   readonly rejected: number;
 }
@@ -63,7 +45,7 @@ export type RejectHook = (
  * validators bound to the remote's name (= config file name) and its reserved
  * cluster ID, feeding the agent's merged views.
  */
-export class AgentRemoteCluster {
+export class AgentRemoteCluster implements RemoteClusterLogic {
   private readonly nodes: WatchStore<Node>;
   private readonly endpoints: WatchStore<IPCacheEntry>;
   private readonly identities: WatchStore<GlobalIdentity>;
@@ -263,5 +245,5 @@ export class AgentRemoteCluster {
 function cidrOf(pair: IPIdentityPair): string {
   const name = ipIdentityPairKeyName(pair);
   if (name.includes('/')) return name;
-  return name.includes(':') ? `${name}/128` : `${name}/32`;
+  return hostCidr(name);
 }

@@ -1,21 +1,19 @@
 /**
- * clustermesh-apiserver: the table of contents. Start order (reference §7.4):
+ * clustermesh-apiserver: the table of contents. Start order, as in the reference:
  * kvstore → cluster config → heartbeat → synchronizers (registry → SyncStores →
  * canaries) → health/metrics servers. Stop in reverse.
  */
-import { Gauge } from 'prom-client';
 import type { Logger } from 'pino';
-import type { Backend } from '../kvstore/backend.js';
-import { createBackend, type KvstoreConfig } from '../kvstore/config.js';
+import type { KvstoreConfig } from '../kvstore/config.js';
+import { KvstoreHook } from '../kvstore/connect.js';
 import {
   apiserverClusterConfig,
   validateClusterId,
   validateClusterInfo,
   type MaxConnectedClusters,
 } from '../keyspace/index.js';
-import { sleep, withTimeout } from '../lib/abort.js';
-import { errorMessage } from '../lib/errors.js';
-import { healthRoutes, startHttpServer, type RunningHttpServer } from '../lib/http-server.js';
+import { sleep } from '../lib/abort.js';
+import { Bootstrap, HttpHook, healthServer, waitUntil } from '../lib/daemon.js';
 import { Lifecycle } from '../lib/lifecycle.js';
 import { KvstoreMetrics } from '../metrics/kvstore.js';
 import { enforceClusterConfig, runHeartbeat } from './cluster-config.js';
@@ -51,24 +49,38 @@ export class Apiserver {
   private readonly lifecycle: Lifecycle;
   private readonly log: Logger;
   private readonly metrics: KvstoreMetrics;
-  private backend: Backend | undefined;
+  private readonly kvstore: KvstoreHook;
   private synchronizers: Synchronizer[] = [];
-  private health: RunningHttpServer | undefined;
-  private metricsServer: RunningHttpServer | undefined;
-  private readyAt: number | undefined;
-  private readonly startedAt = performance.now();
-  private readonly bootstrap: Gauge;
+  private readonly health: HttpHook;
+  private readonly metricsServer: HttpHook;
+  private readonly bootstrap: Bootstrap;
 
   constructor(private readonly opts: ApiserverOptions) {
     validateApiserverOptions(opts);
     this.log = opts.log.child({ cluster: opts.clusterName, component: 'apiserver' });
     this.lifecycle = new Lifecycle(this.log);
     this.metrics = new KvstoreMetrics('cilium_clustermesh_apiserver', opts.clusterName);
-    this.bootstrap = new Gauge({
-      name: 'cilium_clustermesh_apiserver_bootstrap_seconds',
-      help: 'Duration in seconds to complete bootstrap',
-      labelNames: ['source_cluster'],
-      registers: [this.metrics.registry],
+    this.bootstrap = new Bootstrap(
+      this.metrics.registry,
+      'cilium_clustermesh_apiserver',
+      opts.clusterName,
+    );
+    this.kvstore = new KvstoreHook(opts.kvstore, {
+      log: this.log,
+      memoryStoreName: opts.memoryStoreName,
+    });
+    const render = async (): Promise<{ contentType: string; body: string }> => ({
+      contentType: this.metrics.registry.contentType,
+      body: await this.metrics.text(),
+    });
+    this.health = healthServer(opts.healthAddr, {
+      kvstore: () => this.kvstore.status(),
+      ready: () => this.ready,
+      metrics: render,
+      status: () => this.statusJson(),
+    });
+    this.metricsServer = new HttpHook('metrics', opts.metricsAddr, '--metrics-addr', {
+      '/metrics': render,
     });
     this.compose();
   }
@@ -76,27 +88,12 @@ export class Apiserver {
   private compose(): void {
     const o = this.opts;
     const cluster = { name: o.clusterName, id: o.clusterId };
-    this.lifecycle.append({
-      name: 'kvstore',
-      start: async () => {
-        const backend = await createBackend(o.kvstore, {
-          log: this.log,
-          memoryStoreName: o.memoryStoreName,
-        });
-        this.backend = backend;
-        // Bounded: a kvstore that never answers must not hang the start forever.
-        await withTimeout(backend.get('cilium/.heartbeat'), 60_000, 'connecting to the kvstore');
-      },
-      stop: async () => {
-        await this.backend?.close();
-      },
-    });
-    const background: Promise<void>[] = [];
+    this.lifecycle.append(this.kvstore);
     this.lifecycle.append({
       name: 'cluster-config',
-      start: async (signal) => {
+      start: async (ctx) => {
         const enforcer = await enforceClusterConfig(
-          this.requireBackend(),
+          this.kvstore.require(),
           o.clusterName,
           apiserverClusterConfig({
             id: o.clusterId,
@@ -109,14 +106,15 @@ export class Apiserver {
             log: this.log,
           },
         );
-        background.push(enforcer.run(signal));
+        ctx.spawn('cluster-config', (signal) => enforcer.run(signal));
       },
     });
     this.lifecycle.append({
       name: 'heartbeat',
-      start: (signal) => {
-        background.push(
-          runHeartbeat(this.requireBackend(), signal, {
+      start: (ctx) => {
+        const backend = this.kvstore.require();
+        ctx.spawn('heartbeat', (signal) =>
+          runHeartbeat(backend, signal, {
             intervalMs: o.heartbeatIntervalMs ?? 60_000,
             log: this.log,
           }),
@@ -125,70 +123,27 @@ export class Apiserver {
     });
     this.lifecycle.append({
       name: 'synchronizers',
-      start: (signal) => {
+      start: (ctx) => {
         this.synchronizers = allSynchronizers({
-          backend: this.requireBackend(),
+          backend: this.kvstore.require(),
           cluster,
           log: this.log,
           metrics: this.metrics,
         });
-        background.push(this.watchBootstrap(signal));
+        ctx.spawn('bootstrap', (signal) => this.watchBootstrap(signal));
         for (const s of this.synchronizers) {
-          background.push(
-            s.run(signal).catch((err: unknown) => {
-              this.log.error(
-                { synchronizer: s.name, err: errorMessage(err) },
-                'synchronizer failed',
-              );
-            }),
-          );
+          ctx.spawn(`synchronizer ${s.name}`, (signal) => s.run(signal));
         }
       },
-      stop: async () => {
-        await Promise.all(background);
-      },
     });
-    const render = async (): Promise<{ contentType: string; body: string }> => ({
-      contentType: this.metrics.registry.contentType,
-      body: await this.metrics.text(),
-    });
-    this.lifecycle.append({
-      name: 'http',
-      start: async () => {
-        if (o.healthAddr !== undefined) {
-          this.health = await startHttpServer(
-            o.healthAddr,
-            '--health-addr',
-            healthRoutes({
-              kvstore: () => this.backend?.status(),
-              ready: () => this.ready,
-              metrics: render,
-              status: () => this.statusJson(),
-            }),
-          );
-        }
-        if (o.metricsAddr !== undefined) {
-          this.metricsServer = await startHttpServer(o.metricsAddr, '--metrics-addr', {
-            '/metrics': render,
-          });
-        }
-      },
-      stop: async () => {
-        await this.health?.close();
-        await this.metricsServer?.close();
-      },
-    });
-  }
-
-  private requireBackend(): Backend {
-    if (this.backend === undefined) throw new Error('kvstore not started');
-    return this.backend;
+    this.lifecycle.append(this.health);
+    this.lifecycle.append(this.metricsServer);
   }
 
   async start(): Promise<void> {
     await this.lifecycle.start();
     this.log.info(
-      { health: this.health?.url, metrics: this.metricsServer?.url },
+      { health: this.health.url, metrics: this.metricsServer.url },
       'clustermesh-apiserver started',
     );
   }
@@ -200,7 +155,7 @@ export class Apiserver {
 
   /** Ready once every store wrote its canary. */
   get ready(): boolean {
-    return this.readyAt !== undefined;
+    return this.bootstrap.ready;
   }
 
   /** Notes the moment the last canary is written (bootstrap_seconds). */
@@ -212,26 +167,20 @@ export class Apiserver {
         return;
       }
     }
-    this.readyAt = performance.now();
-    const seconds = (this.readyAt - this.startedAt) / 1000;
-    this.bootstrap.set({ source_cluster: this.opts.clusterName }, seconds);
+    const seconds = this.bootstrap.markReady();
     this.log.info(
       { seconds: Number(seconds.toFixed(3)) },
       'bootstrap completed: all canaries written',
     );
   }
 
-  /** Waits until ready (polling; used by tests and `up`). */
-  async waitReady(timeoutMs = 30_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!this.ready) {
-      if (Date.now() > deadline) throw new Error('apiserver not ready in time');
-      await new Promise((r) => setTimeout(r, 20));
-    }
+  /** Waits until ready (used by tests and `up`). */
+  waitReady(timeoutMs = 30_000, signal?: AbortSignal): Promise<void> {
+    return waitUntil(() => this.ready, 'apiserver', timeoutMs, signal);
   }
 
   get healthUrl(): string | undefined {
-    return this.health?.url;
+    return this.health.url;
   }
 
   statusJson(): unknown {
@@ -239,7 +188,7 @@ export class Apiserver {
       cluster: this.opts.clusterName,
       'cluster-id': this.opts.clusterId,
       ready: this.ready,
-      kvstore: this.backend?.status().message,
+      kvstore: this.kvstore.status()?.message,
       stores: this.synchronizers.map((s) => ({
         name: s.name,
         synced: s.store.isSynced,

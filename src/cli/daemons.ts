@@ -61,10 +61,34 @@ function remoteTiming(o: RemoteTimingFlags): { retryBaseMs: number; heartbeatInt
   return { retryBaseMs: o.clustermeshRetryBase, heartbeatIntervalMs: o.heartbeatInterval };
 }
 
-function addClusterOptions(cmd: Command): Command {
+/** How often a daemon writes its cluster config again (apiserver, KVStoreMesh). */
+function clusterConfigIntervalOption(): Option {
+  return durationOption(
+    '--cluster-config-interval <duration>',
+    'cluster config re-enforcement',
+    '5m',
+  ).hideHelp();
+}
+
+/**
+ * `--cluster-name`, `--cluster-id`, `--max-connected-clusters` and the kvstore flags.
+ * `enforced: false` leaves the two required flags to the action: commander applies
+ * a command's mandatory options to its subcommands too.
+ */
+function addClusterOptions(cmd: Command, enforced = true): Command {
+  const required = (flags: string, description: string): Option => {
+    const opt = new Option(flags, enforced ? description : `${description} (required)`);
+    return enforced ? opt.makeOptionMandatory() : opt;
+  };
   cmd
-    .requiredOption('--cluster-name <name>', 'name of the local cluster (≤ 32 chars, [a-z0-9-])')
-    .requiredOption('--cluster-id <id>', 'ID of the local cluster (1..255, or 1..511)', intArg)
+    .addOption(
+      required('--cluster-name <name>', 'name of the local cluster (≤ 32 chars, [a-z0-9-])'),
+    )
+    .addOption(
+      required('--cluster-id <id>', 'ID of the local cluster (1..255, or 1..511)').argParser(
+        intArg,
+      ),
+    )
     .addOption(
       new Option(
         '--max-connected-clusters <n>',
@@ -131,13 +155,7 @@ export function registerDaemonCommands(program: Command, ctx: CliContext): void 
         '1m',
       ).hideHelp(),
     )
-    .addOption(
-      durationOption(
-        '--cluster-config-interval <duration>',
-        'cluster config re-enforcement',
-        '5m',
-      ).hideHelp(),
-    )
+    .addOption(clusterConfigIntervalOption())
     .action(
       async (
         opts: ClusterFlags & {
@@ -242,18 +260,8 @@ function registerKvstoreMeshCommand(program: Command, ctx: CliContext): void {
     .command('kvstoremesh')
     .description(
       "cache every remote cluster's state in the local kvstore, so agents need only one connection",
-    )
-    .option('--cluster-name <name>', 'name of the local cluster (required)')
-    .option('--cluster-id <id>', 'ID of the local cluster, 1..255 or 1..511 (required)', intArg)
-    .addOption(
-      new Option(
-        '--max-connected-clusters <n>',
-        'maximum number of clusters in the mesh (255 or 511)',
-      )
-        .argParser(intArg)
-        .default(255),
     );
-  addRemoteTimingOptions(addKvstoreOptions(kvstoremesh))
+  addRemoteTimingOptions(addClusterOptions(kvstoremesh, false))
     .option(
       '--clustermesh-config <dir>',
       'directory with one etcd config file per remote cluster (required)',
@@ -290,13 +298,7 @@ function registerKvstoreMeshCommand(program: Command, ctx: CliContext): void {
         'keep the cache of removed clusters until its leases expire',
       ).hideHelp(),
     )
-    .addOption(
-      durationOption(
-        '--cluster-config-interval <duration>',
-        'cluster config re-enforcement',
-        '5m',
-      ).hideHelp(),
-    )
+    .addOption(clusterConfigIntervalOption())
     .action(async (opts: KvstoreMeshFlags, cmd: Command) => {
       const { clusterName, clusterId, clustermeshConfig } = opts;
       if (clusterName === undefined) {

@@ -13,7 +13,7 @@ import {
 import type { ClusterMeshStatus, RemoteClusterStatus } from './status.js';
 
 /**
- * Hooks for the reference metrics (spec §11). The daemon binds them to prom-client
+ * Hooks for the reference's ClusterMesh metrics. The daemon binds them to prom-client
  * gauges with its own name prefix (`cilium_clustermesh_…`, `cilium_kvstoremesh_…`)
  * and fixed labels; `cluster` is the `target_cluster` label.
  */

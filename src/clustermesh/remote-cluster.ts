@@ -9,8 +9,8 @@ import {
   type CiliumClusterConfig,
   type MaxConnectedClusters,
 } from '../keyspace/index.js';
-import { aborted, sleep } from '../lib/abort.js';
-import { ClusterMeshError, ErrorCode, errorMessage } from '../lib/errors.js';
+import { aborted, bounded, isAborted, sleep } from '../lib/abort.js';
+import { ClusterMeshError, ErrorCode, errorMessage, toError } from '../lib/errors.js';
 import { silentLogger } from '../lib/logger.js';
 import { defaultRemoteBackendFactory, type RemoteBackendFactory } from './backend-factory.js';
 import type { ClusterIdsManager } from './idsmgr.js';
@@ -20,7 +20,6 @@ import {
   type RemoteClusterStatus,
   type RemoteLogicStatus,
 } from './status.js';
-import { bounded, isAborted, toError } from './util.js';
 
 /**
  * What a component (agent, KVStoreMesh, operator) does with one remote cluster. The
@@ -52,7 +51,7 @@ export interface LocalClusterInfo {
   readonly maxConnectedClusters: MaxConnectedClusters;
 }
 
-/** Every delay of the connection state machine (spec §13); tests shrink them. */
+/** Every delay of the connection state machine; tests shrink them. */
 export interface RemoteClusterTiming {
   /** Linear reconnect back-off unit: the n-th consecutive failure waits n × this. */
   readonly retryBaseMs: number;
@@ -108,7 +107,7 @@ interface AttemptResult {
 }
 
 /**
- * One controller per remote cluster (reference `remote-etcd-<cluster>`, spec §3.2):
+ * One controller per remote cluster (reference `remote-etcd-<cluster>`):
  * connect → watchdog → retrieve and validate the cluster config → reserve the
  * cluster ID → run the business logic. Any failure tears the connection down and
  * reconnects with linear back-off, keeping what was learnt; only `remove()` and a

@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import type { IdentityCache } from '../identity/cache.js';
-import type { IPCache } from '../ipcache/ipcache.js';
+import { hostCidr, type IPCache } from '../ipcache/ipcache.js';
 import type { ServiceTable, TableBackend } from '../service/table.js';
 import { FlowLog, type Flow, type FlowEndpoint } from './flows.js';
 import { LoadBalancerMap, type LbFrontend } from './lb-map.js';
@@ -94,7 +94,7 @@ export class NodeDatapath {
    */
   endpointOf(ip: string, port: number): FlowEndpoint {
     const bare = ip.startsWith('::ffff:') ? ip.slice(7) : ip;
-    const entry = this.ipcache.lookup(bare.includes(':') ? `${bare}/128` : `${bare}/32`);
+    const entry = this.ipcache.lookup(hostCidr(bare));
     if (entry !== undefined) {
       return {
         ip: bare,

@@ -1,3 +1,8 @@
+/** The host prefix of one address: `ip/32`, or `ip/128` for IPv6 (the ipcache's key form). */
+export function hostCidr(ip: string): string {
+  return ip.includes(':') ? `${ip}/128` : `${ip}/32`;
+}
+
 export interface IPCacheEntry {
   /** `ip/32` or `ip/128`, or a prefix. */
   readonly cidr: string;

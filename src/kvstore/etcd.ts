@@ -28,11 +28,10 @@ import {
   type Lock,
   type PutOptions,
   type TxnOp,
-  type Unsubscribe,
   type WatchEvent,
 } from './backend.js';
 import { listAndWatch, type RawEvent } from './list-and-watch.js';
-import { ClusterIdPin, LeasePool, type LeaseHandle } from './session.js';
+import { SessionBackend, type LeaseHandle } from './session.js';
 
 export interface EtcdTls {
   readonly ca?: Buffer | undefined;
@@ -73,25 +72,19 @@ const LOCK_TTL_SECONDS = 25;
  * etcd3's own retries and circuit breakers are replaced by one retry across
  * endpoints; longer-term retrying belongs to the callers (stores, controllers).
  */
-export class EtcdBackend implements Backend {
+export class EtcdBackend extends SessionBackend implements Backend {
   readonly kind = 'etcd' as const;
   private readonly client: Etcd3;
-  private readonly pin: ClusterIdPin;
-  private readonly leases: LeasePool;
   private readonly limiter: RateLimiter;
-  private readonly abort = new AbortController();
-  private readonly log: Logger;
   private readonly listLimit: number;
   private readonly lockLeases = new Set<string>();
-  private closed = false;
 
   constructor(readonly opts: EtcdBackendOptions) {
     if (opts.endpoints.length === 0) {
       throw new ClusterMeshError(ErrorCode.InvalidConfig, 'etcd: no endpoints configured');
     }
-    this.log = opts.log ?? silentLogger;
+    super(opts.log ?? silentLogger, opts.leaseTtlSeconds ?? DEFAULT_LEASE_TTL_SECONDS);
     this.listLimit = opts.listLimit ?? DEFAULT_LIST_LIMIT;
-    this.pin = new ClusterIdPin(this.log);
     this.limiter = new RateLimiter(opts.qps ?? 0, opts.maxInflight ?? 0);
     const timeout = opts.callTimeoutMs ?? 15_000;
     const options: IOptions = {
@@ -124,11 +117,6 @@ export class EtcdBackend implements Backend {
       };
     }
     this.client = new Etcd3(options);
-    this.leases = new LeasePool(
-      (ttl) => this.grant(ttl),
-      opts.leaseTtlSeconds ?? DEFAULT_LEASE_TTL_SECONDS,
-      this.log,
-    );
   }
 
   /** Waits until the server answers (and its cluster ID is pinned), or fails. */
@@ -152,7 +140,7 @@ export class EtcdBackend implements Backend {
     key: string,
     fn: () => Promise<T>,
   ): Promise<T> {
-    if (this.closed) throw new ClusterMeshError(ErrorCode.KvstoreClosed, 'kvstore client closed');
+    this.throwIfClosed();
     const start = performance.now();
     let outcome: KvstoreOperationMessage['outcome'] = 'fail';
     try {
@@ -418,7 +406,7 @@ export class EtcdBackend implements Backend {
   ): AsyncGenerator<readonly RawEvent[]> {
     // An abort listener added to an already-aborted signal never fires.
     if (signal.aborted) return;
-    if (this.closed) throw new ClusterMeshError(ErrorCode.KvstoreClosed, 'kvstore client closed');
+    this.throwIfClosed();
     const queue = new AsyncQueue<readonly RawEvent[]>();
     const watcher: Watcher = this.client
       .watch()
@@ -495,7 +483,7 @@ export class EtcdBackend implements Backend {
    * the key with the lowest create revision; waiters watch for deletions.
    */
   async lock(path: string, signal?: AbortSignal): Promise<Lock> {
-    const handle = await this.grant(LOCK_TTL_SECONDS);
+    const handle = await this.grantLease(LOCK_TTL_SECONDS);
     this.lockLeases.add(handle.id);
     const myKey = `${path}/${handle.id}`;
     const cleanup = async (): Promise<void> => {
@@ -568,7 +556,7 @@ export class EtcdBackend implements Backend {
 
   // ---- leases ------------------------------------------------------------
 
-  private async grant(ttlSeconds: number): Promise<LeaseHandle> {
+  protected async grantLease(ttlSeconds: number): Promise<LeaseHandle> {
     const lease = this.client.lease(ttlSeconds, { autoKeepAlive: true });
     const lost = new Set<() => void>();
     let isLost = false;
@@ -602,37 +590,20 @@ export class EtcdBackend implements Backend {
   // ---- status & lifecycle ------------------------------------------------
 
   status(): BackendStatus {
-    const connected = !this.closed && this.pin.connected;
     const eps = this.opts.endpoints;
-    return {
-      connected,
-      endpoints: eps,
-      clusterId: this.pin.clusterId,
-      leases: this.leases.size,
-      message:
+    return this.sessionStatus(
+      eps,
+      (connected) =>
         `etcd: ${connected ? eps.length : 0}/${eps.length} connected, leases=${this.leases.size}, ` +
         `lock leases=${this.lockLeases.size}, has-quorum=${connected ? 'true' : 'false'}: ` +
         eps.join('; ') +
         (this.pin.clusterId === undefined
           ? ''
           : `, ID: ${BigInt(this.pin.clusterId).toString(16)}`),
-      lastError: this.pin.lastError,
-    };
+    );
   }
 
-  onStatusError(listener: (err: Error) => void): Unsubscribe {
-    return this.pin.onError(listener);
-  }
-
-  onLeaseLost(listener: (keys: readonly string[]) => void): Unsubscribe {
-    return this.leases.onLost(listener);
-  }
-
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    this.abort.abort(new ClusterMeshError(ErrorCode.KvstoreClosed, 'kvstore client closed'));
-    await this.leases.close();
+  protected closeClient(): void {
     this.client.close();
   }
 }

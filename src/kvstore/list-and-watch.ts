@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { sleep } from '../lib/abort.js';
+import { isAborted, sleep } from '../lib/abort.js';
 import { Backoff } from '../lib/backoff.js';
 import { errorMessage, isClusterMeshError, ErrorCode } from '../lib/errors.js';
 import type { ListPage, ListPageOptions, WatchEvent } from './backend.js';
@@ -163,11 +163,6 @@ export async function* listAndWatch(
       }
     }
   }
-}
-
-/** Reads the flag through a call: TypeScript would otherwise narrow it after the loop test. */
-function isAborted(signal: AbortSignal): boolean {
-  return signal.aborted;
 }
 
 function codeOf(err: unknown): string | undefined {

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { ClusterMeshError, ErrorCode, isClusterMeshError } from '../lib/errors.js';
+import { ErrorCode, isClusterMeshError } from '../lib/errors.js';
 import { silentLogger } from '../lib/logger.js';
 import {
   DEFAULT_LEASE_TTL_SECONDS,
@@ -14,12 +14,11 @@ import {
   type Lock,
   type PutOptions,
   type TxnOp,
-  type Unsubscribe,
   type WatchEvent,
 } from './backend.js';
 import { listAndWatch, type RawEvent } from './list-and-watch.js';
 import { MemoryStore, type Answer } from './memory-store.js';
-import { ClusterIdPin, LeasePool, type LeaseHandle } from './session.js';
+import { SessionBackend, type LeaseHandle } from './session.js';
 
 export interface MemoryBackendOptions {
   readonly leaseTtlSeconds?: number;
@@ -32,31 +31,20 @@ export interface MemoryBackendOptions {
  * with keepalive, cluster-ID pinning, list-and-watch with restarts. Several
  * backends may share one store (several daemons of one cluster in one process).
  */
-export class MemoryBackend implements Backend {
+export class MemoryBackend extends SessionBackend implements Backend {
   readonly kind = 'memory' as const;
-  private closed = false;
-  private readonly pin: ClusterIdPin;
-  private readonly leases: LeasePool;
-  private readonly abort = new AbortController();
-  private readonly log: Logger;
   private readonly listLimit: number;
 
   constructor(
     readonly store: MemoryStore = new MemoryStore(),
     opts: MemoryBackendOptions = {},
   ) {
-    this.log = opts.log ?? silentLogger;
+    super(opts.log ?? silentLogger, opts.leaseTtlSeconds ?? DEFAULT_LEASE_TTL_SECONDS);
     this.listLimit = opts.listLimit ?? DEFAULT_LIST_LIMIT;
-    this.pin = new ClusterIdPin(this.log);
-    this.leases = new LeasePool(
-      (ttl) => Promise.resolve(this.grant(ttl)),
-      opts.leaseTtlSeconds ?? DEFAULT_LEASE_TTL_SECONDS,
-      this.log,
-    );
   }
 
   private call<T>(fn: () => Answer<T>): T {
-    if (this.closed) throw new ClusterMeshError(ErrorCode.KvstoreClosed, 'kvstore client closed');
+    this.throwIfClosed();
     let a: Answer<T>;
     try {
       a = fn();
@@ -192,7 +180,7 @@ export class MemoryBackend implements Backend {
   }
 
   async lock(path: string, signal?: AbortSignal): Promise<Lock> {
-    if (this.closed) throw new ClusterMeshError(ErrorCode.KvstoreClosed, 'kvstore client closed');
+    this.throwIfClosed();
     const release = await this.store.lock(path, signal);
     let released = false;
     return {
@@ -207,32 +195,17 @@ export class MemoryBackend implements Backend {
   }
 
   status(): BackendStatus {
-    const connected = !this.closed && this.pin.connected;
-    return {
-      connected,
-      endpoints: ['memory'],
-      clusterId: this.pin.clusterId,
-      leases: this.leases.size,
-      message: `memory: ${connected ? 1 : 0}/1 connected, leases=${this.leases.size}${
-        this.pin.clusterId === undefined ? '' : `, ID: ${this.pin.clusterId}`
-      }`,
-      lastError: this.pin.lastError,
-    };
+    return this.sessionStatus(
+      ['memory'],
+      (connected) =>
+        `memory: ${connected ? 1 : 0}/1 connected, leases=${this.leases.size}${
+          this.pin.clusterId === undefined ? '' : `, ID: ${this.pin.clusterId}`
+        }`,
+    );
   }
 
-  onStatusError(listener: (err: Error) => void): Unsubscribe {
-    return this.pin.onError(listener);
-  }
-
-  onLeaseLost(listener: (keys: readonly string[]) => void): Unsubscribe {
-    return this.leases.onLost(listener);
-  }
-
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    this.abort.abort(new ClusterMeshError(ErrorCode.KvstoreClosed, 'kvstore client closed'));
-    await this.leases.close();
+  protected closeClient(): void {
+    // Nothing beyond the session: the store belongs to whoever created it.
   }
 
   private async leaseFor(key: string, opts?: PutOptions): Promise<string | undefined> {
@@ -243,6 +216,10 @@ export class MemoryBackend implements Backend {
 
   private async<T>(fn: () => Answer<T>): Promise<T> {
     return Promise.resolve().then(() => this.call(fn));
+  }
+
+  protected grantLease(ttlSeconds: number): Promise<LeaseHandle> {
+    return Promise.resolve(this.grant(ttlSeconds));
   }
 
   private grant(ttlSeconds: number): LeaseHandle {

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { ClusterMeshError, ErrorCode, errorMessage } from '../lib/errors.js';
-import { MAX_KEYS_PER_LEASE, type Unsubscribe } from './backend.js';
+import { MAX_KEYS_PER_LEASE, type BackendStatus, type Unsubscribe } from './backend.js';
 
 /** A granted lease whose keepalive runs until `release()` or until it is lost. */
 export interface LeaseHandle {
@@ -198,5 +198,73 @@ export class ClusterIdPin {
   onError(listener: (err: Error) => void): Unsubscribe {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
+  }
+}
+
+/**
+ * What the etcd and memory backends share: the cluster-ID pin, the session leases,
+ * status, and closing (which ends every watch and every lease keepalive).
+ */
+export abstract class SessionBackend {
+  protected readonly pin: ClusterIdPin;
+  protected readonly leases: LeasePool;
+  /** Aborts on close: watches and waits for the rate limiter end with the client. */
+  protected readonly abort = new AbortController();
+  private isClosed = false;
+
+  protected constructor(
+    protected readonly log: Logger,
+    leaseTtlSeconds: number,
+  ) {
+    this.pin = new ClusterIdPin(log);
+    this.leases = new LeasePool((ttl) => this.grantLease(ttl), leaseTtlSeconds, log);
+  }
+
+  /** Grants a lease with keepalive, for the pool. */
+  protected abstract grantLease(ttlSeconds: number): Promise<LeaseHandle>;
+
+  /** Releases the client itself, once the leases ended. */
+  protected abstract closeClient(): void;
+
+  protected get closed(): boolean {
+    return this.isClosed;
+  }
+
+  protected throwIfClosed(): void {
+    if (this.isClosed) {
+      throw new ClusterMeshError(ErrorCode.KvstoreClosed, 'kvstore client closed');
+    }
+  }
+
+  /** The status fields filled alike by every backend; `message` is the backend's own. */
+  protected sessionStatus(
+    endpoints: readonly string[],
+    message: (connected: boolean) => string,
+  ): BackendStatus {
+    const connected = !this.isClosed && this.pin.connected;
+    return {
+      connected,
+      endpoints,
+      clusterId: this.pin.clusterId,
+      leases: this.leases.size,
+      message: message(connected),
+      lastError: this.pin.lastError,
+    };
+  }
+
+  onStatusError(listener: (err: Error) => void): Unsubscribe {
+    return this.pin.onError(listener);
+  }
+
+  onLeaseLost(listener: (keys: readonly string[]) => void): Unsubscribe {
+    return this.leases.onLost(listener);
+  }
+
+  async close(): Promise<void> {
+    if (this.isClosed) return;
+    this.isClosed = true;
+    this.abort.abort(new ClusterMeshError(ErrorCode.KvstoreClosed, 'kvstore client closed'));
+    await this.leases.close();
+    this.closeClient();
   }
 }

@@ -12,6 +12,6 @@ export {
   cachedPrefixes,
   type KvstoreMeshRemoteOptions,
   type KvstoreMeshRemoteTiming,
-} from './remote.js';
+} from './remote-cluster.js';
 export { Reflector, type ReflectorOptions, type ReflectorWriteOptions } from './reflector.js';
 export { DefaultKvstoreMeshStatusUrl, fetchKvstoreMeshStatus } from './status-client.js';

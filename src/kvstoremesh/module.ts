@@ -5,7 +5,6 @@
  * reverse; the cache is kept on stop (agents keep reading it, the next run takes it
  * over) and only deleted when a cluster's config file is removed.
  */
-import { Gauge } from 'prom-client';
 import type { Logger } from 'pino';
 import {
   ClusterMesh,
@@ -14,24 +13,23 @@ import {
   type RemoteClusterTiming,
 } from '../clustermesh/index.js';
 import { remoteBackendFactory } from '../clustermesh/backend-factory.js';
-import type { Backend } from '../kvstore/backend.js';
-import { createBackend, type KvstoreConfig } from '../kvstore/config.js';
+import type { KvstoreConfig } from '../kvstore/config.js';
+import { KvstoreHook } from '../kvstore/connect.js';
 import { EtcdBackend } from '../kvstore/etcd.js';
 import {
-  HeartbeatPath,
   validateClusterId,
   validateClusterInfo,
   type MaxConnectedClusters,
 } from '../keyspace/index.js';
-import { sleep, withTimeout } from '../lib/abort.js';
+import { sleep } from '../lib/abort.js';
+import { Bootstrap, HttpHook, healthServer, waitUntil } from '../lib/daemon.js';
 import { ClusterMeshError, ErrorCode } from '../lib/errors.js';
-import { healthRoutes, startHttpServer, type RunningHttpServer } from '../lib/http-server.js';
 import { Lifecycle } from '../lib/lifecycle.js';
 import { clusterMeshMetrics } from '../metrics/clustermesh.js';
 import { KvstoreMetrics } from '../metrics/kvstore.js';
 import { WriteBatcher } from '../store/write-batcher.js';
 import type { ReflectorWriteOptions } from './reflector.js';
-import { KvstoreMeshRemoteCluster, type KvstoreMeshRemoteTiming } from './remote.js';
+import { KvstoreMeshRemoteCluster, type KvstoreMeshRemoteTiming } from './remote-cluster.js';
 
 export const DefaultKvstoreMeshHealthAddr = '127.0.0.1:9881';
 export const DefaultPerClusterReadyTimeoutMs = 15_000;
@@ -99,18 +97,14 @@ export class KvstoreMesh {
   private readonly lifecycle: Lifecycle;
   private readonly log: Logger;
   private readonly metrics: KvstoreMetrics;
-  private readonly bootstrap: Gauge;
+  private readonly bootstrap: Bootstrap;
   private readonly perClusterReadyTimeoutMs: number;
   private readonly globalReadyTimeoutMs: number;
-  private backend: Backend | undefined;
+  private readonly kvstore: KvstoreHook;
   private mesh: ClusterMesh | undefined;
   /** The logic of every configured cluster, by name. */
   private readonly remotes = new Map<string, KvstoreMeshRemoteCluster>();
-  /** Writers of removed clusters still winding down. */
-  private readonly retiring: Promise<void>[] = [];
-  private health: RunningHttpServer | undefined;
-  private startedAt = 0;
-  private readyAt: number | undefined;
+  private readonly health: HttpHook;
   private readonly excluded = new Set<string>();
   private refreshMetrics: () => void = () => undefined;
 
@@ -122,40 +116,33 @@ export class KvstoreMesh {
       opts.perClusterReadyTimeoutMs ?? DefaultPerClusterReadyTimeoutMs;
     this.globalReadyTimeoutMs = opts.globalReadyTimeoutMs ?? DefaultGlobalReadyTimeoutMs;
     this.metrics = new KvstoreMetrics(METRICS_PREFIX, opts.clusterName);
-    this.bootstrap = new Gauge({
-      name: `${METRICS_PREFIX}_bootstrap_seconds`,
-      help: 'Duration in seconds to complete bootstrap',
-      labelNames: ['source_cluster'],
-      registers: [this.metrics.registry],
+    this.bootstrap = new Bootstrap(this.metrics.registry, METRICS_PREFIX, opts.clusterName);
+    // createBackend applies etcd.bootstrapQps when given; see markReady().
+    this.kvstore = new KvstoreHook(opts.kvstore, {
+      log: this.log,
+      memoryStoreName: opts.memoryStoreName,
+    });
+    this.health = healthServer(opts.healthAddr, {
+      kvstore: () => this.kvstore.status(),
+      ready: () => this.ready,
+      metrics: async () => ({
+        contentType: this.metrics.registry.contentType,
+        body: await this.metricsText(),
+      }),
+      status: () => this.status(),
     });
     this.compose();
   }
 
   private compose(): void {
     const o = this.opts;
-    const background: Promise<void>[] = [];
-
-    this.lifecycle.append({
-      name: 'kvstore',
-      start: async () => {
-        // createBackend applies etcd.bootstrapQps when given; see markReady().
-        const backend = await createBackend(o.kvstore, {
-          log: this.log,
-          memoryStoreName: o.memoryStoreName,
-        });
-        this.backend = backend;
-        // Bounded: a kvstore that never answers must not hang the start forever.
-        await withTimeout(backend.get(HeartbeatPath), 60_000, 'connecting to the kvstore');
-      },
-      stop: async () => {
-        await this.backend?.close();
-      },
-    });
+    this.lifecycle.append(this.kvstore);
 
     this.lifecycle.append({
       name: 'clustermesh',
-      start: async (lifetime) => {
-        const local = this.requireBackend();
+      start: async (ctx) => {
+        const lifetime = ctx.signal;
+        const local = this.kvstore.require();
         // One bounded pipeline for the writes of every reflector: hundreds of remote
         // clusters catching up at once must not flood the local etcd (see WriteBatcher).
         const writer = new WriteBatcher({ backend: local, maxInflight: o.write?.inflight });
@@ -190,7 +177,8 @@ export class KvstoreMesh {
           onClusterRemoved: (name) => {
             const logic = this.remotes.get(name);
             this.remotes.delete(name);
-            if (logic !== undefined) this.retiring.push(logic.closed());
+            // Its writers wind down in the background; stopping waits for them.
+            if (logic !== undefined) ctx.spawn(`retire ${name}`, () => logic.closed());
           },
           backendFactory:
             o.backendFactory ??
@@ -208,53 +196,25 @@ export class KvstoreMesh {
         this.refreshMetrics = () => {
           mesh.updateMetrics();
         };
-        this.startedAt = Date.now();
+        this.bootstrap.begin();
         // Clusters present in the directory now exist when this resolves.
         await mesh.start(lifetime);
-        background.push(this.watchReadiness(lifetime));
+        ctx.spawn('readiness', (signal) => this.watchReadiness(signal));
       },
       stop: async () => {
         // The lifetime signal is already aborted: writers stop, removals give up.
         await this.mesh?.stop();
-        await Promise.all(background);
         await Promise.all([...this.remotes.values()].map((r) => r.closed()));
-        await Promise.all(this.retiring);
       },
     });
 
-    this.lifecycle.append({
-      name: 'http',
-      start: async () => {
-        if (o.healthAddr === undefined) return;
-        this.health = await startHttpServer(
-          o.healthAddr,
-          '--health-addr',
-          healthRoutes({
-            kvstore: () => this.backend?.status(),
-            ready: () => this.ready,
-            metrics: async () => ({
-              contentType: this.metrics.registry.contentType,
-              body: await this.metricsText(),
-            }),
-            status: () => this.status(),
-          }),
-        );
-      },
-      stop: async () => {
-        await this.health?.close();
-      },
-    });
-  }
-
-  private requireBackend(): Backend {
-    if (this.backend === undefined) throw new Error('kvstore not started');
-    return this.backend;
+    this.lifecycle.append(this.health);
   }
 
   async start(): Promise<void> {
     await this.lifecycle.start();
     this.log.info(
-      { health: this.health?.url, clusters: this.mesh?.clusters().length ?? 0 },
+      { health: this.health.url, clusters: this.mesh?.clusters().length ?? 0 },
       'kvstoremesh started',
     );
   }
@@ -269,19 +229,15 @@ export class KvstoreMesh {
    * (or the global timeout passed): agents may then rely on the cache.
    */
   get ready(): boolean {
-    return this.readyAt !== undefined;
+    return this.bootstrap.ready;
   }
 
-  async waitReady(timeoutMs = 30_000): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!this.ready) {
-      if (Date.now() > deadline) throw new Error('kvstoremesh not ready in time');
-      await new Promise((r) => setTimeout(r, 20));
-    }
+  waitReady(timeoutMs = 30_000, signal?: AbortSignal): Promise<void> {
+    return waitUntil(() => this.ready, 'kvstoremesh', timeoutMs, signal);
   }
 
   get healthUrl(): string | undefined {
-    return this.health?.url;
+    return this.health.url;
   }
 
   /** The ClusterMesh status of every remote cluster (`/status`, `kvstoremesh status`). */
@@ -330,7 +286,7 @@ export class KvstoreMesh {
     for (;;) {
       const now = Date.now();
       if (this.pendingClusters(now).length === 0) break;
-      if (now - this.startedAt >= this.globalReadyTimeoutMs) {
+      if (this.bootstrap.elapsedMs >= this.globalReadyTimeoutMs) {
         this.log.warn(
           { pending: this.pendingClusters(now), timeoutMs: this.globalReadyTimeoutMs },
           'global ready timeout reached: reporting ready with remote clusters still syncing',
@@ -347,14 +303,13 @@ export class KvstoreMesh {
   }
 
   private markReady(): void {
-    this.readyAt = Date.now();
-    const seconds = (this.readyAt - this.startedAt) / 1000;
-    this.bootstrap.set({ source_cluster: this.opts.clusterName }, seconds);
+    const seconds = this.bootstrap.markReady();
     const kv = this.opts.kvstore;
-    if (kv.bootstrapQps !== undefined && this.backend instanceof EtcdBackend) {
-      // RateLimiter.setQps(0) strands callers already waiting for a token, so
-      // "unlimited" is expressed as a rate no caller can reach.
-      this.backend.setQps(kv.qps > 0 ? kv.qps : Number.MAX_SAFE_INTEGER);
+    const backend = this.kvstore.backend;
+    if (kv.bootstrapQps !== undefined && backend instanceof EtcdBackend) {
+      // qps 0 is unlimited, and RateLimiter re-reads the rate on every wait, so
+      // callers already queued for a bootstrap token go on at once either way.
+      backend.setQps(kv.qps);
     }
     this.log.info(
       { seconds: Number(seconds.toFixed(3)), clusters: this.mesh?.clusters().length ?? 0 },

@@ -42,3 +42,8 @@ export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message.split('\n')[0] ?? err.name;
   return String(err);
 }
+
+/** Any thrown value as an Error, so it can be an abort reason and a status text. */
+export function toError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}

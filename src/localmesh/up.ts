@@ -24,7 +24,7 @@ import { createBackend, resolveKvstoreConfig, type KvstoreConfig } from '../kvst
 import { DefaultMaxConnectedClusters, type MaxConnectedClusters } from '../keyspace/cluster.js';
 import { KvstoreMesh } from '../kvstoremesh/module.js';
 import { sleep } from '../lib/abort.js';
-import { ClusterMeshError, ErrorCode, errorMessage } from '../lib/errors.js';
+import { ClusterMeshError, ErrorCode } from '../lib/errors.js';
 import { Lifecycle } from '../lib/lifecycle.js';
 import { Registry } from '../registry/registry.js';
 import { findEtcdBinary, startEtcd, type EtcdServer } from '../etcd/index.js';
@@ -80,11 +80,6 @@ interface MeshCluster {
   agents: MeshAgent[];
   proxy?: ServiceProxy;
   dns?: RunningDnsServer;
-  /**
-   * Aborts with the mesh's lifecycle signal. What runs per cluster listens here rather than
-   * on that signal, which then carries one listener however many clusters run.
-   */
-  readonly stopping: AbortController;
 }
 
 export class LocalMesh {
@@ -92,7 +87,6 @@ export class LocalMesh {
   private readonly log: Logger;
   private readonly clusters: MeshCluster[];
   private readonly stateDir: string;
-  private readonly background: Promise<void>[] = [];
   private control: ControlApi | undefined;
   private kind: 'etcd' | 'memory' = 'memory';
   private state: MeshState | undefined;
@@ -114,20 +108,12 @@ export class LocalMesh {
         configDir: join(this.stateDir, addr.name, 'clustermesh'),
         kvstoremeshDir: join(this.stateDir, addr.name, 'kvstoremesh'),
         agents: [],
-        stopping: new AbortController(),
       };
     });
     validatePodCidrs(
       this.clusters.flatMap((c) => c.addr.nodes.map((n) => ({ owner: n.name, cidr: n.podCIDR }))),
     );
     this.lifecycle = new Lifecycle(this.log);
-    this.lifecycle.signal.addEventListener(
-      'abort',
-      () => {
-        for (const c of this.clusters) c.stopping.abort();
-      },
-      { once: true },
-    );
     this.compose();
   }
 
@@ -177,8 +163,9 @@ export class LocalMesh {
     }
     this.lifecycle.append({
       name: 'workload-runtimes',
-      start: () =>
-        this.eachCluster(async (c) => {
+      start: ({ signal }) => {
+        const stopping = this.perCluster(signal);
+        return this.eachCluster(async (c) => {
           const backend = await createBackend(this.kvstoreOf(c), {
             log: o.log,
             memoryStoreName: this.memoryStoreOf(c),
@@ -196,8 +183,9 @@ export class LocalMesh {
               this.datapathOf(c, conn.pod.ip)?.recordIngress(conn);
             },
           });
-          await c.runtime.start(c.stopping.signal);
-        }),
+          await c.runtime.start(stopping(c));
+        });
+      },
       stop: () =>
         this.eachCluster(async (c) => {
           await c.runtime?.stop();
@@ -233,15 +221,12 @@ export class LocalMesh {
     });
     this.lifecycle.append({
       name: 'dns',
-      start: () =>
-        this.eachCluster(async (c) => {
+      start: (ctx) => {
+        const stopping = this.perCluster(ctx.signal);
+        return this.eachCluster(async (c) => {
           if (c.backend === undefined) return;
           const dns = createRegistryDnsSource(c.backend, o.log.child({ cluster: c.addr.name }));
-          this.background.push(
-            dns.run(c.stopping.signal).catch((err: unknown) => {
-              this.log.error({ cluster: c.addr.name, err: errorMessage(err) }, 'DNS source failed');
-            }),
-          );
+          ctx.spawn(`dns source ${c.addr.name}`, () => dns.run(stopping(c)));
           c.dns = await startDnsServer({
             host: c.addr.dnsIP,
             port: o.dnsPort ?? 53,
@@ -249,11 +234,9 @@ export class LocalMesh {
             source: dns.source,
             log: o.log.child({ cluster: c.addr.name, component: 'dns' }),
           });
-        }),
-      stop: async () => {
-        await this.eachCluster(async (c) => c.dns?.close());
-        await Promise.all(this.background);
+        });
       },
+      stop: () => this.eachCluster(async (c) => c.dns?.close()),
     });
     this.lifecycle.append({
       name: 'control-api',
@@ -275,7 +258,7 @@ export class LocalMesh {
     });
     this.lifecycle.append({
       name: 'ready',
-      start: async (signal) => {
+      start: async ({ signal }) => {
         await this.waitMeshReady(o.readyTimeoutMs ?? 60_000, signal);
         if (o.example !== undefined) await this.applyExample(o.example, signal);
         await this.writeState();
@@ -509,6 +492,22 @@ export class LocalMesh {
     };
     await writeFile(stateFile(this.stateDir), `${JSON.stringify(state, null, 2)}\n`);
     this.state = state;
+  }
+
+  /**
+   * One signal per cluster, all aborted by `signal` through a single listener: per-cluster
+   * work listens there, so a hook's signal carries one listener however many clusters run.
+   */
+  private perCluster(signal: AbortSignal): (c: MeshCluster) => AbortSignal {
+    const controllers = new Map(this.clusters.map((c) => [c, new AbortController()]));
+    signal.addEventListener(
+      'abort',
+      () => {
+        for (const ac of controllers.values()) ac.abort();
+      },
+      { once: true },
+    );
+    return (c) => controllers.get(c)?.signal ?? signal;
   }
 
   private async eachCluster(fn: (c: MeshCluster) => Promise<unknown>): Promise<void> {

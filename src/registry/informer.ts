@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Backend, WatchEvent } from '../kvstore/backend.js';
-import { sleep } from '../lib/abort.js';
+import { isAborted, sleep } from '../lib/abort.js';
 import { Backoff } from '../lib/backoff.js';
 import { ClusterMeshError, ErrorCode, errorMessage, isClusterMeshError } from '../lib/errors.js';
 import { silentLogger } from '../lib/logger.js';
@@ -202,9 +202,4 @@ class RegistryInformer<T extends RegistryObject> implements Informer<T> {
 
 function withVersion<T extends RegistryObject>(obj: T, modRevision: number): T {
   return { ...obj, metadata: { ...obj.metadata, resourceVersion: String(modRevision) } };
-}
-
-/** Read through a call: TypeScript keeps `signal.aborted` narrowed inside the loop. */
-function isAborted(signal: AbortSignal): boolean {
-  return signal.aborted;
 }

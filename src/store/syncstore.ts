@@ -5,7 +5,7 @@ import { encodeSyncedCanary, joinKey, syncedCanaryKey } from '../keyspace/index.
 import { ErrorCode, errorMessage, isClusterMeshError } from '../lib/errors.js';
 import { silentLogger } from '../lib/logger.js';
 import { WorkQueue } from '../lib/workqueue.js';
-import type { TxnWriter } from './write-batcher.js';
+import { applyOps, type TxnWriter } from './write-batcher.js';
 
 /** Hooks for the reference metrics (kvstore_sync_queue_size, kvstore_sync_errors_total, …). */
 export interface SyncStoreMetrics {
@@ -211,13 +211,7 @@ export class SyncStore {
       await this.opts.writer.write(ops);
       return;
     }
-    const op = ops[0];
-    if (ops.length === 1 && op !== undefined) {
-      if (op.kind === 'put') await this.backend.put(op.key, op.value, { lease: op.lease });
-      else await this.backend.delete(op.key);
-      return;
-    }
-    await this.backend.txn(ops);
+    await applyOps(this.backend, ops);
   }
 
   private async processCanary(): Promise<void> {

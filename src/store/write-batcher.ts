@@ -122,11 +122,14 @@ export class WriteBatcher implements TxnWriter {
   private async send(batch: readonly Request[]): Promise<void> {
     const only = batch[0];
     if (batch.length === 1 && only !== undefined) {
-      await this.apply(only.ops).then(only.resolve, only.reject);
+      await applyOps(this.backend, only.ops).then(only.resolve, only.reject);
       return;
     }
     try {
-      await this.apply(batch.flatMap((r) => r.ops));
+      await applyOps(
+        this.backend,
+        batch.flatMap((r) => r.ops),
+      );
     } catch (err) {
       if (transient(err)) {
         for (const r of batch) r.reject(err);
@@ -134,21 +137,25 @@ export class WriteBatcher implements TxnWriter {
       }
       // Something in one request is refused (value too large, a lost lease): its
       // neighbours must not fail with it, so each request is tried on its own.
-      await Promise.all(batch.map((r) => this.apply(r.ops).then(r.resolve, r.reject)));
+      await Promise.all(batch.map((r) => applyOps(this.backend, r.ops).then(r.resolve, r.reject)));
       return;
     }
     for (const r of batch) r.resolve();
   }
+}
 
-  private async apply(ops: readonly TxnOp[]): Promise<void> {
-    const op = ops[0];
-    if (ops.length === 1 && op !== undefined) {
-      if (op.kind === 'put') await this.backend.put(op.key, op.value, { lease: op.lease });
-      else await this.backend.delete(op.key);
-      return;
-    }
-    await this.backend.txn(ops);
+/**
+ * Applies `ops` atomically: a single op as a plain put or delete (cheaper for etcd
+ * than a one-op transaction), more as one transaction.
+ */
+export async function applyOps(backend: Backend, ops: readonly TxnOp[]): Promise<void> {
+  const op = ops[0];
+  if (ops.length === 1 && op !== undefined) {
+    if (op.kind === 'put') await backend.put(op.key, op.value, { lease: op.lease });
+    else await backend.delete(op.key);
+    return;
   }
+  await backend.txn(ops);
 }
 
 /** An outage or overload: retrying the requests separately would only add load. */

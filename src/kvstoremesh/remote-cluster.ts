@@ -28,7 +28,7 @@ import { newWatchStoreManager } from '../store/watchstoremgr.js';
 import type { TxnWriter } from '../store/write-batcher.js';
 import { Reflector, type ReflectorWriteOptions } from './reflector.js';
 
-/** Delays of one remote cluster's cache management (spec §9, §13); tests shrink them. */
+/** Delays of one remote cluster's cache management; tests shrink them. */
 export interface KvstoreMeshRemoteTiming {
   /** Re-enforcement of `cilium/cluster-config/<remote>` in the local kvstore. */
   readonly clusterConfigIntervalMs: number;
@@ -163,7 +163,7 @@ export class KvstoreMeshRemoteCluster implements RemoteClusterLogic {
 
   /**
    * Not called on a reconnect (the cache then stays and the next list diffs it).
-   * Removal: spec §9. Cluster-ID change: the cache is emptied and rebuilt from
+   * Removal: see removeCache(). Cluster-ID change: the cache is emptied and rebuilt from
    * scratch, like the agent drains, so entries of the old and the new incarnation
    * never mix and readers see the canaries again only over a complete new copy.
    */
@@ -252,7 +252,7 @@ export class KvstoreMeshRemoteCluster implements RemoteClusterLogic {
     else await this.resetCache();
   }
 
-  /** Spec §9: config first (agents stop connecting), grace period, then the data. */
+  /** Config first (agents stop connecting), grace period, then the data. */
   private async removeCache(): Promise<void> {
     // No write of ours may land after the deletions.
     await this.stopGeneration();
