@@ -346,14 +346,17 @@ export function globalServiceSettings(
 }
 
 /**
- * `service.cilium.io/global-sync-endpoint-slices` if set, else the default: on for
- * headless global services, off otherwise.
+ * Whether a Service's EndpointSlices are synced across clusters (reference
+ * `doesServiceSyncEndpointSlice`): only when `service.cilium.io/global` itself (not
+ * its legacy alias) is `true`; then `service.cilium.io/global-sync-endpoint-slices`
+ * if set, else on for headless Services only.
  */
 export function globalSyncEndpointSlices(
   annotations: Readonly<Record<string, string>> | undefined,
   headless: boolean,
 ): boolean {
-  const text = annotations?.[GlobalSyncEndpointSlicesAnnotation];
-  if (text === undefined) return headless && globalServiceSettings(annotations).global;
+  if (annotations?.[GlobalServiceAnnotation]?.toLowerCase() !== 'true') return false;
+  const text = annotations[GlobalSyncEndpointSlicesAnnotation];
+  if (text === undefined) return headless;
   return text.toLowerCase() === 'true';
 }
