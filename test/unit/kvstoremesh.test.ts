@@ -41,7 +41,6 @@ void describe('kvstoremesh: reflection into the local cache', () => {
     const cache = await h.snapshot('cilium/cache/');
     assert.deepEqual([...cache.keys()].sort(), [
       'cilium/cache/identities/v1/c2/id/131073',
-      'cilium/cache/identities/v1/c2/value/k8s:app=rebel-base;k8s:io.cilium.k8s.policy.cluster=c2;/10.2.0.1',
       'cilium/cache/ip/v1/c2/10.2.1.5',
       'cilium/cache/nodes/v1/c2/node-1',
       'cilium/cache/serviceexports/v1/c2/default/rebel-base',
@@ -75,7 +74,7 @@ void describe('kvstoremesh: reflection into the local cache', () => {
         s['num-shared-services'],
         s['num-service-exports'],
       ],
-      [1, 1, 2, 1, 1],
+      [1, 1, 1, 1, 1],
     );
     assert.deepEqual(s.synced, {
       nodes: true,
@@ -175,7 +174,7 @@ void describe('kvstoremesh: reflection into the local cache', () => {
     );
     await writeRemoteCanaries(remote, 'c2');
     await h.mesh().waitReady(5_000);
-    assert.equal((await h.snapshot('cilium/cache/')).size, 6);
+    assert.equal((await h.snapshot('cilium/cache/')).size, 5);
   });
 
   it('follows remote updates and deletions', async () => {
@@ -245,7 +244,7 @@ void describe('kvstoremesh: reflection into the local cache', () => {
     await (await h.start()).waitReady(5_000);
     const cache = await h.snapshot('cilium/cache/');
     assert.equal(cache.has('cilium/cache/serviceexports/v1/c2/default/rebel-base'), false);
-    assert.equal(cache.size, 5);
+    assert.equal(cache.size, 4);
     assert.notEqual(
       await h.local.get('cilium/synced/c2/cilium/cache/serviceexports/v1'),
       undefined,
@@ -312,7 +311,7 @@ void describe('kvstoremesh: reflection into the local cache', () => {
     const verbose = await run('kvstoremesh', 'status', '--verbose', '--url', url);
     assert.match(
       verbose.out,
-      /^ {3}c2: ready, 1 nodes, 1 endpoints, 2 identities, 1 services, 1 MCS-API service exports, 0 reconnections \(last: never\)$/m,
+      /^ {3}c2: ready, 1 nodes, 1 endpoints, 1 identities, 1 services, 1 MCS-API service exports, 0 reconnections \(last: never\)$/m,
     );
     assert.match(
       verbose.out,
