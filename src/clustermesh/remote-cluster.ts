@@ -44,6 +44,13 @@ export interface RemoteClusterLogic {
   drain(): void | Promise<void>;
   /** Counts and synced flags for status and readiness. */
   status(): RemoteLogicStatus;
+  /**
+   * A cache that copies the remote verbatim (KVStoreMesh): the remote's config is
+   * neither validated against the local limits nor its cluster ID reserved, as the
+   * reference's KVStoreMesh mirrors any remote; the agents reading the cache apply
+   * those checks with their own configuration.
+   */
+  readonly mirrorsVerbatim?: boolean;
 }
 
 export interface LocalClusterInfo {
@@ -319,8 +326,9 @@ export class RemoteCluster {
         'sync-canaries': false,
       };
       const config = await this.retrieveConfig(backend, signal);
-      validateRemoteClusterConfig(config, this.opts.local);
-      await this.adoptClusterId(config.id);
+      const verbatim = this.opts.logic.mirrorsVerbatim === true;
+      if (!verbatim) validateRemoteClusterConfig(config, this.opts.local);
+      await this.adoptClusterId(config.id, !verbatim);
       this.configStatus = this.configStatusOf(config);
       this.problem = undefined;
       this.backend = backend;
@@ -412,7 +420,7 @@ export class RemoteCluster {
    * A remote whose cluster ID changed was reset: its old entries must not mix with
    * the new ones, so everything is drained before the new ID is reserved.
    */
-  private async adoptClusterId(id: number): Promise<void> {
+  private async adoptClusterId(id: number, reserve: boolean): Promise<void> {
     if (this.knownId !== undefined && this.knownId !== id) {
       this.log.warn(
         { previousClusterId: this.knownId, clusterId: id },
@@ -421,6 +429,10 @@ export class RemoteCluster {
       await this.opts.logic.drain();
       this.opts.idsManager.release(this.name);
       this.knownId = undefined;
+    }
+    if (!reserve) {
+      this.knownId = id;
+      return;
     }
     try {
       this.opts.idsManager.reserve(this.name, id);

@@ -93,6 +93,7 @@ export function cachedPrefixes(cluster: string): string[] {
 
 export class KvstoreMeshRemoteCluster implements RemoteClusterLogic {
   readonly name: string;
+  readonly mirrorsVerbatim = true;
   /** When the cluster was configured (readiness: per-cluster ready timeout). */
   readonly addedAt = Date.now();
   private connected: number | undefined;
