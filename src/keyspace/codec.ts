@@ -88,15 +88,13 @@ export function foldFieldNames(data: unknown, fields: readonly string[]): unknow
     if (!folded.has(k)) folded.set(k, f);
   }
   let renamed = false;
-  const out: Record<string, unknown> = {};
+  const out = new Map<string, unknown>();
   for (const [key, value] of Object.entries(data as Record<string, unknown>)) {
     const field = exact.has(key) ? key : (folded.get(foldCase(key)) ?? key);
     if (field !== key) renamed = true;
-    // Delete first so that a later key overrides and its position is the latest.
-    delete out[field];
-    out[field] = value;
+    out.set(field, value);
   }
-  return renamed ? out : data;
+  return renamed ? Object.fromEntries(out) : data;
 }
 
 /** `z.object` whose input field names are matched the way Go matches them. */

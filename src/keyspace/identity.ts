@@ -24,13 +24,14 @@ import {
 
 export interface GlobalIdentity {
   readonly id: number;
-  /** Sorted by key. */
+  /** In stored order (sorted by key when the writer follows the reference). */
   readonly labels: readonly Label[];
 }
 
-const DECIMAL_ID = /^(?:0|[1-9]\d{0,9})$/;
+// Leading zeros are accepted, as by the reference's `strconv.ParseUint(s, 10, 64)`.
+const DECIMAL_ID = /^\d+$/;
 
-/** Parses the decimal identity of a master key; `null` unless it is a uint32. */
+/** Parses the decimal identity of a master key (`0123` is 123); `null` unless it is a uint32. */
 export function parseIdentityId(text: string): number | null {
   if (!DECIMAL_ID.test(text)) return null;
   const n = Number(text);
