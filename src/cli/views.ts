@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { clusterMeshStatusJson } from '../clustermesh/status.js';
 import { formatClusterMeshStatus } from '../clustermesh/status-text.js';
 import { agentGet } from './agent-client.js';
 import { commandGroup, formatStructured, globalOptions, type CliContext } from './common.js';
@@ -157,8 +158,8 @@ export function registerViewCommands(program: Command, ctx: CliContext): void {
       const g = globalOptions(cmd);
       const st = (await agentGet(g.host, '/v1/status')) as AgentStatusJson;
       if (g.output !== 'text') {
-        // The ClusterMesh model only, as DESIGN §5 fixes it.
-        ctx.io.stdout(await formatStructured(st.clustermesh, g.output));
+        // The ClusterMesh model only, as DESIGN §5 fixes it, in the reference's omitempty form.
+        ctx.io.stdout(await formatStructured(clusterMeshStatusJson(st.clustermesh), g.output));
         return;
       }
       const lines = [

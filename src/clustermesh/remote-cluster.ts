@@ -134,6 +134,12 @@ export class RemoteCluster {
   private restartPending = false;
   /** Set while a validated connection serves the logic. */
   private backend: Backend | undefined;
+  /**
+   * Set from the moment the remote kvstore answered until the connection is torn
+   * down, also while its config is being retrieved: the reference then already
+   * reports the cluster connected, with the kvstore's status.
+   */
+  private reachable: Backend | undefined;
   private configStatus: RemoteClusterConfigStatus | undefined;
   /** Why the cluster is not connected (shown as its status). */
   private problem: string | undefined;
@@ -205,9 +211,9 @@ export class RemoteCluster {
     const s = logic.synced;
     return {
       name: this.name,
-      connected: backend !== undefined,
+      connected: this.reachable !== undefined,
       ready: this.readyWith(logic),
-      status: backend?.status().message ?? this.problem ?? WaitingForConnection,
+      status: (backend ?? this.reachable)?.status().message ?? this.problem ?? WaitingForConnection,
       ...(this.configStatus === undefined ? {} : { config: this.configStatus }),
       'num-nodes': logic.numNodes,
       'num-endpoints': logic.numEndpoints,
@@ -317,6 +323,7 @@ export class RemoteCluster {
         'connection to remote cluster established',
       );
       stopWatchdog = startWatchdog(backend, this.timing, signal, fail, this.log);
+      this.reachable = backend;
 
       this.configStatus = {
         required: true,
@@ -358,6 +365,7 @@ export class RemoteCluster {
       if (!signal.aborted) fail(toError(err));
     } finally {
       this.backend = undefined;
+      this.reachable = undefined;
       await stopWatchdog?.();
       await run;
       await backend?.close().catch(() => undefined);
@@ -447,14 +455,15 @@ export class RemoteCluster {
   }
 
   private configStatusOf(config: CiliumClusterConfig): RemoteClusterConfigStatus {
-    const exports = this.opts.logic.status().synced.serviceExports !== undefined;
+    const exports = config.capabilities.serviceExportsEnabled;
     return {
       required: true,
       retrieved: true,
       'cluster-id': config.id,
       kvstoremesh: config.capabilities.cached,
       'sync-canaries': config.capabilities.syncedCanaries,
-      ...(exports ? { 'service-exports-enabled': config.capabilities.serviceExportsEnabled } : {}),
+      // Every component reports it since 1.17; absent = the remote does not support exports.
+      ...(exports === null ? {} : { 'service-exports-enabled': exports }),
     };
   }
 }
