@@ -219,10 +219,11 @@ describe('status text', () => {
       ],
       'num-global-services': 2,
     });
-    const c = (failed.clusters as Record<string, unknown>[])[0];
-    assert.equal(c?.['last-failure'], '2025-01-01T11:59:48.000Z');
+    const [c] = failed.clusters as (Record<string, unknown> | undefined)[];
+    assert.ok(c !== undefined);
+    assert.equal(c['last-failure'], '2025-01-01T11:59:48.000Z');
     // A pointer in the reference: false is written.
-    assert.deepEqual(c?.config, {
+    assert.deepEqual(c.config, {
       'cluster-id': 2,
       required: true,
       retrieved: true,
