@@ -10,16 +10,22 @@ import { nodeFromCiliumNode } from '../../src/convert/cilium.js';
 import { decodeNode, encodeNode, nodeKeyNameOf, NodesPrefix } from '../../src/keyspace/index.js';
 import type { CiliumNode } from '../../src/registry/types.js';
 
+interface NodeFields {
+  readonly Cluster?: string;
+  readonly Name?: string;
+  readonly ClusterID?: number;
+}
+
 interface Fixture {
   readonly cluster: { readonly name: string; readonly id: number };
   readonly ciliumNodes: readonly { object: CiliumNode; key: string; value: string }[];
   readonly validate: readonly {
-    node: Record<string, unknown>;
+    node: NodeFields;
     localClusterId: number;
     error?: string;
   }[];
   readonly validators: readonly {
-    node: Record<string, unknown>;
+    node: NodeFields;
     key?: string;
     expectedCluster?: string;
     expectedClusterId?: number;
@@ -121,7 +127,7 @@ void describe('wire: Node.validate and the node validators', () => {
   for (const v of fx.validate) {
     it(`${JSON.stringify(v.node)} → ${v.error ?? 'OK'}`, () => {
       const value = JSON.stringify(v.node);
-      const key = `${String(v.node.Cluster ?? '')}/${String(v.node.Name ?? '')}`;
+      const key = `${v.node.Cluster ?? ''}/${v.node.Name ?? ''}`;
       const run = () => decodeNode(key, value, { localClusterId: v.localClusterId });
       if (v.error === undefined) run();
       else assert.equal(reason(run), v.error);
@@ -130,9 +136,9 @@ void describe('wire: Node.validate and the node validators', () => {
   for (const v of fx.validators) {
     const label = `${JSON.stringify(v.node)} key=${v.key ?? '-'} cluster=${v.expectedCluster ?? '-'} id=${v.expectedClusterId ?? '-'}`;
     it(`${label} → ${v.error ?? 'OK'}`, () => {
-      const cluster = String(v.node.Cluster);
+      const cluster = v.node.Cluster ?? '';
       // The reference's key is relative to `<prefix>/<cluster>/`; ours includes the cluster.
-      const key = `${cluster}/${v.key ?? String(v.node.Name)}`;
+      const key = `${cluster}/${v.key ?? v.node.Name ?? ''}`;
       const run = () =>
         decodeNode(key, JSON.stringify(v.node), {
           ...(v.expectedCluster === undefined ? {} : { expectedCluster: v.expectedCluster }),

@@ -20,6 +20,15 @@ import type { EndpointSlice, Service } from '../../src/registry/objects.js';
 import { serviceToClusterService } from '../../src/service/local-services.js';
 import { ServiceTable } from '../../src/service/table.js';
 
+interface SvcFields {
+  readonly cluster?: string;
+  readonly namespace?: string;
+  readonly name?: string;
+  readonly clusterID?: number;
+  readonly frontends?: unknown;
+  readonly backends?: unknown;
+}
+
 interface Fixture {
   readonly cluster: { readonly name: string; readonly id: number };
   readonly serviceSync: {
@@ -29,9 +38,9 @@ interface Fixture {
     withoutSlices: string;
     withSlices: string;
   };
-  readonly validate: readonly { svc: Record<string, unknown>; error?: string }[];
+  readonly validate: readonly { svc: SvcFields; error?: string }[];
   readonly validators: readonly {
-    svc: Record<string, unknown>;
+    svc: SvcFields;
     key?: string;
     expectedCluster?: string;
     expectedClusterId?: number;
@@ -145,7 +154,7 @@ void describe('wire: services (servicesync.txtar)', () => {
 void describe('wire: ClusterService.validate and validators', () => {
   for (const v of fx.validate) {
     it(`${JSON.stringify(v.svc)} → ${v.error ?? 'OK'}`, () => {
-      const key = `${String(v.svc.cluster ?? '')}/${String(v.svc.namespace ?? '')}/${String(v.svc.name ?? '')}`;
+      const key = `${v.svc.cluster ?? ''}/${v.svc.namespace ?? ''}/${v.svc.name ?? ''}`;
       const run = () => decodeClusterService(key, JSON.stringify(v.svc));
       if (v.error === undefined) {
         const cs = run();
@@ -160,7 +169,7 @@ void describe('wire: ClusterService.validate and validators', () => {
   for (const v of fx.validators) {
     const label = `key=${v.key ?? '-'} cluster=${v.expectedCluster ?? '-'} id=${v.expectedClusterId ?? '-'}`;
     it(`${JSON.stringify(v.svc)} ${label} → ${v.error ?? 'OK'}`, () => {
-      const key = `${String(v.svc.cluster)}/${v.key ?? `${String(v.svc.namespace)}/${String(v.svc.name)}`}`;
+      const key = `${v.svc.cluster ?? ''}/${v.key ?? `${v.svc.namespace ?? ''}/${v.svc.name ?? ''}`}`;
       const run = () =>
         decodeClusterService(key, JSON.stringify(v.svc), {
           ...(v.expectedCluster === undefined ? {} : { expectedCluster: v.expectedCluster }),
