@@ -227,7 +227,13 @@ export function decodeMCSAPIServiceSpec(
   checkEntryCluster('service export', keySuffix, raw.cluster, opts);
   const keyName = serviceKeyName(raw.cluster, raw.namespace, raw.name);
   if (keyName !== keySuffix) {
-    throw fail(`namespaced name does not match key: got ${keyName}, expected ${keySuffix}`);
+    // The reference compares `<namespace>/<name>` with the key below `<prefix>/<cluster>/`.
+    const clusterPrefix = `${raw.cluster}/`;
+    throw fail(
+      keySuffix.startsWith(clusterPrefix)
+        ? `namespaced name does not match key: got ${raw.namespace}/${raw.name}, expected ${keySuffix.slice(clusterPrefix.length)}`
+        : `namespaced name does not match key: got ${keyName}, expected ${keySuffix}`,
+    );
   }
 
   const spec: { -readonly [K in keyof MCSAPIServiceSpec]: MCSAPIServiceSpec[K] } = {
