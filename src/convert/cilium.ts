@@ -37,6 +37,15 @@ function annotationOf(
   return Object.hasOwn(annotations, alias) ? (annotations[alias] ?? '') : '';
 }
 
+function arrayOrEmpty<T>(v: readonly T[] | undefined): readonly T[] {
+  return Array.isArray(v) ? v : [];
+}
+
+/** A uint32 field of a registry object that the registry does not validate; else 0. */
+function uint32OrZero(v: unknown): number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffffff ? v : 0;
+}
+
 /**
  * The reference's `ParseCiliumNode` plus the cluster name and ID. Unparsable
  * addresses, health/ingress IPs and CIDRs are skipped one by one (the reference
@@ -48,9 +57,10 @@ export function nodeFromCiliumNode(cn: CiliumNode, cluster: LocalCluster): Node 
   const spec = cn.spec;
   const cidrs = [
     ...(spec.ipam?.podCIDRs ?? []),
-    ...(spec.ipam?.pools?.allocated ?? []).flatMap((p) => p.cidrs ?? []),
+    ...arrayOrEmpty(spec.ipam?.pools?.allocated).flatMap((p) => arrayOrEmpty(p.cidrs)),
   ]
-    .map((c) => canonicalCIDR(c))
+    // The registry does not validate these newer fields: anything but a string is skipped.
+    .map((c: unknown) => (typeof c === 'string' ? canonicalCIDR(c) : null))
     .filter((c): c is string => c !== null);
   const v4 = cidrs.filter((c) => !c.includes(':'));
   const v6 = cidrs.filter((c) => c.includes(':'));
@@ -75,13 +85,13 @@ export function nodeFromCiliumNode(cn: CiliumNode, cluster: LocalCluster): Node 
     EncryptionKey: spec.encryption?.key ?? 0,
     Labels: cn.metadata.labels ?? {},
     Annotations: cn.metadata.annotations ?? {},
-    NodeIdentity: spec.nodeidentity ?? 0,
+    NodeIdentity: uint32OrZero(spec.nodeidentity),
     WireguardPubKey: annotationOf(
       cn.metadata.annotations,
       WireguardPubKeyAnnotation,
       WireguardPubKeyAnnotationAlias,
     ),
-    BootID: spec.bootid ?? '',
+    BootID: typeof spec.bootid === 'string' ? spec.bootid : '',
   });
 }
 
