@@ -38,7 +38,7 @@ function annotationOf(
 }
 
 function arrayOrEmpty<T>(v: readonly T[] | undefined): readonly T[] {
-  return Array.isArray(v) ? v : [];
+  return Array.isArray(v) ? (v as readonly T[]) : [];
 }
 
 /** A uint32 field of a registry object that the registry does not validate; else 0. */
