@@ -93,7 +93,7 @@ export function sampleRemoteState(c: string, id: number, n = 1): Map<string, str
 }
 
 /**
- * Where KVStoreMesh must cache a state key of cluster `c` (spec §1.1); `undefined` for
+ * Where KVStoreMesh must cache a state key of cluster `c`; `undefined` for
  * keys it does not mirror (the identities tree outside `id/`).
  */
 export function cacheKeyOf(c: string, stateKey: string): string | undefined {
