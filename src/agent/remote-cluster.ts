@@ -220,13 +220,12 @@ export class AgentRemoteCluster implements RemoteClusterLogic {
   }
 
   status(): RemoteCounts {
-    let shared = 0;
-    for (const [, svc] of this.services.values()) if (svc.shared) shared++;
     return {
       numNodes: this.nodes.numEntries,
       numEndpoints: this.endpoints.numEntries,
       numIdentities: this.identities.numEntries,
-      numSharedServices: shared,
+      // Every entry, shared or not, as the reference's `remoteServices.NumEntries()`.
+      numSharedServices: this.services.numEntries,
       synced: {
         nodes: this.nodes.synced,
         endpoints: this.endpoints.synced,

@@ -344,14 +344,16 @@ function registerKvstoreMeshCommand(program: Command, ctx: CliContext): void {
     .option('--url <url>', 'health address of the kvstoremesh', 'http://127.0.0.1:9881')
     .option('--verbose', 'details for every remote cluster, not only the failing ones')
     .action(async (o: { url: string; verbose?: boolean }, cmd: Command) => {
-      const [{ fetchKvstoreMeshStatus }, { formatClusterMeshStatus }] = await Promise.all([
-        import('../kvstoremesh/status-client.js'),
-        import('../clustermesh/status-text.js'),
-      ]);
+      const [{ fetchKvstoreMeshStatus }, { formatClusterMeshStatus }, { clusterMeshStatusJson }] =
+        await Promise.all([
+          import('../kvstoremesh/status-client.js'),
+          import('../clustermesh/status-text.js'),
+          import('../clustermesh/status.js'),
+        ]);
       const g = globalOptions(cmd);
       const status = await fetchKvstoreMeshStatus(o.url);
       if (g.output !== 'text') {
-        ctx.io.stdout(await formatStructured(status, g.output));
+        ctx.io.stdout(await formatStructured(clusterMeshStatusJson(status), g.output));
         return;
       }
       const lines = formatClusterMeshStatus(status, {

@@ -1,4 +1,5 @@
 import { Option, type Command } from 'commander';
+import { clusterMeshStatusJson } from '../clustermesh/status.js';
 import { formatClusterMeshStatus } from '../clustermesh/status-text.js';
 import { agentGet, resolveAgent } from './agent-client.js';
 import {
@@ -188,8 +189,8 @@ export function registerViewCommands(program: Command, ctx: CliContext): void {
       const g = globalOptions(cmd);
       const st = (await fromAgent(cmd, '/v1/status')) as AgentStatusJson;
       if (g.output !== 'text') {
-        // The ClusterMesh model only (`{ clusters: [...] }`): a stable shape scripts parse.
-        ctx.io.stdout(await formatStructured(st.clustermesh, g.output));
+        // The ClusterMesh model only (`{ clusters: [...] }`), in Cilium's omitempty form.
+        ctx.io.stdout(await formatStructured(clusterMeshStatusJson(st.clustermesh), g.output));
         return;
       }
       const lines = [

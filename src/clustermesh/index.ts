@@ -20,7 +20,7 @@ export {
   type RemoteBackendFactory,
   type RemoteBackendRequest,
 } from './backend-factory.js';
-export { formatClusterMeshStatus, formatRemoteCluster, humanDuration } from './status-text.js';
+export { formatClusterMeshStatus, formatRemoteCluster, goDuration } from './status-text.js';
 export type { StatusTextOptions } from './status-text.js';
 export { WaitingForConnection } from './status.js';
 export type {

@@ -43,6 +43,13 @@ export interface RemoteClusterLogic {
   drain(): void | Promise<void>;
   /** Counts and synced flags for status and readiness. */
   status(): RemoteLogicStatus;
+  /**
+   * A cache that copies the remote verbatim (KVStoreMesh): the remote's config is
+   * neither validated against the local limits nor its cluster ID reserved, as the
+   * reference's KVStoreMesh mirrors any remote; the agents reading the cache apply
+   * those checks with their own configuration.
+   */
+  readonly mirrorsVerbatim?: boolean;
 }
 
 export interface LocalClusterInfo {
@@ -126,6 +133,12 @@ export class RemoteCluster {
   private restartPending = false;
   /** Set while a validated connection serves the logic. */
   private backend: Backend | undefined;
+  /**
+   * Set from the moment the remote kvstore answered until the connection is torn
+   * down, also while its config is being retrieved: the reference then already
+   * reports the cluster connected, with the kvstore's status.
+   */
+  private reachable: Backend | undefined;
   private configStatus: RemoteClusterConfigStatus | undefined;
   /** Why the cluster is not connected (shown as its status). */
   private problem: string | undefined;
@@ -197,9 +210,9 @@ export class RemoteCluster {
     const s = logic.synced;
     return {
       name: this.name,
-      connected: backend !== undefined,
+      connected: this.reachable !== undefined,
       ready: this.readyWith(logic),
-      status: backend?.status().message ?? this.problem ?? WaitingForConnection,
+      status: (backend ?? this.reachable)?.status().message ?? this.problem ?? WaitingForConnection,
       ...(this.configStatus === undefined ? {} : { config: this.configStatus }),
       'num-nodes': logic.numNodes,
       'num-endpoints': logic.numEndpoints,
@@ -309,6 +322,7 @@ export class RemoteCluster {
         'connection to remote cluster established',
       );
       stopWatchdog = startWatchdog(backend, this.timing, signal, fail, this.log);
+      this.reachable = backend;
 
       this.configStatus = {
         required: true,
@@ -318,8 +332,9 @@ export class RemoteCluster {
         'sync-canaries': false,
       };
       const config = await this.retrieveConfig(backend, signal);
-      validateRemoteClusterConfig(config, this.opts.local);
-      await this.adoptClusterId(config.id);
+      const verbatim = this.opts.logic.mirrorsVerbatim === true;
+      if (!verbatim) validateRemoteClusterConfig(config, this.opts.local);
+      await this.adoptClusterId(config.id, !verbatim);
       this.configStatus = this.configStatusOf(config);
       this.problem = undefined;
       this.backend = backend;
@@ -349,6 +364,7 @@ export class RemoteCluster {
       if (!signal.aborted) fail(toError(err));
     } finally {
       this.backend = undefined;
+      this.reachable = undefined;
       await stopWatchdog?.();
       await run;
       await backend?.close().catch(() => undefined);
@@ -411,7 +427,7 @@ export class RemoteCluster {
    * A remote whose cluster ID changed was reset: its old entries must not mix with
    * the new ones, so everything is drained before the new ID is reserved.
    */
-  private async adoptClusterId(id: number): Promise<void> {
+  private async adoptClusterId(id: number, reserve: boolean): Promise<void> {
     if (this.knownId !== undefined && this.knownId !== id) {
       this.log.warn(
         { previousClusterId: this.knownId, clusterId: id },
@@ -420,6 +436,10 @@ export class RemoteCluster {
       await this.opts.logic.drain();
       this.opts.idsManager.release(this.name);
       this.knownId = undefined;
+    }
+    if (!reserve) {
+      this.knownId = id;
+      return;
     }
     try {
       this.opts.idsManager.reserve(this.name, id);
@@ -434,14 +454,15 @@ export class RemoteCluster {
   }
 
   private configStatusOf(config: CiliumClusterConfig): RemoteClusterConfigStatus {
-    const exports = this.opts.logic.status().synced.serviceExports !== undefined;
+    const exports = config.capabilities.serviceExportsEnabled;
     return {
       required: true,
       retrieved: true,
       'cluster-id': config.id,
       kvstoremesh: config.capabilities.cached,
       'sync-canaries': config.capabilities.syncedCanaries,
-      ...(exports ? { 'service-exports-enabled': config.capabilities.serviceExportsEnabled } : {}),
+      // Every component reports it since 1.17; absent = the remote does not support exports.
+      ...(exports === null ? {} : { 'service-exports-enabled': exports }),
     };
   }
 }

@@ -10,14 +10,18 @@ export interface StatusTextOptions {
 }
 
 /**
- * The ClusterMesh part of the status text (spec §12), as lines without trailing
- * newlines:
+ * The ClusterMesh part of the status text in the reference's 1.17+ format
+ * (`pkg/client/client.go`, `kvstoremesh-dbg status`), as lines without trailing
+ * newlines. The header's tab is rendered as the three spaces a tabwriter pads it to:
  *
  *     ClusterMesh:   1/2 remote clusters ready, 3 global-services
- *        c2: not-ready, 0 nodes, 0 endpoints, 0 identities, 0 services, 2 reconnections (last: 5s ago)
- *        └  etcd: 0/1 connected, …
+ *        c2: not-ready, 0 nodes, 0 endpoints, 0 identities, 0 services, 0 MCS-API service exports, 2 reconnections (last: 5s ago)
+ *        └  etcd: 1/1 connected, …
  *        └  remote configuration: expected=true, retrieved=false
  *        └  synchronization status: nodes=false, endpoints=false, identities=false, services=false
+ *
+ * Agent (`cilium-dbg status`): clusters that are not ready, or all with `verbose`.
+ * KVStoreMesh: every cluster, ready ones as their first line only unless `verbose`.
  */
 export function formatClusterMeshStatus(
   status: ClusterMeshStatus,
@@ -25,33 +29,32 @@ export function formatClusterMeshStatus(
 ): string[] {
   const ready = status.clusters.filter((c) => c.ready).length;
   const total = status.clusters.length;
-  const lines =
-    opts.kind === 'kvstoremesh'
-      ? [`KVStoreMesh:  ${ready}/${total} clusters ready`]
-      : [
-          `ClusterMesh:   ${ready}/${total} remote clusters ready, ${status['num-global-services'] ?? 0} global-services`,
-        ];
+  const kvstoremesh = opts.kind === 'kvstoremesh';
+  const lines = kvstoremesh
+    ? [`KVStoreMesh:   ${ready}/${total} remote clusters ready`]
+    : [
+        `ClusterMesh:   ${ready}/${total} remote clusters ready, ${status['num-global-services'] ?? 0} global-services`,
+      ];
   const now = opts.now ?? new Date();
+  const verbose = opts.verbose === true;
   for (const c of status.clusters) {
-    if (opts.verbose === true || !c.ready) lines.push(...formatRemoteCluster(c, now));
+    if (verbose || !c.ready) lines.push(...formatRemoteCluster(c, now));
+    else if (kvstoremesh) lines.push(...formatRemoteCluster(c, now).slice(0, 1));
   }
   return lines;
 }
 
 /** The per-cluster block of the status text. */
 export function formatRemoteCluster(c: RemoteClusterStatus, now: Date = new Date()): string[] {
-  const exports =
-    c['num-service-exports'] === undefined
-      ? ''
-      : `${c['num-service-exports']} MCS-API service exports, `;
   const last =
     c['last-failure'] === undefined
       ? 'never'
-      : `${humanDuration(now.getTime() - Date.parse(c['last-failure']))} ago`;
+      : `${goDuration(now.getTime() - Date.parse(c['last-failure']))} ago`;
   const lines = [
     `   ${c.name}: ${c.ready ? 'ready' : 'not-ready'}, ${c['num-nodes']} nodes, ` +
       `${c['num-endpoints']} endpoints, ${c['num-identities']} identities, ` +
-      `${c['num-shared-services']} services, ${exports}${c['num-failures']} reconnections (last: ${last})`,
+      `${c['num-shared-services']} services, ${c['num-service-exports'] ?? 0} MCS-API service exports, ` +
+      `${c['num-failures']} reconnections (last: ${last})`,
     `   └  ${c.status}`,
   ];
   const cfg = c.config;
@@ -60,11 +63,10 @@ export function formatRemoteCluster(c: RemoteClusterStatus, now: Date = new Date
   } else {
     let text = `   └  remote configuration: expected=${cfg.required}, retrieved=${cfg.retrieved}`;
     if (cfg.retrieved) {
-      text += `, cluster-id=${cfg['cluster-id']}, kvstoremesh=${cfg.kvstoremesh}, sync-canaries=${cfg['sync-canaries']}`;
       const se = cfg['service-exports-enabled'];
-      if (se !== undefined) {
-        text += `, service-exports=${se === null ? 'unsupported' : se ? 'enabled' : 'disabled'}`;
-      }
+      text +=
+        `, cluster-id=${cfg['cluster-id']}, kvstoremesh=${cfg.kvstoremesh}, sync-canaries=${cfg['sync-canaries']}` +
+        `, service-exports=${se === undefined ? 'unsupported' : se ? 'enabled' : 'disabled'}`;
     }
     lines.push(text);
   }
@@ -77,33 +79,19 @@ export function formatRemoteCluster(c: RemoteClusterStatus, now: Date = new Date
   return lines;
 }
 
-/** Kubernetes' `duration.HumanDuration`, which the reference uses for "last failure". */
-export function humanDuration(ms: number): string {
-  const seconds = Math.trunc(ms / 1000);
-  if (seconds < -1) return '<invalid>';
-  if (seconds < 0) return '0s';
-  if (seconds < 120) return `${seconds}s`;
-  const minutes = Math.trunc(seconds / 60);
-  if (minutes < 10) {
-    const s = seconds % 60;
-    return s === 0 ? `${minutes}m` : `${minutes}m${s}s`;
-  }
-  if (minutes < 180) return `${minutes}m`;
-  const hours = Math.trunc(minutes / 60);
-  if (hours < 8) {
-    const m = minutes % 60;
-    return m === 0 ? `${hours}h` : `${hours}h${m}m`;
-  }
-  if (hours < 48) return `${hours}h`;
-  if (hours < 24 * 8) {
-    const h = hours % 24;
-    return h === 0 ? `${hours / 24}d` : `${Math.trunc(hours / 24)}d${h}h`;
-  }
-  if (hours < 24 * 365 * 2) return `${Math.trunc(hours / 24)}d`;
-  const days = Math.trunc(hours / 24);
-  if (hours < 24 * 365 * 8) {
-    const dy = days % 365;
-    return dy === 0 ? `${days / 365}y` : `${Math.trunc(days / 365)}y${dy}d`;
-  }
-  return `${Math.trunc(days / 365)}y`;
+/**
+ * Go's `time.Duration.String()` of a span truncated to whole seconds, which the
+ * reference prints for the last failure: `0s`, `5s`, `1m30s`, `2m0s`, `1h0m0s`.
+ */
+export function goDuration(ms: number): string {
+  const total = Math.trunc(ms / 1000);
+  if (total === 0) return '0s';
+  const sign = total < 0 ? '-' : '';
+  const abs = Math.abs(total);
+  const h = Math.trunc(abs / 3600);
+  const m = Math.trunc((abs % 3600) / 60);
+  const sec = abs % 60;
+  if (h > 0) return `${sign}${h}h${m}m${sec}s`;
+  if (m > 0) return `${sign}${m}m${sec}s`;
+  return `${sign}${sec}s`;
 }

@@ -1,9 +1,8 @@
 /**
- * The ClusterMesh status model, JSON-compatible with the reference's
- * `api/v1/models/remote_cluster*.go` (field names are the JSON keys) and with the
- * `status -o json` contract of DESIGN §5. Optional fields are the reference's
- * `omitempty`/nullable ones: they appear only where the component has them (service
- * exports for KVStoreMesh/operator, last-failure once a failure happened).
+ * The ClusterMesh status model, with the field names of the reference's
+ * `api/v1/models/remote_cluster*.go` (the JSON keys). In memory and on the daemons'
+ * status APIs every field is present; {@link clusterMeshStatusJson} gives the
+ * reference's `omitempty` bytes that `status -o json` prints.
  */
 
 /** What the business logic of one remote cluster reports (agent, KVStoreMesh, operator). */
@@ -34,8 +33,8 @@ export interface RemoteClusterConfigStatus {
   readonly 'cluster-id': number;
   readonly kvstoremesh: boolean;
   readonly 'sync-canaries': boolean;
-  /** null: the remote does not support service exports; absent: not relevant here. */
-  readonly 'service-exports-enabled'?: boolean | null;
+  /** Absent: the remote does not support service exports (the reference's nil). */
+  readonly 'service-exports-enabled'?: boolean;
 }
 
 /** `RemoteClusterSynced`. */
@@ -83,3 +82,76 @@ export interface ClusterMeshStatus {
 }
 
 export const WaitingForConnection = 'Waiting for initial connection to be established';
+
+/** What Go's `strfmt.DateTime` writes for the zero time (`last-failure` never happened). */
+export const GoZeroDateTime = '0001-01-01T00:00:00.000Z';
+
+type Json = Record<string, unknown>;
+
+/** Drops the fields Go's `omitempty` drops: false, 0, '' and undefined. */
+function omitEmpty(o: Readonly<Record<string, unknown>>): Json {
+  const out: Json = {};
+  for (const [k, v] of Object.entries(o)) {
+    if (v === undefined || v === false || v === 0 || v === '') continue;
+    out[k] = v;
+  }
+  return out;
+}
+
+/**
+ * The reference's JSON of one remote cluster: every field `omitempty` except
+ * `last-failure`, which is always written (the zero time when there was no failure).
+ * `service-exports-enabled: false` stays, as it is a pointer in the reference.
+ */
+export function remoteClusterStatusJson(c: RemoteClusterStatus): Json {
+  const cfg = c.config;
+  const exportsEnabled = cfg?.['service-exports-enabled'];
+  const synced = c.synced;
+  const exportsSynced = synced['service-exports'];
+  return omitEmpty({
+    name: c.name,
+    connected: c.connected,
+    ready: c.ready,
+    status: c.status,
+    config:
+      cfg === undefined
+        ? undefined
+        : {
+            ...omitEmpty({
+              'cluster-id': cfg['cluster-id'],
+              kvstoremesh: cfg.kvstoremesh,
+              required: cfg.required,
+              retrieved: cfg.retrieved,
+            }),
+            ...(exportsEnabled === undefined ? {} : { 'service-exports-enabled': exportsEnabled }),
+            ...omitEmpty({ 'sync-canaries': cfg['sync-canaries'] }),
+          },
+    'num-nodes': c['num-nodes'],
+    'num-endpoints': c['num-endpoints'],
+    'num-identities': c['num-identities'],
+    'num-shared-services': c['num-shared-services'],
+    'num-service-exports': c['num-service-exports'],
+    'num-failures': c['num-failures'],
+    'last-failure': c['last-failure'] ?? GoZeroDateTime,
+    synced: {
+      ...omitEmpty({
+        endpoints: synced.endpoints,
+        identities: synced.identities,
+        nodes: synced.nodes,
+      }),
+      ...(exportsSynced === undefined ? {} : { 'service-exports': exportsSynced }),
+      ...omitEmpty({ services: synced.services }),
+    },
+  });
+}
+
+/** The reference's `ClusterMeshStatus` JSON (`clusters` always present). */
+export function clusterMeshStatusJson(status: ClusterMeshStatus): Json {
+  return {
+    clusters: status.clusters.map(remoteClusterStatusJson),
+    ...omitEmpty({ 'num-global-services': status['num-global-services'] }),
+    ...(status['ignored-configs'] === undefined
+      ? {}
+      : { 'ignored-configs': status['ignored-configs'] }),
+  };
+}

@@ -1,4 +1,4 @@
-import type { IPIdentityPair } from '../keyspace/index.js';
+import { encodeIPIdentityPair, type IPIdentityPair } from '../keyspace/index.js';
 
 /**
  * Which endpoint owns an IP. Several endpoints may claim one IP for a while (a
@@ -14,9 +14,11 @@ export class IPOwners {
 
   /**
    * Records the endpoint's current entries; returns the IPs whose winning entry
-   * may have changed.
+   * may have changed. Throws, before changing anything, if an entry cannot be encoded:
+   * a winner that cannot be written would leave the kvstore behind this table.
    */
   set(endpoint: string, entries: readonly IPIdentityPair[]): string[] {
+    for (const e of entries) encodeIPIdentityPair(e);
     const next = new Map(entries.map((e) => [e.IP, e]));
     const prev = this.byEndpoint.get(endpoint) ?? new Map<string, IPIdentityPair>();
     const touched = new Set<string>();

@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { ClusterMeshError, ErrorCode } from '../lib/errors.js';
 import { clusterIdProblem, type MaxConnectedClusters } from './cluster.js';
 import { goBool, goInt, goStruct } from './gojson.js';
-import { parseValue, zBool, zUint32 } from './codec.js';
+import { goObject, parseValue, zBool, zUint32 } from './codec.js';
 
 export interface ClusterConfigCapabilities {
   /** The cluster writes `cilium/synced/...` canaries. */
@@ -89,19 +89,17 @@ export function encodeClusterConfig(config: CiliumClusterConfig): string {
   ]);
 }
 
-const configSchema = z.object({
+const configSchema = goObject({
   id: zUint32,
-  capabilities: z
-    .object({
-      syncedCanaries: zBool,
-      cached: zBool,
-      maxConnectedClusters: zUint32,
-      serviceExportsEnabled: z
-        .boolean()
-        .nullish()
-        .transform((v) => v ?? null),
-    })
-    .nullish(),
+  capabilities: goObject({
+    syncedCanaries: zBool,
+    cached: zBool,
+    maxConnectedClusters: zUint32,
+    serviceExportsEnabled: z
+      .boolean()
+      .nullish()
+      .transform((v) => v ?? null),
+  }).nullish(),
 });
 
 /**

@@ -1,7 +1,8 @@
 /**
  * STABLE KEYSPACE CONTRACT — shared plumbing of the value codecs: Go-compatible
  * decoding rules (missing or `null` fields take the zero value, unknown fields are
- * ignored) and uniform ClusterMeshError(InvalidEntry) errors.
+ * ignored, field names match case-insensitively when no field matches exactly) and
+ * uniform ClusterMeshError(InvalidEntry) errors.
  */
 
 import { z } from 'zod';
@@ -65,6 +66,43 @@ export function parseValue<S extends z.ZodType>(
   return result.data;
 }
 
+/** ASCII case folding; Go also folds a few non-ASCII letters (see docs/compatibility.md). */
+function foldCase(s: string): string {
+  return s.replace(/[A-Z]/g, (c) => c.toLowerCase());
+}
+
+/**
+ * Renames the keys of a decoded JSON object to the struct field they select under
+ * Go's `encoding/json` rules: an exact match wins, otherwise the first field whose
+ * name is equal ignoring case. When several keys select one field, the later key in
+ * the document wins, as in Go. Keys that select no field are kept (and ignored by the
+ * schema); anything that is not an object is returned unchanged for the schema to
+ * reject.
+ */
+export function foldFieldNames(data: unknown, fields: readonly string[]): unknown {
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) return data;
+  const exact = new Set(fields);
+  const folded = new Map<string, string>();
+  for (const f of fields) {
+    const k = foldCase(f);
+    if (!folded.has(k)) folded.set(k, f);
+  }
+  let renamed = false;
+  const out = new Map<string, unknown>();
+  for (const [key, value] of Object.entries(data as Record<string, unknown>)) {
+    const field = exact.has(key) ? key : (folded.get(foldCase(key)) ?? key);
+    if (field !== key) renamed = true;
+    out.set(field, value);
+  }
+  return renamed ? Object.fromEntries(out) : data;
+}
+
+/** `z.object` whose input field names are matched the way Go matches them. */
+export function goObject<T extends z.ZodRawShape>(shape: T) {
+  const fields = Object.keys(shape);
+  return z.preprocess((v) => foldFieldNames(v, fields), z.object(shape));
+}
+
 // Go's decoder leaves a field at its zero value when it is missing or `null`.
 
 export const zString = z
@@ -114,8 +152,24 @@ export function zList<T extends z.ZodType>(item: T) {
     .transform((v): z.output<T>[] => v ?? []);
 }
 
-/** Throws unless `clusterId` is acceptable under the reference's "local or valid" rule. */
+/**
+ * Throws unless `clusterId` is acceptable under the reference's "local or valid" rule
+ * and, when the options name one, equals the expected ID. The reference runs these
+ * two checks at different points (value validation, then the validators); decoders
+ * that follow its order call {@link checkClusterIdRange} and
+ * {@link checkExpectedClusterId} separately.
+ */
 export function checkEntryClusterId(
+  what: string,
+  keySuffix: string,
+  clusterId: number,
+  opts: DecodeOptions,
+): void {
+  checkClusterIdRange(what, keySuffix, clusterId, opts);
+  checkExpectedClusterId(what, keySuffix, clusterId, opts);
+}
+
+export function checkClusterIdRange(
   what: string,
   keySuffix: string,
   clusterId: number,
@@ -125,6 +179,14 @@ export function checkEntryClusterId(
     const problem = clusterIdProblem(clusterId, opts.maxConnectedClusters ?? 255);
     if (problem !== null) throw invalidEntry(what, keySuffix, problem);
   }
+}
+
+export function checkExpectedClusterId(
+  what: string,
+  keySuffix: string,
+  clusterId: number,
+  opts: DecodeOptions,
+): void {
   if (opts.expectedClusterId !== undefined && clusterId !== opts.expectedClusterId) {
     throw invalidEntry(
       what,

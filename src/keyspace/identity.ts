@@ -24,15 +24,30 @@ import {
 
 export interface GlobalIdentity {
   readonly id: number;
-  /** Sorted by key. */
+  /** In stored order (sorted by key when the writer follows the reference). */
   readonly labels: readonly Label[];
 }
 
-const DECIMAL_ID = /^(?:0|[1-9]\d{0,9})$/;
+const CANONICAL_ID = /^(?:0|[1-9]\d{0,9})$/;
+const DIGITS = /^\d+$/;
 
-/** Parses the decimal identity of a master key; `null` unless it is a uint32. */
+/**
+ * Parses an identity written canonically (`123`, no leading zeros), as in object
+ * names; `null` unless it is a uint32.
+ */
 export function parseIdentityId(text: string): number | null {
-  if (!DECIMAL_ID.test(text)) return null;
+  if (!CANONICAL_ID.test(text)) return null;
+  const n = Number(text);
+  return n <= 0xffffffff ? n : null;
+}
+
+/**
+ * Parses the identity of a master key the way the reference's allocator does
+ * (`strconv.ParseUint(s, 10, 64)`): leading zeros are accepted, so `id/0123` is 123.
+ * `null` unless it is a uint32.
+ */
+export function parseIdentityKeyId(text: string): number | null {
+  if (!DIGITS.test(text)) return null;
   const n = Number(text);
   return n <= 0xffffffff ? n : null;
 }
@@ -49,7 +64,7 @@ export type IdentityKeySuffix =
  */
 export function parseIdentityKeySuffix(suffix: string): IdentityKeySuffix {
   if (suffix.startsWith('id/')) {
-    const id = parseIdentityId(suffix.slice(3));
+    const id = parseIdentityKeyId(suffix.slice(3));
     if (id !== null) return { kind: 'id', id };
   } else if (suffix.startsWith('value/')) {
     const rest = suffix.slice(6);
@@ -71,7 +86,7 @@ export function encodeIdentity(identity: Pick<GlobalIdentity, 'labels'>): string
  * cache equivalent); it must be a decimal uint32.
  */
 export function decodeIdentity(idText: string, value: string): GlobalIdentity {
-  const id = parseIdentityId(idText);
+  const id = parseIdentityKeyId(idText);
   if (id === null) throw invalidEntry('identity', idText, 'key is not a decimal identity');
   return { id, labels: parseLabelsFromKVStore(value) };
 }

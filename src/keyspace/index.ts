@@ -193,6 +193,7 @@ export type { CiliumClusterConfig, ClusterConfigCapabilities } from './clusterco
 
 export {
   parseIdentityId,
+  parseIdentityKeyId,
   parseIdentityKeySuffix,
   encodeIdentity,
   decodeIdentity,

@@ -4,8 +4,9 @@
  * (e.g. the ipcache `PrefixString()`) from `net.IP.String()` and readers compare keys
  * byte for byte.
  *
- * Deliberately stricter than `node:net`: no IPv6 zones (`fe80::1%eth0`) and no IPv4
- * leading zeros, exactly like Go's `net.ParseIP` / `netip.ParseAddr` in current releases.
+ * Deliberately stricter than `node:net`: no IPv4 leading zeros, and IPv6 zones
+ * (`fe80::1%eth0`) only where the reference parses with `netip.ParseAddr`
+ * ({@link isValidAddr}); `net.ParseIP`, used for ipcache and node addresses, refuses them.
  */
 
 export type IPFamily = 4 | 6;
@@ -137,6 +138,18 @@ export function isValidIP(s: string): boolean {
   // Hot path (thousands of backends per service update): plain IPv4 without allocation.
   if (IPV4.test(s)) return true;
   return parseIP(s) !== null;
+}
+
+/**
+ * Go's `netip.ParseAddr` acceptance, which the reference applies to ClusterService
+ * frontend and backend keys: like {@link isValidIP}, plus an IPv6 address may carry a
+ * non-empty zone (`fe80::1%eth0`).
+ */
+export function isValidAddr(s: string): boolean {
+  const pct = s.indexOf('%');
+  if (pct < 0) return isValidIP(s);
+  const addr = s.slice(0, pct);
+  return pct < s.length - 1 && addr.includes(':') && parseIPv6(addr) !== null;
 }
 
 function maskBytes(prefixLen: number, bits: number): Uint8Array {

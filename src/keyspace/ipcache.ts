@@ -18,6 +18,7 @@ import {
   prefixLenFromMask,
 } from './ip.js';
 import {
+  goObject,
   invalidEntry,
   invalidValue,
   parseValue,
@@ -133,7 +134,7 @@ export function encodeIPIdentityPair(pair: IPIdentityPair): string {
   ]);
 }
 
-const pairSchema = z.object({
+const pairSchema = goObject({
   IP: zString,
   Mask: z.string().nullish(),
   HostIP: zString,
@@ -143,10 +144,23 @@ const pairSchema = z.object({
   K8sNamespace: zString,
   K8sPodName: zString,
   K8sServiceAccount: zString,
-  NamedPorts: zList(z.object({ Name: zString, Port: zUint16, Protocol: zString })),
+  NamedPorts: zList(goObject({ Name: zString, Port: zUint16, Protocol: zString })),
 });
 
 type RawPair = z.output<typeof pairSchema>;
+
+const PAIR_FIELDS = new Set([
+  'IP',
+  'Mask',
+  'HostIP',
+  'ID',
+  'Key',
+  'Metadata',
+  'K8sNamespace',
+  'K8sPodName',
+  'K8sServiceAccount',
+  'NamedPorts',
+]);
 
 const u = (v: unknown, max: number): v is number =>
   typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
@@ -168,6 +182,8 @@ function fastPair(value: string): RawPair | undefined {
   }
   if (typeof o !== 'object' || o === null || Array.isArray(o)) return undefined;
   const r = o as Record<string, unknown>;
+  // Field names in another case select a field in Go; the schema path folds them.
+  for (const k in r) if (!PAIR_FIELDS.has(k)) return undefined;
   const { IP, Mask, HostIP, ID, Key, Metadata, K8sNamespace, K8sPodName, K8sServiceAccount } = r;
   if (!str(IP) || !str(Mask) || !str(HostIP) || !str(Metadata)) return undefined;
   if (!str(K8sNamespace) || !str(K8sPodName) || !str(K8sServiceAccount)) return undefined;

@@ -209,7 +209,7 @@ export interface ResourceLocation {
  * The reader-side layout of a remote cluster (agent / operator / KVStoreMesh), for
  * direct access (`cached = false`) or through KVStoreMesh (`cached = true`, taken from
  * the remote's cluster config capabilities). For identities, `watchPrefix` is the
- * whole tree (what KVStoreMesh mirrors); agents only watch `<watchPrefix>/id`.
+ * base of the tree; agents and KVStoreMesh read only its master keys, `<watchPrefix>/id`.
  */
 export function remoteClusterLayout(
   cluster: string,

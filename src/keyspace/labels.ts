@@ -8,7 +8,6 @@
  *   k8s:app=foo;k8s:io.cilium.k8s.policy.cluster=c2;reserved:host=;
  */
 
-import { ClusterMeshError, ErrorCode } from '../lib/errors.js';
 import { compareGoStrings } from './gojson.js';
 
 export interface Label {
@@ -41,9 +40,10 @@ export function clusterLabel(clusterName: string): Label {
 }
 
 /**
- * Parses one label in the reference's text form: `source:key=value`, `source:key`,
- * `key=value` (source `unspec`) or `$key` (source `reserved`). A `:` only separates
- * the source when it comes before the first `=`, so values may contain colons.
+ * Parses one label in the reference's text form (`ParseLabel`): `source:key=value`,
+ * `source:key`, `key=value` (source `unspec`) or `$key` (source `reserved`). The
+ * source ends at the first `:` anywhere in the text, so `a=b:c` is source `a=b`,
+ * key `c`; a leading `:` leaves the source `unspec`.
  */
 export function parseLabel(text: string): Label {
   let source: string = LabelSource.Unspec;
@@ -53,16 +53,16 @@ export function parseLabel(text: string): Label {
     rest = text.slice(1);
   } else {
     const colon = text.indexOf(':');
-    const eq = text.indexOf('=');
-    if (colon >= 0 && (eq < 0 || colon < eq)) {
+    if (colon >= 0) {
       if (colon > 0) source = text.slice(0, colon);
       rest = text.slice(colon + 1);
     }
   }
   const eq = rest.indexOf('=');
-  return eq < 0
-    ? { source, key: rest, value: '' }
-    : { source, key: rest.slice(0, eq), value: rest.slice(eq + 1) };
+  if (eq < 0) return { source, key: rest, value: '' };
+  // `reserved:=host` / `$=host`: the reference reads the value as the key.
+  if (eq === 0 && source === LabelSource.Reserved) return { source, key: rest.slice(1), value: '' };
+  return { source, key: rest.slice(0, eq), value: rest.slice(eq + 1) };
 }
 
 /** `source:key=value`, or `source:key` when the value is empty (reference `Label.String()`). */
@@ -99,25 +99,13 @@ export function labelsToRecord(labels: readonly Label[]): Record<string, string>
   return out;
 }
 
-function checkLabel(label: Label): void {
-  // These characters would make the string ambiguous to parse back.
-  const bad =
-    label.source === '' ||
-    /[:;=]/.test(label.source) ||
-    label.key === '' ||
-    /[;=]/.test(label.key) ||
-    label.value.includes(';');
-  if (bad) {
-    throw new ClusterMeshError(
-      ErrorCode.InvalidArgument,
-      `label ${JSON.stringify(formatLabel(label))} cannot be stored in the kvstore: source and key must be non-empty, source must not contain ':', '=' or ';', key must not contain '=' or ';', value must not contain ';'`,
-    );
-  }
-}
-
 /**
- * The identity label string: `source:key=value;` per label, sorted by key. Accepts
- * labels or a `{"source:key": value}` record.
+ * The identity label string: `source:key=value;` per label, sorted by key (reference
+ * `Map2Labels(…).SortedList()`). Accepts labels or a `{"source:key": value}` record.
+ * The reference holds labels in a map keyed by the key alone, so of several labels
+ * with one key (`k8s:app` and `container:app`) only one survives; here the last one
+ * given. Like the reference, nothing is escaped: a value containing `;` is written as
+ * it is, and reads back as more than one label.
  */
 export function formatLabelsForKVStore(
   labels: readonly Label[] | Readonly<Record<string, string>>,
@@ -125,17 +113,21 @@ export function formatLabelsForKVStore(
   const list = Array.isArray(labels)
     ? (labels as readonly Label[])
     : labelsFromRecord(labels as Readonly<Record<string, string>>);
+  const byKey = new Map<string, Label>();
+  for (const l of list) byKey.set(l.key, l);
   let out = '';
-  for (const l of sortLabels(list)) {
-    checkLabel(l);
-    out += `${l.source}:${l.key}=${l.value};`;
+  for (const key of [...byKey.keys()].sort(compareGoStrings)) {
+    const l = byKey.get(key);
+    if (l !== undefined) out += `${l.source}:${l.key}=${l.value};`;
   }
   return out;
 }
 
 /**
- * Parses an identity label string back into sorted labels. Empty segments (the one
- * after the trailing `;`) and segments without a key are skipped, like the reference.
+ * Parses an identity label string into labels in stored order, duplicates kept
+ * (reference `NewLabelArrayFromSortedList`): readers such as the cluster-name
+ * validator report the first offending label as it was stored. Empty segments (the
+ * one after the trailing `;`) and segments without a key are skipped.
  */
 export function parseLabelsFromKVStore(text: string): Label[] {
   const out: Label[] = [];
@@ -144,5 +136,5 @@ export function parseLabelsFromKVStore(text: string): Label[] {
     const label = parseLabel(segment);
     if (label.key !== '') out.push(label);
   }
-  return sortLabels(out);
+  return out;
 }

@@ -26,9 +26,11 @@ import {
 import { canonicalCIDR, canonicalIP, cidrToIPNet, ipNetToCidr } from './ip.js';
 import { nodeKeyName } from './keys.js';
 import {
+  goObject,
   type DecodeOptions,
   checkEntryCluster,
-  checkEntryClusterId,
+  checkClusterIdRange,
+  checkExpectedClusterId,
   invalidEntry,
   invalidValue,
   parseValue,
@@ -77,8 +79,8 @@ export interface Node {
   readonly Annotations: Readonly<Record<string, string>>;
   readonly NodeIdentity: number;
   readonly WireguardPubKey: string;
-  /** Added by newer releases; written only when defined. */
-  readonly BootID?: string;
+  /** Always written, `""` when unknown (the field has no `omitempty`). */
+  readonly BootID: string;
 }
 
 /** A node with every optional field at the value the reference would hold. */
@@ -100,6 +102,7 @@ export function makeNode(fields: Pick<Node, 'Name' | 'Cluster'> & Partial<Node>)
     Annotations: {},
     NodeIdentity: 0,
     WireguardPubKey: '',
+    BootID: '',
     ...fields,
   };
 }
@@ -181,20 +184,20 @@ export function encodeNode(node: Node): string {
     ['Annotations', encodeNilableMap(node.Annotations)],
     ['NodeIdentity', goInt(node.NodeIdentity)],
     ['WireguardPubKey', goString(node.WireguardPubKey)],
-    ['BootID', node.BootID === undefined ? undefined : goString(node.BootID)],
+    ['BootID', goString(node.BootID)],
   ]);
 }
 
 const zIPNet = z.union([
-  z.object({ IP: zString, Mask: zString }),
+  goObject({ IP: zString, Mask: zString }),
   // Not what the reference writes, but unambiguous, so accept it.
   z.string(),
 ]);
 
-const nodeSchema = z.object({
+const nodeSchema = goObject({
   Name: zString,
   Cluster: zString,
-  IPAddresses: zList(z.object({ Type: zString, IP: zString })),
+  IPAddresses: zList(goObject({ Type: zString, IP: zString })),
   IPv4AllocCIDR: zIPNet.nullish(),
   IPv4SecondaryAllocCIDRs: zList(zIPNet.nullable()),
   IPv6AllocCIDR: zIPNet.nullish(),
@@ -210,7 +213,7 @@ const nodeSchema = z.object({
   Annotations: zStringMap,
   NodeIdentity: zUint32,
   WireguardPubKey: zString,
-  BootID: z.string().optional(),
+  BootID: zString,
 });
 
 /**
@@ -241,14 +244,23 @@ export function decodeNode(keySuffix: string, value: string, opts: DecodeOptions
       return text === null ? [] : [text];
     });
 
-  if (raw.Name === '') throw fail('Name is unset');
-  if (raw.Cluster === '') throw fail('Cluster is unset');
+  // The reference's order: value checks, then the cluster-name, name and cluster-ID
+  // validators, so that a spoofed entry is reported with the same reason.
+  if (raw.Cluster === '') throw fail('cluster is unset');
+  if (raw.Name === '') throw fail('name is unset');
+  checkClusterIdRange('node', keySuffix, raw.ClusterID, opts);
+  checkEntryCluster('node', keySuffix, raw.Cluster, opts);
   const keyName = nodeKeyName(raw.Cluster, raw.Name);
   if (keyName !== keySuffix) {
-    throw fail(`node name does not match key: got ${keyName}, expected ${keySuffix}`);
+    // The reference compares the name with the key below `<prefix>/<cluster>/`.
+    const clusterPrefix = `${raw.Cluster}/`;
+    throw fail(
+      keySuffix.startsWith(clusterPrefix)
+        ? `name does not match key: got ${raw.Name}, expected ${keySuffix.slice(clusterPrefix.length)}`
+        : `name does not match key: got ${keyName}, expected ${keySuffix}`,
+    );
   }
-  checkEntryCluster('node', keySuffix, raw.Cluster, opts);
-  checkEntryClusterId('node', keySuffix, raw.ClusterID, opts);
+  checkExpectedClusterId('node', keySuffix, raw.ClusterID, opts);
 
   const node: Node = {
     Name: raw.Name,
@@ -269,6 +281,7 @@ export function decodeNode(keySuffix: string, value: string, opts: DecodeOptions
     Annotations: raw.Annotations,
     NodeIdentity: raw.NodeIdentity,
     WireguardPubKey: raw.WireguardPubKey,
+    BootID: raw.BootID,
   };
-  return raw.BootID === undefined ? node : { ...node, BootID: raw.BootID };
+  return node;
 }

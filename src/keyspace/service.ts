@@ -20,12 +20,15 @@ import {
   goStringMap,
   goStruct,
 } from './gojson.js';
-import { isValidIP } from './ip.js';
+import { isValidAddr } from './ip.js';
 import { serviceKeyName } from './keys.js';
 import {
+  foldFieldNames,
+  goObject,
   type DecodeOptions,
   checkEntryCluster,
-  checkEntryClusterId,
+  checkClusterIdRange,
+  checkExpectedClusterId,
   invalidEntry,
   parseValue,
   zBool,
@@ -169,7 +172,10 @@ function parsePorts(
     if (typeof addr !== 'object' || addr === null || Array.isArray(addr)) {
       throw new AddressMapError(`${field}.${name}: expected object`);
     }
-    const { Protocol, Port } = addr as { Protocol?: unknown; Port?: unknown };
+    const { Protocol, Port } = foldFieldNames(addr, L4_FIELDS) as {
+      Protocol?: unknown;
+      Port?: unknown;
+    };
     if (Protocol !== undefined && Protocol !== null && typeof Protocol !== 'string') {
       throw new AddressMapError(`${field}.${name}.Protocol: expected string`);
     }
@@ -186,7 +192,10 @@ function parsePorts(
   if (known !== undefined) return known;
   const out: Record<string, L4Addr> = {};
   for (const [name, addr] of entries) {
-    const { Protocol, Port } = addr as { Protocol?: string | null; Port?: number | null };
+    const { Protocol, Port } = foldFieldNames(addr, L4_FIELDS) as {
+      Protocol?: string | null;
+      Port?: number | null;
+    };
     out[name] = Object.freeze({ Protocol: Protocol ?? '', Port: Port ?? 0 });
   }
   const frozen = Object.freeze(out);
@@ -194,17 +203,20 @@ function parsePorts(
   return frozen;
 }
 
+const L4_FIELDS = ['Protocol', 'Port'];
+
 const EMPTY_PORTS: PortConfiguration = Object.freeze({});
 
-const serviceSchema = z.object({
+const serviceSchema = goObject({
   cluster: zString,
   namespace: zString,
   name: zString,
-  frontends: z.unknown(),
-  backends: z.unknown(),
+  // Optional: zod 4 requires a key declared `z.unknown()`, Go defaults it to empty.
+  frontends: z.unknown().optional(),
+  backends: z.unknown().optional(),
   hostnames: zStringMap,
   zones: z
-    .record(z.string(), z.object({ zone: zString, forZones: zList(z.object({ name: zString })) }))
+    .record(z.string(), goObject({ zone: zString, forZones: zList(goObject({ name: zString })) }))
     .nullish(),
   labels: zStringMap,
   selector: zStringMap,
@@ -242,20 +254,29 @@ export function decodeClusterService(
   if (raw.cluster === '') throw fail('cluster is unset');
   if (raw.namespace === '') throw fail('namespace is unset');
   if (raw.name === '') throw fail('name is unset');
-  checkEntryCluster('service', keySuffix, raw.cluster, opts);
-  checkEntryClusterId('service', keySuffix, raw.clusterID, opts);
+  // The reference's order: value checks, then the cluster-name, namespaced-name and
+  // cluster-ID validators, so that a spoofed entry is reported with the same reason.
+  checkClusterIdRange('service', keySuffix, raw.clusterID, opts);
   for (const [kind, map] of [
     ['frontend', raw.frontends],
     ['backend', raw.backends],
   ] as const) {
     for (const address of Object.keys(map)) {
-      if (!isValidIP(address)) throw fail(`invalid ${kind} address ${JSON.stringify(address)}`);
+      if (!isValidAddr(address)) throw fail(`invalid ${kind} address ${JSON.stringify(address)}`);
     }
   }
+  checkEntryCluster('service', keySuffix, raw.cluster, opts);
   const keyName = serviceKeyName(raw.cluster, raw.namespace, raw.name);
   if (keyName !== keySuffix) {
-    throw fail(`service name does not match key: got ${keyName}, expected ${keySuffix}`);
+    // The reference compares `<namespace>/<name>` with the key below `<prefix>/<cluster>/`.
+    const clusterPrefix = `${raw.cluster}/`;
+    throw fail(
+      keySuffix.startsWith(clusterPrefix)
+        ? `namespaced name does not match key: got ${raw.namespace}/${raw.name}, expected ${keySuffix.slice(clusterPrefix.length)}`
+        : `namespaced name does not match key: got ${keyName}, expected ${keySuffix}`,
+    );
   }
+  checkExpectedClusterId('service', keySuffix, raw.clusterID, opts);
   const { zones, ...rest } = raw;
   return zones === null || zones === undefined || Object.keys(zones).length === 0
     ? rest
@@ -325,14 +346,17 @@ export function globalServiceSettings(
 }
 
 /**
- * `service.cilium.io/global-sync-endpoint-slices` if set, else the default: on for
- * headless global services, off otherwise.
+ * Whether a Service's EndpointSlices are synced across clusters (reference
+ * `doesServiceSyncEndpointSlice`): only when `service.cilium.io/global` itself (not
+ * its legacy alias) is `true`; then `service.cilium.io/global-sync-endpoint-slices`
+ * if set, else on for headless Services only.
  */
 export function globalSyncEndpointSlices(
   annotations: Readonly<Record<string, string>> | undefined,
   headless: boolean,
 ): boolean {
-  const text = annotations?.[GlobalSyncEndpointSlicesAnnotation];
-  if (text === undefined) return headless && globalServiceSettings(annotations).global;
+  if (annotations?.[GlobalServiceAnnotation]?.toLowerCase() !== 'true') return false;
+  const text = annotations[GlobalSyncEndpointSlicesAnnotation];
+  if (text === undefined) return headless;
   return text.toLowerCase() === 'true';
 }

@@ -11,6 +11,7 @@ import { goArray, goInt, goString, goStringMap, goStruct } from './gojson.js';
 import { serviceKeyName } from './keys.js';
 import { GO_ZERO_TIME_MS, formatRFC3339, parseRFC3339 } from './time.js';
 import {
+  goObject,
   type DecodeOptions,
   checkEntryCluster,
   invalidEntry,
@@ -148,7 +149,7 @@ export function encodeMCSAPIServiceSpec(spec: MCSAPIServiceSpec): string {
 
 const zOptStringMap = z.record(z.string(), z.string()).nullish();
 
-const specSchema = z.object({
+const specSchema = goObject({
   cluster: zString,
   name: zString,
   namespace: zString,
@@ -159,20 +160,19 @@ const specSchema = z.object({
   Labels: zOptStringMap,
   exportCreationTimestamp: z.string().nullish(),
   ports: zList(
-    z.object({
+    goObject({
       name: zString,
       protocol: zString,
       appProtocol: z.string().nullish(),
-      port: zInt32,
+      // Go reads a missing port as 0.
+      port: zInt32.nullish().transform((v) => v ?? 0),
     }),
   ),
   type: zString,
   sessionAffinity: zString,
-  sessionAffinityConfig: z
-    .object({
-      clientIP: z.object({ timeoutSeconds: zInt32.nullish() }).nullish(),
-    })
-    .nullish(),
+  sessionAffinityConfig: goObject({
+    clientIP: goObject({ timeoutSeconds: zInt32.nullish() }).nullish(),
+  }).nullish(),
   ipFamilies: z.array(z.string()).nullish(),
   internalTrafficPolicy: z.string().nullish(),
   trafficDistribution: z.string().nullish(),
@@ -227,7 +227,13 @@ export function decodeMCSAPIServiceSpec(
   checkEntryCluster('service export', keySuffix, raw.cluster, opts);
   const keyName = serviceKeyName(raw.cluster, raw.namespace, raw.name);
   if (keyName !== keySuffix) {
-    throw fail(`namespaced name does not match key: got ${keyName}, expected ${keySuffix}`);
+    // The reference compares `<namespace>/<name>` with the key below `<prefix>/<cluster>/`.
+    const clusterPrefix = `${raw.cluster}/`;
+    throw fail(
+      keySuffix.startsWith(clusterPrefix)
+        ? `namespaced name does not match key: got ${raw.namespace}/${raw.name}, expected ${keySuffix.slice(clusterPrefix.length)}`
+        : `namespaced name does not match key: got ${keyName}, expected ${keySuffix}`,
+    );
   }
 
   const spec: { -readonly [K in keyof MCSAPIServiceSpec]: MCSAPIServiceSpec[K] } = {

@@ -11,6 +11,7 @@ import type { Backend } from '../kvstore/backend.js';
 import {
   cachePrefix,
   cacheResourcePrefix,
+  joinKey,
   kvstoremeshCanaryKey,
   stateResourcePrefix,
   type MeshResource,
@@ -52,6 +53,16 @@ export interface ReflectorOptions extends ReflectorWriteOptions {
   readonly log?: Logger | undefined;
 }
 
+/**
+ * The part of a resource's tree KVStoreMesh mirrors, where not the whole of it: of
+ * the identities only the master keys (`id/<id>`). The `value/` and `locks/` keys of
+ * kvstore allocation mode are the allocator's own bookkeeping; agents never read them
+ * from a remote, and the reference stopped mirroring them in 1.18.
+ */
+export const MirroredSubtree: Readonly<Partial<Record<MeshResource, string>>> = {
+  identities: 'id',
+};
+
 export class Reflector {
   readonly resource: MeshResource;
   /** `cilium/cache/<res>/v1/<cluster>`. */
@@ -61,9 +72,14 @@ export class Reflector {
   private readonly watcher: WatchStore<string>;
   private readonly syncer: SyncStore;
 
+  /** Put back in front of a watched name, as the watch prefix went one level deeper. */
+  private readonly cacheNamePrefix: string;
+
   constructor(opts: ReflectorOptions) {
     const { resource, cluster } = opts;
     this.resource = resource;
+    this.cacheNamePrefix =
+      MirroredSubtree[resource] === undefined ? '' : `${MirroredSubtree[resource]}/`;
     this.cachePrefix = cachePrefix(resource, cluster);
     this.canaryKey = kvstoremeshCanaryKey(cluster, resource);
     const log = (opts.log ?? silentLogger).child({ resource });
@@ -89,10 +105,10 @@ export class Reflector {
       decode: (_name, value) => value,
       observer: {
         onUpdate: (name, value) => {
-          this.syncer.upsertKey(name, value);
+          this.syncer.upsertKey(this.cacheNamePrefix + name, value);
         },
         onDelete: (name) => {
-          this.syncer.deleteKey(name);
+          this.syncer.deleteKey(this.cacheNamePrefix + name);
         },
       },
       // Fires after the first complete list only: the canary then means "the cache
@@ -118,9 +134,14 @@ export class Reflector {
     return this.syncer.run(signal);
   }
 
-  /** Mirrors the remote `prefix` until `signal` aborts (one remote connection). */
+  /**
+   * Mirrors the remote resource whose layout base is `prefix` (what
+   * `remoteClusterLayout` gives as the watch prefix) until `signal` aborts (one remote
+   * connection). Only the {@link MirroredSubtree} of it is read where one is defined.
+   */
   watch(remote: Backend, prefix: string, signal: AbortSignal): Promise<void> {
-    return this.watcher.watch(remote, prefix, signal);
+    const sub = MirroredSubtree[this.resource];
+    return this.watcher.watch(remote, sub === undefined ? prefix : joinKey(prefix, sub), signal);
   }
 
   /**

@@ -93,6 +93,9 @@ export function cachedPrefixes(cluster: string): string[] {
 
 export class KvstoreMeshRemoteCluster implements RemoteClusterLogic {
   readonly name: string;
+  readonly mirrorsVerbatim = true;
+  /** From the last config read: false when the remote does not support service exports. */
+  private exportsSupported = true;
   /** When the cluster was configured (readiness: per-cluster ready timeout). */
   readonly addedAt = Date.now();
   private connected: number | undefined;
@@ -147,6 +150,7 @@ export class KvstoreMeshRemoteCluster implements RemoteClusterLogic {
       config.capabilities.syncedCanaries,
       this.log,
     );
+    this.exportsSupported = config.capabilities.serviceExportsEnabled !== null;
     for (const res of MeshResources) {
       const reflector = reflectors[res];
       if (res === 'serviceexports' && config.capabilities.serviceExportsEnabled === null) {
@@ -186,7 +190,8 @@ export class KvstoreMeshRemoteCluster implements RemoteClusterLogic {
         endpoints: r.ip.synced,
         identities: r.identities.synced,
         services: r.services.synced,
-        serviceExports: r.serviceexports.synced,
+        // Reported only for a remote that supports exports, as the reference does.
+        ...(this.exportsSupported ? { serviceExports: r.serviceexports.synced } : {}),
       },
     };
   }

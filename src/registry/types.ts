@@ -48,11 +48,25 @@ export interface CiliumNode extends RegistryObject {
   readonly kind: 'CiliumNode';
   readonly spec: {
     readonly addresses?: readonly { readonly type: string; readonly ip: string }[] | undefined;
-    readonly ipam?: { readonly podCIDRs?: readonly string[] | undefined } | undefined;
+    readonly ipam?:
+      | {
+          readonly podCIDRs?: readonly string[] | undefined;
+          /** Multi-pool IPAM: the CIDRs allocated to this node, per pool. */
+          readonly pools?:
+            | {
+                readonly allocated?:
+                  | readonly { readonly pool?: string; readonly cidrs?: readonly string[] }[]
+                  | undefined;
+              }
+            | undefined;
+        }
+      | undefined;
     readonly health?: { readonly ipv4?: string; readonly ipv6?: string } | undefined;
     readonly ingress?: { readonly ipv4?: string; readonly ipv6?: string } | undefined;
     readonly encryption?: { readonly key?: number } | undefined;
     readonly 'instance-id'?: string | undefined;
+    readonly bootid?: string | undefined;
+    readonly nodeidentity?: number | undefined;
   };
 }
 

@@ -41,17 +41,25 @@ function frontendIPs(svc: Service): string[] {
   return [...ips];
 }
 
-/** Endpoints that terminate or are not ready would only receive traffic to be dropped. */
-function isReady(ep: Endpoint): boolean {
-  return ep.conditions?.ready !== false && ep.conditions?.terminating !== true;
+/**
+ * Whether an endpoint is exported as a backend (reference `ParseEndpointSliceV1`):
+ * ready ones, and not-ready ones that still serve, i.e. terminating pods draining
+ * their connections. A missing condition counts as true, as the API defines it.
+ */
+function isServing(ep: Endpoint): boolean {
+  const c = ep.conditions;
+  if (c?.ready !== false) return true;
+  return c.serving === true;
 }
 
 /**
- * A Service with the ready backends of its EndpointSlices in the ClusterService shape
- * (reference `k8s.NewClusterService`), whatever its global-service settings: the
- * export filters on them, the agent's service table uses every Service. `undefined`
- * for ExternalName and for Services without a ClusterIP (headless or not yet
- * allocated); the reference's NodePort-with-externalIPs case does not occur here.
+ * A Service with the serving backends of its EndpointSlices in the ClusterService
+ * shape (reference `k8s.NewClusterService`, later `service_sync.go`), whatever its
+ * global-service settings: the export filters on them, the agent's service table uses
+ * every Service. A Service without a ClusterIP (headless, or not yet allocated) has
+ * no frontends but keeps its backends and hostnames, which is what remote clusters
+ * need for cross-cluster DNS and MCS-API. `undefined` only for ExternalName; the
+ * reference's NodePort-with-externalIPs case does not occur here.
  */
 export function serviceToClusterService(
   svc: Service,
@@ -61,7 +69,6 @@ export function serviceToClusterService(
   const settings = globalServiceSettings(svc.metadata.annotations);
   if (svc.spec.type === 'ExternalName') return undefined;
   const ips = frontendIPs(svc);
-  if (ips.length === 0) return undefined;
 
   const frontendPorts: Record<string, L4Addr> = {};
   for (const p of svc.spec.ports) {
@@ -86,7 +93,7 @@ export function serviceToClusterService(
       ports[p.name ?? ''] = { Protocol: p.protocol, Port: p.port };
     }
     for (const ep of slice.endpoints) {
-      if (!isReady(ep)) continue;
+      if (!isServing(ep)) continue;
       for (const text of ep.addresses) {
         const ip = canonicalIP(text);
         if (ip === null) continue;

@@ -200,6 +200,27 @@ export class ServiceTable {
     return out;
   }
 
+  /**
+   * The backends (with their hostnames) of a Service in every cluster that shares it:
+   * the local cluster's while the local Service is global, then each remote cluster's
+   * in name order. Unlike {@link frontendsOf} this needs no frontend, so headless global
+   * Services, which remote clusters export with `"frontends":{}`, are covered too; it is
+   * what cross-cluster DNS and MCS-API read.
+   */
+  clusterBackendsOf(serviceId: string): ClusterBackends[] {
+    const out: ClusterBackends[] = [];
+    const local = this.local.get(serviceId);
+    if (local?.global === true) out.push(clusterBackends(this.localCluster, local.service));
+    const remotes = this.remote.get(serviceId);
+    if (remotes !== undefined) {
+      for (const cluster of [...remotes.keys()].sort()) {
+        const cs = remotes.get(cluster);
+        if (cs !== undefined) out.push(clusterBackends(cluster, cs));
+      }
+    }
+    return out;
+  }
+
   /** The frontend listening on `ip:port/proto`, if any. */
   lookup(ip: string, port: number, protocol = 'TCP'): TableFrontend | undefined {
     const key = `${addr(ip, port)}/${protocol}`;
@@ -229,6 +250,26 @@ export class ServiceTable {
     this.reported.delete(id);
     for (const l of this.listeners) l(id);
   }
+}
+
+/** One cluster's backends of a Service, as {@link ServiceTable.clusterBackendsOf} lists them. */
+export interface ClusterBackends {
+  readonly cluster: string;
+  readonly backends: readonly {
+    readonly ip: string;
+    /** `''` when the endpoint has none. */
+    readonly hostname: string;
+    readonly ports: Readonly<Record<string, L4Addr>>;
+  }[];
+}
+
+function clusterBackends(cluster: string, cs: ClusterService): ClusterBackends {
+  return {
+    cluster,
+    backends: Object.keys(cs.backends)
+      .sort()
+      .map((ip) => ({ ip, hostname: cs.hostnames[ip] ?? '', ports: cs.backends[ip] ?? {} })),
+  };
 }
 
 function addr(ip: string, port: number): string {

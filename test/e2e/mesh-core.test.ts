@@ -216,7 +216,8 @@ describe('mesh core: three clusters, real etcd, separate processes', { timeout: 
         '"IPv4AllocCIDR":{"IP":"127.1.1.0","Mask":"////AA=="},"IPv4SecondaryAllocCIDRs":null,' +
         '"IPv6AllocCIDR":null,"IPv6SecondaryAllocCIDRs":null,"IPv4HealthIP":"","IPv6HealthIP":"",' +
         '"IPv4IngressIP":"","IPv6IngressIP":"","ClusterID":1,"Source":"custom-resource",' +
-        '"EncryptionKey":0,"Labels":null,"Annotations":null,"NodeIdentity":0,"WireguardPubKey":""}',
+        '"EncryptionKey":0,"Labels":null,"Annotations":null,"NodeIdentity":0,"WireguardPubKey":"",' +
+        '"BootID":""}',
     );
     assert.equal(
       await get('cilium/state/identities/v1/id/65537'),

@@ -11,7 +11,7 @@ import { after, before, describe, it } from 'node:test';
 import { ClusterMesh } from '../../src/clustermesh/clustermesh.js';
 import type { RemoteClusterStatus } from '../../src/clustermesh/status.js';
 import { formatClusterMeshStatus } from '../../src/clustermesh/status-text.js';
-import { EtcdRemoteTiming, NodesLogic, seedRemoteCluster } from '../support/clustermesh.js';
+import { EtcdRemoteTiming, NodesRemoteCluster, seedRemoteCluster } from '../support/clustermesh.js';
 import { EtcdBackend } from '../../src/kvstore/etcd.js';
 import { startEtcd, type EtcdServer } from '../support/etcd.js';
 import { eventually } from '../support/eventually.js';
@@ -20,7 +20,7 @@ describe('ClusterMesh against a real etcd', () => {
   let etcd: EtcdServer;
   let dir: string;
   let mesh: ClusterMesh;
-  const logics: NodesLogic[] = [];
+  const logics: NodesRemoteCluster[] = [];
 
   const status = (): RemoteClusterStatus => {
     const s = mesh.status().clusters.find((c) => c.name === 'c2');
@@ -28,7 +28,7 @@ describe('ClusterMesh against a real etcd', () => {
     return s;
   };
 
-  const logic = (): NodesLogic => {
+  const logic = (): NodesRemoteCluster => {
     const l = logics[0];
     assert.ok(l);
     return l;
@@ -52,7 +52,7 @@ describe('ClusterMesh against a real etcd', () => {
       local: { name: 'c1', id: 1, maxConnectedClusters: 255 },
       configDir: dir,
       newLogic: (name) => {
-        const l = new NodesLogic(name);
+        const l = new NodesRemoteCluster(name);
         logics.push(l);
         return l;
       },

@@ -34,7 +34,7 @@ export interface NodesLogicOptions {
  * strings) and records its lifecycle in `events` (`run:<clusterID>`, `drain`,
  * `drained`). The other synced flags are always true.
  */
-export class NodesLogic implements RemoteClusterLogic {
+export class NodesRemoteCluster implements RemoteClusterLogic {
   readonly events: string[] = [];
   readonly nodes: WatchStore<string>;
   runs = 0;

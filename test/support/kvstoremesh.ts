@@ -76,7 +76,7 @@ export function sampleRemoteState(c: string, id: number, n = 1): Map<string, str
   );
   const labels = `k8s:app=rebel-base;k8s:io.cilium.k8s.policy.cluster=${c};`;
   m.set(`cilium/state/identities/v1/id/${ident}`, labels);
-  // Slave key of kvstore allocation mode: the whole identities tree is mirrored.
+  // Reference key of kvstore allocation mode: present in the remote, never mirrored.
   m.set(`cilium/state/identities/v1/value/${labels}/10.${id}.0.1`, String(ident));
   m.set(
     `cilium/state/ip/v1/default/10.${id}.1.5`,
@@ -92,14 +92,19 @@ export function sampleRemoteState(c: string, id: number, n = 1): Map<string, str
   return m;
 }
 
-/** Where KVStoreMesh must cache a state key of cluster `c` (spec §1.1). */
-export function cacheKeyOf(c: string, stateKey: string): string {
+/**
+ * Where KVStoreMesh must cache a state key of cluster `c`; `undefined` for
+ * keys it does not mirror (the identities tree outside `id/`).
+ */
+export function cacheKeyOf(c: string, stateKey: string): string | undefined {
   // Nodes, services and service exports are cluster-scoped in the state already.
   const scoped = /^cilium\/state\/((?:nodes|services|serviceexports)\/v1\/.+)$/.exec(stateKey);
   if (scoped?.[1] !== undefined) return `cilium/cache/${scoped[1]}`;
   // Identities and ipcache are not: the cache adds the cluster.
   const ident = /^cilium\/state\/identities\/v1\/(.+)$/.exec(stateKey);
-  if (ident?.[1] !== undefined) return `cilium/cache/identities/v1/${c}/${ident[1]}`;
+  if (ident?.[1] !== undefined) {
+    return ident[1].startsWith('id/') ? `cilium/cache/identities/v1/${c}/${ident[1]}` : undefined;
+  }
   const ip = /^cilium\/state\/ip\/v1\/default\/(.+)$/.exec(stateKey);
   if (ip?.[1] !== undefined) return `cilium/cache/ip/v1/${c}/${ip[1]}`;
   throw new Error(`not a mirrored state key: ${stateKey}`);
@@ -107,7 +112,12 @@ export function cacheKeyOf(c: string, stateKey: string): string {
 
 /** The cache contents expected for `state` (state key → value) of cluster `c`. */
 export function expectedCache(c: string, state: ReadonlyMap<string, string>): Map<string, string> {
-  return new Map([...state].map(([k, v]) => [cacheKeyOf(c, k), v]));
+  return new Map(
+    [...state].flatMap(([k, v]) => {
+      const key = cacheKeyOf(c, k);
+      return key === undefined ? [] : [[key, v] as const];
+    }),
+  );
 }
 
 export interface SeedOptions {

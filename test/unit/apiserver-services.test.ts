@@ -292,7 +292,7 @@ void describe('apiserver services synchronizer', () => {
     }
   });
 
-  it('exports nothing for non-global, ExternalName, headless and IP-less Services', async () => {
+  it('exports nothing for non-global and ExternalName Services; headless and IP-less ones without frontends', async () => {
     const backend = newBackend();
     const objects = [
       service('plain', { clusterIP: '127.1.128.40' }),
@@ -315,18 +315,34 @@ void describe('apiserver services synchronizer', () => {
       ),
     ]);
     const h = start(backend);
+    // Headless (and not yet allocated) global Services are exported as the reference
+    // does: `"frontends":{}` with their backends, for cross-cluster DNS and MCS-API.
+    const noFrontends = (name: string) =>
+      `{"cluster":"cluster1","namespace":"default","name":"${name}","frontends":{},"backends":{"127.1.1.50":{"":{"Protocol":"TCP","Port":8080}}},"hostnames":{},"labels":{},"selector":{"name":"${name}"},"includeExternal":true,"shared":true,"clusterID":1}`;
     try {
       await h.synced();
-      assert.deepEqual(await h.state(), { [CANARY]: '<timestamp>' });
+      assert.deepEqual(await h.state(), {
+        [key('headless')]: noFrontends('headless'),
+        [key('unallocated')]: noFrontends('unallocated'),
+        [CANARY]: '<timestamp>',
+      });
 
-      // Created later, they are not exported either.
+      // Created later: the same.
       await h.registry.apply([
         service('plain-2', { clusterIP: '127.1.128.42' }),
         service('headless-2', { annotations: GLOBAL, clusterIP: 'None' }),
         sentinel(1),
       ]);
       await waitForKey(h, key('sentinel-1'));
-      assert.deepEqual(Object.keys(await h.state()).sort(), [key('sentinel-1'), CANARY]);
+      await waitForKey(h, key('headless-2'));
+      assert.deepEqual(Object.keys(await h.state()).sort(), [
+        key('headless'),
+        key('headless-2'),
+        key('sentinel-1'),
+        key('unallocated'),
+        CANARY,
+      ]);
+      assert.match((await h.state())[key('headless-2')] ?? '', /"frontends":\{\},"backends":\{\}/);
 
       // Once a ClusterIP is allocated, the global Service is exported with its backends.
       await h.registry.apply([
@@ -391,7 +407,8 @@ void describe('apiserver services synchronizer', () => {
         [CANARY]: '<timestamp>',
       });
 
-      // Removed, one turned not ready, one terminating (serving but on its way out).
+      // Removed, one turned not ready, one terminating but still serving, which the
+      // reference keeps exporting (ParseEndpointSliceV1).
       await apply([
         ready('127.1.1.5'),
         notReady('127.1.1.9'),
@@ -401,7 +418,7 @@ void describe('apiserver services synchronizer', () => {
         },
       ]);
       await expectState(h, {
-        [key('rebel-base')]: rebelBaseWith(['127.1.1.5']),
+        [key('rebel-base')]: rebelBaseWith(['127.1.1.5', '127.1.3.2']),
         [CANARY]: '<timestamp>',
       });
 

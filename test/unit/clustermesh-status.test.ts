@@ -1,8 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ClusterIdsManager } from '../../src/clustermesh/idsmgr.js';
-import type { ClusterMeshStatus, RemoteClusterStatus } from '../../src/clustermesh/status.js';
-import { formatClusterMeshStatus, humanDuration } from '../../src/clustermesh/status-text.js';
+import {
+  clusterMeshStatusJson,
+  type ClusterMeshStatus,
+  type RemoteClusterStatus,
+} from '../../src/clustermesh/status.js';
+import { formatClusterMeshStatus, goDuration } from '../../src/clustermesh/status-text.js';
 import { ClusterMeshError, ErrorCode } from '../../src/lib/errors.js';
 
 describe('ClusterIdsManager', () => {
@@ -99,7 +103,7 @@ describe('status text', () => {
   it('prints only non-ready clusters by default', () => {
     assert.deepEqual(formatClusterMeshStatus(status, { now }), [
       'ClusterMesh:   1/2 remote clusters ready, 5 global-services',
-      '   c3: not-ready, 0 nodes, 0 endpoints, 0 identities, 0 services, 4 reconnections (last: 12s ago)',
+      '   c3: not-ready, 0 nodes, 0 endpoints, 0 identities, 0 services, 0 MCS-API service exports, 4 reconnections (last: 12s ago)',
       '   └  clusterID 2 is already used',
       '   └  remote configuration: expected=true, retrieved=false',
       '   └  synchronization status: nodes=false, endpoints=false, identities=false, services=false',
@@ -117,7 +121,6 @@ describe('status text', () => {
             'cluster-id': 2,
             kvstoremesh: true,
             'sync-canaries': true,
-            'service-exports-enabled': null,
           },
           'num-service-exports': 2,
           synced: {
@@ -136,44 +139,112 @@ describe('status text', () => {
       { now, verbose: true, kind: 'kvstoremesh' },
     );
     assert.deepEqual(lines, [
-      'KVStoreMesh:  1/2 clusters ready',
+      'KVStoreMesh:   1/2 remote clusters ready',
       '   c2: ready, 3 nodes, 10 endpoints, 4 identities, 1 services, 2 MCS-API service exports, 0 reconnections (last: never)',
       '   └  etcd: 1/1 connected, leases=0, lock leases=0, has-quorum=true: https://c:2379, ID: 1a',
       '   └  remote configuration: expected=true, retrieved=true, cluster-id=2, kvstoremesh=true, sync-canaries=true, service-exports=unsupported',
       '   └  synchronization status: nodes=true, endpoints=true, identities=true, services=true, service-exports=true',
-      '   c9: not-ready, 3 nodes, 10 endpoints, 4 identities, 1 services, 0 reconnections (last: never)',
+      '   c9: not-ready, 3 nodes, 10 endpoints, 4 identities, 1 services, 0 MCS-API service exports, 0 reconnections (last: never)',
       '   └  etcd: 1/1 connected, leases=0, lock leases=0, has-quorum=true: https://c:2379, ID: 1a',
       '   └  remote configuration: expected=unknown, retrieved=unknown',
       '   └  synchronization status: nodes=true, endpoints=true, identities=true, services=true',
     ]);
+    // Brief by default for KVStoreMesh: a ready cluster is its first line only.
+    assert.deepEqual(formatClusterMeshStatus(withExports, { now, kind: 'kvstoremesh' }), [
+      'KVStoreMesh:   1/1 remote clusters ready',
+      '   c2: ready, 3 nodes, 10 endpoints, 4 identities, 1 services, 2 MCS-API service exports, 0 reconnections (last: never)',
+    ]);
   });
 
-  it('formats durations like Kubernetes HumanDuration', () => {
-    const s = 1000;
-    const m = 60 * s;
-    const h = 60 * m;
-    const d = 24 * h;
+  it('prints service-exports= from the config once retrieved (1.17+ format)', () => {
+    const text = (enabled: boolean | undefined) => {
+      const base = cluster({ name: 'c2' });
+      const cfg = {
+        required: true,
+        retrieved: true,
+        'cluster-id': 2,
+        kvstoremesh: false,
+        'sync-canaries': true,
+        ...(enabled === undefined ? {} : { 'service-exports-enabled': enabled }),
+      };
+      return formatClusterMeshStatus(
+        { clusters: [{ ...base, config: cfg }] },
+        { now, verbose: true },
+      )[3];
+    };
+    assert.match(text(true) ?? '', /, service-exports=enabled$/);
+    assert.match(text(false) ?? '', /, service-exports=disabled$/);
+    assert.match(text(undefined) ?? '', /, service-exports=unsupported$/);
+  });
+
+  it('writes the reference JSON: omitempty everywhere except last-failure', () => {
+    const json = clusterMeshStatusJson({
+      clusters: [
+        cluster({
+          name: 'c3',
+          connected: true,
+          ready: false,
+          'num-nodes': 0,
+          config: {
+            required: true,
+            retrieved: false,
+            'cluster-id': 0,
+            kvstoremesh: false,
+            'sync-canaries': false,
+          },
+          synced: { nodes: false, endpoints: true, identities: false, services: false },
+        }),
+      ],
+    });
+    assert.equal(
+      JSON.stringify(json),
+      '{"clusters":[{"name":"c3","connected":true,"status":"etcd: 1/1 connected, leases=0, lock leases=0, has-quorum=true: https://c:2379, ID: 1a",' +
+        '"config":{"required":true},"num-endpoints":10,"num-identities":4,"num-shared-services":1,' +
+        '"last-failure":"0001-01-01T00:00:00.000Z","synced":{"endpoints":true}}]}',
+    );
+    const failed = clusterMeshStatusJson({
+      clusters: [
+        cluster({
+          name: 'c2',
+          'last-failure': '2025-01-01T11:59:48.000Z',
+          config: {
+            required: true,
+            retrieved: true,
+            'cluster-id': 2,
+            kvstoremesh: false,
+            'sync-canaries': true,
+            'service-exports-enabled': false,
+          },
+        }),
+      ],
+      'num-global-services': 2,
+    });
+    const [c] = failed.clusters as (Record<string, unknown> | undefined)[];
+    assert.ok(c !== undefined);
+    assert.equal(c['last-failure'], '2025-01-01T11:59:48.000Z');
+    // A pointer in the reference: false is written.
+    assert.deepEqual(c.config, {
+      'cluster-id': 2,
+      required: true,
+      retrieved: true,
+      'service-exports-enabled': false,
+      'sync-canaries': true,
+    });
+    assert.equal(failed['num-global-services'], 2);
+  });
+
+  it('formats the last failure like Go Duration.String, truncated to seconds', () => {
     const cases: [number, string][] = [
-      [-5 * s, '<invalid>'],
-      [-1500, '0s'],
       [0, '0s'],
-      [119 * s, '119s'],
-      [2 * m, '2m'],
-      [2 * m + 5 * s, '2m5s'],
-      [10 * m, '10m'],
-      [179 * m, '179m'],
-      [3 * h, '3h'],
-      [3 * h + 20 * m, '3h20m'],
-      [8 * h, '8h'],
-      [47 * h, '47h'],
-      [2 * d, '2d'],
-      [2 * d + 5 * h, '2d5h'],
-      [8 * d, '8d'],
-      [729 * d, '729d'],
-      [730 * d, '2y'],
-      [731 * d, '2y1d'],
-      [8 * 365 * d, '8y'],
+      [999, '0s'],
+      [5_000, '5s'],
+      [90_000, '1m30s'],
+      [120_000, '2m0s'],
+      [3_600_000, '1h0m0s'],
+      [3_725_000, '1h2m5s'],
+      [100 * 3_600_000, '100h0m0s'],
+      [-5_000, '-5s'],
     ];
-    for (const [ms, want] of cases) assert.equal(humanDuration(ms), want, `${ms}ms`);
+    for (const [ms, want] of cases) assert.equal(goDuration(ms), want, `${ms}ms`);
   });
 });

@@ -113,7 +113,7 @@ void describe('ClusterService codec', () => {
   void it('rejects entries that disagree with their key', () => {
     rejects(
       () => decodeClusterService('c2/default/other', REBEL_BASE_JSON),
-      /service name does not match key: got c2\/default\/rebel-base, expected c2\/default\/other/,
+      /namespaced name does not match key: got default\/rebel-base, expected default\/other/,
     );
     rejects(
       () => decodeClusterService('c3/default/rebel-base', REBEL_BASE_JSON),
@@ -132,8 +132,14 @@ void describe('ClusterService codec', () => {
       () => decodeClusterService('c2/default/rebel-base', bad('backends', '10.2.0.256')),
       /invalid backend address "10.2.0.256"/,
     );
+    // Go's netip.ParseAddr takes a zone only on IPv6, and never an empty one.
+    decodeClusterService('c2/default/rebel-base', bad('backends', 'fe80::1%eth0'));
     rejects(
-      () => decodeClusterService('c2/default/rebel-base', bad('backends', 'fe80::1%eth0')),
+      () => decodeClusterService('c2/default/rebel-base', bad('backends', '10.2.0.61%eth0')),
+      /invalid backend address/,
+    );
+    rejects(
+      () => decodeClusterService('c2/default/rebel-base', bad('backends', 'fe80::1%')),
       /invalid backend address/,
     );
   });
@@ -235,7 +241,7 @@ void describe('ClusterService codec', () => {
 // ---------------------------------------------------------------------------------
 
 const NODE_A_JSON =
-  '{"Name":"node-a","Cluster":"c2","IPAddresses":[{"Type":"InternalIP","IP":"172.18.0.3"},{"Type":"CiliumInternalIP","IP":"10.2.0.17"}],"IPv4AllocCIDR":{"IP":"10.2.0.0","Mask":"////AA=="},"IPv4SecondaryAllocCIDRs":null,"IPv6AllocCIDR":null,"IPv6SecondaryAllocCIDRs":null,"IPv4HealthIP":"10.2.0.40","IPv6HealthIP":"","IPv4IngressIP":"","IPv6IngressIP":"","ClusterID":2,"Source":"custom-resource","EncryptionKey":0,"Labels":{"kubernetes.io/hostname":"node-a"},"Annotations":null,"NodeIdentity":0,"WireguardPubKey":""}';
+  '{"Name":"node-a","Cluster":"c2","IPAddresses":[{"Type":"InternalIP","IP":"172.18.0.3"},{"Type":"CiliumInternalIP","IP":"10.2.0.17"}],"IPv4AllocCIDR":{"IP":"10.2.0.0","Mask":"////AA=="},"IPv4SecondaryAllocCIDRs":null,"IPv6AllocCIDR":null,"IPv6SecondaryAllocCIDRs":null,"IPv4HealthIP":"10.2.0.40","IPv6HealthIP":"","IPv4IngressIP":"","IPv6IngressIP":"","ClusterID":2,"Source":"custom-resource","EncryptionKey":0,"Labels":{"kubernetes.io/hostname":"node-a"},"Annotations":null,"NodeIdentity":0,"WireguardPubKey":"","BootID":""}';
 
 const nodeA = makeNode({
   Name: 'node-a',
@@ -311,7 +317,7 @@ void describe('Node codec', () => {
   void it('rejects a wrong key suffix', () => {
     rejects(
       () => decodeNode('c2/node-b', NODE_A_JSON),
-      /node name does not match key: got c2\/node-a, expected c2\/node-b/,
+      /name does not match key: got node-a, expected node-b/,
     );
     rejects(() => decodeNode('node-a', NODE_A_JSON), /does not match key/);
   });
@@ -334,7 +340,7 @@ void describe('Node codec', () => {
     rejects(() => decodeNode('c2/node-a', 'null'), /expected object/);
     rejects(
       () => decodeNode('c2/node-a', NODE_A_JSON.replace('"Name":"node-a",', '')),
-      /Name is unset/,
+      /name is unset/,
     );
     rejects(
       () => decodeNode('c2/node-a', NODE_A_JSON.replace('172.18.0.3', '172.18.0')),
@@ -640,7 +646,7 @@ void describe('MCSAPIServiceSpec codec', () => {
   void it('rejects invalid entries', () => {
     rejects(
       () => decodeMCSAPIServiceSpec('c2/default/other', EXPORT_JSON),
-      /namespaced name does not match key: got c2\/default\/rebel-base, expected c2\/default\/other/,
+      /namespaced name does not match key: got default\/rebel-base, expected default\/other/,
     );
     rejects(
       () =>

@@ -269,12 +269,15 @@ void describe('keyspace labels', () => {
     const labels = parseLabelsFromKVStore(
       'k8s:io.kubernetes.pod.namespace=default;k8s:app=foo;reserved:host=;',
     );
+    // Stored order, as the reference's NewLabelArrayFromSortedList keeps it.
     assert.deepEqual(labels, [
+      { source: 'k8s', key: 'io.kubernetes.pod.namespace', value: 'default' },
       { source: 'k8s', key: 'app', value: 'foo' },
       { source: 'reserved', key: 'host', value: '' },
-      { source: 'k8s', key: 'io.kubernetes.pod.namespace', value: 'default' },
     ]);
     assert.deepEqual(parseLabelsFromKVStore(''), []);
+    // Duplicates are kept.
+    assert.equal(parseLabelsFromKVStore('k8s:a=1;k8s:a=2;').length, 2);
   });
 
   void it('round-trips', () => {
@@ -285,7 +288,10 @@ void describe('keyspace labels', () => {
   void it('parses single labels, defaulting the source to unspec', () => {
     assert.deepEqual(parseLabel('k8s:app=foo'), { source: 'k8s', key: 'app', value: 'foo' });
     assert.deepEqual(parseLabel('app=foo'), { source: 'unspec', key: 'app', value: 'foo' });
-    assert.deepEqual(parseLabel('app=a:b'), { source: 'unspec', key: 'app', value: 'a:b' });
+    // The source ends at the first `:` anywhere, even after `=`.
+    assert.deepEqual(parseLabel('app=a:b'), { source: 'app=a', key: 'b', value: '' });
+    assert.deepEqual(parseLabel('k8s:app=a:b'), { source: 'k8s', key: 'app', value: 'a:b' });
+    assert.deepEqual(parseLabel(':app=a'), { source: 'unspec', key: 'app', value: 'a' });
     assert.deepEqual(parseLabel('reserved:host'), { source: 'reserved', key: 'host', value: '' });
     assert.deepEqual(parseLabel('$world'), { source: 'reserved', key: 'world', value: '' });
     assert.equal(formatLabel({ source: 'k8s', key: 'app', value: 'foo' }), 'k8s:app=foo');
@@ -300,16 +306,11 @@ void describe('keyspace labels', () => {
     });
   });
 
-  void it('refuses labels that would not parse back', () => {
-    throwsCode(
-      () => formatLabelsForKVStore([{ source: 'k8s', key: 'a', value: 'x;y' }]),
-      ErrorCode.InvalidArgument,
-      /cannot be stored/,
-    );
-    throwsCode(
-      () => formatLabelsForKVStore([{ source: 'k8s', key: 'a=b', value: 'x' }]),
-      ErrorCode.InvalidArgument,
-      /cannot be stored/,
+  void it('writes labels raw and keeps one label per key, as Map2Labels does', () => {
+    assert.equal(formatLabelsForKVStore([{ source: 'k8s', key: 'a', value: 'x;y' }]), 'k8s:a=x;y;');
+    assert.equal(
+      formatLabelsForKVStore({ 'k8s:app': 'a', 'container:app': 'b', 'k8s:z': '' }),
+      'container:app=b;k8s:z=;',
     );
   });
 });
