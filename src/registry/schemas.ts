@@ -392,6 +392,7 @@ export const deploymentSchema = (
 // ---- Cilium kinds ----
 
 const ipPair = z.looseObject({ ipv4: ipv4.optional(), ipv6: ipv6.optional() });
+const encryption = z.looseObject({ key: encryptionKey.optional() });
 
 export const ciliumNodeSchema = (
   identity: IdentitySchema<'CiliumNode'>,
@@ -403,7 +404,7 @@ export const ciliumNodeSchema = (
         ipam: z.looseObject({ podCIDRs: z.array(cidr).optional() }).optional(),
         health: ipPair.optional(),
         ingress: ipPair.optional(),
-        encryption: z.looseObject({ key: encryptionKey.optional() }).optional(),
+        encryption: encryption.optional(),
         'instance-id': z.string().optional(),
       })
       .prefault({}),
@@ -429,7 +430,7 @@ export const ciliumEndpointSchema = (
             node: ip.optional(),
           })
           .optional(),
-        encryption: z.looseObject({ key: encryptionKey.optional() }).optional(),
+        encryption: encryption.optional(),
         'named-ports': z
           .array(z.looseObject({ name: nonEmpty, port, protocol: protocol.optional() }))
           .optional(),
