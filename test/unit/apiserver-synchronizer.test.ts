@@ -61,6 +61,8 @@ void describe('apiserver synchronizer', () => {
       ac.abort();
       await running;
       metrics.close();
+      // Its leases' keep-alive timers would keep the test process alive.
+      await backend.close();
     }
   });
 });
