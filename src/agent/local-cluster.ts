@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Backend } from '../kvstore/backend.js';
 import { globalServiceSettings, parseLabelsFromKVStore } from '../keyspace/index.js';
-import { serviceToClusterService, watchServices } from '../service/local-services.js';
+import { serviceToClusterService } from '../service/local-services.js';
 import {
   ipcacheEntriesFromEndpoint,
   labelStringFromCiliumIdentity,
@@ -10,6 +10,7 @@ import {
 } from '../convert/cilium.js';
 import { IPOwners } from '../ipcache/owners.js';
 import { createInformer } from '../registry/informer.js';
+import { joinServices } from '../registry/service-join.js';
 import type { CiliumEndpoint, CiliumIdentity, CiliumNode, Informer } from '../registry/types.js';
 import type { AgentViews } from './views.js';
 
@@ -99,26 +100,27 @@ export class LocalClusterWatcher {
       },
       { log: this.log },
     );
-    const services = watchServices(
+    const services = joinServices(
       this.backend,
-      this.log,
-      (id, svc, slices) => {
-        const [namespace = 'default', name = ''] = id.split('/');
-        const cs =
-          svc === undefined ? undefined : serviceToClusterService(svc, slices, this.cluster);
-        if (svc === undefined || cs === undefined) {
-          this.views.services.deleteLocal(namespace, name);
-          return;
-        }
-        const settings = globalServiceSettings(svc.metadata.annotations);
-        this.views.services.upsertLocal({
-          service: cs,
-          global: settings.global,
-          affinity: settings.affinity,
-          type: svc.spec.type,
-        });
+      {
+        onEvent: ({ namespace, name, service: svc, slices }) => {
+          const cs =
+            svc === undefined ? undefined : serviceToClusterService(svc, slices, this.cluster);
+          if (svc === undefined || cs === undefined) {
+            this.views.services.deleteLocal(namespace, name);
+            return;
+          }
+          const settings = globalServiceSettings(svc.metadata.annotations);
+          this.views.services.upsertLocal({
+            service: cs,
+            global: settings.global,
+            affinity: settings.affinity,
+            type: svc.spec.type,
+          });
+        },
+        onSynced,
       },
-      onSynced,
+      { log: this.log },
     );
     this.informers.push(nodes, identities, endpoints);
     await Promise.all([

@@ -7,6 +7,13 @@ import type { Logger } from 'pino';
 import type { KvstoreConfig } from '../kvstore/config.js';
 import { KvstoreHook } from '../kvstore/connect.js';
 import {
+  IPCachePrefix,
+  IdentitiesIdPrefix,
+  IdentitiesPrefix,
+  IPIdentitiesPath,
+  NodesPrefix,
+  ServiceExportsPrefix,
+  ServicesPrefix,
   apiserverClusterConfig,
   validateClusterId,
   validateClusterInfo,
@@ -17,7 +24,20 @@ import { Bootstrap, HttpHook, healthServer, waitUntil } from '../lib/daemon.js';
 import { Lifecycle } from '../lib/lifecycle.js';
 import { KvstoreMetrics } from '../metrics/kvstore.js';
 import { enforceClusterConfig, runHeartbeat } from './cluster-config.js';
-import { allSynchronizers, type Synchronizer } from './synchronizers.js';
+import { joinServices } from '../registry/service-join.js';
+import {
+  endpointConverter,
+  identityConverter,
+  nodeConverter,
+  serviceConverter,
+} from './converters.js';
+import {
+  createSynchronizer,
+  disabledSynchronizer,
+  informerSource,
+  type Synchronizer,
+  type SynchronizerDeps,
+} from './synchronizer.js';
 
 export interface ApiserverOptions {
   readonly clusterName: string;
@@ -198,4 +218,45 @@ export class Apiserver {
       })),
     };
   }
+}
+
+/**
+ * The stores the apiserver exports, each an informer (or the Service ⇄ EndpointSlice
+ * join) through its kind's converter, in the order they start.
+ */
+export function allSynchronizers(deps: SynchronizerDeps): Synchronizer[] {
+  const { backend, cluster } = deps;
+  return [
+    createSynchronizer(deps, {
+      name: 'nodes',
+      prefix: NodesPrefix,
+      source: informerSource(backend, 'CiliumNode'),
+      converter: nodeConverter(cluster),
+    }),
+    createSynchronizer(deps, {
+      name: 'identities',
+      // Canary `cilium/synced/<c>/cilium/state/identities/v1`, as the reference overrides it.
+      prefix: IdentitiesIdPrefix,
+      syncedKey: IdentitiesPrefix,
+      source: informerSource(backend, 'CiliumIdentity'),
+      converter: identityConverter(),
+    }),
+    createSynchronizer(deps, {
+      name: 'endpoints',
+      // Canary `cilium/synced/<c>/cilium/state/ip/v1`, as the reference overrides it.
+      prefix: IPCachePrefix,
+      syncedKey: IPIdentitiesPath,
+      source: informerSource(backend, 'CiliumEndpoint'),
+      converter: endpointConverter(),
+    }),
+    createSynchronizer(deps, {
+      name: 'services',
+      prefix: ServicesPrefix,
+      // Synced once both Services and EndpointSlices are listed: readers never see a
+      // service whose backends are still missing.
+      source: (handlers, log) => joinServices(backend, handlers, { log }),
+      converter: serviceConverter(cluster),
+    }),
+    disabledSynchronizer(deps, 'serviceexports', ServiceExportsPrefix),
+  ];
 }

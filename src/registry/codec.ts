@@ -1,13 +1,7 @@
 import type { KeyValue } from '../kvstore/backend.js';
 import { ClusterMeshError, ErrorCode } from '../lib/errors.js';
-import {
-  findKind,
-  formatProblem,
-  isRecord,
-  knownKindNames,
-  validateObject,
-  type KindInfo,
-} from './kinds.js';
+import { findKind, knownKindNames, type KindInfo } from './kinds.js';
+import { formatProblem, isRecord, validateObject } from './validation.js';
 import type { RegistryObject } from './types.js';
 
 /**

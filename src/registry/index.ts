@@ -28,18 +28,14 @@ export type {
   ServiceType,
 } from './objects.js';
 export { SERVICE_NAME_LABEL } from './objects.js';
-export type { KindInfo, ValidateOptions, ValidationProblem, ValidationResult } from './kinds.js';
-export {
-  KINDS,
-  findKind,
-  formatPath,
-  formatProblem,
-  isKindName,
-  kindInfo,
-  parseObject,
-  resolveKindName,
-  validateObject,
-} from './kinds.js';
+export type { KindInfo } from './kinds.js';
+export { KINDS, findKind, isKindName, kindInfo, resolveKindName } from './kinds.js';
+export type { NameRule } from './names.js';
+export { NameRules } from './names.js';
+export type { ValidateOptions, ValidationProblem, ValidationResult } from './validation.js';
+export { formatPath, formatProblem, parseObject, validateObject } from './validation.js';
+export type { ServiceJoin, ServiceJoinEvent, ServiceJoinHandlers } from './service-join.js';
+export { ServiceSliceIndex, joinServices } from './service-join.js';
 export type { LoadManifestOptions, ManifestObject } from './manifest.js';
 export { STDIN_SOURCE, loadManifests, manifestFiles, parseManifest } from './manifest.js';
 export {

@@ -2,14 +2,14 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseAllDocuments, type YAMLError } from 'yaml';
 import { ClusterMeshError, ErrorCode, errorMessage } from '../lib/errors.js';
+import type { KindInfo } from './kinds.js';
 import {
   describeRaw,
   formatProblem,
   isRecord,
   validateObject,
-  type KindInfo,
   type ValidateOptions,
-} from './kinds.js';
+} from './validation.js';
 import type { RegistryObject } from './types.js';
 
 /**

@@ -1,3 +1,5 @@
+import { parseIdentityId } from '../keyspace/identity.js';
+
 /**
  * Kubernetes name rules (apimachinery `validation`), so that objects accepted here would
  * also be accepted by a real API server when the Kubernetes adapter arrives.
@@ -65,3 +67,21 @@ export function labelValueProblem(value: string): string | null {
 export function isIanaServiceName(s: string): boolean {
   return s.length <= 15 && IANA_SVC_NAME.test(s) && /[a-z]/.test(s) && !s.includes('--');
 }
+
+/** A rule a name must follow, with the message saying what it wants. */
+export interface NameRule {
+  readonly test: (s: string) => boolean;
+  readonly rule: string;
+}
+
+/** The rules objects' names follow; each kind names its rule in src/registry/kinds.ts. */
+export const NameRules = {
+  dns1123Subdomain: { test: isDns1123Subdomain, rule: DNS1123_SUBDOMAIN_RULE },
+  dns1123Label: { test: isDns1123Label, rule: DNS1123_LABEL_RULE },
+  dns1035Label: { test: isDns1035Label, rule: DNS1035_LABEL_RULE },
+  /** CiliumIdentity: the name is the identity itself. */
+  numericIdentity: {
+    test: (s: string) => (parseIdentityId(s) ?? 0) > 0,
+    rule: 'must be the decimal numeric identity (1-4294967295, no leading zeros)',
+  },
+} as const satisfies Readonly<Record<string, NameRule>>;

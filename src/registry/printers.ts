@@ -1,5 +1,6 @@
 import { tabwrite } from '../lib/table.js';
-import { isRecord, type KindInfo } from './kinds.js';
+import type { KindInfo } from './kinds.js';
+import { isRecord } from './validation.js';
 import type { RegistryObject } from './types.js';
 
 /**

@@ -16,7 +16,8 @@ import {
   resourcePrefix,
   sameJson,
 } from './codec.js';
-import { parseObject, type KindInfo } from './kinds.js';
+import type { KindInfo } from './kinds.js';
+import { parseObject } from './validation.js';
 import type { KindName, KindTypes } from './objects.js';
 import type { RegistryObject } from './types.js';
 

@@ -1,6 +1,4 @@
-import type { Logger } from 'pino';
 import type { LocalCluster } from '../convert/cilium.js';
-import type { Backend } from '../kvstore/backend.js';
 import {
   canonicalIP,
   globalServiceSettings,
@@ -9,19 +7,12 @@ import {
   type L4Addr,
   type PortConfiguration,
 } from '../keyspace/index.js';
-import { createInformer } from '../registry/informer.js';
-import {
-  SERVICE_NAME_LABEL,
-  type Endpoint,
-  type EndpointSlice,
-  type Service,
-} from '../registry/objects.js';
-import type { ObjectEvent } from '../registry/types.js';
+import type { Endpoint, EndpointSlice, Service } from '../registry/objects.js';
 
 /**
- * The local cluster's Services joined with their EndpointSlices (by the
- * `kubernetes.io/service-name` label), shared by the apiserver's export and the
- * agent's service table.
+ * The local cluster's Services in the ClusterService shape, shared by the apiserver's
+ * export and the agent's service table; both feed it from the Service ⇄ EndpointSlice
+ * join of src/registry/service-join.ts.
  */
 
 /**
@@ -123,95 +114,4 @@ export function serviceToClusterService(
     includeExternal: settings.global,
     shared: settings.shared,
   });
-}
-
-function namespaced(namespace: string | undefined, name: string): string {
-  return `${namespace ?? 'default'}/${name}`;
-}
-
-/** `<namespace>/<service>` of the Service a slice belongs to; `undefined` if unlabelled. */
-function ownerOf(slice: EndpointSlice): string | undefined {
-  const name = slice.metadata.labels?.[SERVICE_NAME_LABEL];
-  return name === undefined || name === '' ? undefined : namespaced(slice.metadata.namespace, name);
-}
-
-/** Called with the Service (undefined once deleted) and its current slices. */
-export type ServiceChange = (id: string, svc: Service | undefined, slices: EndpointSlice[]) => void;
-
-/**
- * Watches Services and EndpointSlices of one registry and reports every Service whose
- * object or slices changed. `onSynced` fires once both informers delivered their
- * initial lists (the reference exports its canary only then).
- */
-export function watchServices(
-  backend: Backend,
-  log: Logger,
-  onChange: ServiceChange,
-  onSynced: () => void,
-): { run(signal: AbortSignal): Promise<void> } {
-  // `<ns>/<name>` → Service.
-  const services = new Map<string, Service>();
-  // `<ns>/<service>` → slice name → slice.
-  const slicesByService = new Map<string, Map<string, EndpointSlice>>();
-  // `<ns>/<slice>` → `<ns>/<service>`: a relabelled slice must leave its former Service,
-  // and a delete event's object is the only thing that identifies it.
-  const sliceOwners = new Map<string, string>();
-
-  const changed = (id: string): void => {
-    onChange(id, services.get(id), [...(slicesByService.get(id)?.values() ?? [])]);
-  };
-
-  const onService = (ev: ObjectEvent<Service>): void => {
-    const id = namespaced(ev.object.metadata.namespace, ev.object.metadata.name);
-    if (ev.type === 'deleted') services.delete(id);
-    else services.set(id, ev.object);
-    changed(id);
-  };
-
-  const onSlice = (ev: ObjectEvent<EndpointSlice>): void => {
-    const sliceId = namespaced(ev.object.metadata.namespace, ev.object.metadata.name);
-    const sliceName = ev.object.metadata.name;
-    const before = sliceOwners.get(sliceId);
-    const after = ev.type === 'deleted' ? undefined : ownerOf(ev.object);
-    if (before !== undefined) {
-      const slices = slicesByService.get(before);
-      slices?.delete(sliceName);
-      if (slices?.size === 0) slicesByService.delete(before);
-      sliceOwners.delete(sliceId);
-    }
-    if (after !== undefined && ev.type !== 'deleted') {
-      let slices = slicesByService.get(after);
-      if (slices === undefined) {
-        slices = new Map();
-        slicesByService.set(after, slices);
-      }
-      slices.set(sliceName, ev.object);
-      sliceOwners.set(sliceId, after);
-    }
-    if (before !== undefined && before !== after) changed(before);
-    if (after !== undefined) changed(after);
-  };
-
-  return {
-    run: async (signal) => {
-      let waiting = 2;
-      const synced = (): void => {
-        waiting--;
-        if (waiting === 0) onSynced();
-      };
-      const serviceInformer = createInformer(
-        backend,
-        'Service',
-        { onEvent: onService, onSynced: synced },
-        { log },
-      );
-      const sliceInformer = createInformer(
-        backend,
-        'EndpointSlice',
-        { onEvent: onSlice, onSynced: synced },
-        { log },
-      );
-      await Promise.all([serviceInformer.run(signal), sliceInformer.run(signal)]);
-    },
-  };
 }

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { clusterServiceFromService, servicesSynchronizer } from '../../src/apiserver/services.js';
-import type { Synchronizer } from '../../src/apiserver/synchronizers.js';
+import { clusterServiceFromService } from '../../src/apiserver/converters.js';
+import { allSynchronizers } from '../../src/apiserver/module.js';
+import type { Synchronizer } from '../../src/apiserver/synchronizer.js';
 import type { Backend, ListAndWatchOptions, WatchEvent } from '../../src/kvstore/backend.js';
 import { MemoryBackend } from '../../src/kvstore/memory.js';
 import { MemoryStore } from '../../src/kvstore/memory-store.js';
@@ -146,7 +147,10 @@ function newBackend(): MemoryBackend {
 
 function start(backend: Backend): Harness {
   const metrics = new KvstoreMetrics('test', CLUSTER.name);
-  const sync = servicesSynchronizer({ backend, cluster: CLUSTER, log: silentLogger, metrics });
+  const sync = allSynchronizers({ backend, cluster: CLUSTER, log: silentLogger, metrics }).find(
+    (s) => s.name === 'services',
+  );
+  assert.ok(sync !== undefined, 'the apiserver wires a services synchronizer');
   const ac = new AbortController();
   const done = sync.run(ac.signal);
   const state = async (): Promise<Record<string, string>> => {

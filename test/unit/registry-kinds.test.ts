@@ -1,13 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { KINDS, resolveKindName } from '../../src/registry/kinds.js';
 import {
-  KINDS,
   formatPath,
   formatProblem,
   parseObject,
-  resolveKindName,
   validateObject,
-} from '../../src/registry/kinds.js';
+} from '../../src/registry/validation.js';
 import type { Deployment, EndpointSlice, Pod, Service } from '../../src/registry/objects.js';
 import type { CiliumEndpoint, CiliumNode } from '../../src/registry/types.js';
 import { ErrorCode, isClusterMeshError } from '../../src/lib/errors.js';
@@ -397,6 +396,38 @@ void describe('registry kinds', () => {
       problem(meta([{ apiVersion: 'v1', kind: 'Service', name: 's' }])),
       'metadata.ownerReferences[0].uid: required',
     );
+  });
+
+  it("checks every kind's name by the rule of its table entry, in full and identity-only", () => {
+    const expected: Record<string, string> = {
+      Namespace: 'RFC 1123 label',
+      Service: 'RFC 1035 label',
+      ServiceExport: 'RFC 1035 label',
+      ServiceImport: 'RFC 1035 label',
+      CiliumIdentity: 'decimal numeric identity',
+    };
+    for (const info of KINDS) {
+      assert.match(info.nameRule.rule, new RegExp(expected[info.kind] ?? 'RFC 1123 subdomain'));
+      const obj = {
+        apiVersion: info.apiVersions[0],
+        kind: info.kind,
+        metadata: { name: 'Bad_Name' },
+      };
+      const identity = validateObject(obj, { identityOnly: true });
+      assert.ok(!identity.ok, info.kind);
+      assert.equal(
+        formatProblem(identity.problem),
+        `metadata.name: ${info.nameRule.rule}, received "Bad_Name"`,
+      );
+      const full = info.schema.safeParse(obj);
+      assert.ok(!full.success, info.kind);
+      assert.ok(
+        full.error.issues.some(
+          (i) => i.path.join('.') === 'metadata.name' && i.message === info.nameRule.rule,
+        ),
+        `${info.kind}: the full schema checks the name by the same rule`,
+      );
+    }
   });
 
   it('honours -n: default for objects without namespace, error on a mismatch', () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseObject } from '../../src/registry/kinds.js';
+import { parseObject } from '../../src/registry/validation.js';
 import type { Pod, PodTemplate, Service } from '../../src/registry/objects.js';
 import { desiredSlices, resolveTargetPort } from '../../src/workloads/endpointslices.js';
 import { templateHash } from '../../src/workloads/deployments.js';
