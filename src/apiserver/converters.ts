@@ -77,8 +77,9 @@ export function endpointConverter(): Converter<ObjectEvent<CiliumEndpoint>> {
 }
 
 /**
- * The ClusterService to export for `svc`, or `undefined` when the reference would not
- * export it: not global, not shared, ExternalName, or without a ClusterIP.
+ * The ClusterService to export for `svc`, or `undefined` when Cilium would not export it:
+ * not global, not shared, or ExternalName. Headless Services are exported with empty
+ * frontends, their backends and hostnames, as Cilium exports them.
  */
 export function clusterServiceFromService(
   svc: Service,
@@ -93,7 +94,7 @@ export function clusterServiceFromService(
 /**
  * Service with its EndpointSlices → `<cluster>/<namespace>/<name>`, as the reference
  * apiserver exports services (`k8s.NewClusterService` in "shared only" mode): written
- * while the Service is global and shared and has a ClusterIP, deleted otherwise.
+ * while the Service is global and shared, deleted otherwise.
  */
 export function serviceConverter(cluster: LocalCluster): Converter<ServiceJoinEvent> {
   return {

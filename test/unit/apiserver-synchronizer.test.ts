@@ -11,7 +11,8 @@ import { MemoryStore } from '../../src/kvstore/memory-store.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { KvstoreMetrics } from '../../src/metrics/kvstore.js';
 import type { CiliumEndpoint, CiliumIdentity } from '../../src/registry/types.js';
-import { eventually, snapshot } from '../../src/testing/kvstore-contract.js';
+import { eventually } from '../support/eventually.js';
+import { snapshot } from '../support/kvstore-contract.js';
 
 const CLUSTER = { name: 'cluster1', id: 1 };
 

@@ -9,7 +9,7 @@ import {
   joinServices,
   type ServiceJoinEvent,
 } from '../../src/registry/service-join.js';
-import { eventually } from '../../src/testing/kvstore-contract.js';
+import { eventually } from '../support/eventually.js';
 
 function service(name: string, namespace = 'default'): Service {
   return {
