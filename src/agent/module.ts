@@ -5,7 +5,8 @@
  */
 import { Counter, Gauge } from 'prom-client';
 import type { Logger } from 'pino';
-import { ClusterMesh, type ClusterMeshStatus } from '../clustermesh/index.js';
+import { ClusterMesh } from '../clustermesh/clustermesh.js';
+import type { ClusterMeshStatus } from '../clustermesh/status.js';
 import { IdentityCache } from '../identity/cache.js';
 import { IPCache } from '../ipcache/ipcache.js';
 import type { KvstoreConfig } from '../kvstore/config.js';

@@ -23,7 +23,8 @@ import {
   type WatchStoreObserver,
 } from '../store/watchstore.js';
 import { newWatchStoreManager } from '../store/watchstoremgr.js';
-import type { RemoteClusterLogic, RemoteLogicStatus } from '../clustermesh/index.js';
+import type { RemoteClusterLogic } from '../clustermesh/remote-cluster.js';
+import type { RemoteLogicStatus } from '../clustermesh/status.js';
 import { hostCidr, type IPCacheEntry } from '../ipcache/ipcache.js';
 import type { KvstoreMetrics } from '../metrics/kvstore.js';
 import type { AgentViews } from './views.js';

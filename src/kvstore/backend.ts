@@ -1,7 +1,7 @@
 /**
  * The kvstore contract. Two implementations: `etcd` (real etcd through etcd3) and
  * `memory` (same semantics, in-process). Both are held to the contract suite in
- * test/unit/kvstore-contract.ts, so code written against this interface behaves the
+ * test/support/kvstore-contract.ts, so code written against this interface behaves the
  * same on either.
  *
  * Keys and values are UTF-8 strings (the reference system stores them verbatim).

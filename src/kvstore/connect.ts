@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { HeartbeatPath } from '../keyspace/keys.js';
+import { HeartbeatPath } from '../keyspace/index.js';
 import { withTimeout } from '../lib/abort.js';
 import type { Hook } from '../lib/lifecycle.js';
 import type { Backend, BackendStatus } from './backend.js';

@@ -6,12 +6,10 @@
  * over) and only deleted when a cluster's config file is removed.
  */
 import type { Logger } from 'pino';
-import {
-  ClusterMesh,
-  type ClusterMeshStatus,
-  type RemoteBackendFactory,
-  type RemoteClusterTiming,
-} from '../clustermesh/index.js';
+import { ClusterMesh } from '../clustermesh/clustermesh.js';
+import type { ClusterMeshStatus } from '../clustermesh/status.js';
+import type { RemoteBackendFactory } from '../clustermesh/backend-factory.js';
+import type { RemoteClusterTiming } from '../clustermesh/remote-cluster.js';
 import { remoteBackendFactory } from '../clustermesh/backend-factory.js';
 import type { KvstoreConfig } from '../kvstore/config.js';
 import { KvstoreHook } from '../kvstore/connect.js';

@@ -8,7 +8,8 @@
  */
 import type { Logger } from 'pino';
 import { enforceClusterConfig } from '../apiserver/cluster-config.js';
-import type { RemoteClusterLogic, RemoteLogicStatus } from '../clustermesh/index.js';
+import type { RemoteClusterLogic } from '../clustermesh/remote-cluster.js';
+import type { RemoteLogicStatus } from '../clustermesh/status.js';
 import type { Backend } from '../kvstore/backend.js';
 import {
   MeshResources,

@@ -1,4 +1,4 @@
-import type { RegistryObject } from '../registry/index.js';
+import type { RegistryObject } from '../registry/types.js';
 
 /**
  * `clustermesh up --example rebel-base`: the seeds' global-service example. In every

@@ -1,8 +1,8 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { ClusterMeshMetrics } from '../clustermesh/index.js';
+import type { ClusterMeshMetrics } from '../clustermesh/clustermesh.js';
 
 /**
- * The remote-cluster metrics of spec §11 under a daemon's prefix
+ * The remote-cluster metrics Cilium exports, under a daemon's prefix
  * (`cilium_clustermesh` for agents, `cilium_kvstoremesh` for KVStoreMesh), with the
  * 1.14–1.17 labels `source_cluster`, `source_node_name`, `target_cluster`.
  */

@@ -1,4 +1,4 @@
-import { parseIdentityId } from '../keyspace/identity.js';
+import { parseIdentityId } from '../keyspace/index.js';
 
 /**
  * Kubernetes name rules (apimachinery `validation`), so that objects accepted here would

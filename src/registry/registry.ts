@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { MAX_TXN_OPS, type Backend, type TxnOp } from '../kvstore/backend.js';
-import { rfc3339Now } from '../keyspace/time.js';
+import { rfc3339Now } from '../keyspace/index.js';
 import { sleep } from '../lib/abort.js';
 import { ClusterMeshError, ErrorCode, errorMessage, isClusterMeshError } from '../lib/errors.js';
 import { silentLogger } from '../lib/logger.js';

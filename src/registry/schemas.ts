@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ipFamily, parseCIDR, parseIP } from '../keyspace/ip.js';
+import { ipFamily, parseCIDR, parseIP } from '../keyspace/index.js';
 import {
   NameRules,
   isIanaServiceName,

@@ -4,7 +4,7 @@
  * those a given 5-tuple lands on (Maglev, so every node picks the same backend for
  * the same flow and backend churn moves as few flows as possible).
  *
- * Affinity follows spec §6.3 step 4 / Cilium's `filterPreferredBackends`: when some
+ * Affinity follows Cilium's `filterPreferredBackends`: when some
  * usable backend is preferred, only the preferred ones are used; when none is (all
  * preferred ones are terminating, quarantined, … or there are none), every usable
  * backend is used.

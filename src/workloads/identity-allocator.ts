@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
-import { clusterIdentityRange, MinimalNumericIdentity } from '../keyspace/cluster.js';
 import {
+  clusterIdentityRange,
+  MinimalNumericIdentity,
   LabelSource,
   PodNamespaceLabel,
   PolicyLabelCluster,
@@ -8,7 +9,7 @@ import {
   formatLabelsForKVStore,
   labelsFromRecord,
   sortLabels,
-} from '../keyspace/labels.js';
+} from '../keyspace/index.js';
 import { ClusterMeshError, ErrorCode, isClusterMeshError } from '../lib/errors.js';
 import type { Pod } from '../registry/objects.js';
 import type { Registry } from '../registry/registry.js';

@@ -1,4 +1,4 @@
-import { parseCIDR, parseIP } from '../keyspace/ip.js';
+import { parseCIDR, parseIP } from '../keyspace/index.js';
 
 /**
  * IPv4 addresses as unsigned 32-bit integers, for the allocators (pod IPs, ClusterIPs),

@@ -1,4 +1,4 @@
-import { canonicalCIDR } from '../keyspace/ip.js';
+import { canonicalCIDR } from '../keyspace/index.js';
 import { ClusterMeshError, ErrorCode, isClusterMeshError } from '../lib/errors.js';
 import { isDns1123Subdomain } from '../registry/names.js';
 import type { Registry } from '../registry/registry.js';

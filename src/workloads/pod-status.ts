@@ -1,4 +1,4 @@
-import { rfc3339Now } from '../keyspace/time.js';
+import { rfc3339Now } from '../keyspace/index.js';
 import type {
   ConditionStatus,
   Pod,

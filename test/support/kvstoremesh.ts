@@ -12,8 +12,8 @@ import type { Logger } from 'pino';
 import {
   defaultRemoteBackendFactory,
   type RemoteBackendFactory,
-  type RemoteClusterStatus,
-} from '../../src/clustermesh/index.js';
+} from '../../src/clustermesh/backend-factory.js';
+import type { RemoteClusterStatus } from '../../src/clustermesh/status.js';
 import type { Backend } from '../../src/kvstore/backend.js';
 import { sharedMemoryStore } from '../../src/kvstore/config.js';
 import { MemoryBackend } from '../../src/kvstore/memory.js';

@@ -7,15 +7,10 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import dnsPacket from 'dns-packet';
 import type { Answer, DecodedPacket, RecordType } from 'dns-packet';
-import {
-  createRegistryDnsSource,
-  podSearchPath,
-  resolveA,
-  startDnsServer,
-  type DnsRecordSource,
-  type RunningDnsServer,
-  type ServiceRecord,
-} from '../../src/dns/index.js';
+import { createRegistryDnsSource } from '../../src/dns/registry-source.js';
+import { podSearchPath, resolveA } from '../../src/dns/client.js';
+import { startDnsServer, type RunningDnsServer } from '../../src/dns/server.js';
+import type { DnsRecordSource, ServiceRecord } from '../../src/dns/records.js';
 import { FrameReader, frame } from '../../src/dns/framing.js';
 import { MemoryBackend } from '../../src/kvstore/memory.js';
 import { MemoryStore } from '../../src/kvstore/memory-store.js';
