@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import { ClusterMeshError, ErrorCode } from '../lib/errors.js';
 import { clusterIdProblem, type MaxConnectedClusters } from './cluster.js';
+import { serviceKeyName } from './keys.js';
 
 /** Options shared by the decoders that mirror the reference's validators. */
 export interface DecodeOptions {
@@ -214,4 +215,26 @@ export function checkEntryCluster(
 /** Wraps encoder input problems, which are programming errors of the caller. */
 export function invalidValue(what: string, reason: string): ClusterMeshError {
   return new ClusterMeshError(ErrorCode.InvalidArgument, `cannot encode ${what}: ${reason}`);
+}
+
+/**
+ * A namespaced entry's `<cluster>/<namespace>/<name>` must be its key below the prefix.
+ * Cilium compares `<namespace>/<name>` with the key below `<prefix>/<cluster>/`, and its
+ * message says so when the cluster part matches.
+ */
+export function checkNamespacedKey(
+  what: string,
+  keySuffix: string,
+  raw: { readonly cluster: string; readonly namespace: string; readonly name: string },
+): void {
+  const keyName = serviceKeyName(raw.cluster, raw.namespace, raw.name);
+  if (keyName === keySuffix) return;
+  const clusterPrefix = `${raw.cluster}/`;
+  throw invalidEntry(
+    what,
+    keySuffix,
+    keySuffix.startsWith(clusterPrefix)
+      ? `namespaced name does not match key: got ${raw.namespace}/${raw.name}, expected ${keySuffix.slice(clusterPrefix.length)}`
+      : `namespaced name does not match key: got ${keyName}, expected ${keySuffix}`,
+  );
 }

@@ -27,6 +27,7 @@ import {
   goObject,
   type DecodeOptions,
   checkEntryCluster,
+  checkNamespacedKey,
   checkClusterIdRange,
   checkExpectedClusterId,
   invalidEntry,
@@ -266,16 +267,7 @@ export function decodeClusterService(
     }
   }
   checkEntryCluster('service', keySuffix, raw.cluster, opts);
-  const keyName = serviceKeyName(raw.cluster, raw.namespace, raw.name);
-  if (keyName !== keySuffix) {
-    // The reference compares `<namespace>/<name>` with the key below `<prefix>/<cluster>/`.
-    const clusterPrefix = `${raw.cluster}/`;
-    throw fail(
-      keySuffix.startsWith(clusterPrefix)
-        ? `namespaced name does not match key: got ${raw.namespace}/${raw.name}, expected ${keySuffix.slice(clusterPrefix.length)}`
-        : `namespaced name does not match key: got ${keyName}, expected ${keySuffix}`,
-    );
-  }
+  checkNamespacedKey('service', keySuffix, raw);
   checkExpectedClusterId('service', keySuffix, raw.clusterID, opts);
   const { zones, ...rest } = raw;
   return zones === null || zones === undefined || Object.keys(zones).length === 0

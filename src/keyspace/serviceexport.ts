@@ -14,6 +14,7 @@ import {
   goObject,
   type DecodeOptions,
   checkEntryCluster,
+  checkNamespacedKey,
   invalidEntry,
   invalidValue,
   parseValue,
@@ -225,16 +226,7 @@ export function decodeMCSAPIServiceSpec(
     throw fail(`traffic distribution is unknown: ${td}`);
   }
   checkEntryCluster('service export', keySuffix, raw.cluster, opts);
-  const keyName = serviceKeyName(raw.cluster, raw.namespace, raw.name);
-  if (keyName !== keySuffix) {
-    // The reference compares `<namespace>/<name>` with the key below `<prefix>/<cluster>/`.
-    const clusterPrefix = `${raw.cluster}/`;
-    throw fail(
-      keySuffix.startsWith(clusterPrefix)
-        ? `namespaced name does not match key: got ${raw.namespace}/${raw.name}, expected ${keySuffix.slice(clusterPrefix.length)}`
-        : `namespaced name does not match key: got ${keyName}, expected ${keySuffix}`,
-    );
-  }
+  checkNamespacedKey('service export', keySuffix, raw);
 
   const spec: { -readonly [K in keyof MCSAPIServiceSpec]: MCSAPIServiceSpec[K] } = {
     cluster: raw.cluster,
