@@ -9,6 +9,7 @@ const benches: Record<string, () => Promise<{ main: (args: string[]) => Promise<
   services: () => import('./services.js'),
   kvstoremesh: () => import('./kvstoremesh.js'),
   datapath: () => import('./datapath.js'),
+  'cli-start': () => import('./cli-start.js'),
 };
 
 const [name, ...args] = process.argv.slice(2);
