@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Backend } from '../kvstore/backend.js';
 import {
+  ClusterConfigPrefix,
   HeartbeatPath,
   clusterConfigKey,
   encodeClusterConfig,
@@ -12,15 +13,18 @@ import { errorMessage } from '../lib/errors.js';
 
 /**
  * Writes `cilium/cluster-config/<cluster>` (with the session lease) and keeps it
- * there: re-written with update-if-different every `intervalMs` (reference: 5 min),
- * in case its lease expired during an outage. The first write must succeed
- * within `initialTimeoutMs`: remote agents refuse a cluster without config.
+ * there: re-written with update-if-different every `intervalMs` (Cilium: 5 min), in
+ * case its lease expired during an outage. With `watch`, as Cilium's
+ * clustermesh-apiserver does, a change or deletion by anyone else is also reverted as
+ * soon as the watch reports it: remote agents would otherwise validate against a wrong
+ * config for up to a period. The first write must succeed within `initialTimeoutMs`:
+ * remote agents refuse a cluster without config.
  */
 export async function enforceClusterConfig(
   backend: Backend,
   cluster: string,
   config: CiliumClusterConfig,
-  opts: { intervalMs: number; initialTimeoutMs: number; log: Logger },
+  opts: { intervalMs: number; initialTimeoutMs: number; log: Logger; watch?: boolean },
 ): Promise<{ run(signal: AbortSignal): Promise<void> }> {
   const key = clusterConfigKey(cluster);
   const value = encodeClusterConfig(config);
@@ -30,22 +34,35 @@ export async function enforceClusterConfig(
     `writing ${key}`,
   );
   opts.log.info({ key, value }, 'cluster configuration written');
+  const restore = async (): Promise<void> => {
+    try {
+      if (await backend.updateIfDifferent(key, value, { lease: true })) {
+        opts.log.info({ key }, 'cluster configuration restored');
+      }
+    } catch (err) {
+      opts.log.warn({ key, err: errorMessage(err) }, 'enforcing cluster configuration failed');
+    }
+  };
+  const periodic = async (signal: AbortSignal): Promise<void> => {
+    while (!signal.aborted) {
+      try {
+        await sleep(opts.intervalMs, signal);
+      } catch {
+        return;
+      }
+      await restore();
+    }
+  };
+  const watched = async (signal: AbortSignal): Promise<void> => {
+    for await (const ev of backend.listAndWatch(ClusterConfigPrefix, signal)) {
+      // After every (re)list: the key may have gone while nobody watched.
+      if (ev.kind === 'listDone') await restore();
+      else if (ev.key === key && (ev.kind === 'delete' || ev.value !== value)) await restore();
+    }
+  };
   return {
     run: async (signal) => {
-      while (!signal.aborted) {
-        try {
-          await sleep(opts.intervalMs, signal);
-        } catch {
-          return;
-        }
-        try {
-          if (await backend.updateIfDifferent(key, value, { lease: true })) {
-            opts.log.info({ key }, 'cluster configuration restored');
-          }
-        } catch (err) {
-          opts.log.warn({ key, err: errorMessage(err) }, 'enforcing cluster configuration failed');
-        }
-      }
+      await Promise.all([periodic(signal), opts.watch === true ? watched(signal) : undefined]);
     },
   };
 }

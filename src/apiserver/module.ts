@@ -124,6 +124,7 @@ export class Apiserver {
             intervalMs: o.clusterConfigIntervalMs ?? 5 * 60_000,
             initialTimeoutMs: 60_000,
             log: this.log,
+            watch: true,
           },
         );
         ctx.spawn('cluster-config', (signal) => enforcer.run(signal));

@@ -130,4 +130,40 @@ describe('apiserver', () => {
       store.close();
     }
   });
+  it('reverts a changed or deleted cluster config at once, as Cilium watches it, not at the next period', async () => {
+    const store = sharedMemoryStore('apiserver-unit-enforce');
+    const kv = new MemoryBackend(store);
+    const server = new Apiserver({
+      clusterName: 'c1',
+      clusterId: 1,
+      maxConnectedClusters: 255,
+      kvstore: { kind: 'memory', qps: 0, maxInflight: 0, listLimit: 256 },
+      memoryStoreName: 'apiserver-unit-enforce',
+      // The periodic rewrite cannot be what restores it within this test.
+      clusterConfigIntervalMs: 10 * 60_000,
+      log: silentLogger,
+    });
+    const want =
+      '{"id":1,"capabilities":{"syncedCanaries":true,"maxConnectedClusters":255,"serviceExportsEnabled":false}}';
+    const restored = (): Promise<void> =>
+      eventually(async () => {
+        assert.equal((await kv.get('cilium/cluster-config/c1'))?.value, want);
+      }, 2000);
+    try {
+      await server.start();
+      await server.waitReady(5000);
+      await kv.put('cilium/cluster-config/c1', '{"id":7}');
+      await restored();
+      await kv.delete('cilium/cluster-config/c1');
+      await restored();
+      // Another cluster's config is none of its business.
+      await kv.put('cilium/cluster-config/c2', '{"id":2}');
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal((await kv.get('cilium/cluster-config/c2'))?.value, '{"id":2}');
+    } finally {
+      await server.stop();
+      await kv.close();
+      store.close();
+    }
+  });
 });
