@@ -23,7 +23,7 @@ import { sleep } from '../lib/abort.js';
 import { Bootstrap, HttpHook, healthServer, waitUntil } from '../lib/daemon.js';
 import { Lifecycle } from '../lib/lifecycle.js';
 import { KvstoreMetrics } from '../metrics/kvstore.js';
-import { enforceClusterConfig, runHeartbeat } from './cluster-config.js';
+import { enforceClusterConfig, runHeartbeat } from '../clustermesh/cluster-config.js';
 import { joinServices } from '../registry/service-join.js';
 import {
   endpointConverter,

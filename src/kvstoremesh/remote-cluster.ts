@@ -7,7 +7,7 @@
  * away, then deletes the cache.
  */
 import type { Logger } from 'pino';
-import { enforceClusterConfig } from '../apiserver/cluster-config.js';
+import { enforceClusterConfig } from '../clustermesh/cluster-config.js';
 import type { RemoteClusterLogic } from '../clustermesh/remote-cluster.js';
 import type { RemoteLogicStatus } from '../clustermesh/status.js';
 import type { Backend } from '../kvstore/backend.js';
