@@ -4,7 +4,11 @@
  * reason, before anything is written.
  */
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { sharedMemoryStore } from '../../src/kvstore/config.js';
 import { MemoryBackend } from '../../src/kvstore/memory.js';
 import { MemoryStore } from '../../src/kvstore/memory-store.js';
 import { ErrorCode, isClusterMeshError } from '../../src/lib/errors.js';
@@ -18,6 +22,7 @@ import type {
 import { formatLabelSelector, formatTable } from '../../src/registry/printers.js';
 import { Registry } from '../../src/registry/registry.js';
 import type { RegistryObject } from '../../src/registry/types.js';
+import { runCliCaptured, type CapturedRun } from '../support/cli.js';
 import { formatProblem, validateObject } from '../../src/registry/validation.js';
 
 /** Every document of a manifest, validated; fails the test on the first problem. */
@@ -639,5 +644,78 @@ void describe('registry printers: policy kinds', () => {
       }),
       'app=x,!canary,env notin (dev,test),team,tier=db,zone in (a,b)',
     );
+  });
+});
+
+void describe('clustermesh apply/get with policies (memory kvstore)', () => {
+  let dir = '';
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'registry-policy-'));
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+  const run = (...argv: string[]): Promise<CapturedRun> =>
+    runCliCaptured([...argv, '--kvstore', 'memory']);
+
+  const MANIFEST = `${ALLOW_CROSS_CLUSTER}---
+apiVersion: cilium.io/v2
+kind: CiliumClusterwideNetworkPolicy
+metadata: {name: cluster-only}
+spec:
+  endpointSelector: {}
+  ingress: [{fromEntities: [cluster]}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db, namespace: empire}
+spec:
+  podSelector: {matchLabels: {role: db}}
+  ingress: [{from: [{podSelector: {matchLabels: {role: api}}}]}]
+`;
+
+  it('a bad policy in document 4 of 4 writes nothing and names file, document and field', async () => {
+    const path = join(dir, 'bad.yaml');
+    await writeFile(
+      path,
+      `${MANIFEST}---
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: l7}
+spec:
+  endpointSelector: {}
+  egress:
+  - toPorts: [{ports: [{port: "80"}], rules: {http: [{method: GET}]}}]
+`,
+    );
+    const r = await run('apply', '-f', path);
+    assert.deepEqual(r, {
+      code: 1,
+      stdout: '',
+      stderr: `clustermesh: ${path}: document 4 (CiliumNetworkPolicy default/l7): spec.egress[0].toPorts[0].rules: L7 rules are not supported (only L3/L4 policy is enforced)\n`,
+    });
+    const keys = sharedMemoryStore('default')
+      .range('registry/', undefined, 0)
+      .result.kvs.map((kv) => kv.key);
+    assert.ok(!keys.some((k) => k.includes('policies')), keys.join(','));
+  });
+
+  it('applies the good ones and prints them with kubectl columns', async () => {
+    const path = join(dir, 'good.yaml');
+    await writeFile(path, MANIFEST);
+    assert.deepEqual(await run('apply', '-f', path), {
+      code: 0,
+      stdout:
+        'ciliumnetworkpolicy/allow-cross-cluster created\n' +
+        'ciliumclusterwidenetworkpolicy/cluster-only created\n' +
+        'networkpolicy/db created\n',
+      stderr: '',
+    });
+    const cnps = await run('get', 'cnp');
+    assert.match(cnps.stdout, /^NAME {18}AGE +VALID\nallow-cross-cluster {3}\d+s +True\n$/);
+    const ccnps = await run('get', 'ccnp', '-A');
+    assert.match(ccnps.stdout, /^NAME {11}AGE +VALID\ncluster-only {3}\d+s +True\n$/);
+    const netpols = await run('get', 'netpol', '-n', 'empire');
+    assert.match(netpols.stdout, /^NAME {3}POD-SELECTOR {3}AGE\ndb {5}role=db {8}\d+s\n$/);
   });
 });
