@@ -500,10 +500,11 @@ const networkPolicySpec = z
   // The API server's defaulting, stored so that consumers never re-default: Ingress always,
   // Egress when egress rules are present.
   .transform((spec) => {
-    if (spec.policyTypes !== undefined && spec.policyTypes.length > 0) return spec;
-    const types: ('Ingress' | 'Egress')[] = ['Ingress'];
-    if (spec.egress !== undefined && spec.egress.length > 0) types.push('Egress');
-    return { ...spec, policyTypes: types };
+    const given = spec.policyTypes ?? [];
+    const egress = spec.egress !== undefined && spec.egress.length > 0;
+    const policyTypes: ('Ingress' | 'Egress')[] =
+      given.length > 0 ? given : egress ? ['Ingress', 'Egress'] : ['Ingress'];
+    return { ...spec, policyTypes };
   });
 
 export const networkPolicySchema = (

@@ -18,6 +18,7 @@ import type {
   CiliumClusterwideNetworkPolicy,
   CiliumNetworkPolicy,
   NetworkPolicy,
+  PolicyRule,
 } from '../../src/registry/objects.js';
 import { formatLabelSelector, formatTable } from '../../src/registry/printers.js';
 import { Registry } from '../../src/registry/registry.js';
@@ -555,6 +556,28 @@ void describe('registry: policy kinds', () => {
         ['test-network-policy', { matchLabels: { role: 'db' } }],
       ],
     );
+  });
+
+  it('exports types with the API field names, so engine code reads them as written', () => {
+    const rule: PolicyRule = {
+      endpointSelector: { matchLabels: { app: 'backend' } },
+      ingress: [
+        {
+          fromEndpoints: [{ matchExpressions: [{ key: 'app', operator: 'In', values: ['a'] }] }],
+          toPorts: [{ ports: [{ port: '80', endPort: 90, protocol: 'TCP' }] }],
+        },
+      ],
+      egressDeny: [{ toCIDRSet: [{ cidr: '10.0.0.0/8', except: ['10.1.0.0/16'] }] }],
+      enableDefaultDeny: { ingress: true },
+    };
+    const r = validateObject({
+      apiVersion: 'cilium.io/v2',
+      kind: 'CiliumNetworkPolicy',
+      metadata: { name: 'typed' },
+      spec: rule,
+    });
+    assert.ok(r.ok);
+    assert.deepEqual((r.object as CiliumNetworkPolicy).spec, rule);
   });
 
   it('problems are reported as field: reason for API callers too', () => {
