@@ -126,7 +126,10 @@ function labelSelector(flavor: SelectorFlavor) {
 
 const ciliumSelector = labelSelector('cilium');
 
-/** The entities of Cilium's API, plus `cluster-mesh` (every endpoint of every meshed cluster). */
+/**
+ * Cilium's entities (its entity mapping, which also has world-ipv4 and world-ipv6), plus
+ * `cluster-mesh`: every endpoint of every meshed cluster.
+ */
 export const ENTITIES = [
   'host',
   'remote-node',
