@@ -64,7 +64,8 @@ Connection (the cluster's kvstore; default kind etcd):
 const KINDS_HELP = `
 Kinds: namespaces (ns), services (svc), endpointslices, pods (po), deployments (deploy),
   ciliumnodes (cn), ciliumendpoints (cep), ciliumidentities (ciliumid),
-  ciliumnetworkpolicies (cnp), ciliumexternalworkloads (cew), serviceexports (svcex),
+  ciliumnetworkpolicies (cnp), ciliumclusterwidenetworkpolicies (ccnp),
+  networkpolicies (netpol), ciliumexternalworkloads (cew), serviceexports (svcex),
   serviceimports (svcim); the kind, singular or plural name, any case.`;
 
 export function registerRegistryCommands(program: Command, ctx: CliContext): void {

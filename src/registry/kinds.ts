@@ -14,6 +14,11 @@ import {
   serviceSchema,
   type IdentitySchema,
 } from './schemas.js';
+import {
+  ciliumClusterwideNetworkPolicySchema,
+  ciliumNetworkPolicySchema,
+  networkPolicySchema,
+} from './policy-schemas.js';
 import type { RegistryObject } from './types.js';
 
 /** The kinds the registry stores: how they are named, addressed and validated. */
@@ -157,7 +162,27 @@ const TABLE: { readonly [K in KindName]: KindInfo<K> } = {
     shortNames: ['cnp', 'ciliumnp'],
     namespaced: true,
     nameRule: NameRules.dns1123Subdomain,
-    schema: identityOnly,
+    schema: ciliumNetworkPolicySchema,
+  }),
+  CiliumClusterwideNetworkPolicy: entry({
+    kind: 'CiliumClusterwideNetworkPolicy',
+    group: CILIUM,
+    versions: ['v2'],
+    resource: 'ciliumclusterwidenetworkpolicies',
+    shortNames: ['ccnp'],
+    namespaced: false,
+    nameRule: NameRules.dns1123Subdomain,
+    schema: ciliumClusterwideNetworkPolicySchema,
+  }),
+  NetworkPolicy: entry({
+    kind: 'NetworkPolicy',
+    group: 'networking.k8s.io',
+    versions: ['v1'],
+    resource: 'networkpolicies',
+    shortNames: ['netpol'],
+    namespaced: true,
+    nameRule: NameRules.dns1123Subdomain,
+    schema: networkPolicySchema,
   }),
   CiliumExternalWorkload: entry({
     kind: 'CiliumExternalWorkload',

@@ -1,4 +1,25 @@
+import type { NetworkPolicySpec, PolicyRule, PolicyStatus } from './policy-schemas.js';
 import type { CiliumEndpoint, CiliumIdentity, CiliumNode, RegistryObject } from './types.js';
+
+export type {
+  CIDRRule,
+  EgressRule,
+  Entity,
+  IPBlock,
+  IngressRule,
+  L4Proto,
+  LabelSelector,
+  LabelSelectorRequirement,
+  NetworkPolicyEgressRule,
+  NetworkPolicyIngressRule,
+  NetworkPolicyPeer,
+  NetworkPolicyPort,
+  NetworkPolicySpec,
+  PolicyRule,
+  PolicyStatus,
+  PortProtocol,
+  PortRule,
+} from './policy-schemas.js';
 
 /**
  * Typed shapes of the Kubernetes kinds daemons read, beside the Cilium ones in types.ts.
@@ -189,6 +210,31 @@ export interface Deployment extends RegistryObject {
 }
 
 /**
+ * A namespaced Cilium policy: one rule in `spec`, a list in `specs`, or both (at least one
+ * rule in all). Its rules never carry `nodeSelector`.
+ */
+export interface CiliumNetworkPolicy extends RegistryObject {
+  readonly kind: 'CiliumNetworkPolicy';
+  readonly spec?: PolicyRule | undefined;
+  readonly specs?: readonly PolicyRule[] | undefined;
+  readonly status?: PolicyStatus | undefined;
+}
+
+/** A cluster-scoped Cilium policy; a rule selects endpoints or (host policy) nodes. */
+export interface CiliumClusterwideNetworkPolicy extends RegistryObject {
+  readonly kind: 'CiliumClusterwideNetworkPolicy';
+  readonly spec?: PolicyRule | undefined;
+  readonly specs?: readonly PolicyRule[] | undefined;
+  readonly status?: PolicyStatus | undefined;
+}
+
+/** A Kubernetes NetworkPolicy; `spec.policyTypes` is defaulted as the API server does. */
+export interface NetworkPolicy extends RegistryObject {
+  readonly kind: 'NetworkPolicy';
+  readonly spec: NetworkPolicySpec;
+}
+
+/**
  * Kind name → the type its objects decode to. The registry's methods and informers are
  * generic over these names, so `createInformer(backend, 'CiliumNode', …)` yields CiliumNodes.
  * Kinds validated only for apiVersion/kind/metadata decode to plain RegistryObjects.
@@ -202,7 +248,9 @@ export interface KindTypes {
   CiliumIdentity: CiliumIdentity;
   Pod: Pod;
   Deployment: Deployment;
-  CiliumNetworkPolicy: RegistryObject;
+  CiliumNetworkPolicy: CiliumNetworkPolicy;
+  CiliumClusterwideNetworkPolicy: CiliumClusterwideNetworkPolicy;
+  NetworkPolicy: NetworkPolicy;
   CiliumExternalWorkload: RegistryObject;
   ServiceExport: RegistryObject;
   ServiceImport: RegistryObject;

@@ -32,6 +32,7 @@ export function formatTable(
     { header: 'NAME', cell: (o) => o.metadata.name },
     ...(KIND_COLUMNS[info.kind] ?? []),
     { header: 'AGE', cell: (o) => formatAge(o.metadata.creationTimestamp, now) },
+    ...(COLUMNS_AFTER_AGE[info.kind] ?? []),
   ];
   const rows = [columns.map((c) => c.header), ...objects.map((o) => columns.map((c) => c.cell(o)))];
   return tabwrite(rows, 3, 0);
@@ -127,7 +128,56 @@ function podReady(o: RegistryObject): boolean {
   );
 }
 
+/**
+ * A label selector as kubectl prints it (apimachinery's FormatLabelSelector): requirements
+ * sorted by key, `k=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`; `<none>` when empty.
+ */
+export function formatLabelSelector(selector: unknown): string {
+  const reqs: [string, string][] = [];
+  const matchLabels = field(selector, 'matchLabels');
+  if (isRecord(matchLabels)) {
+    for (const [k, v] of Object.entries(matchLabels)) reqs.push([k, `${k}=${str(v, '')}`]);
+  }
+  for (const e of records(field(selector, 'matchExpressions'))) {
+    const key = str(e.key, '');
+    const values = Array.isArray(e.values) ? e.values.map((v) => str(v, '')).sort() : [];
+    const set = `(${values.join(',')})`;
+    const text =
+      e.operator === 'In'
+        ? `${key} in ${set}`
+        : e.operator === 'NotIn'
+          ? `${key} notin ${set}`
+          : e.operator === 'DoesNotExist'
+            ? `!${key}`
+            : key;
+    reqs.push([key, text]);
+  }
+  if (reqs.length === 0) return '<none>';
+  return reqs
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([, t]) => t)
+    .join(',');
+}
+
+/**
+ * Cilium's policy CRDs print the status of the Valid condition the agents set. The registry
+ * stores only policies that pass the same validation, so one without the condition is valid.
+ */
+function policyValid(o: RegistryObject): string {
+  const valid = records(field(o, 'status', 'conditions')).find((c) => c.type === 'Valid');
+  return str(valid?.status, 'True');
+}
+
+/** Columns a CRD declares after its Age column. */
+const COLUMNS_AFTER_AGE: Partial<Record<string, readonly Column[]>> = {
+  CiliumNetworkPolicy: [{ header: 'VALID', cell: policyValid }],
+  CiliumClusterwideNetworkPolicy: [{ header: 'VALID', cell: policyValid }],
+};
+
 const KIND_COLUMNS: Partial<Record<string, readonly Column[]>> = {
+  NetworkPolicy: [
+    { header: 'POD-SELECTOR', cell: (o) => formatLabelSelector(field(o, 'spec', 'podSelector')) },
+  ],
   Namespace: [{ header: 'STATUS', cell: (o) => str(field(o, 'status', 'phase'), 'Active') }],
   Service: [
     { header: 'TYPE', cell: (o) => str(field(o, 'spec', 'type'), 'ClusterIP') },

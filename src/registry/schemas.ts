@@ -19,6 +19,9 @@ import type { RegistryObject } from './types.js';
  *
  * A kind's schema extends its identity schema (apiVersion, kind, metadata), which
  * src/registry/kinds.ts builds from the kind's name rule.
+ *
+ * The network policy kinds are the exception and live in policy-schemas.ts: they are
+ * strict, because an ignored policy field would let through traffic the user denied.
  */
 
 // ---- field schemas ----

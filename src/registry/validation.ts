@@ -82,13 +82,22 @@ export function validateObject(raw: unknown, opts: ValidateOptions = {}): Valida
   if (!parsed.success) {
     const [first] = parsed.error.issues;
     if (first === undefined) return fail([], 'invalid');
+    const more = parsed.error.issues.length - 1;
+    if (first.code === 'unrecognized_keys') {
+      // Name the field itself, as kubectl's strict field validation does.
+      const [key, ...rest] = first.keys;
+      return {
+        ok: false,
+        problem: {
+          path: key === undefined ? first.path : [...first.path, key],
+          reason: 'unknown field',
+          more: more + rest.length,
+        },
+      };
+    }
     return {
       ok: false,
-      problem: {
-        path: first.path,
-        reason: issueReason(first, input),
-        more: parsed.error.issues.length - 1,
-      },
+      problem: { path: first.path, reason: issueReason(first, input), more },
     };
   }
   return { ok: true, info, object: parsed.data };

@@ -44,6 +44,13 @@ void describe('registry kinds', () => {
       ['Pod', 'pods', ['v1'], true],
       ['Deployment', 'deployments', ['apps/v1'], true],
       ['CiliumNetworkPolicy', 'ciliumnetworkpolicies', ['cilium.io/v2'], true],
+      [
+        'CiliumClusterwideNetworkPolicy',
+        'ciliumclusterwidenetworkpolicies',
+        ['cilium.io/v2'],
+        false,
+      ],
+      ['NetworkPolicy', 'networkpolicies', ['networking.k8s.io/v1'], true],
       ['CiliumExternalWorkload', 'ciliumexternalworkloads', ['cilium.io/v2'], false],
       [
         'ServiceExport',
