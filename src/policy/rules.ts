@@ -573,6 +573,10 @@ function parseK8sPorts(ctx: Ctx, v: unknown, path: string): PortSpec[] {
       ctx.fail(join(q, 'protocol'), 'must be TCP, UDP or SCTP');
     }
     const port = po.port === undefined || po.port === null ? 0 : po.port;
+    if (typeof port === 'string' && po.endPort !== undefined && po.endPort !== null) {
+      // Kubernetes accepts endPort only with a numeric port.
+      ctx.fail(join(q, 'endPort'), 'needs a numeric port');
+    }
     return portSpec(ctx, port, po.endPort, [proto], q);
   });
 }
