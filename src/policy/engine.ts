@@ -706,7 +706,9 @@ function checkFlow(q: FlowQuery): void {
   if (!Number.isInteger(q.dport) || q.dport < 0 || q.dport > 65535) {
     throw new ClusterMeshError(ErrorCode.InvalidArgument, `dport: must be 0..65535`);
   }
-  if (q.proto !== 'TCP' && q.proto !== 'UDP' && q.proto !== 'SCTP') {
+  // Callers may pass unchecked input (CLI, API), whatever the static type says.
+  const proto: string = q.proto;
+  if (proto !== 'TCP' && proto !== 'UDP' && proto !== 'SCTP') {
     throw new ClusterMeshError(ErrorCode.InvalidArgument, `proto: must be TCP, UDP or SCTP`);
   }
 }

@@ -194,17 +194,25 @@ for (const local of [true, false]) {
       assert.equal(t.verdict, 'ALLOWED');
       assert.ok(t.from.includes('k8s:app=frontend'));
       assert.equal(t.port, '80/TCP');
-      assert.equal(t.egress?.verdict, 'allowed');
-      assert.equal(t.egress?.rulesSelected, 1);
-      assert.deepEqual(t.egress?.rules[0]?.ports, ['80/TCP']);
-      assert.equal(t.egress?.rules[0]?.result, 'allows');
-      assert.equal(t.ingress?.rules[0]?.policy.name, 'allow-frontend');
-      assert.equal(t.ingress?.rules[0]?.peerMatched, true);
+      const eg = t.egress;
+      const ing = t.ingress;
+      assert.ok(eg !== null && ing !== null);
+      assert.equal(eg.verdict, 'allowed');
+      assert.equal(eg.rulesSelected, 1);
+      const eg0 = eg.rules[0];
+      const ing0 = ing.rules[0];
+      assert.ok(eg0 !== undefined && ing0 !== undefined);
+      assert.deepEqual(eg0.ports, ['80/TCP']);
+      assert.equal(eg0.result, 'allows');
+      assert.equal(ing0.policy.name, 'allow-frontend');
+      assert.equal(ing0.peerMatched, true);
       const t2 = e.trace({ src: peer(F), dst: peer(B), dport: 81, proto: 'TCP' });
       assert.equal(t2.verdict, 'DENIED');
-      assert.equal(t2.egress?.verdict, 'denied');
-      assert.equal(t2.egress?.rules[0]?.portMatched, false);
-      assert.match(t2.egress?.reason ?? '', /POLICY_DENIED/);
+      const eg2 = t2.egress;
+      assert.ok(eg2 !== null);
+      assert.equal(eg2.verdict, 'denied');
+      assert.equal(eg2.rules[0]?.portMatched, false);
+      assert.match(eg2.reason, /POLICY_DENIED/);
       assert.equal(t2.ingress?.verdict, 'allowed');
       // Nothing selects the db: both sides are unenforced.
       const t3 = e.trace({
@@ -214,7 +222,7 @@ for (const local of [true, false]) {
         proto: 'UDP',
       });
       assert.deepEqual([t3.verdict, t3.egress, t3.ingress], ['ALLOWED', null, null]);
-      assert.equal(JSON.parse(JSON.stringify(t2)).verdict, 'DENIED');
+      assert.equal((JSON.parse(JSON.stringify(t2)) as { verdict: string }).verdict, 'DENIED');
     });
   });
 }

@@ -249,9 +249,10 @@ void describe('parsePolicy: normalization', () => {
       { clusterName: 'c1' },
     );
     const e = p.entries[0];
-    assert.equal(e?.subject.key, 'L{any:app=x}');
+    assert.ok(e !== undefined);
+    assert.equal(e.subject.key, 'L{any:app=x}');
     assert.deepEqual(
-      e?.peers?.map((s) => s.key),
+      e.peers?.map((s) => s.key),
       [
         'L{k8s:io.cilium.k8s.policy.cluster=c1,k8s:io.kubernetes.pod.namespace}',
         'L{reserved:host=}',
@@ -279,12 +280,13 @@ void describe('parsePolicy: normalization', () => {
     );
     assert.equal(p.entries.length, 1);
     const e = p.entries[0];
-    assert.equal(e?.subject.key, 'L{k8s:io.kubernetes.pod.namespace=default,k8s:role=db}');
+    assert.ok(e !== undefined);
+    assert.equal(e.subject.key, 'L{k8s:io.kubernetes.pod.namespace=default,k8s:role=db}');
     assert.equal(
-      e?.peers?.[0]?.key,
+      e.peers?.[0]?.key,
       'L{k8s:app=b,k8s:io.cilium.k8s.namespace.labels.team=a,k8s:io.cilium.k8s.policy.cluster=c1}',
     );
-    assert.equal(e?.ports.length, 0);
+    assert.equal(e.ports.length, 0);
   });
 
   void it('named ports are lower-cased; endPort makes an inclusive range; 0 is every port', () => {
@@ -320,8 +322,10 @@ void describe('parsePolicy: normalization', () => {
       specs: [{ endpointSelector: {}, egressDeny: [{ toEntities: ['world'] }] }],
     });
     assert.equal(p.entries.length, 2);
-    assert.deepEqual(p.entries[0]?.peers, []);
-    assert.equal(p.entries[1]?.action, 'deny');
-    assert.equal(p.entries[1]?.path, 'specs[0].egressDeny[0]');
+    const [e0, e1] = p.entries;
+    assert.ok(e0 !== undefined && e1 !== undefined);
+    assert.deepEqual(e0.peers, []);
+    assert.equal(e1.action, 'deny');
+    assert.equal(e1.path, 'specs[0].egressDeny[0]');
   });
 });
