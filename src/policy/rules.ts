@@ -459,8 +459,14 @@ function parseCiliumSection(
       o.toPorts === undefined || o.toPorts === null
         ? []
         : parseCiliumPorts(ctx, o.toPorts, join(p, 'toPorts'));
+    // Port rules listed but none naming a port (`toPorts: [{}]`) allow nothing, unlike an
+    // absent or empty toPorts, which leaves the entry L3-only.
+    const noPorts =
+      Array.isArray(o.toPorts) && (o.toPorts as unknown[]).length > 0 && ports.length === 0;
     let peers: PeerSelector[] | null;
-    if (present.length === 0) {
+    if (noPorts) {
+      peers = null;
+    } else if (present.length === 0) {
       // No L3 field: with ports, every peer; without, the rule allows nothing but still
       // turns on default deny.
       peers = ports.length > 0 ? [WILDCARD] : null;

@@ -18,10 +18,11 @@ export function selectorMatches(sel: PeerSelector, labels: LabelSet): boolean {
   if (sel.prefix.prefixLen === 0) {
     // The zero-length prefix is the world label itself.
     const family = sel.prefix.bits === 32 ? 'world-ipv4' : 'world-ipv6';
+    // An identity with addresses matches by family; a bare world identity by its label.
     inside =
-      labels.has(SOURCE_RESERVED, 'world') ||
-      labels.has(SOURCE_RESERVED, family) ||
-      labels.prefixes.some((p) => p.bits === sel.prefix.bits);
+      labels.prefixes.length > 0
+        ? labels.prefixes.some((p) => p.bits === sel.prefix.bits)
+        : labels.has(SOURCE_RESERVED, 'world') || labels.has(SOURCE_RESERVED, family);
   } else {
     inside = labels.prefixes.some((p) => prefixContains(sel.prefix, p));
   }

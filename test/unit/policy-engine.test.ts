@@ -702,6 +702,10 @@ const CASES: Case[] = [
       { toCIDRSet: [{ cidr: '10.0.0.0/8', except: ['10.1.0.0/16'] }] },
     ]);
     const zero = frontendEgress('zero', [{ toCIDR: ['0.0.0.0/0'] }]);
+    const v6 = frontendEgress('v6', [
+      { toCIDR: ['2001:db8::/32'] },
+      { toCIDRSet: [{ cidr: '::/0', except: ['2001:db9::/32', '2001:db8::/32'] }] },
+    ]);
     const from = backendIngress('fromcidr', [{ fromCIDRSet: [{ cidr: '192.168.0.0/16' }] }]);
     return [
       {
@@ -791,6 +795,38 @@ const CASES: Case[] = [
         dst: 'cluster2/default/db',
         port: 443,
         expect: 'DENIED',
+      },
+      {
+        name: 'IPv6 toCIDR: inside',
+        policies: [v6],
+        src: F,
+        dst: 'ip:2001:db8::1',
+        port: 443,
+        expect: 'ALLOWED',
+      },
+      {
+        name: 'IPv6 toCIDR: outside',
+        policies: [v6],
+        src: F,
+        dst: 'ip:2001:db9::1',
+        port: 443,
+        expect: 'DENIED',
+      },
+      {
+        name: '0.0.0.0/0 is IPv4 only',
+        policies: [zero],
+        src: F,
+        dst: 'ip:2001:db8::1',
+        port: 443,
+        expect: 'DENIED',
+      },
+      {
+        name: '::/0 is IPv6 world',
+        policies: [v6],
+        src: F,
+        dst: 'ip:fe80::1',
+        port: 443,
+        expect: 'ALLOWED',
       },
       {
         name: 'fromCIDRSet: inside',
@@ -976,6 +1012,31 @@ const CASES: Case[] = [
     ] satisfies Case[];
   })(),
 
+  {
+    name: 'port rules naming no port allow nothing',
+    policies: [
+      backendIngress('noports', [
+        { fromEndpoints: [{ matchLabels: { app: 'frontend' } }], toPorts: [{}] },
+      ]),
+    ],
+    src: F,
+    dst: B,
+    port: 80,
+    expect: 'DENIED',
+  },
+  {
+    name: 'an empty toPorts list leaves the rule L3-only',
+    policies: [
+      backendIngress('l3', [
+        { fromEndpoints: [{ matchLabels: { app: 'frontend' } }], toPorts: [] },
+      ]),
+    ],
+    src: F,
+    dst: B,
+    port: 9999,
+    proto: 'UDP',
+    expect: 'ALLOWED',
+  },
   // Default deny, enableDefaultDeny, deny precedence, localhost.
   {
     name: 'ingress: [{}] selects and allows nothing',
