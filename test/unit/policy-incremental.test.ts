@@ -2,7 +2,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { isClusterMeshError } from '../../src/lib/errors.js';
 import { runPolicyBenchmark } from '../../src/policy/bench.js';
-import { ccnp, cnp, engineWith, idOf, peer } from './policy-fixtures.js';
+import { PolicyEngine } from '../../src/policy/engine.js';
+import { IDENTITIES, ccnp, cnp, engineWith, idOf, peer } from './policy-fixtures.js';
 
 const ALLOW_FRONTEND = cnp('allow-frontend', 'default', {
   endpointSelector: { matchLabels: { app: 'backend' } },
@@ -228,6 +229,35 @@ for (const local of [true, false]) {
 }
 
 void describe('policy engine input checks and scale', () => {
+  void it('agent options: enable-policy always/never, allow-localhost policy', () => {
+    const q = (src: string, dst: string) => ({
+      src: peer(src),
+      dst: peer(dst),
+      dport: 80,
+      proto: 'TCP' as const,
+    });
+    const always = new PolicyEngine({ clusterName: 'cluster1', enablePolicy: 'always' });
+    const never = new PolicyEngine({ clusterName: 'cluster1', enablePolicy: 'never' });
+    const strictHost = new PolicyEngine({ clusterName: 'cluster1', allowLocalhost: 'policy' });
+    for (const e of [always, never, strictHost]) {
+      for (const f of Object.values(IDENTITIES)) e.upsertIdentity(f.id, f.labels);
+    }
+    assert.equal(always.verdict(q(F, B)).dropReason, 'POLICY_DENIED');
+    // Pods of other clusters are enforced by their own agents.
+    assert.equal(
+      always.verdict(q('cluster2/default/db', 'cluster2/default/backend')).verdict,
+      'ALLOWED',
+    );
+    never.upsertPolicy(cnp('dd', 'default', { endpointSelector: {}, ingress: [{}] }));
+    assert.equal(never.verdict(q(F, B)).verdict, 'ALLOWED');
+    strictHost.upsertPolicy(cnp('dd', 'default', { endpointSelector: {}, ingress: [{}] }));
+    assert.equal(strictHost.verdict(q('host', B)).dropReason, 'POLICY_DENIED');
+    strictHost.upsertPolicy(
+      cnp('host', 'default', { endpointSelector: {}, ingress: [{ fromEntities: ['host'] }] }),
+    );
+    assert.equal(strictHost.verdict(q('host', B)).verdict, 'ALLOWED');
+  });
+
   void it('rejects bad flows with ERR_INVALID_ARGUMENT', () => {
     const e = engineWith([], true);
     for (const q of [
