@@ -8,6 +8,22 @@
  * a matching allow admits; else the local host is admitted on ingress (allow-localhost
  * always); else default deny drops (POLICY_DENIED); else (only rules that opted out of
  * default deny) the traffic passes.
+ *
+ * Choices where Cilium's behaviour is unsettled or buggy (semantics otherwise follow
+ * Cilium 1.19):
+ * - NetworkPolicy `ipBlock` peers admit only addresses in the block, as Kubernetes
+ *   defines; Cilium 1.19's ingress parser also admits same-namespace local pods when
+ *   policy-default-local-cluster is on, which we do not copy.
+ * - NetworkPolicy `policyTypes`: a direction it leaves out is not enforced even when
+ *   rules for it are present (Kubernetes' meaning; Cilium enforces them).
+ * - The `cluster-mesh` entity (newer than 1.19) is the `cluster` reserved set plus the
+ *   pods of every cluster of the mesh, never world.
+ * - Namespace-label keys (`io.cilium.k8s.namespace.labels.*`) in CNP peers are honoured
+ *   and suppress namespace defaulting, as the 1.16+ code does (the docs say otherwise).
+ * - Named ports resolve against the destination's ports on both ingress and egress.
+ * - Defaults are Kubernetes mode: enable-policy=default, allow-localhost=always.
+ * - Only this cluster's endpoints are subjects: pods of other clusters are enforced by
+ *   their own agents with their own policies, and the host only with a host firewall.
  */
 import { ClusterMeshError, ErrorCode } from '../lib/errors.js';
 import {
