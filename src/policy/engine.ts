@@ -146,6 +146,19 @@ function uniqueRefs(entries: readonly RuleEntry[]): PolicyRef[] {
   return [...seen.values()].sort((a, b) => policyKey(a).localeCompare(policyKey(b)));
 }
 
+export interface DirectionSummary {
+  enforced: boolean;
+  defaultDeny: boolean;
+  entries: {
+    policy: PolicyRef;
+    path: string;
+    action: 'allow' | 'deny';
+    peers: number[] | '*';
+    cidrs: string[];
+    ports: string[];
+  }[];
+}
+
 /** One direction of an endpoint's computed policy. */
 export class DirectionPolicy {
   /** Entries of peers matched through the selector cache, per peer identity. */
@@ -159,7 +172,10 @@ export class DirectionPolicy {
     readonly defaultDeny: boolean,
     /** Every entry whose subject selects the endpoint in this direction. */
     readonly entries: readonly RuleEntry[],
-    peerIds: (sel: PeerSelector) => { wildcard: boolean; ids: ReadonlySet<number> },
+    private readonly peerIds: (sel: PeerSelector) => {
+      wildcard: boolean;
+      ids: ReadonlySet<number>;
+    },
     private readonly allowLocalhost: boolean,
   ) {
     for (const e of entries) {
@@ -178,6 +194,32 @@ export class DirectionPolicy {
         }
       }
     }
+  }
+
+  /**
+   * A plain description for views and debugging: per entry, the peer identities it
+   * currently covers (`*` = every peer), its CIDR selectors (which also cover addresses
+   * outside the identity table) and its port ranges.
+   */
+  summary(): DirectionSummary {
+    return {
+      enforced: this.enforced,
+      defaultDeny: this.defaultDeny,
+      entries: this.entries.map((e) => {
+        const sels = e.peers ?? [];
+        const wildcard = sels.some((s) => this.peerIds(s).wildcard);
+        const ids = new Set<number>();
+        if (!wildcard) for (const s of sels) for (const id of this.peerIds(s).ids) ids.add(id);
+        return {
+          policy: e.policy,
+          path: e.path,
+          action: e.action,
+          peers: wildcard ? '*' : [...ids].sort((a, b) => a - b),
+          cidrs: sels.flatMap((s) => (s.kind === 'cidr' ? [describePeer(s)] : [])),
+          ports: e.ports.length === 0 ? ['0/ANY'] : e.ports.map(describePort),
+        };
+      }),
+    };
   }
 
   /** Number of (peer identity, entry) pairs materialized; a size indicator. */

@@ -103,6 +103,18 @@ for (const local of [true, false]) {
       assert.equal(after.ingress.enforced, true);
       assert.equal(after.ingress.defaultDeny, true);
       assert.equal(after.egress.enforced, false);
+      const sum = after.ingress.summary();
+      const [entry] = sum.entries;
+      assert.ok(entry !== undefined && sum.entries.length === 1);
+      assert.deepEqual(
+        entry.peers,
+        local
+          ? [idOf(F)]
+          : [idOf(F), idOf('cluster2/default/frontend'), idOf('cluster3/default/frontend')].sort(
+              (a, b) => a - b,
+            ),
+      );
+      assert.deepEqual(entry.ports, ['0/ANY']);
       assert.equal(e.verdict(q).verdict, 'ALLOWED');
       // Replacing with a policy for frontends changes both sets of subjects.
       const replaced = cnp('allow-frontend', 'default', {
