@@ -17,6 +17,11 @@ import type { OpenKvstoreOptions } from './kvstore-client.js';
 import type { ApplyOutcome } from '../registry/registry.js';
 import type { RegistryObject } from '../registry/types.js';
 
+const POLICY_KINDS: ReadonlySet<string> = new Set([
+  'CiliumNetworkPolicy',
+  'CiliumClusterwideNetworkPolicy',
+  'NetworkPolicy',
+]);
 /**
  * `clustermesh apply|get|delete`: kubectl-like access to the local cluster registry. The
  * registry modules are imported inside the actions, so `--help` stays fast.
@@ -102,6 +107,13 @@ ${CONNECTION_HELP}`,
       const results = await withRegistry(cmd, opts, (registry) =>
         registry.apply(loaded.map((l) => l.object)),
       );
+      if (results.some((r) => POLICY_KINDS.has(r.kind))) {
+        // Stored policies that nothing enforces would let a user believe traffic is
+        // restricted while it still flows; say so until the datapath enforces them.
+        ctx.io.stderr(
+          'clustermesh: note: network policies are validated and stored, and `clustermesh policy trace` explains them, but the datapath does not enforce them yet\n',
+        );
+      }
       if (output !== 'text') {
         const out = results.map((r) => ({
           kind: r.kind,
