@@ -84,8 +84,8 @@ LABELS are comma separated (or the flag repeated): source:key=value, e.g.
 Offline (-f FILE|DIR|-): policies come from manifests, validated as by "apply"; no mesh
   needs to run. The source's egress is enforced by the source's cluster (its
   io.cilium.k8s.policy.cluster label), the destination's ingress by the destination's
-  cluster; a side without a cluster label is in the local cluster. --local-cluster NAME
-  fixes the local cluster: only the side(s) in NAME are then enforced.
+  cluster; labels without a cluster label get the local cluster's (--local-cluster, else
+  "default"). With --local-cluster NAME only the side(s) in NAME are enforced.
 
 Online (--cluster C, or the running local mesh of --state-dir): policies, identities and
   endpoints of every cluster of the mesh; the source cluster's policies decide egress,
@@ -254,6 +254,10 @@ export async function parseLabelList(flag: string, values: readonly string[]): P
   return out;
 }
 
+function isReservedOrCidr(labels: readonly string[]): boolean {
+  return labels.some((l) => l.startsWith('reserved:') || l.startsWith('cidr:'));
+}
+
 function labelValue(labels: readonly string[], key: string): string | undefined {
   const l = labels.find((x) => x.startsWith(`${key}=`));
   return l?.slice(key.length + 1);
@@ -285,12 +289,18 @@ async function traceOffline(
   const offlineEnd = async (side: 'src' | 'dst'): Promise<End> => {
     const ip = side === 'src' ? opts.srcIp : opts.dstIp;
     if (ip !== undefined) return worldEnd(ip);
-    const labels = await parseLabelList(`--${side}`, (side === 'src' ? opts.src : opts.dst) ?? []);
+    let labels = await parseLabelList(`--${side}`, (side === 'src' ? opts.src : opts.dst) ?? []);
+    let cluster = labelValue(labels, CLUSTER_LABEL);
+    if (cluster === undefined) {
+      cluster = local ?? 'default';
+      // Every endpoint identity carries its cluster's label; reserved and CIDR ones none.
+      if (!isReservedOrCidr(labels)) labels = [...labels, `${CLUSTER_LABEL}=${cluster}`];
+    }
     return {
       describe: `--${side} labels`,
       peer: { identity: side === 'src' ? SRC_ADHOC_ID : DST_ADHOC_ID },
       labels,
-      cluster: labelValue(labels, CLUSTER_LABEL) ?? local ?? 'default',
+      cluster,
     };
   };
   const src = await offlineEnd('src');
@@ -300,8 +310,11 @@ async function traceOffline(
     ['destination', dst],
   ] as const) {
     const namespaced = policies.filter((p) => p.metadata.namespace !== undefined);
-    const isPod = !end.labels.some((l) => l.startsWith('reserved:') || l.startsWith('cidr:'));
-    if (isPod && namespaced.length > 0 && labelValue(end.labels, NAMESPACE_LABEL) === undefined) {
+    if (
+      !isReservedOrCidr(end.labels) &&
+      namespaced.length > 0 &&
+      labelValue(end.labels, NAMESPACE_LABEL) === undefined
+    ) {
       const nss = [...new Set(namespaced.map((p) => p.metadata.namespace ?? ''))].join(', ');
       notes.push(
         `the ${name} labels have no ${NAMESPACE_LABEL}: namespaced policies (namespace ${nss}) ` +
@@ -389,8 +402,7 @@ async function traceOnline(
     if (ip !== undefined) return ipEnd(ip, clusters, identities);
     let labels = await parseLabelList(`--${side}`, (side === 'src' ? opts.src : opts.dst) ?? []);
     let cluster = labelValue(labels, CLUSTER_LABEL);
-    const reserved = labels.some((l) => l.startsWith('reserved:') || l.startsWith('cidr:'));
-    if (cluster === undefined && !reserved) {
+    if (cluster === undefined && !isReservedOrCidr(labels)) {
       // Every endpoint identity of the mesh carries its cluster's label.
       cluster = home;
       labels = [...labels, `${CLUSTER_LABEL}=${home}`];
