@@ -686,7 +686,7 @@ function cap(s: string): string {
 
 function refText(ref: PolicyRef): string {
   return ref.namespace === ''
-    ? `${ref.kind}/${ref.name}`
+    ? `${ref.kind} ${ref.name}`
     : `${ref.kind} ${ref.namespace}/${ref.name}`;
 }
 
@@ -722,12 +722,7 @@ async function summarizePolicies(
   const lines: string[] = [];
   for (const o of objects) {
     const parsed = parsePolicy(o, { clusterName: cluster });
-    lines.push(
-      `${o.kind} ${o.metadata.namespace ?? ''}${o.metadata.namespace === undefined ? '' : '/'}${o.metadata.name}`.replace(
-        / $/,
-        '',
-      ),
-    );
+    lines.push(refText(parsed.ref));
     if (parsed.entries.length === 0) lines.push('  (no rules)');
     for (const e of parsed.entries) {
       const subject =

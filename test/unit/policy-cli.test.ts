@@ -203,7 +203,7 @@ describe('policy trace (offline)', () => {
     const args = ['-f', file('deny.yaml'), '--src', XWING1, '--dst', REBEL('cluster1')];
     const r = await trace(...args, '--dport', '80');
     assert.equal(verdictOf(r), 'DENIED');
-    assert.match(r.stdout, /DENY {2}CiliumClusterwideNetworkPolicy\/deny-80/);
+    assert.match(r.stdout, /DENY {2}CiliumClusterwideNetworkPolicy deny-80/);
     assert.match(r.stdout, /a deny rule matched \(POLICY_DENY\)/);
     const other = await trace(...args, '--dport', '443');
     assert.equal(verdictOf(other), 'ALLOWED');
