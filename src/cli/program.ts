@@ -14,6 +14,7 @@ import { registerDaemonCommands } from './daemons.js';
 import { registerKvstoreCommands } from './kvstore.js';
 import { registerMeshCommands } from './mesh.js';
 import { registerObserveCommands } from './observe.js';
+import { registerPolicyCommands } from './policy.js';
 import { registerViewCommands } from './views.js';
 import { registerRegistryCommands } from './registry.js';
 
@@ -30,6 +31,7 @@ const COMMAND_GROUPS: readonly CommandGroup[] = [
   registerRegistryCommands,
   registerMeshCommands,
   registerObserveCommands,
+  registerPolicyCommands,
 ];
 
 export const processIo: CliIo = {

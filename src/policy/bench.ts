@@ -12,6 +12,11 @@ export interface PolicyBenchOptions {
   identities?: number;
   lookups?: number;
   policyDefaultLocalCluster?: boolean;
+  /**
+   * Connections also explained with `trace` (the uncached path: every selecting rule is
+   * walked and described), as a baseline in the same run. Default 0: none.
+   */
+  traceLookups?: number;
 }
 
 export interface PolicyBenchResult {
@@ -25,6 +30,10 @@ export interface PolicyBenchResult {
   lookupP50Ns: number;
   lookupP99Ns: number;
   lookupMaxNs: number;
+  /** `trace` per connection; 0 when `traceLookups` is 0. */
+  traceLookups: number;
+  traceP50Ns: number;
+  traceP99Ns: number;
 }
 
 const CLUSTERS = ['cluster1', 'cluster2', 'cluster3'];
@@ -129,6 +138,25 @@ export function runPolicyBenchmark(options: PolicyBenchOptions = {}): PolicyBenc
   samples.sort();
   const at = (q: number): number =>
     samples[Math.min(samples.length - 1, Math.floor(q * samples.length))] ?? 0;
+  const traceLookups = options.traceLookups ?? 0;
+  const traced = new Float64Array(traceLookups);
+  for (let n = 0; n < traceLookups; n++) {
+    const subject = subjects[Math.floor(rand() * subjects.length)] ?? 0;
+    const peer = ids[Math.floor(rand() * ids.length)] ?? 2;
+    const start = process.hrtime.bigint();
+    const t = engine.trace({
+      src: { identity: peer },
+      dst: { identity: subject },
+      dport: 1000 + Math.floor(rand() * 60),
+      proto: protos[n & 1] ?? 'TCP',
+      direction: 'ingress',
+    });
+    traced[n] = Number(process.hrtime.bigint() - start);
+    if (t.verdict === 'ALLOWED') allowed++;
+  }
+  traced.sort();
+  const tat = (q: number): number =>
+    traced[Math.min(traced.length - 1, Math.floor(q * traced.length))] ?? 0;
   // Keep the result alive so the loop cannot be optimized away.
   if (allowed < 0) throw new Error('unreachable');
   return {
@@ -140,5 +168,8 @@ export function runPolicyBenchmark(options: PolicyBenchOptions = {}): PolicyBenc
     lookupP50Ns: at(0.5),
     lookupP99Ns: at(0.99),
     lookupMaxNs: at(1),
+    traceLookups,
+    traceP50Ns: tat(0.5),
+    traceP99Ns: tat(0.99),
   };
 }

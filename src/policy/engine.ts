@@ -373,12 +373,12 @@ interface SelectorUse {
   peerOf: Map<string, number>;
 }
 
-function describePeer(s: PeerSelector): string {
+export function describePeer(s: PeerSelector): string {
   if (s.kind === 'cidr') return s.key.slice(2, -1);
   return s.key.slice(1);
 }
 
-function describePort(p: PortSpec): string {
+export function describePort(p: PortSpec): string {
   const protos = p.protocols.length === 3 ? 'ANY' : p.protocols.join('|');
   if (p.name !== null) return `${p.name}/${protos}`;
   if (p.port === 0) return `0/${protos}`;

@@ -20,6 +20,7 @@ import { promisify } from 'node:util';
 import { curlFrom, parseCurlArgs } from '../../src/exec/curl.js';
 import { readMeshState, type MeshState } from '../../src/localmesh/mesh-state.js';
 import { eventually } from '../support/eventually.js';
+import { acquireUpLock, releaseUpLock } from '../support/up-lock.js';
 
 const run = promisify(execFile);
 const BIN = fileURLToPath(new URL('../../bin/clustermesh', import.meta.url));
@@ -103,6 +104,10 @@ spec:
 }
 
 const GLOBAL = { 'io.cilium/global-service': 'true' };
+
+// Other e2e files start `up` too, on the same addresses: one file at a time.
+before(() => acquireUpLock());
+after(() => releaseUpLock());
 
 class UpProcess {
   private child: ChildProcess | undefined;
