@@ -107,13 +107,15 @@ ${CONNECTION_HELP}`,
       const results = await withRegistry(cmd, opts, (registry) =>
         registry.apply(loaded.map((l) => l.object)),
       );
-      if (results.some((r) => POLICY_KINDS.has(r.kind))) {
-        // Stored policies that nothing enforces would let a user believe traffic is
-        // restricted while it still flows; say so until the datapath enforces them.
-        ctx.io.stderr(
-          'clustermesh: note: network policies are validated and stored, and `clustermesh policy trace` explains them, but the datapath does not enforce them yet\n',
-        );
-      }
+      // After the results: stored policies that nothing enforces would let a user believe
+      // traffic is restricted while it still flows; say so until the datapath enforces them.
+      const notePolicies = (): void => {
+        if (results.some((r) => POLICY_KINDS.has(r.kind))) {
+          ctx.io.stderr(
+            'clustermesh: note: network policies are validated and stored, and `clustermesh policy trace` explains them, but the datapath does not enforce them yet\n',
+          );
+        }
+      };
       if (output !== 'text') {
         const out = results.map((r) => ({
           kind: r.kind,
@@ -122,6 +124,7 @@ ${CONNECTION_HELP}`,
           result: r.action,
         }));
         ctx.io.stdout(await formatStructured(out, output));
+        notePolicies();
         return;
       }
       ctx.io.stdout(
@@ -129,6 +132,7 @@ ${CONNECTION_HELP}`,
           .map((r) => `${resultLine(kindInfo(r.kind as KindName), r.name, r.action)}\n`)
           .join(''),
       );
+      notePolicies();
     });
 
   connectionOptions(
