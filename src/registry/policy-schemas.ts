@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { parseCIDR, parseIP, type ParsedCIDR } from '../keyspace/index.js';
 import { isIanaServiceName, labelValueProblem, qualifiedNameProblem } from './names.js';
 import type { KindTypes } from './objects.js';
-import type { IdentitySchema } from './schemas.js';
+import { portNumberOrName, type IdentitySchema } from './schemas.js';
 
 /**
  * The schemas of the three network policy kinds: CiliumNetworkPolicy,
@@ -427,24 +427,10 @@ const peer = z
     }
   });
 
-const kubePort = z.union([z.number(), z.string()]).superRefine((v, ctx) => {
-  if (typeof v === 'number') {
-    if (!Number.isInteger(v) || v < 1 || v > 65535) {
-      ctx.addIssue({ code: 'custom', message: 'must be a port number (1-65535)' });
-    }
-  } else if (!isIanaServiceName(v)) {
-    ctx.addIssue({
-      code: 'custom',
-      message:
-        "must be a port number or a port name (at most 15 characters: a-z, 0-9 and '-', with a letter)",
-    });
-  }
-});
-
 const networkPolicyPort = z
   .strictObject({
     protocol: z.enum(['TCP', 'UDP', 'SCTP']).default('TCP'),
-    port: kubePort.optional(),
+    port: portNumberOrName.optional(),
     endPort: z.number().int().min(1).max(65535).optional(),
   })
   .superRefine((p, ctx) => {

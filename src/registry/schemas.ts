@@ -120,7 +120,8 @@ const clusterIP = z
     'must be an IP address, "None" (headless) or empty',
   );
 
-const targetPort = z.union([z.number(), z.string()]).superRefine((v, ctx) => {
+/** A port number (1-65535) or an IANA service name, as Kubernetes ports are written. */
+export const portNumberOrName = z.union([z.number(), z.string()]).superRefine((v, ctx) => {
   if (typeof v === 'number') {
     if (!Number.isInteger(v) || v < 1 || v > 65535) {
       ctx.addIssue({ code: 'custom', message: 'must be a port number (1-65535)' });
@@ -137,7 +138,7 @@ const targetPort = z.union([z.number(), z.string()]).superRefine((v, ctx) => {
 const servicePort = z.looseObject({
   name: portName,
   port,
-  targetPort: targetPort.optional(),
+  targetPort: portNumberOrName.optional(),
   nodePort: port.optional(),
   protocol: protocol.default('TCP'),
   appProtocol: z.string().optional(),

@@ -16,26 +16,10 @@ import { promisify } from 'node:util';
 import { readMeshState } from '../../src/localmesh/mesh-state.js';
 import { eventually } from '../support/eventually.js';
 import { acquireUpLock, releaseUpLock } from '../support/up-lock.js';
+import { ALLOW_CROSS_CLUSTER as CROSS } from '../support/policies.js';
 
 const run = promisify(execFile);
 const BIN = fileURLToPath(new URL('../../bin/clustermesh', import.meta.url));
-
-const CROSS = `apiVersion: "cilium.io/v2"
-kind: CiliumNetworkPolicy
-metadata:
-  name: "allow-cross-cluster"
-  description: "Allow x-wing in cluster1 to contact rebel-base in cluster2"
-spec:
-  endpointSelector:
-    matchLabels:
-      name: x-wing
-      io.cilium.k8s.policy.cluster: cluster1
-  egress:
-  - toEndpoints:
-    - matchLabels:
-        name: rebel-base
-        io.cilium.k8s.policy.cluster: cluster2
-`;
 
 interface PodRow {
   metadata: { name: string; labels?: Record<string, string> };

@@ -4,26 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { runCliCaptured, type CapturedRun } from '../support/cli.js';
+import { ALLOW_CROSS_CLUSTER as CROSS } from '../support/policies.js';
 
 /** `clustermesh policy trace` offline (-f manifests), run in-process. */
-
-// The seeds' cross-cluster example, verbatim.
-const CROSS = `apiVersion: "cilium.io/v2"
-kind: CiliumNetworkPolicy
-metadata:
-  name: "allow-cross-cluster"
-  description: "Allow x-wing in cluster1 to contact rebel-base in cluster2"
-spec:
-  endpointSelector:
-    matchLabels:
-      name: x-wing
-      io.cilium.k8s.policy.cluster: cluster1
-  egress:
-  - toEndpoints:
-    - matchLabels:
-        name: rebel-base
-        io.cilium.k8s.policy.cluster: cluster2
-`;
 
 // The same without a cluster label on the peer: where policy-default-local-cluster matters.
 const NO_CLUSTER = `apiVersion: cilium.io/v2

@@ -25,6 +25,7 @@ import { Registry } from '../../src/registry/registry.js';
 import type { RegistryObject } from '../../src/registry/types.js';
 import { runCliCaptured, type CapturedRun } from '../support/cli.js';
 import { formatProblem, validateObject } from '../../src/registry/validation.js';
+import { ALLOW_CROSS_CLUSTER } from '../support/policies.js';
 
 /** Every document of a manifest, validated; fails the test on the first problem. */
 function accept(yaml: string): unknown[] {
@@ -63,24 +64,6 @@ kind: NetworkPolicy
 metadata: {name: p}
 spec:
 ${spec}`;
-
-/** The clustermesh guide's policy: x-wing of cluster1 may reach rebel-base of cluster2. */
-const ALLOW_CROSS_CLUSTER = `apiVersion: "cilium.io/v2"
-kind: CiliumNetworkPolicy
-metadata:
-  name: "allow-cross-cluster"
-  description: "Allow x-wing in cluster1 to contact rebel-base in cluster2"
-spec:
-  endpointSelector:
-    matchLabels:
-      name: x-wing
-      io.cilium.k8s.policy.cluster: cluster1
-  egress:
-  - toEndpoints:
-    - matchLabels:
-        name: rebel-base
-        io.cilium.k8s.policy.cluster: cluster2
-`;
 
 const CILIUM_EXAMPLES = `apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy

@@ -1,0 +1,17 @@
+/** The seeds' cross-cluster policy, verbatim: x-wing of cluster1 may reach rebel-base of cluster2. */
+export const ALLOW_CROSS_CLUSTER = `apiVersion: "cilium.io/v2"
+kind: CiliumNetworkPolicy
+metadata:
+  name: "allow-cross-cluster"
+  description: "Allow x-wing in cluster1 to contact rebel-base in cluster2"
+spec:
+  endpointSelector:
+    matchLabels:
+      name: x-wing
+      io.cilium.k8s.policy.cluster: cluster1
+  egress:
+  - toEndpoints:
+    - matchLabels:
+        name: rebel-base
+        io.cilium.k8s.policy.cluster: cluster2
+`;
