@@ -1,6 +1,9 @@
+import { isIP } from 'node:net';
 import { encodeNode } from '../keyspace/index.js';
 import { selectionSetOf } from '../service/backend-choice.js';
+import type { Addr, ConnectVerdict, L4Proto } from '../datapath/datapath.js';
 import type { FlowLog } from '../datapath/flows.js';
+import type { LocalEndpoint } from '../endpoint/table.js';
 import {
   json,
   startHttpServer,
@@ -18,12 +21,18 @@ export interface AgentApiSources {
   healthy(): boolean;
   /** The node's datapath flow log, when this agent runs one (`clustermesh up`). */
   readonly flows?: FlowLog | undefined;
+  /** The datapath's egress decision for a connection about to be made (`clustermesh up`). */
+  readonly connect?: ((src: Addr, dst: Addr, proto: L4Proto) => ConnectVerdict) | undefined;
+  /** This node's IP: its endpoints are the ones on it. */
+  nodeIP?: (() => string | undefined) | undefined;
 }
 
 /**
  * Routes: `/v1/clustermesh` (ClusterMesh status, the `status -o json` shape), `/v1/status`
  * (agent summary plus ClusterMesh), `/v1/nodes`, `/v1/identities`, `/v1/ipcache`,
- * `/v1/services`, `/v1/lb`, `/v1/flows?since=N&limit=N`, `/healthz`, `/metrics`.
+ * `/v1/services`, `/v1/lb`, `/v1/flows?since=N&limit=N`, `/v1/endpoints`,
+ * `/v1/endpoint?id=N` (with its computed policy), `/v1/policy`, `POST /v1/connect?src=IP&
+ * dst=IP&dport=N[&sport=N][&proto=TCP|UDP]`, `/healthz`, `/metrics`.
  */
 export function startAgentApi(addr: string, src: AgentApiSources): Promise<RunningHttpServer> {
   return startHttpServer(addr, '--api-addr', {
@@ -69,6 +78,38 @@ export function startAgentApi(addr: string, src: AgentApiSources): Promise<Runni
         })),
       ),
     '/v1/flows': (_req, url) => flowsRoute(src.flows, url),
+    '/v1/endpoints': () => {
+      const ip = src.nodeIP?.();
+      return json(
+        ip === undefined ? [] : src.views.endpoints.list(ip).map((ep) => endpointRow(src, ep)),
+      );
+    },
+    '/v1/endpoint': (_req, url) => {
+      const id = intParam(url, 'id');
+      const ip = src.nodeIP?.();
+      const ep =
+        typeof id === 'number' && ip !== undefined ? src.views.endpoints.get(id, ip) : undefined;
+      if (ep === undefined) {
+        return json(
+          { error: `endpoint ${url.searchParams.get('id') ?? ''} not found on this node` },
+          404,
+        );
+      }
+      const policy = src.views.policy;
+      let computed: unknown = null;
+      if (policy.engine.labelSetOf(ep.identity) !== undefined) {
+        const p = policy.engine.computeEndpointPolicy(ep.identity, ep.namedPorts);
+        computed = { ingress: p.ingress.summary(), egress: p.egress.summary() };
+      }
+      return json({ ...endpointRow(src, ep), namedPorts: ep.namedPorts ?? {}, policy: computed });
+    },
+    '/v1/policy': () =>
+      json({
+        revision: src.views.policy.revision,
+        rejected: src.views.policy.rejectedPolicies,
+        policies: src.views.policy.engine.listPolicies(),
+      }),
+    '/v1/connect': (req, url) => connectRoute(src, req.method, url),
     '/v1/ipcache': () =>
       json(
         src.views.ipcache.list().map((e) => ({
@@ -80,6 +121,53 @@ export function startAgentApi(addr: string, src: AgentApiSources): Promise<Runni
         })),
       ),
   });
+}
+
+/** A row of `endpoint list`: what `cilium endpoint list` shows. */
+function endpointRow(src: AgentApiSources, ep: LocalEndpoint): Record<string, unknown> {
+  const policy = src.views.policy;
+  let ingress = false;
+  let egress = false;
+  if (policy.engine.labelSetOf(ep.identity) !== undefined) {
+    const p = policy.engine.computeEndpointPolicy(ep.identity);
+    ingress = p.ingress.enforced;
+    egress = p.egress.enforced;
+  }
+  return {
+    id: ep.id,
+    namespace: ep.namespace,
+    pod: ep.pod,
+    identity: ep.identity,
+    labels: ep.labels,
+    ipv4: ep.ipv4 ?? null,
+    ipv6: ep.ipv6 ?? null,
+    status: ep.state,
+    policyEnforcement: { ingress, egress },
+  };
+}
+
+function connectRoute(src: AgentApiSources, method: string | undefined, url: URL): HttpReply {
+  if (method !== 'POST') return json({ error: '/v1/connect takes POST' }, 405);
+  if (src.connect === undefined) return json({ verdict: 'allowed' });
+  const srcIP = url.searchParams.get('src') ?? '';
+  const dstIP = url.searchParams.get('dst') ?? '';
+  const dport = intParam(url, 'dport');
+  const sport = intParam(url, 'sport');
+  const proto = url.searchParams.get('proto') ?? 'TCP';
+  if (
+    isIP(srcIP) === 0 ||
+    isIP(dstIP) === 0 ||
+    typeof dport !== 'number' ||
+    dport > 65535 ||
+    sport === null ||
+    (proto !== 'TCP' && proto !== 'UDP')
+  ) {
+    return json(
+      { error: 'expected src=IP, dst=IP, dport=1..65535, optional sport and proto=TCP|UDP' },
+      400,
+    );
+  }
+  return json(src.connect({ ip: srcIP, port: sport ?? 0 }, { ip: dstIP, port: dport }, proto));
 }
 
 /** `{ flows, next }`; an agent without a datapath has no flows rather than no route. */

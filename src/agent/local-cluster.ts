@@ -8,6 +8,7 @@ import {
   nodeFromCiliumNode,
   type LocalCluster,
 } from '../convert/cilium.js';
+import { endpointFromCEP } from '../endpoint/table.js';
 import { IPOwners } from '../ipcache/owners.js';
 import { createInformer } from '../registry/informer.js';
 import { joinServices } from '../registry/service-join.js';
@@ -78,6 +79,15 @@ export class LocalClusterWatcher {
         onEvent: (ev) => {
           const key = `${ev.object.metadata.namespace ?? 'default'}/${ev.object.metadata.name}`;
           const entries = ev.type === 'deleted' ? [] : ipcacheEntriesFromEndpoint(ev.object);
+          const ep = ev.type === 'deleted' ? undefined : endpointFromCEP(ev.object);
+          if (ep === undefined) {
+            this.views.endpoints.delete(
+              ev.object.metadata.namespace ?? 'default',
+              ev.object.metadata.name,
+            );
+          } else {
+            this.views.endpoints.upsert(ep);
+          }
           for (const { ip, winner: e } of owners.update(key, entries)) {
             const cidr = `${ip}/${ip.includes(':') ? 128 : 32}`;
             if (e === undefined) {

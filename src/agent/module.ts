@@ -7,8 +7,6 @@ import { Counter, Gauge } from 'prom-client';
 import type { Logger } from 'pino';
 import { ClusterMesh } from '../clustermesh/clustermesh.js';
 import type { ClusterMeshStatus } from '../clustermesh/status.js';
-import { IdentityCache } from '../identity/cache.js';
-import { IPCache } from '../ipcache/ipcache.js';
 import type { KvstoreConfig } from '../kvstore/config.js';
 import { KvstoreHook } from '../kvstore/connect.js';
 import {
@@ -20,17 +18,17 @@ import { sleep } from '../lib/abort.js';
 import { ClusterMeshError, ErrorCode, errorMessage } from '../lib/errors.js';
 import type { RunningHttpServer } from '../lib/http-server.js';
 import { Lifecycle } from '../lib/lifecycle.js';
+import type { Addr, ConnectVerdict, L4Proto } from '../datapath/datapath.js';
 import type { FlowLog } from '../datapath/flows.js';
 import { clusterMeshMetrics } from '../metrics/clustermesh.js';
 import { KvstoreMetrics } from '../metrics/kvstore.js';
-import { NodeManager } from '../node/manager.js';
-import { ServiceTable } from '../service/table.js';
 import { remoteBackendFactory } from '../clustermesh/backend-factory.js';
 import type { RemoteClusterTiming } from '../clustermesh/remote-cluster.js';
 import { startAgentApi } from './api.js';
 import { LocalClusterWatcher } from './local-cluster.js';
+import { PolicyWatcher } from './policy-watcher.js';
 import { AgentRemoteCluster } from './remote-cluster.js';
-import type { AgentViews } from './views.js';
+import { newAgentViews, type AgentViews } from './views.js';
 
 export interface AgentOptions {
   readonly clusterName: string;
@@ -51,6 +49,8 @@ export interface AgentOptions {
   readonly cacheTtlMs?: number | undefined;
   readonly log: Logger;
   readonly memoryStoreName?: string | undefined;
+  /** `--policy-default-local-cluster`: selectors naming no cluster select only this one (default true). */
+  readonly policyDefaultLocalCluster?: boolean | undefined;
   /**
    * The userspace datapath (local mesh only): built over the agent's views once its
    * kvstore is up, its flows served at `/v1/flows`, closed before the views stop.
@@ -61,6 +61,8 @@ export interface AgentOptions {
 /** What the agent needs of a datapath: its flow log, and a way to stop it. */
 export interface AgentDatapath {
   readonly flows: FlowLog;
+  /** Egress decision for a connection a local endpoint is about to make (`/v1/connect`). */
+  connect?(src: Addr, dst: Addr, proto: L4Proto): ConnectVerdict;
   close(): void | Promise<void>;
 }
 
@@ -71,6 +73,7 @@ export class Agent {
   private readonly metrics: KvstoreMetrics;
   private readonly kvstore: KvstoreHook;
   private local: LocalClusterWatcher | undefined;
+  private policies: PolicyWatcher | undefined;
   private mesh: ClusterMesh | undefined;
   private api: RunningHttpServer | undefined;
   private datapath: AgentDatapath | undefined;
@@ -88,12 +91,11 @@ export class Agent {
     }
     validateClusterName(opts.clusterName);
     this.log = opts.log.child({ cluster: opts.clusterName, node: opts.nodeName });
-    this.views = {
-      nodes: new NodeManager(),
-      identities: new IdentityCache(),
-      ipcache: new IPCache(),
-      services: new ServiceTable(opts.clusterName, this.log),
-    };
+    this.views = newAgentViews({
+      clusterName: opts.clusterName,
+      log: this.log,
+      policyDefaultLocalCluster: opts.policyDefaultLocalCluster,
+    });
     this.lifecycle = new Lifecycle(this.log);
     this.metrics = new KvstoreMetrics('cilium', opts.clusterName);
     this.kvstore = new KvstoreHook(opts.kvstore, {
@@ -149,6 +151,18 @@ export class Agent {
         );
         this.local = local;
         ctx.spawn('local cluster watcher', (signal) => local.run(signal));
+      },
+    });
+    this.lifecycle.append({
+      name: 'policy',
+      start: (ctx) => {
+        this.views.policy.follow(this.views.identities);
+        const policies = new PolicyWatcher(this.kvstore.require(), this.views.policy, this.log);
+        this.policies = policies;
+        ctx.spawn('policy watcher', (signal) => policies.run(signal));
+      },
+      stop: () => {
+        this.views.policy.close();
       },
     });
     this.lifecycle.append({
@@ -217,12 +231,22 @@ export class Agent {
           },
           healthy: () => this.kvstore.status()?.connected === true,
           flows: this.datapath?.flows,
+          connect: this.datapath?.connect?.bind(this.datapath),
+          nodeIP: () => this.ownNodeIP(),
         });
       },
       stop: async () => {
         await this.api?.close();
       },
     });
+  }
+
+  /** This node's address, from its own CiliumNode (undefined until it is known). */
+  private ownNodeIP(): string | undefined {
+    const self = this.views.nodes
+      .list()
+      .find((n) => n.Cluster === this.opts.clusterName && n.Name === this.opts.nodeName);
+    return self?.IPAddresses.find((a) => a.Type === 'InternalIP')?.IP ?? self?.IPAddresses[0]?.IP;
   }
 
   /** Drains clusters disconnected for longer than `ttlMs`; their next connection restores them. */
@@ -294,6 +318,12 @@ export class Agent {
       node: this.opts.nodeName,
       kvstore: this.kvstore.status()?.message ?? 'not connected',
       'local-synced': this.local?.synced ?? false,
+      policy: {
+        synced: this.policies?.synced ?? false,
+        revision: this.views.policy.revision,
+        policies: this.views.policy.engine.listPolicies().length,
+        rejected: this.views.policy.rejectedPolicies,
+      },
       clustermesh: this.clustermeshStatus(),
       'rejected-entries': rejected,
     };

@@ -176,10 +176,19 @@ Example:
         const cluster = clusterOf(state, clusterName);
         const pods = await new MeshControlClient(state.control, cluster.name).pods();
         const pod = pickPod(pods, opts.namespace, podName, cluster.name);
+        const agent = cluster.agents.find((a) => a.node === pod.node);
         try {
           await curl.curlFrom(
             args,
-            { sourceIP: pod.ip, namespace: pod.namespace, dns: cluster.dns },
+            {
+              sourceIP: pod.ip,
+              namespace: pod.namespace,
+              dns: cluster.dns,
+              beforeConnect:
+                agent === undefined
+                  ? undefined
+                  : (ip, port) => egressVerdict(agent.api, pod.ip, ip, port),
+            },
             ctx.io,
           );
         } catch (err) {
@@ -212,6 +221,33 @@ Example:
       }
       ctx.io.stdout(formatMeshSummary(state, { stateDir: opts.stateDir }));
     });
+}
+
+/**
+ * Asks the pod's node for its egress verdict, as a socket hook in the pod would: a
+ * ClusterIP is left to the service proxy, anything else is decided (and logged) there.
+ */
+async function egressVerdict(
+  agentApi: string,
+  src: string,
+  dst: string,
+  dport: number,
+): Promise<'allowed' | 'dropped'> {
+  const url = new URL('/v1/connect', agentApi);
+  url.search = new URLSearchParams({ src, dst, dport: String(dport), proto: 'TCP' }).toString();
+  let res: Response;
+  try {
+    res = await fetch(url, { method: 'POST', signal: AbortSignal.timeout(5000) });
+  } catch (err) {
+    const { ClusterMeshError, ErrorCode, errorMessage } = await import('../lib/errors.js');
+    throw new ClusterMeshError(
+      ErrorCode.AgentUnreachable,
+      `exec: the pod's agent at ${agentApi} did not answer for its egress policy: ${errorMessage(err)}`,
+    );
+  }
+  const body = (await res.json()) as { verdict?: string; error?: string };
+  if (!res.ok) throw new Error(`exec: agent at ${agentApi}: ${body.error ?? res.statusText}`);
+  return body.verdict === 'dropped' ? 'dropped' : 'allowed';
 }
 
 interface PodRef {

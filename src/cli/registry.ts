@@ -17,11 +17,6 @@ import type { OpenKvstoreOptions } from './kvstore-client.js';
 import type { ApplyOutcome } from '../registry/registry.js';
 import type { RegistryObject } from '../registry/types.js';
 
-const POLICY_KINDS: ReadonlySet<string> = new Set([
-  'CiliumNetworkPolicy',
-  'CiliumClusterwideNetworkPolicy',
-  'NetworkPolicy',
-]);
 /**
  * `clustermesh apply|get|delete`: kubectl-like access to the local cluster registry. The
  * registry modules are imported inside the actions, so `--help` stays fast.
@@ -107,15 +102,6 @@ ${CONNECTION_HELP}`,
       const results = await withRegistry(cmd, opts, (registry) =>
         registry.apply(loaded.map((l) => l.object)),
       );
-      // After the results: stored policies that nothing enforces would let a user believe
-      // traffic is restricted while it still flows; say so until the datapath enforces them.
-      const notePolicies = (): void => {
-        if (results.some((r) => POLICY_KINDS.has(r.kind))) {
-          ctx.io.stderr(
-            'clustermesh: note: network policies are validated and stored, and `clustermesh policy trace` explains them, but the datapath does not enforce them yet\n',
-          );
-        }
-      };
       if (output !== 'text') {
         const out = results.map((r) => ({
           kind: r.kind,
@@ -124,7 +110,6 @@ ${CONNECTION_HELP}`,
           result: r.action,
         }));
         ctx.io.stdout(await formatStructured(out, output));
-        notePolicies();
         return;
       }
       ctx.io.stdout(
@@ -132,7 +117,6 @@ ${CONNECTION_HELP}`,
           .map((r) => `${resultLine(kindInfo(r.kind as KindName), r.name, r.action)}\n`)
           .join(''),
       );
-      notePolicies();
     });
 
   connectionOptions(

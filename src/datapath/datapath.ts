@@ -4,10 +4,18 @@
  * endpoint enrichment from its ipcache and identity cache, and its flow log.
  */
 import type { Logger } from 'pino';
+import type { EndpointTable, LocalEndpoint } from '../endpoint/table.js';
 import type { IdentityCache } from '../identity/cache.js';
 import { hostCidr, type IPCache } from '../ipcache/ipcache.js';
+import type { NodeManager } from '../node/manager.js';
+import {
+  ReservedIdentity,
+  type PeerIdentity,
+  type PolicyDecision,
+  type PolicyEnforcer,
+} from '../policy/enforcer.js';
 import type { ServiceTable, TableBackend } from '../service/table.js';
-import { FlowLog, type Flow, type FlowEndpoint } from './flows.js';
+import { FlowLog, type Flow, type FlowEndpoint, type FlowRecord } from './flows.js';
 import { LoadBalancerMap, type LbFrontend } from './lb-map.js';
 
 /** Reserved identities (Cilium's numbering) for addresses the ipcache does not know. */
@@ -15,6 +23,17 @@ export const RESERVED_HOST = 1;
 export const RESERVED_WORLD = 2;
 const HOST_LABELS: readonly string[] = Object.freeze(['reserved:host']);
 const WORLD_LABELS: readonly string[] = Object.freeze(['reserved:world']);
+const REMOTE_NODE_LABELS: readonly string[] = Object.freeze(['reserved:remote-node']);
+
+export type L4Proto = 'TCP' | 'UDP';
+
+/** Policy enforcement of a node: its cluster's policies and its endpoints. */
+export interface DatapathPolicy {
+  readonly enforcer: PolicyEnforcer;
+  readonly endpoints: EndpointTable;
+  /** Every node of the mesh, so that their addresses are host / remote-node, not world. */
+  readonly nodes: NodeManager;
+}
 
 export interface NodeDatapathOptions {
   readonly cluster: string;
@@ -24,7 +43,14 @@ export interface NodeDatapathOptions {
   readonly identities?: IdentityCache | undefined;
   readonly log: Logger;
   readonly flowCapacity?: number | undefined;
+  /** Without it nothing is enforced (and flows carry no policy verdicts). */
+  readonly policy?: DatapathPolicy | undefined;
 }
+
+export type ConnectVerdict =
+  | { readonly verdict: 'service' }
+  | { readonly verdict: 'allowed'; readonly flow?: Flow | undefined }
+  | { readonly verdict: 'dropped'; readonly reason: string; readonly flow: Flow };
 
 export interface Addr {
   readonly ip: string;
@@ -51,6 +77,10 @@ export class NodeDatapath {
   readonly log: Logger;
   private readonly ipcache: IPCache;
   private readonly identities: IdentityCache | undefined;
+  private readonly policy: DatapathPolicy | undefined;
+  /** Addresses of every other node of the mesh (remote-node to policy). */
+  private readonly nodeIPs = new Set<string>();
+  private unsubscribeNodes: (() => void) | undefined;
 
   constructor(opts: NodeDatapathOptions) {
     this.cluster = opts.cluster;
@@ -60,6 +90,90 @@ export class NodeDatapath {
     this.identities = opts.identities;
     this.lb = new LoadBalancerMap(opts.services, this.log);
     this.flows = new FlowLog(opts.flowCapacity);
+    this.policy = opts.policy;
+    const nodes = opts.policy?.nodes;
+    if (nodes !== undefined) {
+      const refresh = (): void => {
+        this.nodeIPs.clear();
+        for (const n of nodes.list()) for (const a of n.IPAddresses) this.nodeIPs.add(a.IP);
+      };
+      refresh();
+      this.unsubscribeNodes = nodes.onChange(refresh);
+    }
+  }
+
+  // ---- policy ----
+
+  /**
+   * Who `ip` is to policy on this node: the identity its ipcache holds; this node's own
+   * addresses are the host and the other nodes' are remote-node; anything else is world,
+   * exactly as in Cilium (which is why an IP the ipcache has not learnt yet is world).
+   */
+  peerOf(ip: string): PeerIdentity {
+    const bare = ip.startsWith('::ffff:') ? ip.slice(7) : ip;
+    const entry = this.ipcache.lookup(hostCidr(bare));
+    if (entry !== undefined) return { kind: 'identity', id: entry.identity };
+    if (this.isHostAddress(bare)) return { kind: 'identity', id: ReservedIdentity.Host };
+    if (this.nodeIPs.has(bare)) return { kind: 'identity', id: ReservedIdentity.RemoteNode };
+    return { kind: 'world', ip: bare };
+  }
+
+  /** The endpoint of this node holding `ip`, if any (the subject of its policy). */
+  localEndpoint(ip: string): LocalEndpoint | undefined {
+    const ep = this.policy?.endpoints.lookup(ip.startsWith('::ffff:') ? ip.slice(7) : ip);
+    return ep?.nodeIP === this.node.ip ? ep : undefined;
+  }
+
+  /**
+   * Egress of the local endpoint at `srcIP` toward `dstIP:dport` (for a service, the
+   * translated backend and its port, as Cilium decides after translation). Not enforced
+   * when the source is not an endpoint of this node (the host has no host firewall).
+   */
+  egressDecision(
+    srcIP: string,
+    dstIP: string,
+    dport: number,
+    proto: L4Proto,
+  ): PolicyDecision | undefined {
+    const p = this.policy;
+    const ep = this.localEndpoint(srcIP);
+    if (p === undefined || ep === undefined) return undefined;
+    const dstEp = p.endpoints.lookup(dstIP);
+    return p.enforcer.egress(ep.identity, this.peerOf(dstIP), dport, proto, dstEp?.namedPorts);
+  }
+
+  /** Ingress of the local endpoint at `dstIP` from `srcIP`; its named ports resolve `dport`. */
+  ingressDecision(
+    dstIP: string,
+    srcIP: string,
+    dport: number,
+    proto: L4Proto,
+  ): PolicyDecision | undefined {
+    const p = this.policy;
+    const ep = this.localEndpoint(dstIP);
+    if (p === undefined || ep === undefined) return undefined;
+    return p.enforcer.ingress(ep.identity, this.peerOf(srcIP), dport, proto, ep.namedPorts);
+  }
+
+  /**
+   * A local endpoint connecting from `src` to `dst` outside the service proxy (pod IP,
+   * node, DNS server, world): egress policy decides here, at the source, and the verdict
+   * is recorded when policy is enforced. A ClusterIP is the proxy's to decide (`service`).
+   */
+  connect(src: Addr, dst: Addr, proto: L4Proto): ConnectVerdict {
+    if (proto === 'TCP' && this.frontendOf(dst.ip, dst.port) !== undefined) {
+      return { verdict: 'service' };
+    }
+    const d = this.egressDecision(src.ip, dst.ip, dst.port, proto);
+    if (d === undefined || !d.enforced) return { verdict: 'allowed' };
+    const flow = this.recordEgress(src, dst, proto, d);
+    return d.allowed
+      ? { verdict: 'allowed', flow }
+      : { verdict: 'dropped', reason: d.reason ?? 'POLICY_DENIED', flow };
+  }
+
+  private isHostAddress(ip: string): boolean {
+    return ip === this.node.ip || ip === '127.0.0.1' || ip === '::1';
   }
 
   /**
@@ -116,6 +230,14 @@ export class NodeDatapath {
         node: this.node.name,
       };
     }
+    if (this.nodeIPs.has(bare)) {
+      return {
+        ip: bare,
+        port,
+        identity: ReservedIdentity.RemoteNode,
+        labels: REMOTE_NODE_LABELS,
+      };
+    }
     return { ip: bare, port, identity: RESERVED_WORLD, labels: WORLD_LABELS };
   }
 
@@ -127,62 +249,121 @@ export class NodeDatapath {
   }
 
   /** A service connection translated and connected to its backend. */
-  recordForwarded(src: Addr, dst: Addr, t: Translation): Flow {
-    return this.flows.record({
-      node: this.node.name,
-      verdict: 'FORWARDED',
-      protocol: 'TCP',
-      direction: 'egress',
-      source: this.endpointOf(src.ip, src.port),
-      destination: { ip: dst.ip, port: dst.port },
-      service: t.frontend.service,
-      backend: this.backendEndpoint(t.backend),
-    });
+  recordForwarded(src: Addr, dst: Addr, t: Translation, egress?: PolicyDecision): Flow {
+    return this.record(
+      {
+        node: this.node.name,
+        verdict: 'FORWARDED',
+        protocol: 'TCP',
+        direction: 'egress',
+        source: this.endpointOf(src.ip, src.port),
+        destination: { ip: dst.ip, port: dst.port },
+        service: t.frontend.service,
+        backend: this.backendEndpoint(t.backend),
+      },
+      egress,
+    );
   }
 
-  /** A service connection that could not be forwarded (`no backends`, an errno code, …). */
+  /**
+   * A service connection that could not be forwarded (`no backends`, an errno code, …),
+   * or that egress policy dropped (`decision`, the reason is then its drop reason).
+   */
   recordDropped(
     src: Addr,
     dst: Addr,
     reason: string,
     frontend?: LbFrontend,
     backend?: TableBackend,
+    decision?: PolicyDecision,
   ): Flow {
-    return this.flows.record({
-      node: this.node.name,
-      verdict: 'DROPPED',
-      dropReason: reason,
-      protocol: 'TCP',
-      direction: 'egress',
-      source: this.endpointOf(src.ip, src.port),
-      destination: { ip: dst.ip, port: dst.port },
-      service: frontend?.service,
-      backend: backend === undefined ? undefined : this.backendEndpoint(backend),
-    });
+    return this.record(
+      {
+        node: this.node.name,
+        verdict: 'DROPPED',
+        dropReason: decision?.reason ?? reason,
+        protocol: 'TCP',
+        direction: 'egress',
+        source: this.endpointOf(src.ip, src.port),
+        destination: { ip: dst.ip, port: dst.port },
+        service: frontend?.service,
+        backend: backend === undefined ? undefined : this.backendEndpoint(backend),
+      },
+      decision,
+    );
   }
 
-  /** A direct connection a workload of this node accepted (no translation involved). */
-  recordIngress(conn: IngressConnection): Flow {
+  /**
+   * A connection a local endpoint makes directly (no service translation), decided by
+   * its egress policy here at the source: to a pod, a node, the DNS server or the world.
+   */
+  recordEgress(src: Addr, dst: Addr, proto: L4Proto, decision: PolicyDecision): Flow {
+    return this.record(
+      {
+        node: this.node.name,
+        verdict: decision.allowed ? 'FORWARDED' : 'DROPPED',
+        dropReason: decision.reason ?? undefined,
+        protocol: proto,
+        direction: 'egress',
+        source: this.endpointOf(src.ip, src.port),
+        destination: this.endpointOf(dst.ip, dst.port),
+      },
+      decision,
+    );
+  }
+
+  /** A connection to a workload of this node, admitted or dropped by its ingress policy. */
+  recordIngress(conn: IngressConnection, decision?: PolicyDecision): Flow {
     let dst = this.endpointOf(conn.pod.ip, conn.localPort);
     if (dst.identity === RESERVED_WORLD) dst = { ip: dst.ip, port: dst.port };
-    return this.flows.record({
-      node: this.node.name,
-      verdict: 'FORWARDED',
-      protocol: 'TCP',
-      direction: 'ingress',
-      source: this.endpointOf(conn.peer.ip, conn.peer.port),
-      // The runtime knows its pod even before the ipcache has caught up with it.
-      destination: {
-        ...dst,
-        cluster: dst.cluster ?? this.cluster,
-        namespace: conn.pod.namespace,
-        pod: conn.pod.name,
+    const allowed = decision?.allowed ?? true;
+    return this.record(
+      {
         node: this.node.name,
+        verdict: allowed ? 'FORWARDED' : 'DROPPED',
+        dropReason: decision?.reason ?? undefined,
+        protocol: 'TCP',
+        direction: 'ingress',
+        source: this.endpointOf(conn.peer.ip, conn.peer.port),
+        // The runtime knows its pod even before the ipcache has caught up with it.
+        destination: {
+          ...dst,
+          cluster: dst.cluster ?? this.cluster,
+          namespace: conn.pod.namespace,
+          pod: conn.pod.name,
+          node: this.node.name,
+        },
       },
+      decision,
+    );
+  }
+
+  /** Adds the policy verdict (type, the policies that decided) to a flow and records it. */
+  private record(f: FlowRecord, d: PolicyDecision | undefined): Flow {
+    if (d === undefined || !d.enforced) {
+      return this.flows.record({ ...f, type: f.verdict === 'DROPPED' ? 'drop' : 'trace' });
+    }
+    const refs = (list: PolicyDecision['allowedBy']) =>
+      list.map((r) => ({ kind: r.kind, namespace: r.namespace, name: r.name }));
+    const allowed = refs(d.allowedBy);
+    const denied = refs(d.deniedBy);
+    return this.flows.record({
+      ...f,
+      type: 'policy-verdict',
+      ...(d.direction === 'egress'
+        ? {
+            ...(allowed.length > 0 ? { egress_allowed_by: allowed } : {}),
+            ...(denied.length > 0 ? { egress_denied_by: denied } : {}),
+          }
+        : {
+            ...(allowed.length > 0 ? { ingress_allowed_by: allowed } : {}),
+            ...(denied.length > 0 ? { ingress_denied_by: denied } : {}),
+          }),
     });
   }
 
   close(): void {
+    this.unsubscribeNodes?.();
     this.lb.close();
   }
 }

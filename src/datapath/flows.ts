@@ -19,6 +19,20 @@ export interface FlowEndpoint {
 
 export type Verdict = 'FORWARDED' | 'DROPPED';
 
+/**
+ * Hubble's event types, as `observe --type` names them: `policy-verdict` for a connection
+ * whose endpoint enforces policy in the flow's direction (allowed or denied), `drop` for
+ * any other drop, `trace` for a forwarded connection no policy applied to.
+ */
+export type FlowType = 'policy-verdict' | 'drop' | 'trace';
+
+/** A policy that decided a flow, as Hubble's `Policy {name, namespace, kind}`. */
+export interface FlowPolicy {
+  readonly kind: string;
+  readonly namespace: string;
+  readonly name: string;
+}
+
 export interface FlowService {
   readonly namespace: string;
   readonly name: string;
@@ -35,7 +49,7 @@ export interface Flow {
   readonly node: string;
   readonly verdict: Verdict;
   readonly dropReason?: string | undefined;
-  readonly protocol: 'TCP';
+  readonly protocol: 'TCP' | 'UDP';
   readonly source: FlowEndpoint;
   /** What was dialled: a ClusterIP for service flows, the pod itself otherwise. */
   readonly destination: FlowEndpoint;
@@ -43,6 +57,17 @@ export interface Flow {
   /** The backend a service flow was translated to. */
   readonly backend?: FlowEndpoint | undefined;
   readonly direction: 'egress' | 'ingress';
+  /** Absent in flows recorded before policy existed: read as `trace` / `drop`. */
+  readonly type?: FlowType | undefined;
+  readonly egress_allowed_by?: readonly FlowPolicy[] | undefined;
+  readonly ingress_allowed_by?: readonly FlowPolicy[] | undefined;
+  readonly egress_denied_by?: readonly FlowPolicy[] | undefined;
+  readonly ingress_denied_by?: readonly FlowPolicy[] | undefined;
+}
+
+/** The type a flow has, for flows that predate the field. */
+export function flowType(f: Pick<Flow, 'type' | 'verdict'>): FlowType {
+  return f.type ?? (f.verdict === 'DROPPED' ? 'drop' : 'trace');
 }
 
 export type FlowRecord = Omit<Flow, 'seq' | 'time'>;

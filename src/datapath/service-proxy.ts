@@ -7,6 +7,7 @@
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
+import type { PolicyDecision } from '../policy/enforcer.js';
 import type { TableBackend } from '../service/table.js';
 import type { Addr, NodeDatapath } from './datapath.js';
 import type { LbFrontend, LoadBalancerMap } from './lb-map.js';
@@ -31,6 +32,8 @@ export interface ServiceProxyStats {
   readonly accepted: number;
   readonly forwarded: number;
   readonly dropped: number;
+  /** Connections egress policy dropped (also counted in `dropped`). */
+  readonly policyDenied: number;
   /** Upstream dials retried with less of the client's source (see SourceMode). */
   readonly sourceFallbacks: number;
   /** Open sockets, both sides of each proxied connection. */
@@ -64,6 +67,8 @@ const NEXT_MODE: Record<SourceMode, SourceMode | undefined> = {
   none: undefined,
 };
 const MAX_RETRY_MS = 30_000;
+/** How long a connection policy dropped is held unanswered before it is let go. */
+const POLICY_DROP_HOLD_MS = 30_000;
 
 function reset(sock: Socket): void {
   if (!sock.destroyed) sock.resetAndDestroy();
@@ -91,6 +96,7 @@ export class ServiceProxy {
     accepted: 0,
     forwarded: 0,
     dropped: 0,
+    policyDenied: 0,
     sourceFallbacks: 0,
   };
 
@@ -312,7 +318,27 @@ export class ServiceProxy {
       this.drop(dp, conn, src, dst, 'no backends', frontend);
       return;
     }
-    this.dial(dp, conn, src, dst, frontend, backend, 'tuple');
+    // Egress policy decides on the translated backend and its port, as Cilium does.
+    const egress = dp.egressDecision(srcIP, backend.ip, backend.port, 'TCP');
+    if (egress !== undefined && !egress.allowed) {
+      this.counters.policyDenied++;
+      this.counters.dropped++;
+      dp.recordDropped(src, dst, 'POLICY_DENIED', frontend, backend, egress);
+      this.blackhole(client);
+      return;
+    }
+    this.dial(dp, conn, src, dst, frontend, backend, 'tuple', egress);
+  }
+
+  /**
+   * A policy drop: the client's packets go nowhere, so it gets no answer and times out as
+   * under Cilium (a reset would tell it more than a drop does). Let go after a while.
+   */
+  private blackhole(client: Socket): void {
+    const timer = setTimeout(() => client.destroy(), POLICY_DROP_HOLD_MS);
+    client.once('close', () => {
+      clearTimeout(timer);
+    });
   }
 
   private drop(
@@ -337,6 +363,7 @@ export class ServiceProxy {
     frontend: LbFrontend,
     backend: TableBackend,
     mode: SourceMode,
+    egress: PolicyDecision | undefined,
   ): void {
     const { client } = conn;
     if (client.destroyed) return;
@@ -359,7 +386,7 @@ export class ServiceProxy {
       const next = NEXT_MODE[mode];
       if (next !== undefined && SOURCE_BIND_ERRORS.has(code)) {
         this.counters.sourceFallbacks++;
-        this.dial(dp, conn, src, dst, frontend, backend, next);
+        this.dial(dp, conn, src, dst, frontend, backend, next, egress);
         return;
       }
       this.drop(dp, conn, src, dst, code, frontend, backend);
@@ -372,7 +399,7 @@ export class ServiceProxy {
         return;
       }
       this.counters.forwarded++;
-      dp.recordForwarded(src, dst, { frontend, backend });
+      dp.recordForwarded(src, dst, { frontend, backend }, egress);
       upstream.on('error', () => {
         reset(client);
       });

@@ -29,6 +29,8 @@ export interface ResolveOptions {
   /** Per attempt; default 2000. */
   readonly timeoutMs?: number | undefined;
   readonly signal?: AbortSignal | undefined;
+  /** The address queries leave from (a pod's IP, so the server knows who asks). */
+  readonly sourceIP?: string | undefined;
 }
 
 /** UDP attempts per name: the first and one retry (resolv.conf `attempts:2`). */
@@ -86,13 +88,13 @@ async function query(name: string, server: Server, opts: ResolveOptions): Promis
   const matches = (r: DecodedPacket): boolean =>
     r.flag_qr && r.id === id && r.questions?.[0]?.name.toLowerCase() === name.toLowerCase();
   for (let attempt = 1; ; attempt++) {
-    const response = await exchange(server, opts.signal, timeoutMs, 'udp', wire, matches);
+    const response = await exchange(server, opts, timeoutMs, 'udp', wire, matches);
     if (response === 'timeout') {
       if (attempt < UDP_ATTEMPTS) continue;
       throw timeoutError(name, server, timeoutMs);
     }
     if (!response.flag_tc) return response;
-    const full = await exchange(server, opts.signal, timeoutMs, 'tcp', wire, matches);
+    const full = await exchange(server, opts, timeoutMs, 'tcp', wire, matches);
     if (full === 'timeout') throw timeoutError(name, server, timeoutMs);
     return full;
   }
@@ -104,12 +106,13 @@ async function query(name: string, server: Server, opts: ResolveOptions): Promis
  */
 function exchange(
   server: Server,
-  signal: AbortSignal | undefined,
+  opts: Pick<ResolveOptions, 'signal' | 'sourceIP'>,
   timeoutMs: number,
   transport: 'udp' | 'tcp',
   wire: Buffer,
   matches: (r: DecodedPacket) => boolean,
 ): Promise<DecodedPacket | 'timeout'> {
+  const { signal, sourceIP } = opts;
   return new Promise((resolve, reject) => {
     if (signal?.aborted === true) {
       reject(abortError(signal));
@@ -160,10 +163,14 @@ function exchange(
         const r = decode(msg);
         if (r !== undefined) finish(() => resolve(r));
       });
-      udp.send(wire, server.port, server.host);
+      if (sourceIP === undefined) udp.send(wire, server.port, server.host);
+      else
+        udp.bind({ address: sourceIP, port: 0 }, () => {
+          udp.send(wire, server.port, server.host);
+        });
       return;
     }
-    const conn = connect({ host: server.host, port: server.port });
+    const conn = connect({ host: server.host, port: server.port, localAddress: sourceIP });
     cleanup = () => conn.destroy();
     const reader = new FrameReader();
     conn.on('error', fail);

@@ -20,6 +20,12 @@ export interface DnsServerOptions {
   readonly ttl?: number | undefined;
   /** When `port` is taken or privileged, serve on a free port rather than fail. */
   readonly fallbackToFreePort?: boolean | undefined;
+  /**
+   * Asked for every query (UDP) or connection (TCP) before it is served: `false` drops
+   * it unanswered, as a datapath dropping the client's packets would (egress policy).
+   */
+  readonly admit?:
+    ((peer: { ip: string; port: number }, transport: 'udp' | 'tcp') => boolean) | undefined;
 }
 
 export interface RunningDnsServer {
@@ -56,7 +62,21 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<RunningDns
   const connections = new Set<Socket>();
   let closing: Promise<void> | undefined;
 
+  const admitted = (
+    ip: string | undefined,
+    port: number | undefined,
+    t: 'udp' | 'tcp',
+  ): boolean => {
+    if (opts.admit === undefined) return true;
+    try {
+      return opts.admit({ ip: ip ?? '', port: port ?? 0 }, t);
+    } catch (err) {
+      log.warn({ err: errorMessage(err) }, 'DNS admission check failed; query dropped');
+      return false;
+    }
+  };
   udp.on('message', (msg, peer) => {
+    if (!admitted(peer.address, peer.port, 'udp')) return;
     const response = handleQuery(ctx, msg, 'udp');
     if (response === undefined || closing !== undefined) return;
     udp.send(response, peer.port, peer.address, (err) => {
@@ -68,7 +88,7 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<RunningDns
     log.warn({ err: errorMessage(err) }, 'DNS UDP socket error');
   });
   tcp.on('connection', (conn: Socket) => {
-    if (closing !== undefined) {
+    if (closing !== undefined || !admitted(conn.remoteAddress, conn.remotePort, 'tcp')) {
       conn.destroy();
       return;
     }

@@ -106,6 +106,12 @@ export interface CurlFrom {
   readonly namespace: string;
   /** `ip:port` of the pod's cluster DNS. */
   readonly dns: string;
+  /**
+   * The pod's node decides on the connection before it is made (egress policy, as a
+   * socket hook would): `dropped` means the packets would go nowhere.
+   */
+  readonly beforeConnect?:
+    ((ip: string, port: number) => Promise<'allowed' | 'dropped'>) | undefined;
 }
 
 export interface CurlOutput {
@@ -123,6 +129,9 @@ export async function curlFrom(args: CurlArgs, from: CurlFrom, out: CurlOutput):
         server: from.dns,
         search: podSearchPath(from.namespace),
         timeoutMs: Math.min(args.maxTimeMs, 5000),
+        sourceIP: from.sourceIP,
+        // curl's -m bounds the whole transfer, name resolution included.
+        signal: AbortSignal.timeout(args.maxTimeMs),
       });
       const first = ips[0];
       if (first === undefined) throw new Error('no address');
@@ -134,6 +143,12 @@ export async function curlFrom(args: CurlArgs, from: CurlFrom, out: CurlOutput):
   const port = target.port === '' ? 80 : Number(target.port);
   if (args.verbose) out.stderr(`*   Trying ${ip}:${port} from ${from.sourceIP}...\n`);
   const started = performance.now();
+  if ((await from.beforeConnect?.(ip, port)) === 'dropped') {
+    // Dropped packets get no answer: the client times out, as it would under Cilium.
+    await new Promise((r) => setTimeout(r, args.maxTimeMs));
+    const ms = Math.round(performance.now() - started);
+    throw new CurlError(CurlExit.Timeout, `Connection timed out after ${ms} milliseconds`);
+  }
   await new Promise<void>((resolve, reject) => {
     const req = request(
       {

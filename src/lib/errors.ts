@@ -21,6 +21,8 @@ export const ErrorCode = {
   Timeout: 'ERR_TIMEOUT',
   /** The etcd binary `up` and the tests run is not installed (or not executable). */
   EtcdNotFound: 'ERR_ETCD_NOT_FOUND',
+  /** A node's agent API did not answer (exec asks it for the pod's egress verdict). */
+  AgentUnreachable: 'ERR_AGENT_UNREACHABLE',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -29,7 +29,7 @@ import { ClusterMeshError, ErrorCode } from '../lib/errors.js';
 import { Lifecycle } from '../lib/lifecycle.js';
 import { Registry } from '../registry/registry.js';
 import { findEtcdBinary, startEtcd, type EtcdServer } from '../etcd/index.js';
-import { ClusterRuntime } from '../workloads/cluster-runtime.js';
+import { ClusterRuntime, type WorkloadConnection } from '../workloads/cluster-runtime.js';
 import {
   AGENT_API_PORT,
   MAX_CLUSTERS,
@@ -179,10 +179,17 @@ export class LocalMesh {
             backend,
             serviceCIDR: c.addr.serviceCIDR,
             reservedServiceIPs: [c.addr.dnsIP],
+            systemEndpoints: [
+              {
+                namespace: 'kube-system',
+                name: 'coredns',
+                ip: c.addr.dnsIP,
+                labels: { 'k8s-app': 'kube-dns' },
+                serviceAccount: 'coredns',
+              },
+            ],
             log: o.log,
-            onConnection: (conn) => {
-              this.datapathOf(c, conn.pod.ip)?.recordIngress(conn);
-            },
+            onConnection: (conn) => this.admit(c, conn),
           });
           await c.runtime.start(stopping(c));
         });
@@ -234,6 +241,7 @@ export class LocalMesh {
             fallbackToFreePort: true,
             source: dns.source,
             log: o.log.child({ cluster: c.addr.name, component: 'dns' }),
+            admit: (peer, transport) => this.admitDns(c, peer, transport),
           });
         });
       },
@@ -397,6 +405,7 @@ export class LocalMesh {
             ipcache: views.ipcache,
             identities: views.identities,
             log,
+            policy: { enforcer: views.policy, endpoints: views.endpoints, nodes: views.nodes },
           });
           entry.datapath = dp;
           return dp;
@@ -405,6 +414,35 @@ export class LocalMesh {
     };
     c.agents.push(entry);
     await entry.agent.start();
+  }
+
+  /**
+   * Ingress at the destination's node: a connection reaches a workload only when that
+   * node's policy admits its source (as that node's ipcache classifies it).
+   */
+  private admit(c: MeshCluster, conn: WorkloadConnection): boolean {
+    const dp = this.datapathOf(c, conn.pod.ip);
+    if (dp === undefined) return true;
+    const d = dp.ingressDecision(conn.pod.ip, conn.peer.ip, conn.localPort, 'TCP');
+    dp.recordIngress(conn, d);
+    return d?.allowed ?? true;
+  }
+
+  /**
+   * A DNS query from a pod: the pod's egress policy toward the DNS endpoint decides on
+   * its node, so a default-deny egress policy blocks DNS unless it allows it.
+   */
+  private admitDns(
+    c: MeshCluster,
+    peer: { ip: string; port: number },
+    transport: 'udp' | 'tcp',
+  ): boolean {
+    const dp = this.datapathOf(c, peer.ip);
+    if (dp === undefined) return true;
+    const proto = transport === 'udp' ? 'UDP' : 'TCP';
+    // Policy sees the DNS endpoint's own port, 53, whatever port up could bind.
+    const v = dp.connect(peer, { ip: c.addr.dnsIP, port: 53 }, proto);
+    return v.verdict !== 'dropped';
   }
 
   private datapathOf(c: MeshCluster, ip: string): NodeDatapath | undefined {

@@ -444,6 +444,11 @@ export class PolicyEngine {
     return this.identities.get(id)?.toStrings();
   }
 
+  /** The identity's labels as the engine matches them (no copy: do not keep). */
+  labelSetOf(id: number): LabelSet | undefined {
+    return this.identities.get(id);
+  }
+
   get identityCount(): number {
     return this.identities.size;
   }

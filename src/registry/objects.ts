@@ -134,6 +134,8 @@ export interface PodSpec {
   readonly containers: readonly Container[];
   /** The node the pod runs on: set by the user, or by the scheduler when it binds the pod. */
   readonly nodeName?: string | undefined;
+  /** Its identity's `io.cilium.k8s.policy.serviceaccount` label (`default` when unset). */
+  readonly serviceAccountName?: string | undefined;
   readonly [field: string]: unknown;
 }
 

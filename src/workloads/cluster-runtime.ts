@@ -7,15 +7,15 @@ import type { Controller } from './controller.js';
 import { DeploymentController } from './deployments.js';
 import { EndpointSliceController } from './endpointslices.js';
 import { IdentityAllocator } from './identity-allocator.js';
-import type { WorkloadConnection } from './images.js';
+import type { ConnectionHook } from './images.js';
 import { SharedInformers } from './informers.js';
 import { registerNodes, validateNodes, type RuntimeNode } from './nodes.js';
-import { PodController, type RunningPodInfo } from './pods.js';
+import { PodController, type RunningPodInfo, type SystemEndpoint } from './pods.js';
 import { ServiceIPAllocator, ServiceIPController } from './service-ips.js';
 
 export type { RuntimeNode } from './nodes.js';
-export type { WorkloadConnection } from './images.js';
-export type { RunningPodInfo } from './pods.js';
+export type { ConnectionHook, WorkloadConnection } from './images.js';
+export type { RunningPodInfo, SystemEndpoint } from './pods.js';
 
 export interface ClusterRuntimeOptions {
   readonly cluster: { readonly name: string; readonly id: number };
@@ -28,8 +28,10 @@ export interface ClusterRuntimeOptions {
   readonly reservedServiceIPs?: readonly string[];
   /** pino. */
   readonly log: Logger;
+  /** Endpoints the mesh runs outside pods (the DNS server), given identities at start. */
+  readonly systemEndpoints?: readonly SystemEndpoint[] | undefined;
   /** Every connection a workload accepts (the lead records it as an ingress flow). */
-  readonly onConnection?: ((c: WorkloadConnection) => void) | undefined;
+  readonly onConnection?: ConnectionHook | undefined;
 }
 
 /**
@@ -92,6 +94,7 @@ export class ClusterRuntime {
       controllers.serviceIPs.restore();
       for (const c of controllers.all) this.spawn(c.name, c.run(sig));
       await Promise.all(controllers.all.map((c) => c.initialSync));
+      for (const se of o.systemEndpoints ?? []) await controllers.pods.ensureSystemEndpoint(se);
       throwIfAborted(sig);
       this.state = 'running';
       this.log.info(
@@ -137,6 +140,7 @@ export class ClusterRuntime {
     const slices = informers.subscribe('EndpointSlice');
     const endpoints = informers.subscribe('CiliumEndpoint');
     informers.subscribe('CiliumIdentity');
+    const namespaces = informers.subscribe('Namespace');
 
     const identities = new IdentityAllocator(registry, o.cluster, log);
     const podCtl = new PodController({
@@ -145,6 +149,7 @@ export class ClusterRuntime {
       registry,
       pods,
       endpoints,
+      namespaces,
       identities,
       log,
       onConnection: o.onConnection,
@@ -171,6 +176,9 @@ export class ClusterRuntime {
     });
     informers.subscribe('CiliumEndpoint', (ev) => {
       podCtl.onEndpoint(ev);
+    });
+    informers.subscribe('Namespace', (ev) => {
+      podCtl.onNamespace(ev);
     });
     informers.subscribe('CiliumIdentity', (ev) => {
       identities.observe(ev);

@@ -42,19 +42,38 @@ const IGNORED_POD_LABELS = new Set([
 ]);
 
 /**
- * The `security-labels` of a pod: its labels as `k8s:<key>`, plus its namespace and the
- * cluster. Those two come last so that a pod cannot claim another namespace or cluster
- * by labelling itself.
+ * The `security-labels` of a pod, as Cilium derives them: its labels as `k8s:<key>`, the
+ * labels of its namespace as `k8s:io.cilium.k8s.namespace.labels.<key>` (always with
+ * `kubernetes.io/metadata.name`, which Kubernetes sets on every namespace), its service
+ * account, its namespace and the cluster. Those come last and pod labels with Cilium's
+ * reserved prefix are dropped, so that a pod cannot claim another namespace or cluster by
+ * labelling itself.
  */
-export function podSecurityLabels(pod: Pod, cluster: string): Record<string, string> {
+export function podSecurityLabels(
+  pod: Pod,
+  cluster: string,
+  namespaceLabels: Readonly<Record<string, string>> = {},
+): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [key, value] of Object.entries(pod.metadata.labels ?? {})) {
-    if (!IGNORED_POD_LABELS.has(key)) out[`${LabelSource.K8s}:${key}`] = value;
+    if (IGNORED_POD_LABELS.has(key) || key.startsWith('io.cilium.k8s')) continue;
+    out[`${LabelSource.K8s}:${key}`] = value;
   }
-  out[`${LabelSource.K8s}:${PodNamespaceLabel}`] = pod.metadata.namespace ?? 'default';
+  const namespace = pod.metadata.namespace ?? 'default';
+  const nsLabels = { ...namespaceLabels, 'kubernetes.io/metadata.name': namespace };
+  for (const [key, value] of Object.entries(nsLabels)) {
+    out[`${LabelSource.K8s}:${NAMESPACE_LABELS_PREFIX}${key}`] = value;
+  }
+  const sa = pod.spec.serviceAccountName;
+  out[`${LabelSource.K8s}:${SERVICE_ACCOUNT_LABEL}`] =
+    typeof sa === 'string' && sa !== '' ? sa : 'default';
+  out[`${LabelSource.K8s}:${PodNamespaceLabel}`] = namespace;
   out[`${LabelSource.K8s}:${PolicyLabelCluster}`] = cluster;
   return out;
 }
+
+const NAMESPACE_LABELS_PREFIX = 'io.cilium.k8s.namespace.labels.';
+const SERVICE_ACCOUNT_LABEL = 'io.cilium.k8s.policy.serviceaccount';
 
 export class IdentityAllocator {
   /** Identity ID → label string, for every identity of the cluster's range in the registry. */

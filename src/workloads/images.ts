@@ -1,5 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { errorMessage } from '../lib/errors.js';
 import type { Container } from '../registry/objects.js';
@@ -19,6 +19,12 @@ export interface WorkloadConnection {
   readonly peer: { readonly ip: string; readonly port: number };
 }
 
+/**
+ * Sees every connection a workload accepts, before the workload reads from it; `false`
+ * drops it (the socket is reset: policy denied it at the destination's node).
+ */
+export type ConnectionHook = (c: WorkloadConnection) => boolean | undefined;
+
 export interface WorkloadContext {
   readonly cluster: string;
   readonly node: string;
@@ -26,7 +32,7 @@ export interface WorkloadContext {
   readonly pod: string;
   readonly podIP: string;
   readonly container: Container;
-  readonly onConnection?: ((c: WorkloadConnection) => void) | undefined;
+  readonly onConnection?: ConnectionHook | undefined;
   readonly log: Logger;
 }
 
@@ -85,6 +91,9 @@ export function resolveImage(ref: string): Image | undefined {
   return IMAGES.get(imageName(ref));
 }
 
+/** How long a connection policy dropped is held unanswered before it is let go. */
+const DROP_HOLD_MS = 30_000;
+
 /** The port the echo server listens on when its container declares none. */
 export const ECHO_DEFAULT_PORT = 80;
 
@@ -137,28 +146,57 @@ async function startEcho(ctx: WorkloadContext): Promise<StartResult> {
     });
     res.end(req.method === 'HEAD' ? undefined : body);
   };
-  const onConnection = (socket: Socket): void => {
-    if (ctx.onConnection === undefined) return;
+  const http = createServer(answer);
+  const held = new Set<Socket>();
+  /** Whether the mesh lets the connection reach the workload (its ingress policy). */
+  const admit = (socket: Socket): boolean => {
+    if (ctx.onConnection === undefined) return true;
     try {
-      ctx.onConnection({
-        cluster: ctx.cluster,
-        node: ctx.node,
-        pod: { namespace: ctx.namespace, name: ctx.pod, ip: ctx.podIP },
-        localPort: socket.localPort ?? 0,
-        peer: { ip: plainIP(socket.remoteAddress), port: socket.remotePort ?? 0 },
-      });
+      return (
+        ctx.onConnection({
+          cluster: ctx.cluster,
+          node: ctx.node,
+          pod: { namespace: ctx.namespace, name: ctx.pod, ip: ctx.podIP },
+          localPort: socket.localPort ?? 0,
+          peer: { ip: plainIP(socket.remoteAddress), port: socket.remotePort ?? 0 },
+        }) !== false
+      );
     } catch (err) {
       ctx.log.warn({ err: errorMessage(err) }, 'connection observer failed');
+      return true;
     }
+  };
+  const onConnection = (socket: Socket): void => {
+    if (admit(socket)) {
+      // Paused on accept: the HTTP server sees only what policy let through.
+      http.emit('connection', socket);
+      socket.resume();
+      return;
+    }
+    // A dropped connection gets no answer at all, so the client times out as it would
+    // when Cilium drops its packets; it is let go after a while or when the pod stops.
+    held.add(socket);
+    socket.on('error', () => undefined);
+    const timer = setTimeout(() => socket.destroy(), DROP_HOLD_MS);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      held.delete(socket);
+    });
   };
 
   const servers: Server[] = [];
   const closeAll = async (): Promise<void> => {
-    await Promise.all(servers.map(closeServer));
+    for (const s of held) s.destroy();
+    const closing = Promise.all(servers.map(closeServer));
+    // Keep-alive connections would hold `close` open until they time out.
+    http.closeAllConnections();
+    await closing;
   };
+  http.on('error', (err) => {
+    ctx.log.warn({ err: errorMessage(err) }, 'echo server error');
+  });
   for (const port of echoPorts(ctx.container)) {
-    const server = createServer(answer);
-    server.on('connection', onConnection);
+    const server = createNetServer({ pauseOnConnect: true }, onConnection);
     try {
       await listen(server, ctx.podIP, port);
     } catch (err) {
@@ -200,7 +238,5 @@ function closeServer(server: Server): Promise<void> {
     server.close(() => {
       resolve();
     });
-    // Keep-alive connections would hold `close` open until they time out.
-    server.closeAllConnections();
   });
 }

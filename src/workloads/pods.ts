@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { errorMessage } from '../lib/errors.js';
 import { sameJson } from '../registry/codec.js';
-import type { Pod, PodStatus } from '../registry/objects.js';
+import type { Namespace, Pod, PodStatus } from '../registry/objects.js';
 import type { Registry } from '../registry/registry.js';
 import type { CiliumEndpoint, CiliumIdentity, Informer, ObjectEvent } from '../registry/types.js';
 import { Controller, keyOf, oldestFirst, splitKey } from './controller.js';
@@ -13,7 +13,7 @@ import {
   writeEndpoint,
 } from './endpoints.js';
 import { IdentityAllocator, podSecurityLabels } from './identity-allocator.js';
-import { BUILTIN_IMAGES, resolveImage, type Workload, type WorkloadConnection } from './images.js';
+import { BUILTIN_IMAGES, resolveImage, type Workload, type ConnectionHook } from './images.js';
 import { PodIPAM } from './ipam.js';
 import type { RuntimeNode } from './nodes.js';
 import { PodReason, isPodTerminal, notRunningStatus, runningStatus } from './pod-status.js';
@@ -31,9 +31,11 @@ export interface PodControllerOptions {
   readonly registry: Registry;
   readonly pods: Informer<Pod>;
   readonly endpoints: Informer<CiliumEndpoint>;
+  /** Namespace labels are part of a pod's identity (NetworkPolicy namespaceSelector). */
+  readonly namespaces?: Informer<Namespace> | undefined;
   readonly identities: IdentityAllocator;
   readonly log: Logger;
-  readonly onConnection?: ((c: WorkloadConnection) => void) | undefined;
+  readonly onConnection?: ConnectionHook | undefined;
   readonly now?: (() => Date) | undefined;
 }
 
@@ -48,6 +50,19 @@ interface RunningPod {
   readonly signature: string;
   readonly workloads: readonly Workload[];
   identity: number;
+}
+
+/**
+ * An endpoint the runtime provides itself rather than as a pod: the cluster DNS server,
+ * which policy must see as `k8s:k8s-app=kube-dns` in `kube-system` (a default-deny
+ * egress policy then blocks DNS unless it allows it, as in Cilium).
+ */
+export interface SystemEndpoint {
+  readonly namespace: string;
+  readonly name: string;
+  readonly ip: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly serviceAccount: string;
 }
 
 export interface RunningPodInfo {
@@ -86,6 +101,13 @@ export class PodController {
     }
   }
 
+  /** Relabelling a namespace changes the identity of each of its pods. */
+  onNamespace(ev: ObjectEvent<Namespace>): void {
+    for (const key of this.running.keys()) {
+      if (splitKey(key).namespace === ev.object.metadata.name) this.controller.enqueue(key);
+    }
+  }
+
   /** A deleted identity is replaced for the pods that used it. */
   onIdentity(ev: ObjectEvent<CiliumIdentity>): void {
     if (ev.type !== 'deleted') return;
@@ -113,6 +135,33 @@ export class PodController {
         this.endpointIds.allocate(key, node.name, cep.status.id);
       }
     }
+  }
+
+  /**
+   * Gives a system endpoint its identity and CiliumEndpoint (on the first node). The
+   * endpoint carries no Pod owner, so the pod reconciler leaves it alone.
+   */
+  async ensureSystemEndpoint(se: SystemEndpoint): Promise<void> {
+    const node = this.o.nodes[0];
+    if (node === undefined) return;
+    const pod: Pod = {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { namespace: se.namespace, name: se.name, labels: { ...se.labels } },
+      spec: { containers: [], serviceAccountName: se.serviceAccount },
+    };
+    const nsLabels = this.o.namespaces?.get(undefined, se.namespace)?.metadata.labels;
+    const identity = await this.o.identities.allocate(
+      podSecurityLabels(pod, this.o.cluster.name, nsLabels),
+    );
+    const key = keyOf(se.namespace, se.name);
+    const cached = this.o.endpoints.get(se.namespace, se.name);
+    const endpointId = this.endpointIds.allocate(key, node.name, cached?.status.id);
+    if (endpointId === undefined) return;
+    const desired = desiredEndpoint({ pod, node, ip: se.ip, endpointId, identity });
+    const { ownerReferences: _owners, ...metadata } = desired.metadata;
+    await writeEndpoint(this.o.registry, this.o.endpoints, { ...desired, metadata });
+    this.log.info({ endpoint: key, ip: se.ip, identity: identity.id }, 'system endpoint ready');
   }
 
   runningPods(): RunningPodInfo[] {
@@ -172,7 +221,10 @@ export class PodController {
     }
     this.waitingForIP.delete(key);
 
-    const identity = await this.o.identities.allocate(podSecurityLabels(pod, this.o.cluster.name));
+    const nsLabels = this.o.namespaces?.get(undefined, namespace)?.metadata.labels;
+    const identity = await this.o.identities.allocate(
+      podSecurityLabels(pod, this.o.cluster.name, nsLabels),
+    );
 
     const uid = pod.metadata.uid ?? '';
     const signature = JSON.stringify([uid, node.name, ip, pod.spec.containers]);

@@ -1,3 +1,4 @@
+import { newAgentViews } from '../../src/agent/views.js';
 /**
  * Flow log, LB map and translation without sockets; `/v1/flows` on a real agent API
  * and `clustermesh observe` reading it through a fake mesh.json (127.204.200.x).
@@ -19,7 +20,6 @@ import { IPCache } from '../../src/ipcache/ipcache.js';
 import { makeClusterService, type PortConfiguration } from '../../src/keyspace/index.js';
 import type { RunningHttpServer } from '../../src/lib/http-server.js';
 import { silentLogger } from '../../src/lib/logger.js';
-import { NodeManager } from '../../src/node/manager.js';
 import { ServiceTable } from '../../src/service/table.js';
 
 const HTTP: PortConfiguration = { http: { Protocol: 'TCP', Port: 80 } };
@@ -230,12 +230,11 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 function apiSources(flows: FlowLog | undefined): Parameters<typeof startAgentApi>[1] {
   return {
-    views: {
-      nodes: new NodeManager(),
-      identities: new IdentityCache(),
-      ipcache: new IPCache(),
+    views: newAgentViews({
+      clusterName: 'cluster1',
+      log: silentLogger,
       services: new ServiceTable('cluster1'),
-    },
+    }),
     clustermeshStatus: () => ({}),
     agentStatus: () => ({}),
     metrics: () => Promise.resolve({ contentType: 'text/plain', body: '' }),

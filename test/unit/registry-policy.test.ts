@@ -715,10 +715,7 @@ spec:
         'ciliumnetworkpolicy/allow-cross-cluster created\n' +
         'ciliumclusterwidenetworkpolicy/cluster-only created\n' +
         'networkpolicy/db created\n',
-      // Until the datapath enforces them, apply says so instead of letting a user believe
-      // traffic is restricted.
-      stderr:
-        'clustermesh: note: network policies are validated and stored, and `clustermesh policy trace` explains them, but the datapath does not enforce them yet\n',
+      stderr: '',
     });
     const cnps = await run('get', 'cnp');
     assert.match(cnps.stdout, /^NAME {18}AGE +VALID\nallow-cross-cluster {3}\d+s +True\n$/);

@@ -1,3 +1,4 @@
+import { newAgentViews } from '../../src/agent/views.js';
 /**
  * The agent's per-remote counts as the reference reports them: `num-shared-services`
  * is every entry of the remote's services store (`remoteServices.NumEntries()`), shared
@@ -6,8 +7,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { AgentRemoteCluster } from '../../src/agent/remote-cluster.js';
-import { IdentityCache } from '../../src/identity/cache.js';
-import { IPCache } from '../../src/ipcache/ipcache.js';
 import {
   encodeClusterService,
   makeClusterConfig,
@@ -16,7 +15,6 @@ import {
 import { MemoryBackend } from '../../src/kvstore/memory.js';
 import { MemoryStore } from '../../src/kvstore/memory-store.js';
 import { silentLogger } from '../../src/lib/logger.js';
-import { NodeManager } from '../../src/node/manager.js';
 import { ServiceTable } from '../../src/service/table.js';
 import { eventually } from '../support/eventually.js';
 
@@ -45,12 +43,7 @@ void describe('wire: agent remote-cluster counts', () => {
     const remote = new AgentRemoteCluster(
       'c2',
       { id: 1, maxConnectedClusters: 255 },
-      {
-        nodes: new NodeManager(),
-        identities: new IdentityCache(),
-        ipcache: new IPCache(),
-        services,
-      },
+      newAgentViews({ clusterName: 'c1', log: silentLogger, services: services }),
       silentLogger,
     );
     const ac = new AbortController();

@@ -154,6 +154,31 @@ void describe('workload allocators', () => {
     });
     assert.deepEqual(podSecurityLabels(p, 'c1'), {
       'k8s:app': 'x',
+      'k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name': 'prod',
+      'k8s:io.cilium.k8s.policy.serviceaccount': 'default',
+      'k8s:io.cilium.k8s.policy.cluster': 'c1',
+      'k8s:io.kubernetes.pod.namespace': 'prod',
+    });
+  });
+
+  it('adds namespace labels and the service account; a pod cannot forge them', () => {
+    const p = pod('p', {
+      metadata: {
+        name: 'p',
+        namespace: 'prod',
+        labels: {
+          app: 'x',
+          'io.cilium.k8s.namespace.labels.team': 'evil',
+          'io.cilium.k8s.policy.serviceaccount': 'admin',
+        },
+      },
+      spec: { serviceAccountName: 'web', containers: [{ name: 'c', image: 'clustermesh/echo' }] },
+    });
+    assert.deepEqual(podSecurityLabels(p, 'c1', { team: 'blue' }), {
+      'k8s:app': 'x',
+      'k8s:io.cilium.k8s.namespace.labels.team': 'blue',
+      'k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name': 'prod',
+      'k8s:io.cilium.k8s.policy.serviceaccount': 'web',
       'k8s:io.cilium.k8s.policy.cluster': 'c1',
       'k8s:io.kubernetes.pod.namespace': 'prod',
     });

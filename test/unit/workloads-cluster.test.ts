@@ -124,6 +124,8 @@ void describe('cluster runtime', () => {
     assert.ok(id >= ID_MIN && id <= ID_MAX, `identity ${id} in the cluster range`);
     assert.deepEqual(identity?.['security-labels'], {
       'k8s:app': 'echo',
+      'k8s:io.cilium.k8s.namespace.labels.kubernetes.io/metadata.name': 'default',
+      'k8s:io.cilium.k8s.policy.serviceaccount': 'default',
       'k8s:io.kubernetes.pod.namespace': 'default',
       'k8s:io.cilium.k8s.policy.cluster': `cluster${ID}`,
     });

@@ -58,7 +58,10 @@ export async function startRuntime(
     serviceCIDR: p.serviceCIDR,
     reservedServiceIPs: opts.reservedServiceIPs,
     log,
-    onConnection: (c) => connections.push(c),
+    onConnection: (c) => {
+      connections.push(c);
+      return true;
+    },
   });
   await runtime.start();
   return { backend, registry: new Registry(backend), runtime, connections };
