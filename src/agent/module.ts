@@ -22,6 +22,7 @@ import type { Addr, ConnectVerdict, L4Proto } from '../datapath/datapath.js';
 import type { FlowLog } from '../datapath/flows.js';
 import { clusterMeshMetrics } from '../metrics/clustermesh.js';
 import { KvstoreMetrics } from '../metrics/kvstore.js';
+import { registerPolicyMetrics } from '../metrics/policy.js';
 import { remoteBackendFactory } from '../clustermesh/backend-factory.js';
 import type { RemoteClusterTiming } from '../clustermesh/remote-cluster.js';
 import { startAgentApi } from './api.js';
@@ -124,10 +125,29 @@ export class Agent {
       registers: [this.metrics.registry],
     });
     const gsLabels = { source_cluster: o.clusterName, source_node_name: o.nodeName };
+    const policy = this.views.policy;
+    const refreshPolicy = registerPolicyMetrics(this.metrics.registry, {
+      policies: () => policy.engine.listPolicies().length,
+      revision: () => policy.revision,
+      changes: () => policy.changeCounts,
+      enforcement: () => {
+        const ip = this.ownNodeIP();
+        if (ip === undefined) return [];
+        return this.views.endpoints.list(ip).map((ep) => {
+          if (policy.engine.labelSetOf(ep.identity) === undefined) {
+            return { ingress: false, egress: false };
+          }
+          const p = policy.engine.computeEndpointPolicy(ep.identity);
+          return { ingress: p.ingress.enforced, egress: p.egress.enforced };
+        });
+      },
+      drops: () => this.datapath?.flows.dropCounts() ?? [],
+    });
     this.refreshMetrics = () => {
       // Readiness, node and service counts change without events: refresh before a scrape.
       this.mesh?.updateMetrics();
       globalServices.set(gsLabels, this.views.services.numGlobalServices);
+      refreshPolicy();
     };
 
     this.lifecycle.append(this.kvstore);

@@ -88,6 +88,19 @@ export function stateDirOption(
   return new Option('--state-dir <dir>', description).default(DEFAULT_STATE_DIR);
 }
 
+/**
+ * `--policy-default-local-cluster=true|false` (Cilium 1.19's flag and default): whether
+ * policy peers that name no cluster select the local cluster only.
+ */
+export function policyDefaultLocalClusterOption(): Option {
+  return new Option(
+    '--policy-default-local-cluster <bool>',
+    'peers without a cluster label select the local cluster only (Cilium 1.19 default)',
+  )
+    .choices(['true', 'false'])
+    .default('true');
+}
+
 /** Repeatable string option: every occurrence is appended. */
 export function collect(value: string, previous: readonly string[] | undefined): string[] {
   return [...(previous ?? []), value];

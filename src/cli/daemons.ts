@@ -10,6 +10,7 @@ import {
   usageError,
   type CliContext,
   type KvstoreCliOptions,
+  policyDefaultLocalClusterOption,
 } from './common.js';
 
 /**
@@ -205,6 +206,7 @@ export function registerDaemonCommands(program: Command, ctx: CliContext): void 
         "revoke a disconnected remote cluster's entries after this long (default: keep them)",
       ).argParser(parseDuration),
     )
+    .addOption(policyDefaultLocalClusterOption())
     .action(
       async (
         opts: ClusterFlags &
@@ -213,6 +215,7 @@ export function registerDaemonCommands(program: Command, ctx: CliContext): void 
             clustermeshConfig?: string;
             apiAddr: string;
             clustermeshCacheTtl?: number;
+            policyDefaultLocalCluster: 'true' | 'false';
           },
       ) => {
         await runDaemon('agent', opts, async ({ maxConnectedClusters, kvstore, log }) => {
@@ -227,6 +230,7 @@ export function registerDaemonCommands(program: Command, ctx: CliContext): void 
             apiAddr: opts.apiAddr,
             cacheTtlMs: opts.clustermeshCacheTtl,
             timing: remoteTiming(opts),
+            policyDefaultLocalCluster: opts.policyDefaultLocalCluster === 'true',
             log,
           });
         });

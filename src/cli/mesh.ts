@@ -7,6 +7,7 @@ import {
   stateDirOption,
   usageError,
   type CliContext,
+  policyDefaultLocalClusterOption,
 } from './common.js';
 
 /**
@@ -22,6 +23,7 @@ interface UpFlags {
   readonly example?: 'rebel-base' | undefined;
   readonly stateDir: string;
   readonly dnsPort?: number | undefined;
+  readonly policyDefaultLocalCluster: 'true' | 'false';
 }
 
 function positiveInt(value: string): number {
@@ -60,6 +62,7 @@ export function registerMeshCommands(program: Command, ctx: CliContext): void {
       ),
     )
     .addOption(stateDirOption('where mesh.json and the clustermesh configs live'))
+    .addOption(policyDefaultLocalClusterOption())
     .addOption(
       new Option('--dns-port <port>', 'DNS port (default 53, a free port when 53 is not permitted)')
         .argParser(positiveInt)
@@ -96,6 +99,7 @@ Stops everything it started on Ctrl-C (SIGINT) or SIGTERM.`,
         example: flags.example,
         stateDir: flags.stateDir,
         dnsPort: flags.dnsPort,
+        policyDefaultLocalCluster: flags.policyDefaultLocalCluster === 'true',
         log,
       });
       const stopping = untilSignal();

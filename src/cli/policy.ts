@@ -8,6 +8,7 @@ import {
   stateDirOption,
   usageError,
   type CliContext,
+  policyDefaultLocalClusterOption,
 } from './common.js';
 import type { MeshControlClient } from './mesh-client.js';
 import type { DirectionTrace, NamedPorts, Peer, PolicyEngine } from '../policy/engine.js';
@@ -113,14 +114,7 @@ export function registerPolicyCommands(program: Command, ctx: CliContext): void 
     )
     .option('--cluster <name>', 'a cluster of the running local mesh (online)')
     .option('--local-cluster <name>', 'offline: the cluster whose policies the manifests are')
-    .addOption(
-      new Option(
-        '--policy-default-local-cluster <bool>',
-        'peers without a cluster label select the local cluster only (Cilium 1.19 default)',
-      )
-        .choices(['true', 'false'])
-        .default('true'),
-    )
+    .addOption(policyDefaultLocalClusterOption())
     .addOption(stateDirOption())
     .option('--src <labels>', 'source identity labels', collect)
     .option('--src-pod <pod>', 'source pod: CLUSTER/NAMESPACE/POD (online)')

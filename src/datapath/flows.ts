@@ -89,6 +89,8 @@ export class FlowLog {
   /** Sequence number of the last recorded flow (0: none yet). */
   private last = 0;
   private readonly counts = { forwarded: 0, dropped: 0 };
+  /** `reason\0direction` → drops, for `cilium_drop_count_total`. */
+  private readonly drops = new Map<string, number>();
 
   constructor(readonly capacity: number = DEFAULT_FLOW_CAPACITY) {
     if (!Number.isInteger(capacity) || capacity < 1) {
@@ -102,7 +104,11 @@ export class FlowLog {
     const flow: Flow = { seq, time: new Date().toISOString(), ...f };
     this.ring[seq % this.capacity] = flow;
     if (f.verdict === 'FORWARDED') this.counts.forwarded++;
-    else this.counts.dropped++;
+    else {
+      this.counts.dropped++;
+      const key = `${f.dropReason ?? 'unknown'}\0${f.direction}`;
+      this.drops.set(key, (this.drops.get(key) ?? 0) + 1);
+    }
     return flow;
   }
 
@@ -147,5 +153,13 @@ export class FlowLog {
 
   get dropped(): number {
     return this.counts.dropped;
+  }
+
+  /** Drops since start per reason and direction. */
+  dropCounts(): { reason: string; direction: 'egress' | 'ingress'; count: number }[] {
+    return [...this.drops].map(([key, count]) => {
+      const [reason = '', direction = ''] = key.split('\0');
+      return { reason, direction: direction === 'ingress' ? 'ingress' : 'egress', count };
+    });
   }
 }

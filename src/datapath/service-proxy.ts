@@ -335,6 +335,10 @@ export class ServiceProxy {
    * under Cilium (a reset would tell it more than a drop does). Let go after a while.
    */
   private blackhole(client: Socket): void {
+    // Read and discard: a client that gives up is noticed (and its socket freed) at once.
+    client.on('data', () => undefined);
+    client.once('end', () => client.destroy());
+    client.resume();
     const timer = setTimeout(() => client.destroy(), POLICY_DROP_HOLD_MS);
     client.once('close', () => {
       clearTimeout(timer);

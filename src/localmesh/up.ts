@@ -54,6 +54,8 @@ export interface UpOptions {
   /** Port of the DNS servers; 53 by default, a free port when 53 cannot be bound. */
   readonly dnsPort?: number | undefined;
   readonly log: Logger;
+  /** `--policy-default-local-cluster` of every agent (default true, as Cilium 1.19). */
+  readonly policyDefaultLocalCluster?: boolean | undefined;
   /** How long `start` waits for every agent to see every remote cluster ready. */
   readonly readyTimeoutMs?: number | undefined;
 }
@@ -397,6 +399,7 @@ export class LocalMesh {
         nodeName: node.name,
         clustermeshConfig: c.configDir,
         apiAddr: `${node.ip}:${port}`,
+        policyDefaultLocalCluster: this.opts.policyDefaultLocalCluster,
         datapath: (views, log) => {
           const dp = new NodeDatapath({
             cluster: c.addr.name,

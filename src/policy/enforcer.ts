@@ -96,6 +96,7 @@ export class PolicyEnforcer {
   /** Policy objects the engine refused (key → reason), for status and the counter. */
   private readonly rejected = new Map<string, string>();
   private rejectedTotal = 0;
+  private importedTotal = 0;
 
   constructor(opts: PolicyEnforcerOptions) {
     this.engine = new PolicyEngine({
@@ -129,6 +130,11 @@ export class PolicyEnforcer {
     return this.rejectedTotal;
   }
 
+  /** Policy changes (imports and deletions) since start, by outcome. */
+  get changeCounts(): { readonly success: number; readonly fail: number } {
+    return { success: this.importedTotal, fail: this.rejectedTotal };
+  }
+
   onChange(listener: EnforcerListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
@@ -152,6 +158,7 @@ export class PolicyEnforcer {
       return false;
     }
     this.rejected.delete(key);
+    this.importedTotal++;
     this.log.info(
       { policy: key, affectedEndpoints: change.changed.length },
       'Policy imported, recalculating endpoint policies',
@@ -163,6 +170,7 @@ export class PolicyEnforcer {
   removePolicy(ref: PolicyRef): void {
     const change = this.engine.removePolicy(ref);
     this.rejected.delete(policyKey(ref));
+    this.importedTotal++;
     this.log.info({ policy: policyKey(ref) }, 'Policy deleted');
     this.bump(change);
   }

@@ -177,6 +177,10 @@ async function startEcho(ctx: WorkloadContext): Promise<StartResult> {
     // when Cilium drops its packets; it is let go after a while or when the pod stops.
     held.add(socket);
     socket.on('error', () => undefined);
+    // Read and discard: a client that gives up is noticed (and its socket freed) at once.
+    socket.on('data', () => undefined);
+    socket.once('end', () => socket.destroy());
+    socket.resume();
     const timer = setTimeout(() => socket.destroy(), DROP_HOLD_MS);
     socket.once('close', () => {
       clearTimeout(timer);
