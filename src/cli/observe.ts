@@ -1,5 +1,12 @@
 import { InvalidArgumentError, type Command } from 'commander';
-import type { Flow, FlowEndpoint } from '../datapath/flows.js';
+import {
+  flowType,
+  type Flow,
+  type FlowEndpoint,
+  type FlowPolicy,
+  type FlowType,
+  type Verdict,
+} from '../datapath/flows.js';
 import {
   formatStructured,
   globalOptions,
@@ -24,6 +31,10 @@ export interface ObserveOptions {
   readonly follow: boolean;
   /** Only flows at most this old (ms). */
   readonly sinceMs?: number | undefined;
+  /** Only flows with one of these verdicts (none: every verdict). */
+  readonly verdicts?: readonly Verdict[] | undefined;
+  /** Only flows of these event types, as `flowType` reads them (none: every type). */
+  readonly types?: readonly FlowType[] | undefined;
   readonly output: OutputFormat;
   readonly io: CliIo;
   /** Ends `follow`; the command wires SIGINT/SIGTERM to it. */
@@ -72,6 +83,32 @@ function endpointText(e: FlowEndpoint): string {
   return `${name}${meta === '' ? '' : `(${meta})`} ${where}`;
 }
 
+/** Hubble's texts for the policy drop reasons; other reasons are printed as recorded. */
+const DROP_REASON_TEXT: Readonly<Record<string, string>> = {
+  POLICY_DENIED: 'Policy denied',
+  POLICY_DENY: 'Policy denied by denylist',
+};
+
+function policyNames(list: readonly FlowPolicy[] | undefined): string {
+  return (list ?? []).map((p) => `${p.name} (${p.kind})`).join(', ');
+}
+
+/**
+ * Hubble's compact policy-verdict words with `--print-policy-names`: direction, ALLOWED or
+ * DENIED, and the policies that decided. The match type (`:L3-L4`, …) is left out: the
+ * datapath does not record which part of a rule matched.
+ */
+function policyVerdictText(f: Flow): string {
+  const egress = f.direction === 'egress';
+  const allowedBy = policyNames(egress ? f.egress_allowed_by : f.ingress_allowed_by);
+  const deniedBy = policyNames(egress ? f.egress_denied_by : f.ingress_denied_by);
+  const decision =
+    f.verdict === 'DROPPED'
+      ? `DENIED${deniedBy === '' ? '' : ` BY ${deniedBy}`}`
+      : `ALLOWED${allowedBy === '' ? '' : ` BY ${allowedBy}`}`;
+  return `policy-verdict ${egress ? 'EGRESS' : 'INGRESS'} ${decision} `;
+}
+
 /** One Hubble-like line (without the newline). */
 export function formatFlow(f: Flow): string {
   const dst =
@@ -80,8 +117,11 @@ export function formatFlow(f: Flow): string {
       : endpointText(f.destination);
   const backend = f.backend !== undefined ? ` => ${endpointText(f.backend)}` : '';
   const point = f.direction === 'ingress' ? ' to-endpoint' : '';
-  const verdict = f.verdict === 'DROPPED' ? `DROPPED (${f.dropReason ?? 'unknown'})` : f.verdict;
-  return `${stamp(f.time)} [${f.node}] ${endpointText(f.source)} -> ${dst}${backend}${point} ${verdict}`;
+  const policy = flowType(f) === 'policy-verdict' ? policyVerdictText(f) : '';
+  const reason =
+    f.dropReason === undefined ? 'unknown' : (DROP_REASON_TEXT[f.dropReason] ?? f.dropReason);
+  const verdict = f.verdict === 'DROPPED' ? `DROPPED (${reason})` : f.verdict;
+  return `${stamp(f.time)} [${f.node}] ${endpointText(f.source)} -> ${dst}${backend}${point} ${policy}${verdict}`;
 }
 
 function byTime(a: Flow, b: Flow): number {
@@ -156,8 +196,12 @@ export async function observeFlows(o: ObserveOptions): Promise<void> {
   const sources = await resolveSources(o);
   const byHost = o.host !== undefined && o.host !== '';
   const clusterFilter = byHost ? o.cluster : undefined;
+  const verdicts = o.verdicts !== undefined && o.verdicts.length > 0 ? o.verdicts : undefined;
+  const types = o.types !== undefined && o.types.length > 0 ? o.types : undefined;
   const keep = (f: Flow): boolean => {
     if (o.sinceMs !== undefined && Date.parse(f.time) < Date.now() - o.sinceMs) return false;
+    if (verdicts !== undefined && !verdicts.includes(f.verdict)) return false;
+    if (types !== undefined && !types.includes(flowType(f))) return false;
     if (clusterFilter === undefined) return true;
     return (
       f.source.cluster === clusterFilter ||
@@ -166,7 +210,11 @@ export async function observeFlows(o: ObserveOptions): Promise<void> {
     );
   };
   // Filters drop flows after the fact, so the last N kept need the whole log.
-  const filtered = o.sinceMs !== undefined || clusterFilter !== undefined;
+  const filtered =
+    o.sinceMs !== undefined ||
+    clusterFilter !== undefined ||
+    verdicts !== undefined ||
+    types !== undefined;
   const first = await poll(sources, () => (filtered ? '' : `limit=${o.last}`), o.io, false);
   const initial = first.filter(keep);
   const shown = o.last === 0 ? [] : initial.slice(-o.last);
@@ -211,6 +259,31 @@ function parseCount(value: string): number {
   return n;
 }
 
+const VERDICTS: readonly Verdict[] = ['FORWARDED', 'DROPPED'];
+const FLOW_TYPES: readonly FlowType[] = ['policy-verdict', 'drop', 'trace'];
+
+/**
+ * A repeatable flag taking comma lists of `valid` words (case-insensitive); a bad word is
+ * commander's one-line usage error naming the valid ones.
+ */
+function wordList<T extends string>(
+  valid: readonly T[],
+  normalize: (s: string) => string,
+): (value: string, previous: readonly T[] | undefined) => T[] {
+  return (value, previous) => {
+    const out = [...(previous ?? [])];
+    for (const raw of value.split(',')) {
+      const word = normalize(raw.trim());
+      const found = valid.find((v) => v === word);
+      if (found === undefined) {
+        throw new InvalidArgumentError(`Expected ${valid.join(', ')} (or a comma list).`);
+      }
+      if (!out.includes(found)) out.push(found);
+    }
+    return out;
+  };
+}
+
 export function registerObserveCommands(program: Command, ctx: CliContext): void {
   program
     .command('observe')
@@ -222,6 +295,25 @@ export function registerObserveCommands(program: Command, ctx: CliContext): void
     .option('--last <n>', 'how many recent flows to show first', parseCount, 20)
     .option('-f, --follow', 'keep printing new flows until interrupted')
     .option('--since <duration>', 'only flows younger than this (500ms, 30s, 5m)', parseDuration)
+    .option(
+      '--verdict <verdict>',
+      `only flows with this verdict: ${VERDICTS.join('|')} (repeatable, or a comma list)`,
+      wordList(VERDICTS, (s) => s.toUpperCase()),
+    )
+    .option(
+      '--type <type>',
+      `only flows of this event type: ${FLOW_TYPES.join('|')} (repeatable, or a comma list)`,
+      wordList(FLOW_TYPES, (s) => s.toLowerCase()),
+    )
+    .addHelpText(
+      'after',
+      `
+Event types as Hubble names them: policy-verdict (a connection decided by the policy of an
+endpoint that enforces it, allowed or denied), drop (any other drop), trace (forwarded, no
+policy applied). Policy drops print "DROPPED (Policy denied)" when no rule allows and
+"DROPPED (Policy denied by denylist)" when a deny rule matched; policy verdicts name the
+policies that decided, e.g. "policy-verdict EGRESS ALLOWED BY allow-dns (CiliumNetworkPolicy)".`,
+    )
     .action(
       async (
         opts: {
@@ -230,6 +322,8 @@ export function registerObserveCommands(program: Command, ctx: CliContext): void
           last: number;
           follow?: boolean;
           since?: number;
+          verdict?: Verdict[];
+          type?: FlowType[];
         },
         cmd: Command,
       ) => {
@@ -250,6 +344,8 @@ export function registerObserveCommands(program: Command, ctx: CliContext): void
             last: opts.last,
             follow: opts.follow === true,
             sinceMs: opts.since,
+            verdicts: opts.verdict,
+            types: opts.type,
             output: g.output,
             io: ctx.io,
             signal: ac.signal,

@@ -11,6 +11,7 @@ import {
   type CommandGroup,
 } from './common.js';
 import { registerDaemonCommands } from './daemons.js';
+import { registerEndpointCommands } from './endpoint.js';
 import { registerKvstoreCommands } from './kvstore.js';
 import { registerMeshCommands } from './mesh.js';
 import { registerObserveCommands } from './observe.js';
@@ -28,6 +29,7 @@ const COMMAND_GROUPS: readonly CommandGroup[] = [
   registerDaemonCommands,
   registerKvstoreCommands,
   registerViewCommands,
+  registerEndpointCommands,
   registerRegistryCommands,
   registerMeshCommands,
   registerObserveCommands,
