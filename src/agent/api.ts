@@ -4,6 +4,7 @@ import { selectionSetOf } from '../service/backend-choice.js';
 import type { Addr, ConnectVerdict, L4Proto } from '../datapath/datapath.js';
 import type { FlowLog } from '../datapath/flows.js';
 import type { LocalEndpoint } from '../endpoint/table.js';
+import { ReservedIdentity } from '../policy/enforcer.js';
 import {
   json,
   startHttpServer,
@@ -126,13 +127,12 @@ export function startAgentApi(addr: string, src: AgentApiSources): Promise<Runni
 /** A row of `endpoint list`: what `cilium endpoint list` shows. */
 function endpointRow(src: AgentApiSources, ep: LocalEndpoint): Record<string, unknown> {
   const policy = src.views.policy;
-  let ingress = false;
-  let egress = false;
-  if (policy.engine.labelSetOf(ep.identity) !== undefined) {
-    const p = policy.engine.computeEndpointPolicy(ep.identity);
-    ingress = p.ingress.enforced;
-    egress = p.egress.enforced;
-  }
+  // An identity not learnt yet is decided as reserved:init, which is enforced both ways.
+  const id =
+    policy.engine.labelSetOf(ep.identity) !== undefined ? ep.identity : ReservedIdentity.Init;
+  const p = policy.engine.computeEndpointPolicy(id);
+  const ingress = p.ingress.enforced;
+  const egress = p.egress.enforced;
   return {
     id: ep.id,
     namespace: ep.namespace,

@@ -23,6 +23,7 @@ import type { FlowLog } from '../datapath/flows.js';
 import { clusterMeshMetrics } from '../metrics/clustermesh.js';
 import { KvstoreMetrics } from '../metrics/kvstore.js';
 import { registerPolicyMetrics } from '../metrics/policy.js';
+import { ReservedIdentity } from '../policy/enforcer.js';
 import { remoteBackendFactory } from '../clustermesh/backend-factory.js';
 import type { RemoteClusterTiming } from '../clustermesh/remote-cluster.js';
 import { startAgentApi } from './api.js';
@@ -134,10 +135,11 @@ export class Agent {
         const ip = this.ownNodeIP();
         if (ip === undefined) return [];
         return this.views.endpoints.list(ip).map((ep) => {
-          if (policy.engine.labelSetOf(ep.identity) === undefined) {
-            return { ingress: false, egress: false };
-          }
-          const p = policy.engine.computeEndpointPolicy(ep.identity);
+          // Not learnt yet: decided as reserved:init, enforced both ways.
+          const known = policy.engine.labelSetOf(ep.identity) !== undefined;
+          const p = policy.engine.computeEndpointPolicy(
+            known ? ep.identity : ReservedIdentity.Init,
+          );
           return { ingress: p.ingress.enforced, egress: p.egress.enforced };
         });
       },

@@ -234,7 +234,7 @@ void describe('clustermesh endpoint list|get', () => {
     '102        Enabled            Disabled          65793      k8s:app=rebel-base                                  127.204.1.6   ready',
     '                                                           k8s:io.cilium.k8s.policy.cluster=cluster1',
     '                                                           k8s:io.kubernetes.pod.namespace=default',
-    '103        Disabled           Disabled          65999      no labels                                           127.204.1.7   waiting-for-identity',
+    '103        Enabled            Enabled           65999      no labels                                           127.204.1.7   waiting-for-identity',
   ];
   const NODE2 = [
     ...TABLE_HEAD,
