@@ -61,6 +61,8 @@ export interface AgentOptions {
 /** What the agent needs of a datapath: its flow log, and a way to stop it. */
 export interface AgentDatapath {
   readonly flows: FlowLog;
+  /** The datapath's verdict on a backend (views show it next to the state). */
+  backendHealth?(address: string): 'healthy' | 'unhealthy';
   close(): void | Promise<void>;
 }
 
@@ -217,6 +219,7 @@ export class Agent {
           },
           healthy: () => this.kvstore.status()?.connected === true,
           flows: this.datapath?.flows,
+          backendHealth: this.datapath?.backendHealth?.bind(this.datapath),
         });
       },
       stop: async () => {

@@ -73,6 +73,17 @@ export interface RemoteClusterTiming {
   readonly statusCheckFailingIntervalMs: number;
   /** Consecutive failed status checks that make the connection fail. */
   readonly maxConsecutiveStatusErrors: number;
+  /**
+   * Outage detection: a bounded read every `healthCheckIntervalMs`, each abandoned after
+   * `healthCheckTimeoutMs`; once no read has succeeded for `healthCheckFailAfterMs` the
+   * remote shows as not connected and not ready (its state is kept, the connection
+   * too), and the first read that succeeds again makes it ready. The window must exceed
+   * the longest stall to ride out plus one interval: a stall of 3 s starting just after
+   * a read succeeded ends at most 3 s + interval after it. 0 disables the check.
+   */
+  readonly healthCheckIntervalMs: number;
+  readonly healthCheckTimeoutMs: number;
+  readonly healthCheckFailAfterMs: number;
   /** Cluster config retrieval: per-try deadline, linear retry unit and cap, overall deadline. */
   readonly configTimeoutMs: number;
   readonly configRetryBaseMs: number;
@@ -88,6 +99,9 @@ export const DefaultRemoteClusterTiming: RemoteClusterTiming = {
   statusCheckIntervalMs: 30_000,
   statusCheckFailingIntervalMs: 5_000,
   maxConsecutiveStatusErrors: 2,
+  healthCheckIntervalMs: 500,
+  healthCheckTimeoutMs: 1_000,
+  healthCheckFailAfterMs: 4_000,
   configTimeoutMs: 60_000,
   configRetryBaseMs: 1_000,
   configRetryMaxMs: 30_000,
@@ -142,6 +156,8 @@ export class RemoteCluster {
   private configStatus: RemoteClusterConfigStatus | undefined;
   /** Why the cluster is not connected (shown as its status). */
   private problem: string | undefined;
+  /** Set while the health check finds the remote kvstore unresponsive. */
+  private unresponsive: Error | undefined;
   private failureCount = 0;
   private lastFailureAt: Date | undefined;
   /** The cluster ID this cluster holds in the IDs manager and the logic's state belongs to. */
@@ -210,9 +226,13 @@ export class RemoteCluster {
     const s = logic.synced;
     return {
       name: this.name,
-      connected: this.reachable !== undefined,
+      connected: this.reachable !== undefined && this.unresponsive === undefined,
       ready: this.readyWith(logic),
-      status: (backend ?? this.reachable)?.status().message ?? this.problem ?? WaitingForConnection,
+      status:
+        this.unresponsive?.message ??
+        (backend ?? this.reachable)?.status().message ??
+        this.problem ??
+        WaitingForConnection,
       ...(this.configStatus === undefined ? {} : { config: this.configStatus }),
       'num-nodes': logic.numNodes,
       'num-endpoints': logic.numEndpoints,
@@ -240,6 +260,7 @@ export class RemoteCluster {
     const s = logic.synced;
     return (
       this.backend !== undefined &&
+      this.unresponsive === undefined &&
       cfg !== undefined &&
       (!cfg.required || cfg.retrieved) &&
       s.nodes &&
@@ -321,7 +342,20 @@ export class RemoteCluster {
         { etcdClusterId: backend.status().clusterId },
         'connection to remote cluster established',
       );
-      stopWatchdog = startWatchdog(backend, this.timing, signal, fail, this.log);
+      const onHealth = (err: Error | undefined): void => {
+        if (signal.aborted) return;
+        this.unresponsive = err;
+        if (err !== undefined) {
+          this.log.warn(
+            { err: err.message, failAfterMs: this.timing.healthCheckFailAfterMs },
+            'Remote kvstore not responding; remote cluster not ready',
+          );
+        } else {
+          this.log.info('Remote kvstore responding again; remote cluster ready');
+        }
+        this.changed();
+      };
+      stopWatchdog = startWatchdog(backend, this.timing, signal, fail, this.log, onHealth);
       this.reachable = backend;
 
       this.configStatus = {
@@ -365,6 +399,7 @@ export class RemoteCluster {
     } finally {
       this.backend = undefined;
       this.reachable = undefined;
+      this.unresponsive = undefined;
       await stopWatchdog?.();
       await run;
       await backend?.close().catch(() => undefined);
@@ -477,6 +512,7 @@ function startWatchdog(
   attempt: AbortSignal,
   fail: (err: Error) => void,
   log: Logger,
+  onHealth: (err: Error | undefined) => void,
 ): () => Promise<void> {
   const ac = new AbortController();
   const signal = AbortSignal.any([attempt, ac.signal]);
@@ -535,11 +571,61 @@ function startWatchdog(
   };
   probeTimer = setTimeout(() => void probe(), t.statusCheckIntervalMs);
 
+  // Health check: bounded reads one after the other, so one is always pending while
+  // the remote stalls and the first answer after it resumes counts. Not ready once no
+  // read succeeded for healthCheckFailAfterMs; a deadline timer decides, not the reads,
+  // so detection does not wait for a read to time out.
+  let healthTimer: NodeJS.Timeout | undefined;
+  let deadlineTimer: NodeJS.Timeout | undefined;
+  let lastError: Error | undefined;
+  let down = false;
+  const armDeadline = (): void => {
+    clearTimeout(deadlineTimer);
+    deadlineTimer = setTimeout(() => {
+      if (signal.aborted || down) return;
+      down = true;
+      onHealth(
+        new ClusterMeshError(
+          ErrorCode.KvstoreUnreachable,
+          `remote kvstore not responding for more than ${formatMs(t.healthCheckFailAfterMs)}` +
+            (lastError === undefined ? '' : `: ${errorMessage(lastError)}`),
+        ),
+      );
+    }, t.healthCheckFailAfterMs);
+  };
+  const check = async (): Promise<void> => {
+    const started = Date.now();
+    try {
+      await bounded(backend.get(HeartbeatPath), signal, t.healthCheckTimeoutMs, 'health check');
+      if (signal.aborted) return;
+      lastError = undefined;
+      armDeadline();
+      if (down) {
+        down = false;
+        onHealth(undefined);
+      }
+    } catch (err) {
+      if (signal.aborted) return;
+      lastError = toError(err);
+      log.debug({ err: errorMessage(err) }, 'remote kvstore health check failed');
+    }
+    healthTimer = setTimeout(
+      () => void check(),
+      Math.max(0, started + t.healthCheckIntervalMs - Date.now()),
+    );
+  };
+  if (t.healthCheckIntervalMs > 0 && t.healthCheckFailAfterMs > 0) {
+    armDeadline();
+    healthTimer = setTimeout(() => void check(), t.healthCheckIntervalMs);
+  }
+
   return async () => {
     ac.abort();
     unsubscribe();
     clearTimeout(heartbeatTimer);
     clearTimeout(probeTimer);
+    clearTimeout(healthTimer);
+    clearTimeout(deadlineTimer);
     await heartbeatWatch;
   };
 }

@@ -8,7 +8,11 @@ import type { IdentityCache } from '../identity/cache.js';
 import { hostCidr, type IPCache } from '../ipcache/ipcache.js';
 import type { ServiceTable, TableBackend } from '../service/table.js';
 import { FlowLog, type Flow, type FlowEndpoint } from './flows.js';
+import { BackendHealth, isHealthProbe, type BackendHealthOptions } from './health.js';
 import { LoadBalancerMap, type LbFrontend } from './lb-map.js';
+
+/** Drop reason of a connection attempt to a backend that failed and was retried elsewhere. */
+export const BACKEND_UNHEALTHY = 'BACKEND_UNHEALTHY';
 
 /** Reserved identities (Cilium's numbering) for addresses the ipcache does not know. */
 export const RESERVED_HOST = 1;
@@ -24,6 +28,8 @@ export interface NodeDatapathOptions {
   readonly identities?: IdentityCache | undefined;
   readonly log: Logger;
   readonly flowCapacity?: number | undefined;
+  /** Backend health checking; `false` turns it off (every backend counts as healthy). */
+  readonly health?: Omit<BackendHealthOptions, 'log' | 'sourceIP'> | false | undefined;
 }
 
 export interface Addr {
@@ -49,6 +55,7 @@ export class NodeDatapath {
   readonly lb: LoadBalancerMap;
   readonly flows: FlowLog;
   readonly log: Logger;
+  readonly health: BackendHealth | undefined;
   private readonly ipcache: IPCache;
   private readonly identities: IdentityCache | undefined;
 
@@ -58,7 +65,11 @@ export class NodeDatapath {
     this.log = opts.log.child({ cluster: opts.cluster, node: opts.node.name, subsys: 'datapath' });
     this.ipcache = opts.ipcache;
     this.identities = opts.identities;
-    this.lb = new LoadBalancerMap(opts.services, this.log);
+    this.health =
+      opts.health === false
+        ? undefined
+        : new BackendHealth({ ...opts.health, sourceIP: opts.node.ip, log: this.log });
+    this.lb = new LoadBalancerMap(opts.services, this.log, {}, this.health);
     this.flows = new FlowLog(opts.flowCapacity);
   }
 
@@ -85,6 +96,33 @@ export class NodeDatapath {
       dstPort: frontend.port,
       proto: frontend.protocol,
     });
+  }
+
+  /**
+   * Another backend for a connection whose dial to `failed` did not succeed (the failure
+   * is reported first, so health already steers the choice); undefined when none is left.
+   */
+  alternativeBackend(
+    frontend: LbFrontend,
+    src: Addr,
+    failed: TableBackend,
+  ): TableBackend | undefined {
+    return this.lb.alternative(
+      frontend,
+      {
+        srcIP: src.ip,
+        srcPort: src.port,
+        dstIP: frontend.ip,
+        dstPort: frontend.port,
+        proto: frontend.protocol,
+      },
+      failed.address,
+    );
+  }
+
+  /** Health of a backend as this node's datapath sees it. */
+  backendHealth(address: string): 'healthy' | 'unhealthy' {
+    return this.health?.healthOf(address) ?? 'healthy';
   }
 
   /**
@@ -147,11 +185,13 @@ export class NodeDatapath {
     reason: string,
     frontend?: LbFrontend,
     backend?: TableBackend,
+    error?: string,
   ): Flow {
     return this.flows.record({
       node: this.node.name,
       verdict: 'DROPPED',
       dropReason: reason,
+      ...(error === undefined ? {} : { error }),
       protocol: 'TCP',
       direction: 'egress',
       source: this.endpointOf(src.ip, src.port),
@@ -162,7 +202,9 @@ export class NodeDatapath {
   }
 
   /** A direct connection a workload of this node accepted (no translation involved). */
-  recordIngress(conn: IngressConnection): Flow {
+  recordIngress(conn: IngressConnection): Flow | undefined {
+    // Health probes of the datapaths are not traffic.
+    if (isHealthProbe(conn.peer.ip, conn.pod.ip, conn.localPort)) return undefined;
     let dst = this.endpointOf(conn.pod.ip, conn.localPort);
     if (dst.identity === RESERVED_WORLD) dst = { ip: dst.ip, port: dst.port };
     return this.flows.record({
@@ -184,5 +226,6 @@ export class NodeDatapath {
 
   close(): void {
     this.lb.close();
+    this.health?.close();
   }
 }

@@ -8,7 +8,7 @@
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { TableBackend } from '../service/table.js';
-import type { Addr, NodeDatapath } from './datapath.js';
+import { BACKEND_UNHEALTHY, type Addr, type NodeDatapath } from './datapath.js';
 import type { LbFrontend, LoadBalancerMap } from './lb-map.js';
 
 export interface ServiceProxyOptions {
@@ -33,6 +33,8 @@ export interface ServiceProxyStats {
   readonly dropped: number;
   /** Upstream dials retried with less of the client's source (see SourceMode). */
   readonly sourceFallbacks: number;
+  /** Connections whose backend failed and that were dialled again to another backend. */
+  readonly retried: number;
   /** Open sockets, both sides of each proxied connection. */
   readonly sockets: number;
 }
@@ -92,6 +94,7 @@ export class ServiceProxy {
     forwarded: 0,
     dropped: 0,
     sourceFallbacks: 0,
+    retried: 0,
   };
 
   constructor(private readonly opts: ServiceProxyOptions) {
@@ -312,7 +315,7 @@ export class ServiceProxy {
       this.drop(dp, conn, src, dst, 'no backends', frontend);
       return;
     }
-    this.dial(dp, conn, src, dst, frontend, backend, 'tuple');
+    this.dial(dp, conn, src, dst, frontend, backend, 'tuple', false);
   }
 
   private drop(
@@ -337,6 +340,7 @@ export class ServiceProxy {
     frontend: LbFrontend,
     backend: TableBackend,
     mode: SourceMode,
+    retried: boolean,
   ): void {
     const { client } = conn;
     if (client.destroyed) return;
@@ -359,7 +363,17 @@ export class ServiceProxy {
       const next = NEXT_MODE[mode];
       if (next !== undefined && SOURCE_BIND_ERRORS.has(code)) {
         this.counters.sourceFallbacks++;
-        this.dial(dp, conn, src, dst, frontend, backend, next);
+        this.dial(dp, conn, src, dst, frontend, backend, next, retried);
+        return;
+      }
+      dp.health?.reportFailure(backend.address, code);
+      // One more try on another backend, so a connection made before the failure is
+      // detected does not fail with it.
+      const other = retried ? undefined : dp.alternativeBackend(frontend, src, backend);
+      if (other !== undefined && !conn.client.destroyed) {
+        this.counters.retried++;
+        dp.recordDropped(src, dst, BACKEND_UNHEALTHY, frontend, backend, code);
+        this.dial(dp, conn, src, dst, frontend, other, 'tuple', true);
         return;
       }
       this.drop(dp, conn, src, dst, code, frontend, backend);
@@ -372,6 +386,7 @@ export class ServiceProxy {
         return;
       }
       this.counters.forwarded++;
+      dp.health?.reportSuccess(backend.address);
       dp.recordForwarded(src, dst, { frontend, backend });
       upstream.on('error', () => {
         reset(client);

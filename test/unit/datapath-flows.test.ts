@@ -205,6 +205,7 @@ void describe('NodeDatapath', () => {
         localPort: 80,
         peer: { ip: '127.205.1.1', port: 4000 },
       });
+      assert.ok(f !== undefined);
       assert.equal(f.direction, 'ingress');
       assert.deepEqual(f.destination, {
         ip: '127.204.1.1',
