@@ -8,13 +8,21 @@ import {
   usageError,
   type CliContext,
 } from './common.js';
+import {
+  addBackendProbeOptions,
+  addHealthCheckOptions,
+  backendHealthOptions,
+  healthCheckTiming,
+  type BackendProbeFlags,
+  type HealthCheckFlags,
+} from './daemons.js';
 
 /**
  * `clustermesh up` (a local mesh in the foreground) and `clustermesh exec` (run a
  * request as one of its pods). Heavy modules load inside the actions.
  */
 
-interface UpFlags {
+interface UpFlags extends HealthCheckFlags, BackendProbeFlags {
   readonly clusters: number;
   readonly nodes: number;
   readonly kvstore?: 'etcd' | 'memory' | undefined;
@@ -36,9 +44,9 @@ function positiveInt(value: string): number {
 }
 
 export function registerMeshCommands(program: Command, ctx: CliContext): void {
-  program
-    .command('up')
-    .description('run a local mesh: N clusters × M nodes with kvstores, daemons, DNS and workloads')
+  const up = program.command('up');
+  addBackendProbeOptions(addHealthCheckOptions(up));
+  up.description('run a local mesh: N clusters × M nodes with kvstores, daemons, DNS and workloads')
     .addOption(
       new Option('--clusters <n>', 'number of clusters (cluster1..N, IDs 1..N)')
         .argParser(positiveInt)
@@ -96,6 +104,8 @@ Stops everything it started on Ctrl-C (SIGINT) or SIGTERM.`,
         example: flags.example,
         stateDir: flags.stateDir,
         dnsPort: flags.dnsPort,
+        backendHealth: backendHealthOptions(flags),
+        remoteTiming: healthCheckTiming(flags),
         log,
       });
       const stopping = untilSignal();

@@ -16,7 +16,8 @@ import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { Agent } from '../agent/module.js';
 import { Apiserver } from '../apiserver/module.js';
-import { NodeDatapath } from '../datapath/datapath.js';
+import { NodeDatapath, type NodeDatapathOptions } from '../datapath/datapath.js';
+import type { RemoteClusterTiming } from '../clustermesh/remote-cluster.js';
 import { ServiceProxy } from '../datapath/service-proxy.js';
 import { createRegistryDnsSource } from '../dns/registry-source.js';
 import { startDnsServer, type RunningDnsServer } from '../dns/server.js';
@@ -54,6 +55,10 @@ export interface UpOptions {
   /** Port of the DNS servers; 53 by default, a free port when 53 cannot be bound. */
   readonly dnsPort?: number | undefined;
   readonly log: Logger;
+  /** Backend health checking of every node's datapath (defaults: see datapath/health.ts). */
+  readonly backendHealth?: NodeDatapathOptions['health'];
+  /** Remote-cluster timing of the agents and KVStoreMesh (outage detection). */
+  readonly remoteTiming?: Partial<RemoteClusterTiming> | undefined;
   /** How long `start` waits for every agent to see every remote cluster ready. */
   readonly readyTimeoutMs?: number | undefined;
 }
@@ -389,6 +394,7 @@ export class LocalMesh {
         nodeName: node.name,
         clustermeshConfig: c.configDir,
         apiAddr: `${node.ip}:${port}`,
+        timing: this.opts.remoteTiming,
         datapath: (views, log) => {
           const dp = new NodeDatapath({
             cluster: c.addr.name,
@@ -396,6 +402,7 @@ export class LocalMesh {
             services: views.services,
             ipcache: views.ipcache,
             identities: views.identities,
+            health: this.opts.backendHealth,
             log,
           });
           entry.datapath = dp;
