@@ -20,6 +20,31 @@ import { MemoryBackend } from '../../src/kvstore/memory.js';
 import type { MemoryStore } from '../../src/kvstore/memory-store.js';
 import { HeartbeatPath, encodeHeartbeat } from '../../src/keyspace/index.js';
 import { eventually } from '../support/eventually.js';
+import type { RemoteBackendFactory } from '../../src/clustermesh/backend-factory.js';
+import type { KeyValue } from '../../src/kvstore/backend.js';
+
+/** A remote kvstore that can stall like a SIGSTOPped etcd: reads wait until it resumes. */
+class StallableBackend extends MemoryBackend {
+  private resume: Promise<void> | undefined;
+  private release: (() => void) | undefined;
+
+  stall(): void {
+    this.resume ??= new Promise<void>((resolve) => {
+      this.release = resolve;
+    });
+  }
+
+  unstall(): void {
+    this.release?.();
+    this.resume = undefined;
+    this.release = undefined;
+  }
+
+  override async get(key: string): Promise<KeyValue | undefined> {
+    if (this.resume !== undefined) await this.resume;
+    return super.get(key);
+  }
+}
 
 const WAIT_MS = 5_000;
 
@@ -29,6 +54,7 @@ interface HarnessOptions {
   readonly timing?: Partial<RemoteClusterTiming>;
   readonly drainDelayMs?: number;
   readonly metrics?: ClusterMeshMetrics;
+  readonly backendFactory?: RemoteBackendFactory;
 }
 
 /** A ClusterMesh on a temp config dir whose remotes are named in-memory stores. */
@@ -64,6 +90,7 @@ class Harness {
       rescanIntervalMs: 100,
       numGlobalServices: () => 0,
       metrics: opts.metrics,
+      backendFactory: opts.backendFactory,
       onClusterRemoved: (name) => h.removed.push(name),
     });
     await h.mesh.start();
@@ -356,6 +383,64 @@ describe('ClusterMesh with in-memory remotes', () => {
     assert.equal(s['num-nodes'], 2);
     assert.equal(h.logic('c2').drains, 0);
     assert.ok(h.logic('c2').runs >= 2);
+  });
+
+  it('health check: rides out a short stall, not ready during a long one, ready on the first answer', async () => {
+    let stallable: StallableBackend | undefined;
+    const h = await harness({
+      // Status checks slow enough that only the health check acts within this test.
+      timing: {
+        callTimeoutMs: 10_000,
+        statusCheckIntervalMs: 10_000,
+        healthCheckIntervalMs: 50,
+        healthCheckTimeoutMs: 100,
+        healthCheckFailAfterMs: 500,
+      },
+      backendFactory: () => {
+        // Called only once the config file below exists, after `h` is assigned.
+        stallable = new StallableBackend(h.store('c2'));
+        return Promise.resolve(stallable);
+      },
+    });
+    await seedRemoteCluster(h.writer('c2'), 'c2', 2, { nodes: ['n1'] });
+    await h.writeConfig('c2');
+    await h.waitReady('c2');
+    const b = stallable;
+    assert.ok(b !== undefined);
+    const readiness: boolean[] = [];
+    const sampler = setInterval(() => readiness.push(h.status('c2').ready), 10);
+    try {
+      // A stall shorter than the window minus one interval: never not ready.
+      b.stall();
+      await delay(300);
+      b.unstall();
+      await delay(200);
+      assert.ok(!readiness.includes(false), 'no false alarm during a short stall');
+
+      // Held: not ready within the window (plus a little scheduling slack).
+      readiness.length = 0;
+      const t0 = Date.now();
+      b.stall();
+      await eventually(() => {
+        assert.equal(h.status('c2').ready, false);
+      }, WAIT_MS);
+      const ms = Date.now() - t0;
+      assert.ok(ms >= 400 && ms < 1000, `not ready after ${ms} ms`);
+      const s = h.status('c2');
+      assert.equal(s.connected, false);
+      assert.match(s.status, /not responding/);
+      assert.equal(s['num-nodes'], 1, 'state is kept');
+
+      // The first answer makes it ready again, on the same connection.
+      const failures = s['num-failures'];
+      b.unstall();
+      await h.waitReady('c2');
+      assert.equal(h.status('c2')['num-failures'], failures);
+      assert.equal(h.logic('c2').drains, 0);
+    } finally {
+      clearInterval(sampler);
+      b.unstall();
+    }
   });
 
   it('fails the connection when the remote heartbeat goes stale', async () => {

@@ -458,3 +458,89 @@ describe('ServiceLB performance', () => {
     assert.ok(selectMs < 200, `100k selects took ${selectMs} ms`);
   });
 });
+
+describe('ServiceLB selection with backend health', () => {
+  const local = [
+    { address: '10.1.0.1:80/TCP', cluster: 'c1', state: 'active' as const, preferred: true },
+    { address: '10.1.0.2:80/TCP', cluster: 'c1', state: 'active' as const, preferred: true },
+  ];
+  const remote = [
+    { address: '10.2.0.1:80/TCP', cluster: 'c2', state: 'active' as const, preferred: false },
+    { address: '10.2.0.2:80/TCP', cluster: 'c2', state: 'active' as const, preferred: false },
+  ];
+  const all: LbBackend[] = [...local, ...remote];
+  const addresses = (set: readonly LbBackend[]): string[] => set.map((b) => b.address);
+  const flows = randomFlows(500, 7);
+
+  it('applies affinity to the healthy backends, and fails open when none is healthy', () => {
+    const down = new Set<string>();
+    const lb = new ServiceLB(all, { isHealthy: (a) => !down.has(a) });
+    assert.deepEqual(addresses(lb.selectionSet()), addresses(local));
+
+    down.add('10.1.0.1:80/TCP');
+    assert.equal(lb.refreshHealth(), true);
+    assert.deepEqual(addresses(lb.selectionSet()), ['10.1.0.2:80/TCP']);
+    assert.ok(lb.usingPreferred);
+
+    down.add('10.1.0.2:80/TCP');
+    lb.refreshHealth();
+    assert.deepEqual(addresses(lb.selectionSet()), addresses(remote), 'other healthy ones');
+    assert.equal(lb.usingPreferred, false);
+
+    for (const b of all) down.add(b.address);
+    lb.refreshHealth();
+    assert.deepEqual(addresses(lb.selectionSet()), addresses(local), 'fail open: affinity again');
+    for (const f of flows) assert.ok(lb.select(f) !== undefined);
+
+    down.clear();
+    lb.refreshHealth();
+    assert.deepEqual(addresses(lb.selectionSet()), addresses(local));
+    assert.deepEqual(
+      addresses(selectionSetOf(all, (a) => a.startsWith('10.2.'))),
+      addresses(remote),
+    );
+  });
+
+  it('health never revives a backend that cannot take new flows', () => {
+    const lb = new ServiceLB(
+      [{ ...remote[0], state: 'terminating' } as LbBackend, remote[1] as LbBackend],
+      { isHealthy: (a) => a === remote[0]?.address },
+    );
+    // The only healthy one is terminating: fail open over the usable ones.
+    assert.deepEqual(addresses(lb.selectionSet()), [remote[1]?.address]);
+  });
+
+  it('moves only the flows of the unhealthy backend (Maglev)', () => {
+    const down = new Set<string>();
+    const lb = new ServiceLB(
+      remote.concat(local).map((b) => ({ ...b, preferred: false })),
+      {
+        isHealthy: (a) => !down.has(a),
+      },
+    );
+    const before = assign(lb, flows);
+    down.add('10.2.0.1:80/TCP');
+    lb.refreshHealth();
+    const after = assign(lb, flows);
+    let moved = 0;
+    before.forEach((b, i) => {
+      if (b !== '10.2.0.1:80/TCP' && after[i] !== b) moved++;
+    });
+    assert.ok(moved < flows.length * 0.05, `${moved} flows of healthy backends moved`);
+    assert.ok(!after.includes('10.2.0.1:80/TCP'));
+  });
+
+  it('alternative: another backend of the selection, else any other usable one', () => {
+    const lb = new ServiceLB(all);
+    const f = flows[0] as FlowKey;
+    const picked = lb.select(f)?.address ?? '';
+    const alt = lb.alternative(f, picked);
+    assert.ok(alt !== undefined && alt.address !== picked && alt.preferred);
+    const single = new ServiceLB([local[0] as LbBackend, remote[0] as LbBackend]);
+    assert.equal(single.alternative(f, local[0]?.address ?? '')?.address, remote[0]?.address);
+    assert.equal(
+      new ServiceLB([local[0] as LbBackend]).alternative(f, local[0]?.address ?? ''),
+      undefined,
+    );
+  });
+});
