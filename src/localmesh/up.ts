@@ -22,7 +22,12 @@ import { ServiceProxy } from '../datapath/service-proxy.js';
 import { createRegistryDnsSource } from '../dns/registry-source.js';
 import { startDnsServer, type RunningDnsServer } from '../dns/server.js';
 import type { Backend } from '../kvstore/backend.js';
-import { createBackend, resolveKvstoreConfig, type KvstoreConfig } from '../kvstore/config.js';
+import {
+  createBackend,
+  resolveKvstoreConfig,
+  sharedMemoryStore,
+  type KvstoreConfig,
+} from '../kvstore/config.js';
 import { DefaultMaxConnectedClusters, type MaxConnectedClusters } from '../keyspace/index.js';
 import { KvstoreMesh } from '../kvstoremesh/module.js';
 import { sleep } from '../lib/abort.js';
@@ -40,7 +45,7 @@ import {
   type ClusterAddressing,
   type NodeAddressing,
 } from './addressing.js';
-import { startControlApi, type ControlApi } from './control-api.js';
+import { startControlApi, type ControlApi, type Fault } from './control-api.js';
 import { example, type ExampleName } from './example.js';
 import { readMeshState, stateFile, type MeshState } from './mesh-state.js';
 
@@ -97,6 +102,8 @@ export class LocalMesh {
   private kind: 'etcd' | 'memory' = 'memory';
   private state: MeshState | undefined;
   private createdStateDir = false;
+  /** etcd processes stopped by `freeze-kvstore`. */
+  private readonly frozen = new Set<number>();
 
   constructor(private readonly opts: UpOptions) {
     if (!Number.isInteger(opts.clusters) || opts.clusters < 1 || opts.clusters > MAX_CLUSTERS) {
@@ -252,7 +259,16 @@ export class LocalMesh {
             this.clusters.flatMap((c) =>
               c.registry === undefined || c.runtime === undefined
                 ? []
-                : [[c.addr.name, { registry: c.registry, runtime: c.runtime }] as const],
+                : [
+                    [
+                      c.addr.name,
+                      {
+                        registry: c.registry,
+                        runtime: c.runtime,
+                        fault: (action: Fault) => this.fault(c, action),
+                      },
+                    ] as const,
+                  ],
             ),
           ),
           log: o.log,
@@ -279,6 +295,15 @@ export class LocalMesh {
   }
 
   async stop(): Promise<void> {
+    // A frozen etcd would not stop: resume it first.
+    for (const pid of this.frozen) {
+      try {
+        process.kill(pid, 'SIGCONT');
+      } catch {
+        // Already gone.
+      }
+    }
+    this.frozen.clear();
     await this.lifecycle.stop();
   }
 
@@ -357,6 +382,37 @@ export class LocalMesh {
       log: this.opts.log,
       memoryStoreName: this.memoryStoreOf(c),
     };
+  }
+
+  /**
+   * Fault injection (tests, benches). `crash-workloads` kills every pod socket of the
+   * cluster and its workload controllers at once, as a node crash would, so nothing
+   * tells the control plane (Pods, CiliumEndpoints and EndpointSlices stay as they were);
+   * `crash-cluster` also takes down its agents, proxy, KVStoreMesh, apiserver and
+   * kvstore. Crashes are not undone: the mesh is meant to be stopped afterwards.
+   * `freeze-kvstore` / `thaw-kvstore` stop and resume the cluster's etcd process.
+   */
+  private async fault(c: MeshCluster, action: Fault): Promise<void> {
+    this.log.warn({ cluster: c.addr.name, action }, 'Injecting fault on request');
+    if (action === 'freeze-kvstore' || action === 'thaw-kvstore') {
+      const pid = c.etcd?.pid;
+      if (pid === undefined) {
+        throw new ClusterMeshError(ErrorCode.InvalidArgument, `${action}: needs --kvstore etcd`);
+      }
+      if (action === 'freeze-kvstore') this.frozen.add(pid);
+      else this.frozen.delete(pid);
+      process.kill(pid, action === 'freeze-kvstore' ? 'SIGSTOP' : 'SIGCONT');
+      return;
+    }
+    await c.runtime?.stop();
+    if (action === 'crash-workloads') return;
+    await Promise.all(c.agents.map((a) => a.agent.stop()));
+    await c.proxy?.stop();
+    await c.kvstoremesh?.stop();
+    await c.apiserver?.stop();
+    if (c.etcd !== undefined) await c.etcd.stop();
+    const store = this.memoryStoreOf(c);
+    if (store !== undefined) sharedMemoryStore(store).setAvailable(false);
   }
 
   /** In-process stores are named after the state dir too: two meshes in one process stay apart. */
