@@ -10,6 +10,7 @@ const benches: Record<string, () => Promise<{ main: (args: string[]) => Promise<
   kvstoremesh: () => import('./kvstoremesh.js'),
   datapath: () => import('./datapath.js'),
   'cli-start': () => import('./cli-start.js'),
+  failover: () => import('./failover.js'),
 };
 
 const [name, ...args] = process.argv.slice(2);
