@@ -20,6 +20,7 @@ import { promisify } from 'node:util';
 import { curlFrom, parseCurlArgs } from '../../src/exec/curl.js';
 import { readMeshState, type MeshState } from '../../src/localmesh/mesh-state.js';
 import { eventually } from '../support/eventually.js';
+import { acquireUpAddresses } from '../support/up-lock.js';
 
 const run = promisify(execFile);
 const BIN = fileURLToPath(new URL('../../bin/clustermesh', import.meta.url));
@@ -265,6 +266,15 @@ async function requests(state: MeshState, n: number): Promise<Reply[]> {
 function clustersOf(replies: readonly Reply[]): Set<string> {
   return new Set(replies.map((r) => r.Cluster));
 }
+
+// Other files start meshes on the same addresses (failover.test.ts): one at a time.
+let releaseAddresses: (() => Promise<void>) | undefined;
+before(async () => {
+  releaseAddresses = await acquireUpAddresses();
+});
+after(async () => {
+  await releaseAddresses?.();
+});
 
 function upScenario(kvstore: 'etcd' | 'memory', kvstoremesh = false): void {
   const title = `clustermesh up (${kvstore}${kvstoremesh ? ', KVStoreMesh' : ''})`;
