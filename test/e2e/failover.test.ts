@@ -88,7 +88,7 @@ interface ServiceJson {
   readonly backends: readonly { address: string; cluster: string; health?: string }[];
 }
 
-describe('failover on clustermesh up (memory)', { timeout: 180_000 }, () => {
+describe('failover on clustermesh up (memory)', { timeout: 240_000 }, () => {
   let dir: string;
   let child: ChildProcess | undefined;
   let output = '';
