@@ -143,12 +143,13 @@ describe('failover on clustermesh up (memory)', { timeout: 240_000 }, () => {
       assert.deepEqual(
         new Set(svc.backends.map((b) => b.cluster)),
         new Set(['cluster1', 'cluster2']),
+        `${JSON.stringify(svc)}\n${output}`,
       );
       assert.ok(
         svc.backends.every((b) => b.health === 'healthy'),
         JSON.stringify(svc),
       );
-    }, 60_000);
+    }, 90_000);
   });
 
   after(async () => {
