@@ -138,7 +138,7 @@ describe('failover on clustermesh up (memory)', { timeout: 240_000 }, () => {
       assert.notEqual(xwing, '');
       const services = JSON.parse(await cli(['service', 'list', '-o', 'json'])) as ServiceJson[];
       const svc = services.find((s) => s.service === 'default/rebel-base');
-      assert.ok(svc !== undefined);
+      assert.ok(svc !== undefined, 'svc !== undefined');
       clusterIP = svc.frontend.split(':')[0] ?? '';
       assert.deepEqual(
         new Set(svc.backends.map((b) => b.cluster)),
@@ -176,7 +176,10 @@ describe('failover on clustermesh up (memory)', { timeout: 240_000 }, () => {
       before.every((s) => s.ok),
       'no failure before the crash',
     );
-    assert.ok(new Set(before.map((s) => s.cluster)).has('cluster2'));
+    assert.ok(
+      new Set(before.map((s) => s.cluster)).has('cluster2'),
+      "new Set(before.map((s) => s.cluster)).has('cluster2')",
+    );
     const late = samples.filter((s) => s.sentAt >= t + 1_000);
     assert.ok(late.length > 100, `${late.length} requests after the first second`);
     assert.deepEqual(
@@ -193,7 +196,7 @@ describe('failover on clustermesh up (memory)', { timeout: 240_000 }, () => {
     // The control plane still lists them; the datapath knows better.
     const services = JSON.parse(await cli(['service', 'list', '-o', 'json'])) as ServiceJson[];
     const svc = services.find((s) => s.service === 'default/rebel-base');
-    assert.ok(svc !== undefined);
+    assert.ok(svc !== undefined, 'svc !== undefined');
     for (const b of svc.backends) {
       assert.equal(b.health, b.cluster === 'cluster2' ? 'unhealthy' : 'healthy', b.address);
     }
@@ -231,6 +234,9 @@ describe('failover on clustermesh up (memory)', { timeout: 240_000 }, () => {
     // Backends are kept while the remote is unreachable, as Cilium keeps them.
     const services = JSON.parse(await cli(['service', 'list', '-o', 'json'])) as ServiceJson[];
     const svc = services.find((s) => s.service === 'default/rebel-base');
-    assert.ok(svc?.backends.some((b) => b.cluster === 'cluster2'));
+    assert.ok(
+      svc?.backends.some((b) => b.cluster === 'cluster2'),
+      "svc?.backends.some((b) => b.cluster === 'cluster2')",
+    );
   });
 });

@@ -224,7 +224,7 @@ void describe('etcd with mutual TLS', () => {
 
   const fixtureTls = (): Required<EtcdTls> => {
     const t = etcd.tls;
-    assert.ok(t !== undefined);
+    assert.ok(t !== undefined, 't !== undefined');
     return { ca: Buffer.from(t.ca), cert: Buffer.from(t.cert), key: Buffer.from(t.key) };
   };
 
@@ -440,7 +440,7 @@ void describe('frozen (SIGSTOPped) etcd', () => {
     const b = await backends.open({ endpoints: etcd.endpoints, callTimeoutMs: 2_000 });
     await b.put('frozen/a', '1');
     const pid = etcd.pid;
-    assert.ok(pid !== undefined);
+    assert.ok(pid !== undefined, 'pid !== undefined');
     process.kill(pid, 'SIGSTOP');
     try {
       for (const call of [() => b.get('frozen/a'), () => b.put('frozen/a', '2')]) {
@@ -466,7 +466,7 @@ void describe('frozen (SIGSTOPped) etcd', () => {
     }
     const start = Date.now();
     assert.equal((await b.get('frozen/a'))?.value, '1');
-    assert.ok(Date.now() - start < 2_000);
+    assert.ok(Date.now() - start < 2_000, 'Date.now() - start < 2_000');
     assert.equal(b.status().connected, true);
   });
 });
@@ -506,7 +506,7 @@ void describe('a remote cluster whose etcd stalls (SIGSTOP, SIGCONT), default ti
 
   const status = (): RemoteClusterStatus => {
     const s = mesh.status().clusters.find((c) => c.name === 'c2');
-    assert.ok(s);
+    assert.ok(s, 's');
     return s;
   };
 
@@ -515,7 +515,7 @@ void describe('a remote cluster whose etcd stalls (SIGSTOP, SIGCONT), default ti
       assert.equal(status().ready, true, JSON.stringify(status()));
     }, 15_000);
     const pid = etcd.pid;
-    assert.ok(pid !== undefined);
+    assert.ok(pid !== undefined, 'pid !== undefined');
     const notReady: number[] = [];
     const sampler = setInterval(() => {
       if (!status().ready) notReady.push(Date.now());
@@ -574,7 +574,7 @@ void describe('lease keepalive across a short etcd restart', () => {
     owner.onLeaseLost((keys) => lostKeys.push(...keys));
     for (let i = 0; i < 5; i++) await owner.put(`${p}${i}`, `v${i}`, { lease: true });
     const lease = (await owner.get(`${p}0`))?.lease;
-    assert.ok(lease !== undefined);
+    assert.ok(lease !== undefined, 'lease !== undefined');
     // A control key whose keepalive stops: it shows the wait below outlasts the TTL.
     const control = await backends.open({ endpoints: etcd.endpoints, leaseTtlSeconds: TTL });
     await control.put(`${p}control`, 'c', { lease: true });

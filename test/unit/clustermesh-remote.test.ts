@@ -276,7 +276,7 @@ describe('ClusterMesh with in-memory remotes', () => {
       assert.equal(s.connected, false);
       assert.equal(s.status, 'clusterID 5 is already used');
       assert.ok(s['num-failures'] >= 2, `failures ${s['num-failures']}`);
-      assert.ok(s['last-failure'] !== undefined);
+      assert.ok(s['last-failure'] !== undefined, "s['last-failure'] !== undefined");
     }, WAIT_MS);
     assert.equal(h.logic('c3').runs, 0);
     assert.equal(h.status('c2').ready, true, 'the first holder is undisturbed');
@@ -296,7 +296,7 @@ describe('ClusterMesh with in-memory remotes', () => {
     await eventually(() => {
       const s = h.status('c2');
       assert.equal(s.status, 'clusterID 7 is assigned to the local cluster');
-      assert.ok(s['num-failures'] >= 1);
+      assert.ok(s['num-failures'] >= 1, "s['num-failures'] >= 1");
       assert.equal(s.ready, false);
     }, WAIT_MS);
   });
@@ -372,7 +372,7 @@ describe('ClusterMesh with in-memory remotes', () => {
       const s = h.status('c2');
       assert.equal(s.connected, false);
       assert.equal(s.ready, false);
-      assert.ok(s['num-failures'] >= 1);
+      assert.ok(s['num-failures'] >= 1, "s['num-failures'] >= 1");
       assert.match(s.status, /unavailable/);
     }, WAIT_MS);
     assert.equal(h.status('c2')['num-nodes'], 2, 'entries are kept while disconnected');
@@ -382,7 +382,7 @@ describe('ClusterMesh with in-memory remotes', () => {
     const s = await h.waitReady('c2');
     assert.equal(s['num-nodes'], 2);
     assert.equal(h.logic('c2').drains, 0);
-    assert.ok(h.logic('c2').runs >= 2);
+    assert.ok(h.logic('c2').runs >= 2, "h.logic('c2').runs >= 2");
   });
 
   it('health check: rides out a short stall, not ready during a long one, ready on the first answer', async () => {
@@ -406,7 +406,7 @@ describe('ClusterMesh with in-memory remotes', () => {
     await h.writeConfig('c2');
     await h.waitReady('c2');
     const b = stallable;
-    assert.ok(b !== undefined);
+    assert.ok(b !== undefined, 'b !== undefined');
     const readiness: boolean[] = [];
     const sampler = setInterval(() => readiness.push(h.status('c2').ready), 10);
     try {
@@ -451,7 +451,7 @@ describe('ClusterMesh with in-memory remotes', () => {
     // Seen at connect, then never updated: stale after 2 × 100 ms.
     await eventually(() => {
       const s = h.status('c2');
-      assert.ok(s['num-failures'] >= 1);
+      assert.ok(s['num-failures'] >= 1, "s['num-failures'] >= 1");
       assert.match(s.status, /heartbeat/);
     }, WAIT_MS);
 
@@ -527,17 +527,17 @@ describe('ClusterMesh with in-memory remotes', () => {
     store.setAvailable(false);
     await eventually(() => {
       assert.ok(calls.includes('c2 failures=1'), calls.join('; '));
-      assert.ok(calls.includes('c2 last=set'));
-      assert.ok(calls.includes('c2 ready=false'));
+      assert.ok(calls.includes('c2 last=set'), "calls.includes('c2 last=set')");
+      assert.ok(calls.includes('c2 ready=false'), "calls.includes('c2 ready=false')");
     }, WAIT_MS);
     store.setAvailable(true);
     await h.waitReady('c2');
 
     await unlink(join(h.dir, 'c2'));
     await eventually(() => {
-      assert.ok(calls.includes('c2 removed'));
+      assert.ok(calls.includes('c2 removed'), "calls.includes('c2 removed')");
     }, WAIT_MS);
-    assert.ok(calls.includes('clusters=0'));
+    assert.ok(calls.includes('clusters=0'), "calls.includes('clusters=0')");
   });
 
   it('stops without draining and leaves no timers or watchers behind', async () => {

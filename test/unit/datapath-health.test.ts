@@ -165,7 +165,7 @@ async function requests(cip: string, n: number): Promise<{ ok: Set<string>; fail
 
 function selection(dp: NodeDatapath, cip: string): string[] {
   const f = dp.frontendOf(cip, frontendPort);
-  assert.ok(f !== undefined);
+  assert.ok(f !== undefined, 'f !== undefined');
   return f.lb.selectionSet().map((b) => b.address);
 }
 
@@ -268,20 +268,26 @@ void describe('health-aware failover through the service proxy', () => {
       await killBackend(victim);
       const during = await requests(cip, 60);
       assert.equal(during.failed, 0, 'the retry covers the connections that met the dead backend');
-      assert.ok(!during.ok.has(victim));
+      assert.ok(!during.ok.has(victim), '!during.ok.has(victim)');
       assert.equal(fx.dp.backendHealth(address(victim)), 'unhealthy');
-      assert.ok(!selection(fx.dp, cip).includes(address(victim)));
-      assert.ok(fx.proxy.stats.retried >= 1);
+      assert.ok(
+        !selection(fx.dp, cip).includes(address(victim)),
+        '!selection(fx.dp, cip).includes(address(victim))',
+      );
+      assert.ok(fx.proxy.stats.retried >= 1, 'fx.proxy.stats.retried >= 1');
       const drops = fx.dp.flows.list().flows.filter((f) => f.dropReason === BACKEND_UNHEALTHY);
       const drop = drops[0];
-      assert.ok(drop !== undefined);
+      assert.ok(drop !== undefined, 'drop !== undefined');
       assert.equal(drop.error, 'ECONNREFUSED');
       assert.equal(drop.backend?.ip, victim);
 
       // Back: the first passing probe lifts the ejection.
       await startBackend(victim);
       await until(() => fx.dp.backendHealth(address(victim)) === 'healthy', { timeoutMs: 5000 });
-      assert.ok(selection(fx.dp, cip).includes(address(victim)));
+      assert.ok(
+        selection(fx.dp, cip).includes(address(victim)),
+        'selection(fx.dp, cip).includes(address(victim))',
+      );
     } finally {
       await fx.close();
       for (const ip of [...LOCAL_BACKENDS, ...REMOTE_BACKENDS]) await killBackend(ip);

@@ -61,8 +61,14 @@ void describe('kvstoremesh: reflection into the local cache', () => {
       '{"id":2,"capabilities":{"syncedCanaries":true,"cached":true,"maxConnectedClusters":255,"serviceExportsEnabled":false}}',
     );
     // The cache keys and the config live on the writer's lease, as in the reference.
-    assert.ok((await h.local.get('cilium/cache/nodes/v1/c2/node-1'))?.lease !== undefined);
-    assert.ok((await h.local.get('cilium/cluster-config/c2'))?.lease !== undefined);
+    assert.ok(
+      (await h.local.get('cilium/cache/nodes/v1/c2/node-1'))?.lease !== undefined,
+      "(await h.local.get('cilium/cache/nodes/v1/c2/node-1'))?.lease !== undefined",
+    );
+    assert.ok(
+      (await h.local.get('cilium/cluster-config/c2'))?.lease !== undefined,
+      "(await h.local.get('cilium/cluster-config/c2'))?.lease !== undefined",
+    );
 
     const s = h.status('c2');
     assert.equal(s.ready, true);
@@ -132,7 +138,7 @@ void describe('kvstoremesh: reflection into the local cache', () => {
       const data = order
         .map((k, i) => [k, i] as const)
         .filter(([k]) => k.startsWith(`cilium/cache/${res}/v1/c2/`));
-      assert.ok(data.length > 0);
+      assert.ok(data.length > 0, 'data.length > 0');
       for (const [k, i] of data) assert.ok(i < canary, `${k} written before the ${res} canary`);
     }
     assert.equal(
@@ -143,6 +149,7 @@ void describe('kvstoremesh: reflection into the local cache', () => {
     // The config comes before any data: agents switch to the cache, then wait for canaries.
     assert.ok(
       order.indexOf('cilium/cluster-config/c2') < order.findIndex((k) => k.includes('/cache/')),
+      "order.indexOf('cilium/cluster-config/c2') < order.findIndex((k) => k.includes('/cache/'))",
     );
   });
 
@@ -225,7 +232,7 @@ void describe('kvstoremesh: reflection into the local cache', () => {
     await h.configure('c2');
     await (await h.start({ remote: { clusterConfigIntervalMs: 100 } })).waitReady(5_000);
     const before = (await h.local.get('cilium/cluster-config/c2'))?.value;
-    assert.ok(before !== undefined);
+    assert.ok(before !== undefined, 'before !== undefined');
     await h.local.delete('cilium/cluster-config/c2');
     await eventually(async () => {
       assert.equal((await h.local.get('cilium/cluster-config/c2'))?.value, before);
