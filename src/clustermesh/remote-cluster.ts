@@ -13,6 +13,7 @@ import { aborted, bounded, isAborted, sleep } from '../lib/abort.js';
 import { ClusterMeshError, ErrorCode, errorMessage, toError } from '../lib/errors.js';
 import { silentLogger } from '../lib/logger.js';
 import { defaultRemoteBackendFactory, type RemoteBackendFactory } from './backend-factory.js';
+import { observeWatchEvents, RemoteFreshness } from './freshness.js';
 import type { ClusterIdsManager } from './idsmgr.js';
 import {
   WaitingForConnection,
@@ -118,6 +119,8 @@ export interface RemoteClusterOptions {
   readonly timing?: Partial<RemoteClusterTiming> | undefined;
   /** Called after every state change worth re-exporting (metrics). */
   readonly onChange?: ((name: string) => void) | undefined;
+  /** Clock of the freshness times (tests). */
+  readonly now?: (() => number) | undefined;
   readonly log?: Logger | undefined;
 }
 
@@ -162,6 +165,8 @@ export class RemoteCluster {
   private lastFailureAt: Date | undefined;
   /** The cluster ID this cluster holds in the IDs manager and the logic's state belongs to. */
   private knownId: number | undefined;
+  /** Kept across reconnects: while cut off, the ages say how old the view is. */
+  private readonly freshness: RemoteFreshness;
 
   constructor(private readonly opts: RemoteClusterOptions) {
     this.name = opts.name;
@@ -169,6 +174,7 @@ export class RemoteCluster {
     this.timing = { ...DefaultRemoteClusterTiming, ...opts.timing };
     this.log = (opts.log ?? silentLogger).child({ cluster: opts.name });
     this.factory = opts.backendFactory ?? defaultRemoteBackendFactory;
+    this.freshness = new RemoteFreshness(opts.now);
   }
 
   /** Starts the connection controller (idempotent). */
@@ -252,6 +258,7 @@ export class RemoteCluster {
         services: s.services,
         ...(s.serviceExports === undefined ? {} : { 'service-exports': s.serviceExports }),
       },
+      freshness: this.freshness.status(),
     };
   }
 
@@ -355,7 +362,9 @@ export class RemoteCluster {
         }
         this.changed();
       };
-      stopWatchdog = startWatchdog(backend, this.timing, signal, fail, this.log, onHealth);
+      stopWatchdog = startWatchdog(backend, this.timing, signal, fail, this.log, onHealth, (v) => {
+        this.freshness.heartbeat(v);
+      });
       this.reachable = backend;
 
       this.configStatus = {
@@ -374,7 +383,9 @@ export class RemoteCluster {
       this.backend = backend;
       this.changed();
 
-      const live = backend;
+      const live = observeWatchEvents(backend, () => {
+        this.freshness.event();
+      });
       const ready = (): void => {
         if (succeeded || signal.aborted) return;
         succeeded = true;
@@ -513,6 +524,7 @@ function startWatchdog(
   fail: (err: Error) => void,
   log: Logger,
   onHealth: (err: Error | undefined) => void,
+  onHeartbeat: (value: string) => void,
 ): () => Promise<void> {
   const ac = new AbortController();
   const signal = AbortSignal.any([attempt, ac.signal]);
@@ -539,8 +551,15 @@ function startWatchdog(
   };
   const heartbeatWatch = (async () => {
     try {
+      // The listed value may have been written a minute ago: receiving it now says
+      // nothing about when the writer last wrote, nor about the delay.
+      let listed = false;
       for await (const ev of backend.listAndWatch(HeartbeatPath, signal)) {
-        if (ev.kind === 'upsert' && ev.key === HeartbeatPath) heartbeatSeen();
+        if (ev.kind === 'listDone') listed = true;
+        if (ev.kind === 'upsert' && ev.key === HeartbeatPath) {
+          heartbeatSeen();
+          if (listed) onHeartbeat(ev.value);
+        }
       }
     } catch (err) {
       if (!signal.aborted) log.debug({ err: errorMessage(err) }, 'heartbeat watch ended');

@@ -11,7 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterEach, describe, it } from 'node:test';
-import { ClusterMesh, type ClusterMeshMetrics } from '../../src/clustermesh/clustermesh.js';
+import {
+  ClusterMesh,
+  type ClusterMeshMetrics,
+  type RemoteClusterFreshnessSample,
+} from '../../src/clustermesh/clustermesh.js';
 import type { RemoteClusterTiming } from '../../src/clustermesh/remote-cluster.js';
 import type { RemoteClusterStatus } from '../../src/clustermesh/status.js';
 import { FastRemoteTiming, NodesRemoteCluster, seedRemoteCluster } from '../support/clustermesh.js';
@@ -171,10 +175,12 @@ describe('ClusterMesh with in-memory remotes', () => {
       'sync-canaries': false,
     });
     assert.equal(h.mesh.idsManager.idOf('c2'), 2);
-    // The `status -o json` shape of DESIGN §5 (last-failure appears after a failure).
+    // The `status -o json` shape of DESIGN §5 (last-failure appears after a failure), plus
+    // freshness, which only the daemons' own APIs carry.
     assert.deepEqual(Object.keys(s).sort(), [
       'config',
       'connected',
+      'freshness',
       'name',
       'num-endpoints',
       'num-failures',
@@ -507,6 +513,8 @@ describe('ClusterMesh with in-memory remotes', () => {
       remoteClusterLastFailureTs: (c, ts) => calls.push(`${c} last=${ts > 0 ? 'set' : 0}`),
       remoteClusterReadiness: (c, r) => calls.push(`${c} ready=${r}`),
       remoteClusterNodes: (c, n) => calls.push(`${c} nodes=${n}`),
+      remoteClusterFreshness: (c, f) =>
+        calls.push(`${c} heartbeat-age=${f.heartbeatAgeSeconds === undefined ? 'none' : 'set'}`),
       remoteClusterRemoved: (c) => calls.push(`${c} removed`),
     };
     const h = await harness({ metrics });
@@ -522,6 +530,8 @@ describe('ClusterMesh with in-memory remotes', () => {
       'c2 last=0',
       'c2 ready=true',
       'c2 nodes=1',
+      // Only the listing has read the heartbeat so far: no sample yet.
+      'c2 heartbeat-age=none',
     ]);
 
     store.setAvailable(false);
@@ -538,6 +548,60 @@ describe('ClusterMesh with in-memory remotes', () => {
       assert.ok(calls.includes('c2 removed'), "calls.includes('c2 removed')");
     }, WAIT_MS);
     assert.ok(calls.includes('clusters=0'), "calls.includes('clusters=0')");
+  });
+
+  it('reports freshness: heartbeats and changes received after the listing, and the delay', async () => {
+    const samples: RemoteClusterFreshnessSample[] = [];
+    const metrics: ClusterMeshMetrics = {
+      remoteClusters: () => undefined,
+      remoteClusterFailures: () => undefined,
+      remoteClusterLastFailureTs: () => undefined,
+      remoteClusterReadiness: () => undefined,
+      remoteClusterNodes: () => undefined,
+      remoteClusterFreshness: (_c, f) => samples.push(f),
+      remoteClusterRemoved: () => undefined,
+    };
+    const h = await harness({ metrics });
+    const w = h.writer('c2');
+    await seedRemoteCluster(w, 'c2', 2, { nodes: ['n1'] });
+    await h.writeConfig('c2');
+    const connected = Date.now();
+    await h.waitReady('c2');
+    // The listed heartbeat and node may be old: they set nothing.
+    assert.deepEqual(h.status('c2').freshness, {});
+
+    // A heartbeat written 3 s ago (seconds truncated, as Go's RFC 3339 writes it).
+    await w.put(HeartbeatPath, encodeHeartbeat(new Date(Date.now() - 3_000)));
+    const f = await eventually(() => {
+      const fr = h.status('c2').freshness;
+      assert.ok(fr?.['last-heartbeat'] !== undefined, JSON.stringify(fr));
+      return fr;
+    }, WAIT_MS);
+    const delay = f['propagation-delay-ms'] ?? -1;
+    assert.ok(delay >= 3_000 && delay < 4_500, `delay ${delay}`);
+    assert.ok(Date.parse(f['last-heartbeat'] ?? '') >= connected, 'received after connecting');
+    assert.equal(f['last-event'], undefined);
+
+    await w.put('cilium/state/nodes/v1/c2/n2', JSON.stringify({ Name: 'n2', Cluster: 'c2' }));
+    await eventually(() => {
+      const fr = h.status('c2').freshness;
+      assert.ok(fr?.['last-event'] !== undefined, JSON.stringify(fr));
+    }, WAIT_MS);
+
+    samples.length = 0;
+    h.mesh.updateMetrics();
+    const m = samples.at(-1);
+    assert.ok(m !== undefined, 'a freshness sample');
+    assert.ok((m.heartbeatAgeSeconds ?? -1) >= 0 && (m.heartbeatAgeSeconds ?? 99) < 5, 'age');
+    assert.ok((m.lastEventAgeSeconds ?? -1) >= 0 && (m.lastEventAgeSeconds ?? 99) < 5, 'age');
+    assert.equal(m.propagationDelaySeconds, delay / 1000);
+
+    // A malformed heartbeat still counts as one, without a delay.
+    await w.put(HeartbeatPath, 'not a time');
+    await eventually(() => {
+      const fr = h.status('c2').freshness;
+      assert.equal(fr?.['propagation-delay-ms'], undefined, JSON.stringify(fr));
+    }, WAIT_MS);
   });
 
   it('stops without draining and leaves no timers or watchers behind', async () => {

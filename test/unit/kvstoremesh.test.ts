@@ -331,8 +331,15 @@ void describe('kvstoremesh: reflection into the local cache', () => {
       verbose.out,
       /^ {3}└ {2}synchronization status: nodes=true, endpoints=true, identities=true, services=true, service-exports=true$/m,
     );
+    // Everything of c2 came with the listing: nothing has been received since.
+    assert.match(
+      verbose.out,
+      /^ {3}c2: ready[^\n]*\n(?: {3}└ [^\n]*\n){3} {3}└ {2}freshness: last heartbeat never, last event never, propagation delay unknown$/m,
+    );
+    assert.doesNotMatch(text.out, /freshness/);
 
     const json = await run('-o', 'json', 'kvstoremesh', 'status', '--url', url);
+    assert.doesNotMatch(json.out, /freshness/, 'not in the reference model');
     const doc = JSON.parse(json.out) as { clusters: { name: string }[] };
     assert.deepEqual(
       doc.clusters.map((c) => c.name),
