@@ -29,4 +29,25 @@ export default tseslint.config(
       '@typescript-eslint/no-confusing-void-expression': ['error', { ignoreArrowShorthand: true }],
     },
   },
+  {
+    // Without a message, a failing assert.ok derives one by re-reading the source file at
+    // the call site's position. Under tsx that position is in the transformed code, not the
+    // file on disk, and Node 20 can then recurse re-parsing the file for minutes with the
+    // event loop blocked (seen as an e2e run hanging at full CPU).
+    files: ['test/**/*.ts', 'bench/**/*.ts'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector:
+            "CallExpression[callee.type='MemberExpression'][callee.object.name='assert'][callee.property.name='ok'][arguments.length<2]",
+          message: 'Give assert.ok a message: without one, a failure under tsx can hang Node 20.',
+        },
+        {
+          selector: "CallExpression[callee.name='assert'][arguments.length<2]",
+          message: 'Give assert() a message: without one, a failure under tsx can hang Node 20.',
+        },
+      ],
+    },
+  },
 );

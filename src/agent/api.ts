@@ -26,6 +26,8 @@ export interface AgentApiSources {
   readonly connect?: ((src: Addr, dst: Addr, proto: L4Proto) => ConnectVerdict) | undefined;
   /** This node's IP: its endpoints are the ones on it. */
   nodeIP?: (() => string | undefined) | undefined;
+  /** The datapath's backend health; without a datapath every backend is healthy. */
+  readonly backendHealth?: ((address: string) => 'healthy' | 'unhealthy') | undefined;
 }
 
 /**
@@ -36,6 +38,9 @@ export interface AgentApiSources {
  * dst=IP&dport=N[&sport=N][&proto=TCP|UDP]`, `/healthz`, `/metrics`.
  */
 export function startAgentApi(addr: string, src: AgentApiSources): Promise<RunningHttpServer> {
+  const health = (address: string): 'healthy' | 'unhealthy' =>
+    src.backendHealth?.(address) ?? 'healthy';
+  const isHealthy = (address: string): boolean => health(address) === 'healthy';
   return startHttpServer(addr, '--api-addr', {
     '/healthz': () => (src.healthy() ? { body: 'ok\n' } : { status: 500, body: 'not ready\n' }),
     '/metrics': () => src.metrics(),
@@ -64,18 +69,22 @@ export function startAgentApi(addr: string, src: AgentApiSources): Promise<Runni
             cluster: b.cluster,
             state: b.state,
             preferred: b.preferred,
+            health: health(b.address),
           })),
         })),
       ),
     // What the datapath programs: with affinity, only the usable preferred backends
-    // (all usable ones when none is), as the reference's filterPreferredBackends.
+    // (all usable ones when none is), as the reference's filterPreferredBackends, among
+    // the healthy ones (all of them when none is healthy: fail open).
     '/v1/lb': () =>
       json(
         src.views.services.frontends().map((f) => ({
           frontend: f.frontend,
           revnat: f.id,
           flags: `${f.type}, non-routable`,
-          backends: selectionSetOf(f.backends).map((b) => b.address),
+          backends: selectionSetOf(f.backends, isHealthy).map((b) => b.address),
+          // Backends left out because the datapath found them unhealthy.
+          unhealthy: f.backends.filter((b) => !isHealthy(b.address)).map((b) => b.address),
         })),
       ),
     '/v1/flows': (_req, url) => flowsRoute(src.flows, url),

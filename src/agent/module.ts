@@ -65,6 +65,8 @@ export interface AgentDatapath {
   readonly flows: FlowLog;
   /** Egress decision for a connection a local endpoint is about to make (`/v1/connect`). */
   connect?(src: Addr, dst: Addr, proto: L4Proto): ConnectVerdict;
+  /** The datapath's verdict on a backend (views show it next to the state). */
+  backendHealth?(address: string): 'healthy' | 'unhealthy';
   close(): void | Promise<void>;
 }
 
@@ -255,6 +257,7 @@ export class Agent {
           flows: this.datapath?.flows,
           connect: this.datapath?.connect?.bind(this.datapath),
           nodeIP: () => this.ownNodeIP(),
+          backendHealth: this.datapath?.backendHealth?.bind(this.datapath),
         });
       },
       stop: async () => {

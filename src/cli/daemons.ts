@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { KvstoreConfig } from '../kvstore/config.js';
 import type { MaxConnectedClusters } from '../keyspace/index.js';
+import type { RemoteClusterTiming } from '../clustermesh/remote-cluster.js';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import {
   addKvstoreOptions,
@@ -35,13 +36,129 @@ interface ClusterFlags extends KvstoreCliOptions {
 }
 
 /** The hidden timing flags of commands that connect to remote clusters (agent, KVStoreMesh). */
-interface RemoteTimingFlags {
+interface RemoteTimingFlags extends HealthCheckFlags {
   readonly clustermeshRetryBase: number;
   readonly heartbeatInterval: number;
 }
 
-function addRemoteTimingOptions(cmd: Command): Command {
+/** Outage detection of remote kvstores (agent, KVStoreMesh, up). */
+export interface HealthCheckFlags {
+  readonly clustermeshHealthCheckInterval: number;
+  readonly clustermeshHealthCheckTimeout: number;
+  readonly clustermeshHealthCheckFailAfter: number;
+}
+
+export function addHealthCheckOptions(cmd: Command): Command {
   return cmd
+    .addOption(
+      durationOption(
+        '--clustermesh-health-check-interval <duration>',
+        'how often a remote kvstore is read to check that it answers',
+        '500ms',
+      ),
+    )
+    .addOption(
+      durationOption(
+        '--clustermesh-health-check-timeout <duration>',
+        'deadline of each remote kvstore health check',
+        '1s',
+      ),
+    )
+    .addOption(
+      durationOption(
+        '--clustermesh-health-check-fail-after <duration>',
+        'a remote cluster whose kvstore has not answered for this long is not ready (keep it above the stalls to ride out plus one interval)',
+        '4s',
+      ),
+    );
+}
+
+export function healthCheckTiming(o: HealthCheckFlags): {
+  healthCheckIntervalMs: number;
+  healthCheckTimeoutMs: number;
+  healthCheckFailAfterMs: number;
+} {
+  return {
+    healthCheckIntervalMs: o.clustermeshHealthCheckInterval,
+    healthCheckTimeoutMs: o.clustermeshHealthCheckTimeout,
+    healthCheckFailAfterMs: o.clustermeshHealthCheckFailAfter,
+  };
+}
+
+/** Backend health checking of the userspace datapath (up). */
+export interface BackendProbeFlags {
+  readonly backendProbeInterval: number;
+  readonly backendProbeTimeout: number;
+  readonly backendProbeFailures: number;
+  readonly backendEjectFailures: number;
+  readonly backendEjectBackoff: number;
+}
+
+export function addBackendProbeOptions(cmd: Command): Command {
+  const count = (flags: string, description: string, def: number): Option =>
+    new Option(flags, description)
+      .argParser((v: string) => {
+        const n = intArg(v);
+        if (n < 1) throw new InvalidArgumentError('Must be at least 1.');
+        return n;
+      })
+      .default(def);
+  return cmd
+    .addOption(
+      durationOption(
+        '--backend-probe-interval <duration>',
+        'how often each agent probes every service backend (TCP connect)',
+        '500ms',
+      ),
+    )
+    .addOption(
+      durationOption(
+        '--backend-probe-timeout <duration>',
+        'deadline of each backend probe',
+        '500ms',
+      ),
+    )
+    .addOption(
+      count(
+        '--backend-probe-failures <n>',
+        'consecutive failed probes that mark a backend unhealthy',
+        2,
+      ),
+    )
+    .addOption(
+      count(
+        '--backend-eject-failures <n>',
+        'consecutive failed connections that eject a backend',
+        1,
+      ),
+    )
+    .addOption(
+      durationOption(
+        '--backend-eject-backoff <duration>',
+        'how long an ejected backend is avoided unless a probe passes first',
+        '5s',
+      ),
+    );
+}
+
+export function backendHealthOptions(o: BackendProbeFlags): {
+  probeIntervalMs: number;
+  probeTimeoutMs: number;
+  probeFailures: number;
+  ejectAfterFailures: number;
+  ejectBackoffMs: number;
+} {
+  return {
+    probeIntervalMs: o.backendProbeInterval,
+    probeTimeoutMs: o.backendProbeTimeout,
+    probeFailures: o.backendProbeFailures,
+    ejectAfterFailures: o.backendEjectFailures,
+    ejectBackoffMs: o.backendEjectBackoff,
+  };
+}
+
+function addRemoteTimingOptions(cmd: Command): Command {
+  return addHealthCheckOptions(cmd)
     .addOption(
       durationOption(
         '--clustermesh-retry-base <duration>',
@@ -58,8 +175,12 @@ function addRemoteTimingOptions(cmd: Command): Command {
     );
 }
 
-function remoteTiming(o: RemoteTimingFlags): { retryBaseMs: number; heartbeatIntervalMs: number } {
-  return { retryBaseMs: o.clustermeshRetryBase, heartbeatIntervalMs: o.heartbeatInterval };
+function remoteTiming(o: RemoteTimingFlags): Partial<RemoteClusterTiming> {
+  return {
+    retryBaseMs: o.clustermeshRetryBase,
+    heartbeatIntervalMs: o.heartbeatInterval,
+    ...healthCheckTiming(o),
+  };
 }
 
 /** How often a daemon writes its cluster config again (apiserver, KVStoreMesh). */

@@ -9,13 +9,21 @@ import {
   type CliContext,
   policyDefaultLocalClusterOption,
 } from './common.js';
+import {
+  addBackendProbeOptions,
+  addHealthCheckOptions,
+  backendHealthOptions,
+  healthCheckTiming,
+  type BackendProbeFlags,
+  type HealthCheckFlags,
+} from './daemons.js';
 
 /**
  * `clustermesh up` (a local mesh in the foreground) and `clustermesh exec` (run a
  * request as one of its pods). Heavy modules load inside the actions.
  */
 
-interface UpFlags {
+interface UpFlags extends HealthCheckFlags, BackendProbeFlags {
   readonly clusters: number;
   readonly nodes: number;
   readonly kvstore?: 'etcd' | 'memory' | undefined;
@@ -38,9 +46,9 @@ function positiveInt(value: string): number {
 }
 
 export function registerMeshCommands(program: Command, ctx: CliContext): void {
-  program
-    .command('up')
-    .description('run a local mesh: N clusters × M nodes with kvstores, daemons, DNS and workloads')
+  const up = program.command('up');
+  addBackendProbeOptions(addHealthCheckOptions(up));
+  up.description('run a local mesh: N clusters × M nodes with kvstores, daemons, DNS and workloads')
     .addOption(
       new Option('--clusters <n>', 'number of clusters (cluster1..N, IDs 1..N)')
         .argParser(positiveInt)
@@ -100,6 +108,8 @@ Stops everything it started on Ctrl-C (SIGINT) or SIGTERM.`,
         stateDir: flags.stateDir,
         dnsPort: flags.dnsPort,
         policyDefaultLocalCluster: flags.policyDefaultLocalCluster === 'true',
+        backendHealth: backendHealthOptions(flags),
+        remoteTiming: healthCheckTiming(flags),
         log,
       });
       const stopping = untilSignal();

@@ -147,6 +147,8 @@ interface ServiceJson {
     readonly cluster: string;
     readonly state: string;
     readonly preferred: boolean;
+    /** Absent from agents without a datapath (and older ones): healthy. */
+    readonly health?: string;
   }[];
 }
 
@@ -155,6 +157,7 @@ interface LbJson {
   readonly revnat: number;
   readonly flags: string;
   readonly backends: readonly string[];
+  readonly unhealthy?: readonly string[];
 }
 
 /** `cilium-dbg service list` (1.14–1.17): first backend on the service line. */
@@ -163,7 +166,7 @@ export function formatServiceList(services: readonly ServiceJson[]): string {
   for (const s of services) {
     const backends = s.backends.map(
       (b, i) =>
-        `${i + 1} => ${b.address} (${b.state})${b.preferred ? ' (preferred)' : ''} [${b.cluster}]`,
+        `${i + 1} => ${b.address} (${b.state}${b.health === 'unhealthy' ? ', unhealthy' : ''})${b.preferred ? ' (preferred)' : ''} [${b.cluster}]`,
     );
     rows.push([String(s.id), s.frontend, s.type, backends[0] ?? '']);
     for (const b of backends.slice(1)) rows.push(['', '', '', b]);
@@ -177,6 +180,10 @@ export function formatLbList(entries: readonly LbJson[]): string {
   for (const e of entries) {
     rows.push([e.frontend, `0.0.0.0:0 (${e.revnat}) (0) [${e.flags}]`]);
     e.backends.forEach((b, i) => rows.push([e.frontend, `${b} (${e.revnat}) (${i + 1})`]));
+    // Unhealthy backends hold no slot; listed so the operator sees why they are missing.
+    for (const b of e.unhealthy ?? []) {
+      if (!e.backends.includes(b)) rows.push([e.frontend, `${b} (${e.revnat}) (unhealthy)`]);
+    }
   }
   return tabwrite(rows);
 }

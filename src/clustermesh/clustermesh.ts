@@ -3,6 +3,7 @@ import { errorMessage } from '../lib/errors.js';
 import { silentLogger } from '../lib/logger.js';
 import type { RemoteBackendFactory } from './backend-factory.js';
 import { ConfigDirWatcher } from './config-dir.js';
+import { freshnessAges } from './freshness.js';
 import { ClusterIdsManager } from './idsmgr.js';
 import {
   RemoteCluster,
@@ -28,8 +29,20 @@ export interface ClusterMeshMetrics {
   remoteClusterReadiness(cluster: string, ready: boolean): void;
   /** `remote_cluster_nodes`. */
   remoteClusterNodes(cluster: string, nodes: number): void;
+  /**
+   * Not in the reference (see freshness.ts): `remote_cluster_heartbeat_age_seconds`,
+   * `remote_cluster_last_event_age_seconds`, `remote_cluster_propagation_delay_seconds`;
+   * undefined: nothing received yet, so no sample.
+   */
+  remoteClusterFreshness(cluster: string, f: RemoteClusterFreshnessSample): void;
   /** The cluster's configuration was removed: drop its label values. */
   remoteClusterRemoved(cluster: string): void;
+}
+
+export interface RemoteClusterFreshnessSample {
+  readonly heartbeatAgeSeconds: number | undefined;
+  readonly lastEventAgeSeconds: number | undefined;
+  readonly propagationDelaySeconds: number | undefined;
 }
 
 export interface ClusterMeshOptions {
@@ -167,6 +180,7 @@ export class ClusterMesh {
     );
     m.remoteClusterReadiness(name, s.ready);
     m.remoteClusterNodes(name, s['num-nodes']);
+    m.remoteClusterFreshness(name, freshnessAges(s.freshness ?? {}, Date.now()));
   }
 
   private add(name: string, path: string): void {

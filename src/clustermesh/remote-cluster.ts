@@ -13,6 +13,7 @@ import { aborted, bounded, isAborted, sleep } from '../lib/abort.js';
 import { ClusterMeshError, ErrorCode, errorMessage, toError } from '../lib/errors.js';
 import { silentLogger } from '../lib/logger.js';
 import { defaultRemoteBackendFactory, type RemoteBackendFactory } from './backend-factory.js';
+import { observeWatchEvents, RemoteFreshness } from './freshness.js';
 import type { ClusterIdsManager } from './idsmgr.js';
 import {
   WaitingForConnection,
@@ -73,6 +74,17 @@ export interface RemoteClusterTiming {
   readonly statusCheckFailingIntervalMs: number;
   /** Consecutive failed status checks that make the connection fail. */
   readonly maxConsecutiveStatusErrors: number;
+  /**
+   * Outage detection: a bounded read every `healthCheckIntervalMs`, each abandoned after
+   * `healthCheckTimeoutMs`; once no read has succeeded for `healthCheckFailAfterMs` the
+   * remote shows as not connected and not ready (its state is kept, the connection
+   * too), and the first read that succeeds again makes it ready. The window must exceed
+   * the longest stall to ride out plus one interval: a stall of 3 s starting just after
+   * a read succeeded ends at most 3 s + interval after it. 0 disables the check.
+   */
+  readonly healthCheckIntervalMs: number;
+  readonly healthCheckTimeoutMs: number;
+  readonly healthCheckFailAfterMs: number;
   /** Cluster config retrieval: per-try deadline, linear retry unit and cap, overall deadline. */
   readonly configTimeoutMs: number;
   readonly configRetryBaseMs: number;
@@ -88,6 +100,9 @@ export const DefaultRemoteClusterTiming: RemoteClusterTiming = {
   statusCheckIntervalMs: 30_000,
   statusCheckFailingIntervalMs: 5_000,
   maxConsecutiveStatusErrors: 2,
+  healthCheckIntervalMs: 500,
+  healthCheckTimeoutMs: 1_000,
+  healthCheckFailAfterMs: 4_000,
   configTimeoutMs: 60_000,
   configRetryBaseMs: 1_000,
   configRetryMaxMs: 30_000,
@@ -104,6 +119,8 @@ export interface RemoteClusterOptions {
   readonly timing?: Partial<RemoteClusterTiming> | undefined;
   /** Called after every state change worth re-exporting (metrics). */
   readonly onChange?: ((name: string) => void) | undefined;
+  /** Clock of the freshness times (tests). */
+  readonly now?: (() => number) | undefined;
   readonly log?: Logger | undefined;
 }
 
@@ -142,10 +159,14 @@ export class RemoteCluster {
   private configStatus: RemoteClusterConfigStatus | undefined;
   /** Why the cluster is not connected (shown as its status). */
   private problem: string | undefined;
+  /** Set while the health check finds the remote kvstore unresponsive. */
+  private unresponsive: Error | undefined;
   private failureCount = 0;
   private lastFailureAt: Date | undefined;
   /** The cluster ID this cluster holds in the IDs manager and the logic's state belongs to. */
   private knownId: number | undefined;
+  /** Kept across reconnects: while cut off, the ages say how old the view is. */
+  private readonly freshness: RemoteFreshness;
 
   constructor(private readonly opts: RemoteClusterOptions) {
     this.name = opts.name;
@@ -153,6 +174,7 @@ export class RemoteCluster {
     this.timing = { ...DefaultRemoteClusterTiming, ...opts.timing };
     this.log = (opts.log ?? silentLogger).child({ cluster: opts.name });
     this.factory = opts.backendFactory ?? defaultRemoteBackendFactory;
+    this.freshness = new RemoteFreshness(opts.now);
   }
 
   /** Starts the connection controller (idempotent). */
@@ -210,9 +232,13 @@ export class RemoteCluster {
     const s = logic.synced;
     return {
       name: this.name,
-      connected: this.reachable !== undefined,
+      connected: this.reachable !== undefined && this.unresponsive === undefined,
       ready: this.readyWith(logic),
-      status: (backend ?? this.reachable)?.status().message ?? this.problem ?? WaitingForConnection,
+      status:
+        this.unresponsive?.message ??
+        (backend ?? this.reachable)?.status().message ??
+        this.problem ??
+        WaitingForConnection,
       ...(this.configStatus === undefined ? {} : { config: this.configStatus }),
       'num-nodes': logic.numNodes,
       'num-endpoints': logic.numEndpoints,
@@ -232,6 +258,7 @@ export class RemoteCluster {
         services: s.services,
         ...(s.serviceExports === undefined ? {} : { 'service-exports': s.serviceExports }),
       },
+      freshness: this.freshness.status(),
     };
   }
 
@@ -240,6 +267,7 @@ export class RemoteCluster {
     const s = logic.synced;
     return (
       this.backend !== undefined &&
+      this.unresponsive === undefined &&
       cfg !== undefined &&
       (!cfg.required || cfg.retrieved) &&
       s.nodes &&
@@ -321,7 +349,22 @@ export class RemoteCluster {
         { etcdClusterId: backend.status().clusterId },
         'connection to remote cluster established',
       );
-      stopWatchdog = startWatchdog(backend, this.timing, signal, fail, this.log);
+      const onHealth = (err: Error | undefined): void => {
+        if (signal.aborted) return;
+        this.unresponsive = err;
+        if (err !== undefined) {
+          this.log.warn(
+            { err: err.message, failAfterMs: this.timing.healthCheckFailAfterMs },
+            'Remote kvstore not responding; remote cluster not ready',
+          );
+        } else {
+          this.log.info('Remote kvstore responding again; remote cluster ready');
+        }
+        this.changed();
+      };
+      stopWatchdog = startWatchdog(backend, this.timing, signal, fail, this.log, onHealth, (v) => {
+        this.freshness.heartbeat(v);
+      });
       this.reachable = backend;
 
       this.configStatus = {
@@ -340,7 +383,9 @@ export class RemoteCluster {
       this.backend = backend;
       this.changed();
 
-      const live = backend;
+      const live = observeWatchEvents(backend, () => {
+        this.freshness.event();
+      });
       const ready = (): void => {
         if (succeeded || signal.aborted) return;
         succeeded = true;
@@ -365,6 +410,7 @@ export class RemoteCluster {
     } finally {
       this.backend = undefined;
       this.reachable = undefined;
+      this.unresponsive = undefined;
       await stopWatchdog?.();
       await run;
       await backend?.close().catch(() => undefined);
@@ -477,6 +523,8 @@ function startWatchdog(
   attempt: AbortSignal,
   fail: (err: Error) => void,
   log: Logger,
+  onHealth: (err: Error | undefined) => void,
+  onHeartbeat: (value: string) => void,
 ): () => Promise<void> {
   const ac = new AbortController();
   const signal = AbortSignal.any([attempt, ac.signal]);
@@ -503,8 +551,15 @@ function startWatchdog(
   };
   const heartbeatWatch = (async () => {
     try {
+      // The listed value may have been written a minute ago: receiving it now says
+      // nothing about when the writer last wrote, nor about the delay.
+      let listed = false;
       for await (const ev of backend.listAndWatch(HeartbeatPath, signal)) {
-        if (ev.kind === 'upsert' && ev.key === HeartbeatPath) heartbeatSeen();
+        if (ev.kind === 'listDone') listed = true;
+        if (ev.kind === 'upsert' && ev.key === HeartbeatPath) {
+          heartbeatSeen();
+          if (listed) onHeartbeat(ev.value);
+        }
       }
     } catch (err) {
       if (!signal.aborted) log.debug({ err: errorMessage(err) }, 'heartbeat watch ended');
@@ -535,11 +590,61 @@ function startWatchdog(
   };
   probeTimer = setTimeout(() => void probe(), t.statusCheckIntervalMs);
 
+  // Health check: bounded reads one after the other, so one is always pending while
+  // the remote stalls and the first answer after it resumes counts. Not ready once no
+  // read succeeded for healthCheckFailAfterMs; a deadline timer decides, not the reads,
+  // so detection does not wait for a read to time out.
+  let healthTimer: NodeJS.Timeout | undefined;
+  let deadlineTimer: NodeJS.Timeout | undefined;
+  let lastError: Error | undefined;
+  let down = false;
+  const armDeadline = (): void => {
+    clearTimeout(deadlineTimer);
+    deadlineTimer = setTimeout(() => {
+      if (signal.aborted || down) return;
+      down = true;
+      onHealth(
+        new ClusterMeshError(
+          ErrorCode.KvstoreUnreachable,
+          `remote kvstore not responding for more than ${formatMs(t.healthCheckFailAfterMs)}` +
+            (lastError === undefined ? '' : `: ${errorMessage(lastError)}`),
+        ),
+      );
+    }, t.healthCheckFailAfterMs);
+  };
+  const check = async (): Promise<void> => {
+    const started = Date.now();
+    try {
+      await bounded(backend.get(HeartbeatPath), signal, t.healthCheckTimeoutMs, 'health check');
+      if (signal.aborted) return;
+      lastError = undefined;
+      armDeadline();
+      if (down) {
+        down = false;
+        onHealth(undefined);
+      }
+    } catch (err) {
+      if (signal.aborted) return;
+      lastError = toError(err);
+      log.debug({ err: errorMessage(err) }, 'remote kvstore health check failed');
+    }
+    healthTimer = setTimeout(
+      () => void check(),
+      Math.max(0, started + t.healthCheckIntervalMs - Date.now()),
+    );
+  };
+  if (t.healthCheckIntervalMs > 0 && t.healthCheckFailAfterMs > 0) {
+    armDeadline();
+    healthTimer = setTimeout(() => void check(), t.healthCheckIntervalMs);
+  }
+
   return async () => {
     ac.abort();
     unsubscribe();
     clearTimeout(heartbeatTimer);
     clearTimeout(probeTimer);
+    clearTimeout(healthTimer);
+    clearTimeout(deadlineTimer);
     await heartbeatWatch;
   };
 }

@@ -1,3 +1,4 @@
+import { freshnessAges } from './freshness.js';
 import type { ClusterMeshStatus, RemoteClusterStatus } from './status.js';
 
 export interface StatusTextOptions {
@@ -38,10 +39,43 @@ export function formatClusterMeshStatus(
   const now = opts.now ?? new Date();
   const verbose = opts.verbose === true;
   for (const c of status.clusters) {
-    if (verbose || !c.ready) lines.push(...formatRemoteCluster(c, now));
+    if (verbose) lines.push(...formatRemoteCluster(c, now), ...formatFreshness(c, now));
+    else if (!c.ready) lines.push(...formatRemoteCluster(c, now));
     else if (kvstoremesh) lines.push(...formatRemoteCluster(c, now).slice(0, 1));
   }
   return lines;
+}
+
+/**
+ * `--verbose` only, after the reference's lines, and only from daemons that report it
+ * (so the reference's own output is printed unchanged):
+ *
+ *     └  freshness: last heartbeat 400ms ago, last event 12.3s ago, propagation delay ≤ 1.2s
+ */
+export function formatFreshness(c: RemoteClusterStatus, now: Date = new Date()): string[] {
+  if (c.freshness === undefined) return [];
+  const a = freshnessAges(c.freshness, now.getTime());
+  const ago = (s: number | undefined): string =>
+    s === undefined ? 'never' : `${shortDuration(s)} ago`;
+  const delay =
+    a.propagationDelaySeconds === undefined
+      ? 'unknown'
+      : `≤ ${shortDuration(a.propagationDelaySeconds)}`;
+  return [
+    `   └  freshness: last heartbeat ${ago(a.heartbeatAgeSeconds)}, ` +
+      `last event ${ago(a.lastEventAgeSeconds)}, propagation delay ${delay}`,
+  ];
+}
+
+/**
+ * Sub-second spans matter here (a heartbeat 400ms old is fresh, 40s is not), which
+ * goDuration's whole seconds would hide: `400ms`, `12.3s`, `1m30s`, `2h5m0s`.
+ */
+export function shortDuration(seconds: number): string {
+  const ms = Math.round(seconds * 1000);
+  if (ms < 1000) return `${ms}ms`;
+  if (ms < 60_000) return `${(Math.floor(ms / 100) / 10).toFixed(1).replace(/\.0$/, '')}s`;
+  return goDuration(seconds * 1000);
 }
 
 /** The per-cluster block of the status text. */

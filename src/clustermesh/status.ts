@@ -64,6 +64,21 @@ export interface RemoteClusterStatus {
   /** RFC 3339 with milliseconds; absent while no failure happened. */
   readonly 'last-failure'?: string;
   readonly synced: RemoteClusterSyncedStatus;
+  /**
+   * How current the view of the cluster is (not in the reference, so left out of its
+   * JSON); each field absent until its first sample.
+   */
+  readonly freshness?: RemoteClusterFreshness;
+}
+
+/** See freshness.ts. Times are RFC 3339 with milliseconds, of the local clock. */
+export interface RemoteClusterFreshness {
+  /** When the last heartbeat was received. */
+  readonly 'last-heartbeat'?: string;
+  /** When a watch last delivered a change. */
+  readonly 'last-event'?: string;
+  /** Receive time minus the last heartbeat's own time (an upper bound, ±clock skew). */
+  readonly 'propagation-delay-ms'?: number;
 }
 
 /** A file in the configuration directory that looks like a config but is not used. */

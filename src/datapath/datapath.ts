@@ -16,7 +16,11 @@ import {
 } from '../policy/enforcer.js';
 import type { ServiceTable, TableBackend } from '../service/table.js';
 import { FlowLog, type Flow, type FlowEndpoint, type FlowRecord } from './flows.js';
+import { BackendHealth, isHealthProbe, type BackendHealthOptions } from './health.js';
 import { LoadBalancerMap, type LbFrontend } from './lb-map.js';
+
+/** Drop reason of a connection attempt to a backend that failed and was retried elsewhere. */
+export const BACKEND_UNHEALTHY = 'BACKEND_UNHEALTHY';
 
 /** Reserved identities (Cilium's numbering) for addresses the ipcache does not know. */
 export const RESERVED_HOST = 1;
@@ -45,6 +49,8 @@ export interface NodeDatapathOptions {
   readonly flowCapacity?: number | undefined;
   /** Without it nothing is enforced (and flows carry no policy verdicts). */
   readonly policy?: DatapathPolicy | undefined;
+  /** Backend health checking; `false` turns it off (every backend counts as healthy). */
+  readonly health?: Omit<BackendHealthOptions, 'log' | 'sourceIP'> | false | undefined;
 }
 
 export type ConnectVerdict =
@@ -75,6 +81,7 @@ export class NodeDatapath {
   readonly lb: LoadBalancerMap;
   readonly flows: FlowLog;
   readonly log: Logger;
+  readonly health: BackendHealth | undefined;
   private readonly ipcache: IPCache;
   private readonly identities: IdentityCache | undefined;
   private readonly policy: DatapathPolicy | undefined;
@@ -88,7 +95,11 @@ export class NodeDatapath {
     this.log = opts.log.child({ cluster: opts.cluster, node: opts.node.name, subsys: 'datapath' });
     this.ipcache = opts.ipcache;
     this.identities = opts.identities;
-    this.lb = new LoadBalancerMap(opts.services, this.log);
+    this.health =
+      opts.health === false
+        ? undefined
+        : new BackendHealth({ ...opts.health, sourceIP: opts.node.ip, log: this.log });
+    this.lb = new LoadBalancerMap(opts.services, this.log, {}, this.health);
     this.flows = new FlowLog(opts.flowCapacity);
     this.policy = opts.policy;
     const nodes = opts.policy?.nodes;
@@ -202,6 +213,33 @@ export class NodeDatapath {
   }
 
   /**
+   * Another backend for a connection whose dial to `failed` did not succeed (the failure
+   * is reported first, so health already steers the choice); undefined when none is left.
+   */
+  alternativeBackend(
+    frontend: LbFrontend,
+    src: Addr,
+    failed: TableBackend,
+  ): TableBackend | undefined {
+    return this.lb.alternative(
+      frontend,
+      {
+        srcIP: src.ip,
+        srcPort: src.port,
+        dstIP: frontend.ip,
+        dstPort: frontend.port,
+        proto: frontend.protocol,
+      },
+      failed.address,
+    );
+  }
+
+  /** Health of a backend as this node's datapath sees it. */
+  backendHealth(address: string): 'healthy' | 'unhealthy' {
+    return this.health?.healthOf(address) ?? 'healthy';
+  }
+
+  /**
    * Who is behind `ip`: pod, namespace, cluster and identity from the ipcache, labels
    * from the identity cache; this node's own addresses are the host, anything unknown
    * is the world (as Cilium classifies them).
@@ -275,13 +313,15 @@ export class NodeDatapath {
     reason: string,
     frontend?: LbFrontend,
     backend?: TableBackend,
-    decision?: PolicyDecision,
+    extra: { readonly decision?: PolicyDecision; readonly error?: string } = {},
   ): Flow {
+    const { decision, error } = extra;
     return this.record(
       {
         node: this.node.name,
         verdict: 'DROPPED',
         dropReason: decision?.reason ?? reason,
+        ...(error === undefined ? {} : { error }),
         protocol: 'TCP',
         direction: 'egress',
         source: this.endpointOf(src.ip, src.port),
@@ -313,7 +353,9 @@ export class NodeDatapath {
   }
 
   /** A connection to a workload of this node, admitted or dropped by its ingress policy. */
-  recordIngress(conn: IngressConnection, decision?: PolicyDecision): Flow {
+  recordIngress(conn: IngressConnection, decision?: PolicyDecision): Flow | undefined {
+    // Health probes of the datapaths are not traffic.
+    if (isHealthProbe(conn.peer.ip, conn.pod.ip, conn.localPort)) return undefined;
     let dst = this.endpointOf(conn.pod.ip, conn.localPort);
     if (dst.identity === RESERVED_WORLD) dst = { ip: dst.ip, port: dst.port };
     const allowed = decision?.allowed ?? true;
@@ -365,5 +407,6 @@ export class NodeDatapath {
   close(): void {
     this.unsubscribeNodes?.();
     this.lb.close();
+    this.health?.close();
   }
 }

@@ -49,6 +49,8 @@ export interface Flow {
   readonly node: string;
   readonly verdict: Verdict;
   readonly dropReason?: string | undefined;
+  /** Why the connection to the backend failed, for `BACKEND_UNHEALTHY` drops (`ECONNREFUSED`, …). */
+  readonly error?: string | undefined;
   readonly protocol: 'TCP' | 'UDP';
   readonly source: FlowEndpoint;
   /** What was dialled: a ClusterIP for service flows, the pod itself otherwise. */

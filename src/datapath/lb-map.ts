@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { ServiceLB, type FlowKey, type ServiceLBOptions } from '../service/backend-choice.js';
 import type { ServiceTable, TableBackend, TableFrontend } from '../service/table.js';
 import type { FlowService } from './flows.js';
+import type { BackendHealth } from './health.js';
 
 export interface LbFrontend {
   /** `ip:port/PROTO`, as in the service table. */
@@ -45,19 +46,34 @@ export class LoadBalancerMap {
   private readonly byService = new Map<string, Set<string>>();
   private readonly listeners = new Set<FrontendsChangedListener>();
   private readonly unsubscribe: () => void;
+  private readonly unsubscribeHealth: (() => void) | undefined;
   private closed = false;
+  private readonly lbOptions: ServiceLBOptions;
 
   constructor(
     private readonly services: ServiceTable,
     private readonly log: Logger,
-    private readonly lbOptions: ServiceLBOptions = {},
+    lbOptions: ServiceLBOptions = {},
+    readonly health?: BackendHealth,
   ) {
+    const h = health;
+    this.lbOptions =
+      h === undefined ? lbOptions : { ...lbOptions, isHealthy: (a) => h.isHealthy(a) };
     this.unsubscribe = services.onChange((id) => {
       this.refresh(id);
+    });
+    this.unsubscribeHealth = h?.onChange((address) => {
+      this.healthChanged(address);
     });
     const ids = new Set<string>();
     for (const f of services.frontends()) ids.add(`${f.namespace}/${f.name}`);
     for (const id of ids) this.refresh(id, false);
+    this.syncTargets();
+  }
+
+  /** Another backend for a flow whose connection to `failed` did not succeed. */
+  alternative(frontend: LbFrontend, flow: FlowKey, failed: string): TableBackend | undefined {
+    return frontend.lb.alternative(flow, failed) as TableBackend | undefined;
   }
 
   /** The frontend on `ip:port/proto`, O(1). */
@@ -97,6 +113,7 @@ export class LoadBalancerMap {
     if (this.closed) return;
     this.closed = true;
     this.unsubscribe();
+    this.unsubscribeHealth?.();
     this.listeners.clear();
     this.byKey.clear();
     this.byService.clear();
@@ -135,7 +152,23 @@ export class LoadBalancerMap {
     }
     if (after.size === 0) this.byService.delete(serviceId);
     else this.byService.set(serviceId, after);
+    if (notify) this.syncTargets();
     if (changed && notify) for (const l of this.listeners) l();
+  }
+
+  /** Every backend of the map is watched by the health checker. */
+  private syncTargets(): void {
+    if (this.health === undefined || this.closed) return;
+    const targets = new Map<string, TableBackend>();
+    for (const f of this.byKey.values()) for (const b of f.backends) targets.set(b.address, b);
+    this.health.setTargets(targets.values());
+  }
+
+  private healthChanged(address: string): void {
+    if (this.closed) return;
+    for (const f of this.byKey.values()) {
+      if (f.backends.some((b) => b.address === address)) f.lb.refreshHealth();
+    }
   }
 
   private build(serviceId: string, f: TableFrontend): LbFrontend {

@@ -9,7 +9,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import type { PolicyDecision } from '../policy/enforcer.js';
 import type { TableBackend } from '../service/table.js';
-import type { Addr, NodeDatapath } from './datapath.js';
+import { BACKEND_UNHEALTHY, type Addr, type NodeDatapath } from './datapath.js';
 import type { LbFrontend, LoadBalancerMap } from './lb-map.js';
 
 export interface ServiceProxyOptions {
@@ -36,6 +36,8 @@ export interface ServiceProxyStats {
   readonly policyDenied: number;
   /** Upstream dials retried with less of the client's source (see SourceMode). */
   readonly sourceFallbacks: number;
+  /** Connections whose backend failed and that were dialled again to another backend. */
+  readonly retried: number;
   /** Open sockets, both sides of each proxied connection. */
   readonly sockets: number;
 }
@@ -98,6 +100,7 @@ export class ServiceProxy {
     dropped: 0,
     policyDenied: 0,
     sourceFallbacks: 0,
+    retried: 0,
   };
 
   constructor(private readonly opts: ServiceProxyOptions) {
@@ -323,11 +326,11 @@ export class ServiceProxy {
     if (egress !== undefined && !egress.allowed) {
       this.counters.policyDenied++;
       this.counters.dropped++;
-      dp.recordDropped(src, dst, 'POLICY_DENIED', frontend, backend, egress);
+      dp.recordDropped(src, dst, 'POLICY_DENIED', frontend, backend, { decision: egress });
       this.blackhole(client);
       return;
     }
-    this.dial(dp, conn, src, dst, frontend, backend, 'tuple', egress);
+    this.dial(dp, conn, src, dst, frontend, backend, 'tuple', egress, false);
   }
 
   /**
@@ -368,6 +371,7 @@ export class ServiceProxy {
     backend: TableBackend,
     mode: SourceMode,
     egress: PolicyDecision | undefined,
+    retried: boolean,
   ): void {
     const { client } = conn;
     if (client.destroyed) return;
@@ -390,7 +394,19 @@ export class ServiceProxy {
       const next = NEXT_MODE[mode];
       if (next !== undefined && SOURCE_BIND_ERRORS.has(code)) {
         this.counters.sourceFallbacks++;
-        this.dial(dp, conn, src, dst, frontend, backend, next, egress);
+        this.dial(dp, conn, src, dst, frontend, backend, next, egress, retried);
+        return;
+      }
+      dp.health?.reportFailure(backend.address, code);
+      // One more try on another backend, so a connection made before the failure is
+      // detected does not fail with it; egress policy decides on that backend too.
+      const other = retried ? undefined : dp.alternativeBackend(frontend, src, backend);
+      const otherEgress =
+        other === undefined ? undefined : dp.egressDecision(src.ip, other.ip, other.port, 'TCP');
+      if (other !== undefined && otherEgress?.allowed !== false && !conn.client.destroyed) {
+        this.counters.retried++;
+        dp.recordDropped(src, dst, BACKEND_UNHEALTHY, frontend, backend, { error: code });
+        this.dial(dp, conn, src, dst, frontend, other, 'tuple', otherEgress, true);
         return;
       }
       this.drop(dp, conn, src, dst, code, frontend, backend);
@@ -403,6 +419,7 @@ export class ServiceProxy {
         return;
       }
       this.counters.forwarded++;
+      dp.health?.reportSuccess(backend.address);
       dp.recordForwarded(src, dst, { frontend, backend }, egress);
       upstream.on('error', () => {
         reset(client);

@@ -21,13 +21,29 @@ import type { ClusterRuntime } from '../workloads/cluster-runtime.js';
  *   GET  /v1/objects?cluster=C&kind=K[&namespace=N][&name=M]     → [object…]
  *   POST /v1/delete?cluster=C   {"targets":[{kind,namespace,name}]} → [deleted…]
  *   GET  /v1/pods?cluster=C                                      → [{namespace,name,node,ip,phase}]
+ *   POST /v1/fault?cluster=C&action=A                            → {}   (fault injection, A below)
  *
  * Errors are `{"error":{"code","message"}}` with status 400 (bad input) or 404.
  */
 
+/**
+ * `crash-workloads`: every pod socket of the cluster dies at once, unnoticed by its
+ * control plane; `crash-cluster`: the whole cluster dies (also agents, proxy, apiserver,
+ * kvstore); `freeze-kvstore` / `thaw-kvstore`: its etcd is stopped (SIGSTOP) / resumed.
+ */
+export const FAULTS = [
+  'crash-workloads',
+  'crash-cluster',
+  'freeze-kvstore',
+  'thaw-kvstore',
+] as const;
+export type Fault = (typeof FAULTS)[number];
+
 export interface ControlCluster {
   readonly registry: Registry;
   readonly runtime: ClusterRuntime;
+  /** Injects a fault (tests, benches). */
+  readonly fault?: ((action: Fault) => Promise<void>) | undefined;
 }
 
 export interface ControlApiOptions {
@@ -101,6 +117,18 @@ export function startControlApi(opts: ControlApiOptions): Promise<ControlApi> {
       return out;
     }),
     '/v1/pods': guarded('GET', (_req, url) => Promise.resolve(cluster(url).runtime.pods())),
+    '/v1/fault': guarded('POST', async (_req, url) => {
+      const c = cluster(url);
+      const action = url.searchParams.get('action') ?? '';
+      if (!(FAULTS as readonly string[]).includes(action) || c.fault === undefined) {
+        throw new ClusterMeshError(
+          ErrorCode.InvalidArgument,
+          `fault: action must be one of ${FAULTS.join(', ')}, got ${JSON.stringify(action)}`,
+        );
+      }
+      await c.fault(action as Fault);
+      return {};
+    }),
   });
 }
 

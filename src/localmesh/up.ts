@@ -16,12 +16,19 @@ import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { Agent } from '../agent/module.js';
 import { Apiserver } from '../apiserver/module.js';
-import { NodeDatapath } from '../datapath/datapath.js';
+import { isHealthProbe } from '../datapath/health.js';
+import { NodeDatapath, type NodeDatapathOptions } from '../datapath/datapath.js';
+import type { RemoteClusterTiming } from '../clustermesh/remote-cluster.js';
 import { ServiceProxy } from '../datapath/service-proxy.js';
 import { createRegistryDnsSource } from '../dns/registry-source.js';
 import { startDnsServer, type RunningDnsServer } from '../dns/server.js';
 import type { Backend } from '../kvstore/backend.js';
-import { createBackend, resolveKvstoreConfig, type KvstoreConfig } from '../kvstore/config.js';
+import {
+  createBackend,
+  resolveKvstoreConfig,
+  sharedMemoryStore,
+  type KvstoreConfig,
+} from '../kvstore/config.js';
 import { DefaultMaxConnectedClusters, type MaxConnectedClusters } from '../keyspace/index.js';
 import { KvstoreMesh } from '../kvstoremesh/module.js';
 import { sleep } from '../lib/abort.js';
@@ -39,7 +46,7 @@ import {
   type ClusterAddressing,
   type NodeAddressing,
 } from './addressing.js';
-import { startControlApi, type ControlApi } from './control-api.js';
+import { startControlApi, type ControlApi, type Fault } from './control-api.js';
 import { example, type ExampleName } from './example.js';
 import { readMeshState, stateFile, type MeshState } from './mesh-state.js';
 
@@ -56,6 +63,10 @@ export interface UpOptions {
   readonly log: Logger;
   /** `--policy-default-local-cluster` of every agent (default true, as Cilium 1.19). */
   readonly policyDefaultLocalCluster?: boolean | undefined;
+  /** Backend health checking of every node's datapath (defaults: see datapath/health.ts). */
+  readonly backendHealth?: NodeDatapathOptions['health'];
+  /** Remote-cluster timing of the agents and KVStoreMesh (outage detection). */
+  readonly remoteTiming?: Partial<RemoteClusterTiming> | undefined;
   /** How long `start` waits for every agent to see every remote cluster ready. */
   readonly readyTimeoutMs?: number | undefined;
 }
@@ -94,6 +105,8 @@ export class LocalMesh {
   private kind: 'etcd' | 'memory' = 'memory';
   private state: MeshState | undefined;
   private createdStateDir = false;
+  /** etcd processes stopped by `freeze-kvstore`. */
+  private readonly frozen = new Set<number>();
 
   constructor(private readonly opts: UpOptions) {
     if (!Number.isInteger(opts.clusters) || opts.clusters < 1 || opts.clusters > MAX_CLUSTERS) {
@@ -257,7 +270,16 @@ export class LocalMesh {
             this.clusters.flatMap((c) =>
               c.registry === undefined || c.runtime === undefined
                 ? []
-                : [[c.addr.name, { registry: c.registry, runtime: c.runtime }] as const],
+                : [
+                    [
+                      c.addr.name,
+                      {
+                        registry: c.registry,
+                        runtime: c.runtime,
+                        fault: (action: Fault) => this.fault(c, action),
+                      },
+                    ] as const,
+                  ],
             ),
           ),
           log: o.log,
@@ -284,6 +306,15 @@ export class LocalMesh {
   }
 
   async stop(): Promise<void> {
+    // A frozen etcd would not stop: resume it first.
+    for (const pid of this.frozen) {
+      try {
+        process.kill(pid, 'SIGCONT');
+      } catch {
+        // Already gone.
+      }
+    }
+    this.frozen.clear();
     await this.lifecycle.stop();
   }
 
@@ -364,6 +395,37 @@ export class LocalMesh {
     };
   }
 
+  /**
+   * Fault injection (tests, benches). `crash-workloads` kills every pod socket of the
+   * cluster and its workload controllers at once, as a node crash would, so nothing
+   * tells the control plane (Pods, CiliumEndpoints and EndpointSlices stay as they were);
+   * `crash-cluster` also takes down its agents, proxy, KVStoreMesh, apiserver and
+   * kvstore. Crashes are not undone: the mesh is meant to be stopped afterwards.
+   * `freeze-kvstore` / `thaw-kvstore` stop and resume the cluster's etcd process.
+   */
+  private async fault(c: MeshCluster, action: Fault): Promise<void> {
+    this.log.warn({ cluster: c.addr.name, action }, 'Injecting fault on request');
+    if (action === 'freeze-kvstore' || action === 'thaw-kvstore') {
+      const pid = c.etcd?.pid;
+      if (pid === undefined) {
+        throw new ClusterMeshError(ErrorCode.InvalidArgument, `${action}: needs --kvstore etcd`);
+      }
+      if (action === 'freeze-kvstore') this.frozen.add(pid);
+      else this.frozen.delete(pid);
+      process.kill(pid, action === 'freeze-kvstore' ? 'SIGSTOP' : 'SIGCONT');
+      return;
+    }
+    await c.runtime?.stop();
+    if (action === 'crash-workloads') return;
+    await Promise.all(c.agents.map((a) => a.agent.stop()));
+    await c.proxy?.stop();
+    await c.kvstoremesh?.stop();
+    await c.apiserver?.stop();
+    if (c.etcd !== undefined) await c.etcd.stop();
+    const store = this.memoryStoreOf(c);
+    if (store !== undefined) sharedMemoryStore(store).setAvailable(false);
+  }
+
   /** In-process stores are named after the state dir too: two meshes in one process stay apart. */
   private memoryStoreOf(c: MeshCluster): string | undefined {
     return this.kind === 'memory' ? `${c.addr.name}@${this.stateDir}` : undefined;
@@ -400,6 +462,7 @@ export class LocalMesh {
         clustermeshConfig: c.configDir,
         apiAddr: `${node.ip}:${port}`,
         policyDefaultLocalCluster: this.opts.policyDefaultLocalCluster,
+        timing: this.opts.remoteTiming,
         datapath: (views, log) => {
           const dp = new NodeDatapath({
             cluster: c.addr.name,
@@ -407,6 +470,7 @@ export class LocalMesh {
             services: views.services,
             ipcache: views.ipcache,
             identities: views.identities,
+            health: this.opts.backendHealth,
             log,
             policy: { enforcer: views.policy, endpoints: views.endpoints, nodes: views.nodes },
           });
@@ -425,7 +489,8 @@ export class LocalMesh {
    */
   private admit(c: MeshCluster, conn: WorkloadConnection): boolean {
     const dp = this.datapathOf(c, conn.pod.ip);
-    if (dp === undefined) return true;
+    // The datapaths' own backend probes are not traffic: policy does not see them.
+    if (dp === undefined || isHealthProbe(conn.peer.ip, conn.pod.ip, conn.localPort)) return true;
     const d = dp.ingressDecision(conn.pod.ip, conn.peer.ip, conn.localPort, 'TCP');
     dp.recordIngress(conn, d);
     return d?.allowed ?? true;

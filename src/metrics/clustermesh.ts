@@ -34,6 +34,22 @@ export function clusterMeshMetrics(
     true,
   );
   const nodes = g('remote_cluster_nodes', 'Number of nodes of the remote cluster', true);
+  // Our own (the reference has no freshness metrics): absent until the first sample.
+  const heartbeatAge = g(
+    'remote_cluster_heartbeat_age_seconds',
+    'Seconds since the last heartbeat of the remote cluster was received',
+    true,
+  );
+  const lastEventAge = g(
+    'remote_cluster_last_event_age_seconds',
+    'Seconds since a watch last delivered a change from the remote cluster',
+    true,
+  );
+  const propagationDelay = g(
+    'remote_cluster_propagation_delay_seconds',
+    'Receive time minus the time in the last heartbeat (an upper bound: the heartbeat has one-second resolution)',
+    true,
+  );
   const rejected = new Counter({
     name: `${prefix}_remote_cluster_rejected_entries_total`,
     help: 'Entries from a remote cluster rejected by validation (malformed or spoofed)',
@@ -47,8 +63,26 @@ export function clusterMeshMetrics(
     remoteClusterLastFailureTs: (c, ts) => lastFailure.set(t(c), ts),
     remoteClusterReadiness: (c, r) => readiness.set(t(c), r ? 1 : 0),
     remoteClusterNodes: (c, n) => nodes.set(t(c), n),
+    remoteClusterFreshness: (c, f) => {
+      const set = (m: Gauge, v: number | undefined): void => {
+        if (v === undefined) m.remove(t(c));
+        else m.set(t(c), v);
+      };
+      set(heartbeatAge, f.heartbeatAgeSeconds);
+      set(lastEventAge, f.lastEventAgeSeconds);
+      set(propagationDelay, f.propagationDelaySeconds);
+    },
     remoteClusterRemoved: (c) => {
-      for (const m of [failures, lastFailure, readiness, nodes]) m.remove(t(c));
+      for (const m of [
+        failures,
+        lastFailure,
+        readiness,
+        nodes,
+        heartbeatAge,
+        lastEventAge,
+        propagationDelay,
+      ])
+        m.remove(t(c));
     },
     rejected: (target, kind) => rejected.inc({ ...t(target), kind }),
   };

@@ -38,6 +38,12 @@ export interface ServiceLBOptions {
   readonly tableSize?: number;
   /** Hash seed; must be identical on every node for flows to agree across nodes. */
   readonly seed?: number;
+  /**
+   * The datapath's view of backend health. Affinity is applied to the healthy usable
+   * backends; when none is healthy, to all usable ones (fail open, as Envoy's panic
+   * threshold), so a wrong health verdict can slow a service down but never cut it off.
+   */
+  readonly isHealthy?: ((address: string) => boolean) | undefined;
 }
 
 const EMPTY: readonly LbBackend[] = Object.freeze([]);
@@ -56,8 +62,11 @@ export function isUsableForNewFlows(b: LbBackend): boolean {
  * table does not depend on the order the backend list was assembled in. A duplicate
  * address keeps its first occurrence, since Maglev identifies backends by address.
  */
-export function selectionSetOf(backends: readonly LbBackend[]): readonly LbBackend[] {
-  return computeSelection(backends).set;
+export function selectionSetOf(
+  backends: readonly LbBackend[],
+  isHealthy?: (address: string) => boolean,
+): readonly LbBackend[] {
+  return computeSelection(backends, isHealthy).set;
 }
 
 interface Selection {
@@ -65,17 +74,25 @@ interface Selection {
   preferredOnly: boolean;
 }
 
-function computeSelection(backends: readonly LbBackend[]): Selection {
+function computeSelection(
+  backends: readonly LbBackend[],
+  isHealthy?: (address: string) => boolean,
+): Selection {
   const usable = new Map<string, LbBackend>();
-  let anyPreferred = false;
   for (const b of backends) {
     if (!isUsableForNewFlows(b) || usable.has(b.address)) continue;
     usable.set(b.address, b);
-    if (b.preferred) anyPreferred = true;
   }
   if (usable.size === 0) return { set: EMPTY, preferredOnly: false };
+  let pool: LbBackend[] = [...usable.values()];
+  if (isHealthy !== undefined) {
+    const healthy = pool.filter((b) => isHealthy(b.address));
+    // None healthy: fail open over every usable backend.
+    if (healthy.length > 0) pool = healthy;
+  }
+  const anyPreferred = pool.some((b) => b.preferred);
   const set: LbBackend[] = [];
-  for (const b of usable.values()) {
+  for (const b of pool) {
     if (!anyPreferred || b.preferred) set.push(b);
   }
   // Plain code-unit order: locale-independent, hence identical on every node.
@@ -136,6 +153,8 @@ export class ServiceLB {
   readonly tableSize: number;
   private readonly seed: number;
   private readonly flowSeed: number;
+  private readonly isHealthy: ((address: string) => boolean) | undefined;
+  private backends: readonly LbBackend[] = EMPTY;
   private selection: readonly LbBackend[] = EMPTY;
   private preferredOnly = false;
   private table: Int32Array | undefined;
@@ -151,12 +170,14 @@ export class ServiceLB {
     // Decorrelated from the backend-hash seed so flow slots and backend permutations
     // are not derived from the same hash stream.
     this.flowSeed = fmix32(this.seed ^ 0x5bd1e995);
+    this.isHealthy = opts.isHealthy;
     this.update(backends);
   }
 
   /** Replaces the backend list. Returns true when the lookup table was rebuilt. */
   update(backends: readonly LbBackend[]): boolean {
-    const { set, preferredOnly } = computeSelection(backends);
+    this.backends = backends;
+    const { set, preferredOnly } = computeSelection(backends, this.isHealthy);
     this.selection = set;
     this.preferredOnly = preferredOnly;
     const sig = signatureOf(set);
@@ -181,6 +202,31 @@ export class ServiceLB {
     if (table === undefined) return undefined;
     const idx = table[hashFlow(flow, this.flowSeed) % this.tableSize] ?? -1;
     return idx < 0 ? undefined : this.selection[idx];
+  }
+
+  /** Recomputes the selection after a health change. Returns true when the table was rebuilt. */
+  refreshHealth(): boolean {
+    return this.update(this.backends);
+  }
+
+  /**
+   * Another backend for a flow whose connection to `failed` did not succeed: one of the
+   * selection set, else any other usable backend (affinity and health only order the
+   * choice here: one more try beats a failed connection). Undefined when there is none.
+   */
+  alternative(flow: FlowKey, failed: string): LbBackend | undefined {
+    const h = hashFlow(flow, this.flowSeed);
+    let pool = this.selection.filter((b) => b.address !== failed);
+    if (pool.length === 0) {
+      const seen = new Set<string>([failed]);
+      pool = [];
+      for (const b of this.backends) {
+        if (!isUsableForNewFlows(b) || seen.has(b.address)) continue;
+        seen.add(b.address);
+        pool.push(b);
+      }
+    }
+    return pool.length === 0 ? undefined : pool[h % pool.length];
   }
 
   /** The backends new flows are currently spread over (frozen, address order). */

@@ -76,7 +76,7 @@ void describe('clustermesh kvstore (etcd)', { concurrency: 4 }, () => {
     assert.deepEqual([set.code, set.stdout, set.stderr], [0, '', '']);
     // Written without a lease: it must outlive the command.
     const [stored] = (await admin.get('e2e/single/k1').exec()).kvs;
-    assert.ok(stored !== undefined);
+    assert.ok(stored !== undefined, 'stored !== undefined');
     assert.equal(stored.value.toString(), '{"a": 1} x');
     assert.equal(stored.lease, '0');
     const get = await cli(['kvstore', 'get', ...addr, 'e2e/single/k1']);
@@ -161,7 +161,10 @@ void describe('clustermesh kvstore (etcd)', { concurrency: 4 }, () => {
     const server: Server = createServer((s) => sockets.add(s));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const address = server.address();
-    assert.ok(address !== null && typeof address === 'object');
+    assert.ok(
+      address !== null && typeof address === 'object',
+      "address !== null && typeof address === 'object'",
+    );
     try {
       const url = `http://127.0.0.1:${address.port}`;
       const r = await cli([

@@ -149,7 +149,7 @@ void describe('clustermesh apply/get/delete (etcd)', { concurrency: 2 }, () => {
     );
     const res = await admin.kv.range({ key: Buffer.from('registry/ciliumnodes/node-1') });
     const [first] = list.items;
-    assert.ok(first);
+    assert.ok(first, 'first');
     assert.equal(first.metadata.resourceVersion, String(res.kvs[0]?.mod_revision));
     assert.match(first.metadata.uid, /^[0-9a-f-]{36}$/);
 

@@ -111,7 +111,7 @@ describe('KVStoreMesh: agents read a local cache', { timeout: 240_000 }, () => {
     const [c1, c2] = all as [MeshCluster, MeshCluster, MeshCluster];
     const original = await c2.backend.get('cilium/state/nodes/v1/cluster2/node-1');
     const cached = await c1.backend.get('cilium/cache/nodes/v1/cluster2/node-1');
-    assert.ok(original !== undefined);
+    assert.ok(original !== undefined, 'original !== undefined');
     assert.equal(cached?.value, original.value);
     assert.equal(
       (await c1.backend.get('cilium/cache/identities/v1/cluster2/id/131073'))?.value,
@@ -133,7 +133,7 @@ describe('KVStoreMesh: agents read a local cache', { timeout: 240_000 }, () => {
     assert.equal(cfg.capabilities.cached, true);
     for (const c of all) {
       const pid = c.agent.pid;
-      assert.ok(pid !== undefined);
+      assert.ok(pid !== undefined, 'pid !== undefined');
       const ports = await connectedPorts(pid);
       assert.ok(ports.has(c.etcd.member.clientPort), `${c.name} agent talks to its own etcd`);
       for (const other of all) {
@@ -152,7 +152,7 @@ describe('KVStoreMesh: agents read a local cache', { timeout: 240_000 }, () => {
     const c1 = all[0] as MeshCluster;
     const c2 = all[1] as MeshCluster;
     const kvsm = c1.kvstoremesh;
-    assert.ok(kvsm !== undefined);
+    assert.ok(kvsm !== undefined, 'kvsm !== undefined');
     await kvsm.stop('SIGKILL');
     await c2.registry.apply([
       {
@@ -167,7 +167,10 @@ describe('KVStoreMesh: agents read a local cache', { timeout: 240_000 }, () => {
     ]);
     // Without KVStoreMesh the cache is frozen but nothing is lost.
     await new Promise((r) => setTimeout(r, 1000));
-    assert.ok((await ipsOf(c1)).includes('cluster2:127.2.1.5/32'));
+    assert.ok(
+      (await ipsOf(c1)).includes('cluster2:127.2.1.5/32'),
+      "(await ipsOf(c1)).includes('cluster2:127.2.1.5/32')",
+    );
     kvsm.start();
     await eventually(async () => {
       assert.deepEqual(
@@ -182,7 +185,10 @@ describe('KVStoreMesh: agents read a local cache', { timeout: 240_000 }, () => {
     const c3 = all[2] as MeshCluster;
     await c3.etcd.stop();
     await new Promise((r) => setTimeout(r, 1500));
-    assert.ok((await nodesOf(c1)).includes('cluster3/node-1'));
+    assert.ok(
+      (await nodesOf(c1)).includes('cluster3/node-1'),
+      "(await nodesOf(c1)).includes('cluster3/node-1')",
+    );
     await c3.etcd.start();
     await c3.registry.delete('CiliumEndpoint', 'default', 'rebel-base-a');
     await eventually(async () => {
@@ -190,7 +196,10 @@ describe('KVStoreMesh: agents read a local cache', { timeout: 240_000 }, () => {
         (await ipsOf(c1)).filter((x) => x.startsWith('cluster3:')),
         [],
       );
-      assert.ok((await nodesOf(c1)).includes('cluster3/node-1'));
+      assert.ok(
+        (await nodesOf(c1)).includes('cluster3/node-1'),
+        "(await nodesOf(c1)).includes('cluster3/node-1')",
+      );
     }, 30_000);
   });
 
@@ -206,7 +215,10 @@ describe('KVStoreMesh: agents read a local cache', { timeout: 240_000 }, () => {
       '{"IP":"127.2.9.6","Mask":null,"HostIP":"127.2.0.1","ID":131073,"Key":0,"Metadata":""}',
     );
     await eventually(async () => {
-      assert.ok((await ipsOf(c1)).includes('cluster2:127.2.9.6/32'));
+      assert.ok(
+        (await ipsOf(c1)).includes('cluster2:127.2.9.6/32'),
+        "(await ipsOf(c1)).includes('cluster2:127.2.9.6/32')",
+      );
     }, 20_000);
     assert.notEqual(await c1.backend.get('cilium/cache/ip/v1/cluster2/127.2.9.9'), undefined);
     assert.equal((await ipsOf(c1)).includes('cluster2:127.2.9.9/32'), false);

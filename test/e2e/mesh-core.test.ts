@@ -175,7 +175,10 @@ describe('mesh core: three clusters, real etcd, separate processes', { timeout: 
       );
       for (const i of ids) {
         const cluster = all[Math.floor(i.id / 65536) - 1];
-        assert.ok(i.labels.includes(`k8s:io.cilium.k8s.policy.cluster=${cluster?.name ?? '?'}`));
+        assert.ok(
+          i.labels.includes(`k8s:io.cilium.k8s.policy.cluster=${cluster?.name ?? '?'}`),
+          `identity ${i.id} labels: ${i.labels.join(';')}`,
+        );
       }
       const ips = await ipsOf(c);
       assert.deepEqual(
@@ -265,7 +268,7 @@ describe('mesh core: three clusters, real etcd, separate processes', { timeout: 
     await eventually(async () => {
       const r = remote(await statusOf(c1), 'cluster3');
       assert.equal(r.ready, false);
-      assert.ok(r['num-failures'] >= 1);
+      assert.ok(r['num-failures'] >= 1, "r['num-failures'] >= 1");
     }, 20_000);
     // Still serving cluster3's last known state.
     assert.equal((await nodesOf(c1)).filter((n) => n.Cluster === 'cluster3').length, 2);
@@ -294,7 +297,10 @@ describe('mesh core: three clusters, real etcd, separate processes', { timeout: 
       endpoint(c2, 'tie-fighter', '127.2.3.10', 131073, 3),
     ]);
     // Cut off: the others still hold the old state.
-    assert.ok((await ipsOf(c1)).some((e) => e.cidr === '127.2.1.5/32'));
+    assert.ok(
+      (await ipsOf(c1)).some((e) => e.cidr === '127.2.1.5/32'),
+      "(await ipsOf(c1)).some((e) => e.cidr === '127.2.1.5/32')",
+    );
     await c2.proxy.unblock();
     for (const c of [c1, c3]) {
       await eventually(async () => {
@@ -367,7 +373,7 @@ describe('mesh core: three clusters, real etcd, separate processes', { timeout: 
       const r4 = remote(st, 'cluster4');
       assert.equal(r4.ready, false);
       assert.match(r4.status, /clusterID 2 is already used/);
-      assert.ok(r4['num-failures'] >= 1);
+      assert.ok(r4['num-failures'] >= 1, "r4['num-failures'] >= 1");
       const r5 = remote(st, 'cluster5');
       assert.equal(r5.ready, false);
       assert.match(r5.status, /clusterID 1 is assigned to the local cluster/);
@@ -418,7 +424,8 @@ describe('mesh core: three clusters, real etcd, separate processes', { timeout: 
     for (const c of [c1, c3]) {
       await eventually(async () => {
         // The valid entry written last arrived, so the spoofed ones were seen before it.
-        assert.ok((await ipsOf(c)).some((e) => e.cidr === '127.2.9.6/32'));
+        const cidrs = (await ipsOf(c)).map((e) => e.cidr);
+        assert.ok(cidrs.includes('127.2.9.6/32'), `${c.name} ipcache: ${cidrs.join(' ')}`);
       });
       assert.equal(
         (await nodesOf(c)).some((n) => n.Name === 'evil'),

@@ -109,7 +109,10 @@ describe('policy trace (online, clustermesh up)', { timeout: 240_000 }, () => {
     }, 60_000);
     const rebel1 = (await eventually(() => podsOf('cluster1', 'rebel-base'), 60_000))[0];
     const rebel2 = (await eventually(() => podsOf('cluster2', 'rebel-base'), 60_000))[0];
-    assert.ok(xwing !== undefined && rebel1 !== undefined && rebel2 !== undefined);
+    assert.ok(
+      xwing !== undefined && rebel1 !== undefined && rebel2 !== undefined,
+      'xwing !== undefined && rebel1 !== undefined && rebel2 !== undefined',
+    );
     const src = `cluster1/default/${xwing.metadata.name}`;
 
     // Endpoints and identities appear shortly after the pods.
@@ -156,7 +159,7 @@ describe('policy trace (online, clustermesh up)', { timeout: 240_000 }, () => {
 
     // By address: the endpoint owning rebel-base's pod IP in cluster2.
     const ip = rebel2.status?.podIP;
-    assert.ok(ip !== undefined);
+    assert.ok(ip !== undefined, 'ip !== undefined');
     const byIp = await cli('policy', 'trace', '--src-pod', src, '--dst-ip', ip, '--dport', '80');
     assert.equal(byIp.code, 0, byIp.stderr);
     assert.match(byIp.stdout, new RegExp(`To: +${ip.replaceAll('.', '\\.')} \\(cluster2/default/`));

@@ -24,13 +24,13 @@ describe('ClusterMesh against a real etcd', () => {
 
   const status = (): RemoteClusterStatus => {
     const s = mesh.status().clusters.find((c) => c.name === 'c2');
-    assert.ok(s);
+    assert.ok(s, 's');
     return s;
   };
 
   const logic = (): NodesRemoteCluster => {
     const l = logics[0];
-    assert.ok(l);
+    assert.ok(l, 'l');
     return l;
   };
 
@@ -92,8 +92,8 @@ describe('ClusterMesh against a real etcd', () => {
       const s = status();
       assert.equal(s.connected, false);
       assert.equal(s.ready, false);
-      assert.ok(s['num-failures'] >= 1);
-      assert.ok(s['last-failure'] !== undefined);
+      assert.ok(s['num-failures'] >= 1, "s['num-failures'] >= 1");
+      assert.ok(s['last-failure'] !== undefined, "s['last-failure'] !== undefined");
       assert.match(s.status, /unreachable|timed out/);
     }, 10_000);
     assert.equal(status()['num-nodes'], 2, 'nodes kept while disconnected');
@@ -113,7 +113,7 @@ describe('ClusterMesh against a real etcd', () => {
     }, 15_000);
     assert.equal(status()['num-nodes'], 2);
     assert.equal(logic().drains, 0);
-    assert.ok(logic().runs >= 2);
+    assert.ok(logic().runs >= 2, 'logic().runs >= 2');
   });
 
   it('drains and re-reads a wiped etcd that comes back with another cluster ID', async () => {

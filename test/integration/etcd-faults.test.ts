@@ -25,6 +25,9 @@ import {
 import { eventually, until } from '../support/eventually.js';
 import { StreamMirror, sameState, snapshot } from '../support/kvstore-contract.js';
 import { createCA, issueCert } from '../support/tls.js';
+import { ClusterMesh } from '../../src/clustermesh/clustermesh.js';
+import type { RemoteClusterStatus } from '../../src/clustermesh/status.js';
+import { NodesRemoteCluster, seedRemoteCluster } from '../support/clustermesh.js';
 
 /** Backends opened by one suite, closed by its `after`. */
 class Backends {
@@ -221,7 +224,7 @@ void describe('etcd with mutual TLS', () => {
 
   const fixtureTls = (): Required<EtcdTls> => {
     const t = etcd.tls;
-    assert.ok(t !== undefined);
+    assert.ok(t !== undefined, 't !== undefined');
     return { ca: Buffer.from(t.ca), cert: Buffer.from(t.cert), key: Buffer.from(t.key) };
   };
 
@@ -437,7 +440,7 @@ void describe('frozen (SIGSTOPped) etcd', () => {
     const b = await backends.open({ endpoints: etcd.endpoints, callTimeoutMs: 2_000 });
     await b.put('frozen/a', '1');
     const pid = etcd.pid;
-    assert.ok(pid !== undefined);
+    assert.ok(pid !== undefined, 'pid !== undefined');
     process.kill(pid, 'SIGSTOP');
     try {
       for (const call of [() => b.get('frozen/a'), () => b.put('frozen/a', '2')]) {
@@ -463,8 +466,83 @@ void describe('frozen (SIGSTOPped) etcd', () => {
     }
     const start = Date.now();
     assert.equal((await b.get('frozen/a'))?.value, '1');
-    assert.ok(Date.now() - start < 2_000);
+    assert.ok(Date.now() - start < 2_000, 'Date.now() - start < 2_000');
     assert.equal(b.status().connected, true);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+
+void describe('a remote cluster whose etcd stalls (SIGSTOP, SIGCONT), default timing', () => {
+  let etcd: EtcdServer;
+  let dir: string;
+  let mesh: ClusterMesh;
+  before(async () => {
+    etcd = await startEtcd();
+    dir = await mkdtemp(join(tmpdir(), 'clustermesh-config-'));
+    const w = new EtcdBackend({ endpoints: etcd.endpoints, callTimeoutMs: 2_000 });
+    try {
+      await seedRemoteCluster(w, 'c2', 2, { nodes: ['n1'] });
+    } finally {
+      await w.close();
+    }
+    await etcd.writeClientConfig(join(dir, 'c2'));
+    // The production defaults: what the agent does without flags.
+    mesh = new ClusterMesh({
+      local: { name: 'c1', id: 1, maxConnectedClusters: 255 },
+      configDir: dir,
+      newLogic: (name) => new NodesRemoteCluster(name),
+      rescanIntervalMs: 200,
+    });
+    await mesh.start();
+  });
+  after(async () => {
+    const pid = etcd.pid;
+    if (pid !== undefined) process.kill(pid, 'SIGCONT');
+    await mesh.stop();
+    await etcd.destroy();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const status = (): RemoteClusterStatus => {
+    const s = mesh.status().clusters.find((c) => c.name === 'c2');
+    assert.ok(s, 's');
+    return s;
+  };
+
+  void it('rides out a 3 s stall; a held stop is not ready within 5 s; ready again after SIGCONT', async () => {
+    await eventually(() => {
+      assert.equal(status().ready, true, JSON.stringify(status()));
+    }, 15_000);
+    const pid = etcd.pid;
+    assert.ok(pid !== undefined, 'pid !== undefined');
+    const notReady: number[] = [];
+    const sampler = setInterval(() => {
+      if (!status().ready) notReady.push(Date.now());
+    }, 50);
+    try {
+      process.kill(pid, 'SIGSTOP');
+      await sleep(3_000);
+      process.kill(pid, 'SIGCONT');
+      await sleep(2_000);
+      assert.deepEqual(notReady, [], 'no false not-ready during a 3 s stall');
+
+      const stopped = Date.now();
+      process.kill(pid, 'SIGSTOP');
+      await until(() => !status().ready, { timeoutMs: 10_000 });
+      const ms = Date.now() - stopped;
+      assert.ok(ms <= 5_000, `not ready after ${ms} ms`);
+      assert.match(status().status, /not responding/);
+      assert.equal(status()['num-nodes'], 1, 'entries are kept');
+
+      process.kill(pid, 'SIGCONT');
+      const resumed = Date.now();
+      await until(() => status().ready, { timeoutMs: 10_000 });
+      assert.ok(Date.now() - resumed < 2_000, `ready ${Date.now() - resumed} ms after SIGCONT`);
+    } finally {
+      clearInterval(sampler);
+      process.kill(pid, 'SIGCONT');
+    }
   });
 });
 
@@ -496,7 +574,7 @@ void describe('lease keepalive across a short etcd restart', () => {
     owner.onLeaseLost((keys) => lostKeys.push(...keys));
     for (let i = 0; i < 5; i++) await owner.put(`${p}${i}`, `v${i}`, { lease: true });
     const lease = (await owner.get(`${p}0`))?.lease;
-    assert.ok(lease !== undefined);
+    assert.ok(lease !== undefined, 'lease !== undefined');
     // A control key whose keepalive stops: it shows the wait below outlasts the TTL.
     const control = await backends.open({ endpoints: etcd.endpoints, leaseTtlSeconds: TTL });
     await control.put(`${p}control`, 'c', { lease: true });

@@ -45,7 +45,7 @@ void describe('single etcd', () => {
     assert.match(etcd.clientUrl, /^http:\/\/127\.0\.0\.1:\d+$/);
     assert.deepEqual(etcd.endpoints, [etcd.clientUrl]);
     const firstPid = etcd.pid;
-    assert.ok(firstPid !== undefined);
+    assert.ok(firstPid !== undefined, 'firstPid !== undefined');
     remember(etcd.pids);
 
     const client = etcd.createClient();
@@ -101,7 +101,7 @@ void describe('TLS etcd', () => {
     remember(etcd.pids);
     assert.match(etcd.clientUrl, /^https:\/\/localhost:\d+$/);
     const tls = etcd.tls;
-    assert.ok(tls !== undefined);
+    assert.ok(tls !== undefined, 'tls !== undefined');
 
     const client = etcd.createClient();
     try {

@@ -60,7 +60,7 @@ describe('etcd backend: configuration and errors', () => {
     try {
       await assert.rejects(b.connect(), (e: unknown) => {
         assert.ok(isClusterMeshError(e, ErrorCode.KvstoreUnreachable), String(e));
-        assert.ok(!e.message.includes('\n'));
+        assert.ok(!e.message.includes('\n'), "!e.message.includes('\\n')");
         assert.match(e.message, /etcd at http:\/\/127\.0\.0\.1:1 unreachable/);
         return true;
       });

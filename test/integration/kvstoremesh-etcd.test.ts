@@ -48,7 +48,7 @@ describe('KVStoreMesh between two real etcds', { timeout: 60_000 }, () => {
 
   const status = (): { connected: boolean; ready: boolean; 'num-failures': number } => {
     const s = km.status().clusters.find((c) => c.name === 'c2');
-    assert.ok(s);
+    assert.ok(s, 's');
     return s;
   };
 
@@ -124,7 +124,7 @@ describe('KVStoreMesh between two real etcds', { timeout: 60_000 }, () => {
       assert.equal(status().ready, true);
       assert.deepEqual(await snapshot('cilium/cache/'), expectedCache('c2', state));
     }, 15_000);
-    assert.ok(status()['num-failures'] >= 1);
+    assert.ok(status()['num-failures'] >= 1, "status()['num-failures'] >= 1");
     assert.equal((await snapshot('cilium/synced/c2/')).size, 5);
   });
 

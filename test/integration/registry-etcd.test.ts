@@ -59,7 +59,10 @@ void describe('registry on etcd', () => {
       isClusterMeshError(e, ErrorCode.Conflict),
     );
     const updated = await registry.update(node('rv-node', '127.1.0.2'));
-    assert.ok(Number(updated.metadata.resourceVersion) > Number(created.metadata.resourceVersion));
+    assert.ok(
+      Number(updated.metadata.resourceVersion) > Number(created.metadata.resourceVersion),
+      'Number(updated.metadata.resourceVersion) > Number(created.metadata.resourceVersion)',
+    );
     // A writer still holding the first version loses.
     const stale = { ...node('rv-node', '127.1.0.3'), metadata: created.metadata };
     await assert.rejects(registry.update(stale), (e: unknown) =>
@@ -130,7 +133,10 @@ void describe('registry on etcd', () => {
       );
       // And it keeps watching.
       await writer.apply([node('node-5')]);
-      await eventually(() => assert.ok(events.includes('added node-5')), 10_000);
+      await eventually(
+        () => assert.ok(events.includes('added node-5'), "events.includes('added node-5')"),
+        10_000,
+      );
     } finally {
       ac.abort();
       await running;

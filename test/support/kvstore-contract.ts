@@ -142,7 +142,7 @@ export function kvstoreContract(name: string, harness: () => ContractHarness): v
       assert.equal(got.lease, undefined);
       await kv.put(`${p}a`, 'two');
       const again = await kv.get(`${p}a`);
-      assert.ok(again !== undefined);
+      assert.ok(again !== undefined, 'again !== undefined');
       assert.equal(again.value, 'two');
       assert.ok(again.modRevision > got.modRevision, 'modRevision grows');
       assert.equal(again.createRevision, got.createRevision);
@@ -325,7 +325,7 @@ export function kvstoreContract(name: string, harness: () => ContractHarness): v
       await kv.put(`${p}a`, '1', { lease: true });
       await kv.put(`${p}b`, '2', { lease: true });
       const lease = (await kv.get(`${p}a`))?.lease;
-      assert.ok(lease !== undefined);
+      assert.ok(lease !== undefined, 'lease !== undefined');
       const lost = new Promise<readonly string[]>((resolve) => {
         kv.onLeaseLost(resolve);
       });
@@ -377,7 +377,10 @@ export function kvstoreContract(name: string, harness: () => ContractHarness): v
           [`upsert ${p}c1/5`, `upsert ${p}c1/0`, `delete ${p}c1/1`],
         );
         assert.equal(m.state.get(`${p}c1/0`), 'changed');
-        assert.ok(![...m.state.keys()].some((k) => k.startsWith(`${p}c10/`)));
+        assert.ok(
+          ![...m.state.keys()].some((k) => k.startsWith(`${p}c10/`)),
+          '![...m.state.keys()].some((k) => k.startsWith(`${p}c10/`))',
+        );
         assert.equal(m.count('listDone'), 1);
       } finally {
         await m.stop();
@@ -505,8 +508,11 @@ export function kvstoreContract(name: string, harness: () => ContractHarness): v
       await kv.put(`${uniquePrefix()}x`, 'y');
       const st = kv.status();
       assert.equal(st.connected, true);
-      assert.ok(st.endpoints.length >= 1);
-      assert.ok(st.clusterId !== undefined && st.clusterId !== '');
+      assert.ok(st.endpoints.length >= 1, 'st.endpoints.length >= 1');
+      assert.ok(
+        st.clusterId !== undefined && st.clusterId !== '',
+        "st.clusterId !== undefined && st.clusterId !== ''",
+      );
       const m = new StreamMirror(kv, uniquePrefix());
       await m.waitFor(() => m.count('listDone') === 1, 10_000, 'listDone');
       await kv.close();

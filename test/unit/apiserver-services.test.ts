@@ -645,7 +645,7 @@ void describe('clusterServiceFromService', () => {
     const b = mk('b', '127.1.1.5', 'from-b');
     const one = clusterServiceFromService(svc, [a, b], CLUSTER);
     const two = clusterServiceFromService(svc, [b, a], CLUSTER);
-    assert.ok(one !== undefined && two !== undefined);
+    assert.ok(one !== undefined && two !== undefined, 'one !== undefined && two !== undefined');
     assert.equal(encodeClusterService(one), encodeClusterService(two));
     assert.deepEqual(one.hostnames, { '127.1.1.5': 'from-a' });
   });
@@ -658,7 +658,7 @@ void describe('clusterServiceFromService', () => {
     };
     const noPort: EndpointSlice = { ...mk('p', '127.1.1.6', 'p'), ports: [{ protocol: 'TCP' }] };
     const out = clusterServiceFromService({ ...svc, spec }, [fqdn, noPort], CLUSTER);
-    assert.ok(out !== undefined);
+    assert.ok(out !== undefined, 'out !== undefined');
     assert.deepEqual(out.backends, { '127.1.1.6': {} });
     assert.deepEqual(out.selector, {});
     assert.equal(out.clusterID, 1);

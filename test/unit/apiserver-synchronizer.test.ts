@@ -57,7 +57,10 @@ void describe('apiserver synchronizer', () => {
         'test/v1/b': '2',
         'test/v1/c': '3',
       });
-      assert.ok((await backend.get('cilium/synced/cluster1/test/v1')) !== undefined);
+      assert.ok(
+        (await backend.get('cilium/synced/cluster1/test/v1')) !== undefined,
+        "(await backend.get('cilium/synced/cluster1/test/v1')) !== undefined",
+      );
     } finally {
       ac.abort();
       await running;

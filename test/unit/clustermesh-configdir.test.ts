@@ -166,7 +166,10 @@ describe('ConfigDirWatcher', () => {
     await mkdir(sub);
     await writeFile(join(sub, 'c2'), 'endpoints:\n- https://a:2379\n');
     await eventually(() => {
-      assert.ok(events.some((e) => e.kind === 'add' && e.name === 'c2'));
+      assert.ok(
+        events.some((e) => e.kind === 'add' && e.name === 'c2'),
+        "events.some((e) => e.kind === 'add' && e.name === 'c2')",
+      );
     }, 2_000);
   });
 

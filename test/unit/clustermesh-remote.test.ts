@@ -11,7 +11,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { afterEach, describe, it } from 'node:test';
-import { ClusterMesh, type ClusterMeshMetrics } from '../../src/clustermesh/clustermesh.js';
+import {
+  ClusterMesh,
+  type ClusterMeshMetrics,
+  type RemoteClusterFreshnessSample,
+} from '../../src/clustermesh/clustermesh.js';
 import type { RemoteClusterTiming } from '../../src/clustermesh/remote-cluster.js';
 import type { RemoteClusterStatus } from '../../src/clustermesh/status.js';
 import { FastRemoteTiming, NodesRemoteCluster, seedRemoteCluster } from '../support/clustermesh.js';
@@ -20,6 +24,31 @@ import { MemoryBackend } from '../../src/kvstore/memory.js';
 import type { MemoryStore } from '../../src/kvstore/memory-store.js';
 import { HeartbeatPath, encodeHeartbeat } from '../../src/keyspace/index.js';
 import { eventually } from '../support/eventually.js';
+import type { RemoteBackendFactory } from '../../src/clustermesh/backend-factory.js';
+import type { KeyValue } from '../../src/kvstore/backend.js';
+
+/** A remote kvstore that can stall like a SIGSTOPped etcd: reads wait until it resumes. */
+class StallableBackend extends MemoryBackend {
+  private resume: Promise<void> | undefined;
+  private release: (() => void) | undefined;
+
+  stall(): void {
+    this.resume ??= new Promise<void>((resolve) => {
+      this.release = resolve;
+    });
+  }
+
+  unstall(): void {
+    this.release?.();
+    this.resume = undefined;
+    this.release = undefined;
+  }
+
+  override async get(key: string): Promise<KeyValue | undefined> {
+    if (this.resume !== undefined) await this.resume;
+    return super.get(key);
+  }
+}
 
 const WAIT_MS = 5_000;
 
@@ -29,6 +58,7 @@ interface HarnessOptions {
   readonly timing?: Partial<RemoteClusterTiming>;
   readonly drainDelayMs?: number;
   readonly metrics?: ClusterMeshMetrics;
+  readonly backendFactory?: RemoteBackendFactory;
 }
 
 /** A ClusterMesh on a temp config dir whose remotes are named in-memory stores. */
@@ -64,6 +94,7 @@ class Harness {
       rescanIntervalMs: 100,
       numGlobalServices: () => 0,
       metrics: opts.metrics,
+      backendFactory: opts.backendFactory,
       onClusterRemoved: (name) => h.removed.push(name),
     });
     await h.mesh.start();
@@ -144,10 +175,12 @@ describe('ClusterMesh with in-memory remotes', () => {
       'sync-canaries': false,
     });
     assert.equal(h.mesh.idsManager.idOf('c2'), 2);
-    // The `status -o json` shape of DESIGN §5 (last-failure appears after a failure).
+    // The `status -o json` shape of DESIGN §5 (last-failure appears after a failure), plus
+    // freshness, which only the daemons' own APIs carry.
     assert.deepEqual(Object.keys(s).sort(), [
       'config',
       'connected',
+      'freshness',
       'name',
       'num-endpoints',
       'num-failures',
@@ -249,7 +282,7 @@ describe('ClusterMesh with in-memory remotes', () => {
       assert.equal(s.connected, false);
       assert.equal(s.status, 'clusterID 5 is already used');
       assert.ok(s['num-failures'] >= 2, `failures ${s['num-failures']}`);
-      assert.ok(s['last-failure'] !== undefined);
+      assert.ok(s['last-failure'] !== undefined, "s['last-failure'] !== undefined");
     }, WAIT_MS);
     assert.equal(h.logic('c3').runs, 0);
     assert.equal(h.status('c2').ready, true, 'the first holder is undisturbed');
@@ -269,7 +302,7 @@ describe('ClusterMesh with in-memory remotes', () => {
     await eventually(() => {
       const s = h.status('c2');
       assert.equal(s.status, 'clusterID 7 is assigned to the local cluster');
-      assert.ok(s['num-failures'] >= 1);
+      assert.ok(s['num-failures'] >= 1, "s['num-failures'] >= 1");
       assert.equal(s.ready, false);
     }, WAIT_MS);
   });
@@ -345,7 +378,7 @@ describe('ClusterMesh with in-memory remotes', () => {
       const s = h.status('c2');
       assert.equal(s.connected, false);
       assert.equal(s.ready, false);
-      assert.ok(s['num-failures'] >= 1);
+      assert.ok(s['num-failures'] >= 1, "s['num-failures'] >= 1");
       assert.match(s.status, /unavailable/);
     }, WAIT_MS);
     assert.equal(h.status('c2')['num-nodes'], 2, 'entries are kept while disconnected');
@@ -355,7 +388,65 @@ describe('ClusterMesh with in-memory remotes', () => {
     const s = await h.waitReady('c2');
     assert.equal(s['num-nodes'], 2);
     assert.equal(h.logic('c2').drains, 0);
-    assert.ok(h.logic('c2').runs >= 2);
+    assert.ok(h.logic('c2').runs >= 2, "h.logic('c2').runs >= 2");
+  });
+
+  it('health check: rides out a short stall, not ready during a long one, ready on the first answer', async () => {
+    let stallable: StallableBackend | undefined;
+    const h = await harness({
+      // Status checks slow enough that only the health check acts within this test.
+      timing: {
+        callTimeoutMs: 10_000,
+        statusCheckIntervalMs: 10_000,
+        healthCheckIntervalMs: 50,
+        healthCheckTimeoutMs: 100,
+        healthCheckFailAfterMs: 500,
+      },
+      backendFactory: () => {
+        // Called only once the config file below exists, after `h` is assigned.
+        stallable = new StallableBackend(h.store('c2'));
+        return Promise.resolve(stallable);
+      },
+    });
+    await seedRemoteCluster(h.writer('c2'), 'c2', 2, { nodes: ['n1'] });
+    await h.writeConfig('c2');
+    await h.waitReady('c2');
+    const b = stallable;
+    assert.ok(b !== undefined, 'b !== undefined');
+    const readiness: boolean[] = [];
+    const sampler = setInterval(() => readiness.push(h.status('c2').ready), 10);
+    try {
+      // A stall shorter than the window minus one interval: never not ready.
+      b.stall();
+      await delay(300);
+      b.unstall();
+      await delay(200);
+      assert.ok(!readiness.includes(false), 'no false alarm during a short stall');
+
+      // Held: not ready within the window (plus a little scheduling slack).
+      readiness.length = 0;
+      const t0 = Date.now();
+      b.stall();
+      await eventually(() => {
+        assert.equal(h.status('c2').ready, false);
+      }, WAIT_MS);
+      const ms = Date.now() - t0;
+      assert.ok(ms >= 400 && ms < 1000, `not ready after ${ms} ms`);
+      const s = h.status('c2');
+      assert.equal(s.connected, false);
+      assert.match(s.status, /not responding/);
+      assert.equal(s['num-nodes'], 1, 'state is kept');
+
+      // The first answer makes it ready again, on the same connection.
+      const failures = s['num-failures'];
+      b.unstall();
+      await h.waitReady('c2');
+      assert.equal(h.status('c2')['num-failures'], failures);
+      assert.equal(h.logic('c2').drains, 0);
+    } finally {
+      clearInterval(sampler);
+      b.unstall();
+    }
   });
 
   it('fails the connection when the remote heartbeat goes stale', async () => {
@@ -366,7 +457,7 @@ describe('ClusterMesh with in-memory remotes', () => {
     // Seen at connect, then never updated: stale after 2 × 100 ms.
     await eventually(() => {
       const s = h.status('c2');
-      assert.ok(s['num-failures'] >= 1);
+      assert.ok(s['num-failures'] >= 1, "s['num-failures'] >= 1");
       assert.match(s.status, /heartbeat/);
     }, WAIT_MS);
 
@@ -422,6 +513,8 @@ describe('ClusterMesh with in-memory remotes', () => {
       remoteClusterLastFailureTs: (c, ts) => calls.push(`${c} last=${ts > 0 ? 'set' : 0}`),
       remoteClusterReadiness: (c, r) => calls.push(`${c} ready=${r}`),
       remoteClusterNodes: (c, n) => calls.push(`${c} nodes=${n}`),
+      remoteClusterFreshness: (c, f) =>
+        calls.push(`${c} heartbeat-age=${f.heartbeatAgeSeconds === undefined ? 'none' : 'set'}`),
       remoteClusterRemoved: (c) => calls.push(`${c} removed`),
     };
     const h = await harness({ metrics });
@@ -437,22 +530,78 @@ describe('ClusterMesh with in-memory remotes', () => {
       'c2 last=0',
       'c2 ready=true',
       'c2 nodes=1',
+      // Only the listing has read the heartbeat so far: no sample yet.
+      'c2 heartbeat-age=none',
     ]);
 
     store.setAvailable(false);
     await eventually(() => {
       assert.ok(calls.includes('c2 failures=1'), calls.join('; '));
-      assert.ok(calls.includes('c2 last=set'));
-      assert.ok(calls.includes('c2 ready=false'));
+      assert.ok(calls.includes('c2 last=set'), "calls.includes('c2 last=set')");
+      assert.ok(calls.includes('c2 ready=false'), "calls.includes('c2 ready=false')");
     }, WAIT_MS);
     store.setAvailable(true);
     await h.waitReady('c2');
 
     await unlink(join(h.dir, 'c2'));
     await eventually(() => {
-      assert.ok(calls.includes('c2 removed'));
+      assert.ok(calls.includes('c2 removed'), "calls.includes('c2 removed')");
     }, WAIT_MS);
-    assert.ok(calls.includes('clusters=0'));
+    assert.ok(calls.includes('clusters=0'), "calls.includes('clusters=0')");
+  });
+
+  it('reports freshness: heartbeats and changes received after the listing, and the delay', async () => {
+    const samples: RemoteClusterFreshnessSample[] = [];
+    const metrics: ClusterMeshMetrics = {
+      remoteClusters: () => undefined,
+      remoteClusterFailures: () => undefined,
+      remoteClusterLastFailureTs: () => undefined,
+      remoteClusterReadiness: () => undefined,
+      remoteClusterNodes: () => undefined,
+      remoteClusterFreshness: (_c, f) => samples.push(f),
+      remoteClusterRemoved: () => undefined,
+    };
+    const h = await harness({ metrics });
+    const w = h.writer('c2');
+    await seedRemoteCluster(w, 'c2', 2, { nodes: ['n1'] });
+    await h.writeConfig('c2');
+    const connected = Date.now();
+    await h.waitReady('c2');
+    // The listed heartbeat and node may be old: they set nothing.
+    assert.deepEqual(h.status('c2').freshness, {});
+
+    // A heartbeat written 3 s ago (seconds truncated, as Go's RFC 3339 writes it).
+    await w.put(HeartbeatPath, encodeHeartbeat(new Date(Date.now() - 3_000)));
+    const f = await eventually(() => {
+      const fr = h.status('c2').freshness;
+      assert.ok(fr?.['last-heartbeat'] !== undefined, JSON.stringify(fr));
+      return fr;
+    }, WAIT_MS);
+    const delay = f['propagation-delay-ms'] ?? -1;
+    assert.ok(delay >= 3_000 && delay < 4_500, `delay ${delay}`);
+    assert.ok(Date.parse(f['last-heartbeat'] ?? '') >= connected, 'received after connecting');
+    assert.equal(f['last-event'], undefined);
+
+    await w.put('cilium/state/nodes/v1/c2/n2', JSON.stringify({ Name: 'n2', Cluster: 'c2' }));
+    await eventually(() => {
+      const fr = h.status('c2').freshness;
+      assert.ok(fr?.['last-event'] !== undefined, JSON.stringify(fr));
+    }, WAIT_MS);
+
+    samples.length = 0;
+    h.mesh.updateMetrics();
+    const m = samples.at(-1);
+    assert.ok(m !== undefined, 'a freshness sample');
+    assert.ok((m.heartbeatAgeSeconds ?? -1) >= 0 && (m.heartbeatAgeSeconds ?? 99) < 5, 'age');
+    assert.ok((m.lastEventAgeSeconds ?? -1) >= 0 && (m.lastEventAgeSeconds ?? 99) < 5, 'age');
+    assert.equal(m.propagationDelaySeconds, delay / 1000);
+
+    // A malformed heartbeat still counts as one, without a delay.
+    await w.put(HeartbeatPath, 'not a time');
+    await eventually(() => {
+      const fr = h.status('c2').freshness;
+      assert.equal(fr?.['propagation-delay-ms'], undefined, JSON.stringify(fr));
+    }, WAIT_MS);
   });
 
   it('stops without draining and leaves no timers or watchers behind', async () => {

@@ -220,7 +220,7 @@ describe('status text', () => {
       'num-global-services': 2,
     });
     const [c] = failed.clusters as (Record<string, unknown> | undefined)[];
-    assert.ok(c !== undefined);
+    assert.ok(c !== undefined, 'c !== undefined');
     assert.equal(c['last-failure'], '2025-01-01T11:59:48.000Z');
     // A pointer in the reference: false is written.
     assert.deepEqual(c.config, {

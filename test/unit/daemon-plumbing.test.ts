@@ -33,7 +33,7 @@ describe('daemon plumbing', () => {
       waitUntil(() => false, 'thing', 60_000, ac.signal),
       (err) => isClusterMeshError(err, ErrorCode.Aborted),
     );
-    assert.ok(Date.now() - t0 < 5_000);
+    assert.ok(Date.now() - t0 < 5_000, 'Date.now() - t0 < 5_000');
   });
 
   it('Bootstrap latches readiness and exports its duration', async () => {
@@ -78,7 +78,7 @@ describe('daemon plumbing', () => {
     const hook = new HttpHook('h', '127.0.0.1:0', '--x', { '/hi': () => ({ body: 'hi\n' }) });
     await hook.start();
     const url = hook.url;
-    assert.ok(url !== undefined);
+    assert.ok(url !== undefined, 'url !== undefined');
     assert.equal(await (await fetch(`${url}/hi`)).text(), 'hi\n');
     await hook.stop();
     await assert.rejects(fetch(`${url}/hi`));

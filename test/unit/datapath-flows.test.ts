@@ -103,7 +103,7 @@ void describe('LoadBalancerMap', () => {
     let changes = 0;
     map.onFrontendsChanged(() => changes++);
     const a = map.lookup('127.204.128.1', 80);
-    assert.ok(a !== undefined);
+    assert.ok(a !== undefined, 'a !== undefined');
     assert.equal(map.lookup('127.204.128.1', 81), undefined);
 
     svc(table, 'b', '127.204.128.2', ['127.204.1.2']);
@@ -180,7 +180,7 @@ void describe('NodeDatapath', () => {
       );
       svc(table, 'rebel-base', '127.204.128.1', [], 'local');
       const t = dp.translate({ ip: '127.204.2.5', port: 1 }, { ip: '127.204.128.1', port: 80 });
-      assert.ok(t !== undefined);
+      assert.ok(t !== undefined, 't !== undefined');
       assert.deepEqual(dp.backendEndpoint(t.backend), {
         ip: '127.205.1.1',
         port: 80,
@@ -205,6 +205,7 @@ void describe('NodeDatapath', () => {
         localPort: 80,
         peer: { ip: '127.205.1.1', port: 4000 },
       });
+      assert.ok(f !== undefined, 'f !== undefined');
       assert.equal(f.direction, 'ingress');
       assert.deepEqual(f.destination, {
         ip: '127.204.1.1',

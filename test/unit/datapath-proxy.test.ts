@@ -288,7 +288,7 @@ void describe('ServiceProxy + NodeDatapath', () => {
       });
       const remote = backend.startsWith('127.205.');
       const b = f.backend;
-      assert.ok(b !== undefined);
+      assert.ok(b !== undefined, 'b !== undefined');
       assert.equal(b.ip, backend);
       assert.equal(b.port, backendPort);
       assert.equal(b.cluster, remote ? REMOTE : LOCAL);
@@ -419,7 +419,7 @@ void describe('ServiceProxy + NodeDatapath', () => {
     });
     try {
       const [backend, source] = await request(cip, null);
-      assert.ok(LOCAL_BACKENDS.includes(backend));
+      assert.ok(LOCAL_BACKENDS.includes(backend), 'LOCAL_BACKENDS.includes(backend)');
       const f = lastFlow(fx.node1);
       assert.equal(f.source.ip, source);
       assert.equal(f.source.identity, 1);
@@ -464,7 +464,7 @@ void describe('ServiceProxy + NodeDatapath', () => {
     });
     try {
       assert.deepEqual(fx.proxy.bound(), []);
-      assert.ok(fx.proxy.stats.bindFailures >= 1);
+      assert.ok(fx.proxy.stats.bindFailures >= 1, 'fx.proxy.stats.bindFailures >= 1');
       await new Promise<void>((resolve) => blocker.close(() => resolve()));
       await until(() => fx.proxy.bound().length === 1, {
         timeoutMs: 5000,

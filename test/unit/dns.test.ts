@@ -277,7 +277,7 @@ void describe('dns server', () => {
     assert.equal(server.stats.errors, errors + 4);
     // A query with no question gets FORMERR rather than silence.
     const noQuestion = await udpExchange(server, dnsPacket.encode({ type: 'query', id: 7 }));
-    assert.ok(noQuestion);
+    assert.ok(noQuestion, 'noQuestion');
     assert.equal(rcode(dnsPacket.decode(noQuestion)), 1);
     const r = await ask(server, 'rebel-base.default.svc.cluster.local', 'A');
     assert.deepEqual(data(r.answers, 'A'), ['127.201.128.20']);

@@ -72,9 +72,12 @@ void describe('keyspace IP helpers', () => {
   });
 
   void it('compares strings in Go byte order', () => {
-    assert.ok(compareGoStrings('10', '2') < 0);
-    assert.ok(compareGoStrings('a', 'ab') < 0);
+    assert.ok(compareGoStrings('10', '2') < 0, "compareGoStrings('10', '2') < 0");
+    assert.ok(compareGoStrings('a', 'ab') < 0, "compareGoStrings('a', 'ab') < 0");
     // U+FFFD sorts before an astral character in UTF-8, unlike UTF-16 code units.
-    assert.ok(compareGoStrings('\ufffd', '\u{1f600}') < 0);
+    assert.ok(
+      compareGoStrings('\ufffd', '\u{1f600}') < 0,
+      "compareGoStrings('\\ufffd', '\\u{1f600}') < 0",
+    );
   });
 });

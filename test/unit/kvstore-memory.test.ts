@@ -66,6 +66,9 @@ describe('LeasePool', () => {
     assert.deepEqual([...byLease.values()], [100, 100, 50]);
     assert.ok(granted.length <= 4, `${String(granted.length)} leases granted`);
     await pool.close();
-    assert.ok(granted.every((h) => h.released));
+    assert.ok(
+      granted.every((h) => h.released),
+      'granted.every((h) => h.released)',
+    );
   });
 });

@@ -85,7 +85,7 @@ void describe('kvstoremesh: remote cluster lifecycle', () => {
       deletions(rec.events).map((e) => e.key),
       ['cilium/cache/nodes/v1/c2/node-2'],
     );
-    assert.ok(h.status('c2')['num-failures'] >= 1);
+    assert.ok(h.status('c2')['num-failures'] >= 1, "h.status('c2')['num-failures'] >= 1");
   });
 
   it('keeps the cache while a wiped remote repopulates, until its canaries are back', async () => {
@@ -104,7 +104,7 @@ void describe('kvstoremesh: remote cluster lifecycle', () => {
     next.set('cilium/state/nodes/v1/c2/node-7', '{"Name":"node-7"}');
     await seedRemoteState(refill, 'c2', 2, next, { canaries: false });
     await eventually(() => {
-      assert.ok(h.status('c2')['num-failures'] >= 1);
+      assert.ok(h.status('c2')['num-failures'] >= 1, "h.status('c2')['num-failures'] >= 1");
     }, 5_000);
     await sleep(300);
     assert.deepEqual(await h.snapshot('cilium/'), before, 'cache kept without remote canaries');
@@ -142,7 +142,7 @@ void describe('kvstoremesh: remote cluster lifecycle', () => {
 
     const dels = deletions(rec.events);
     const config = dels.find((e) => e.key === 'cilium/cluster-config/c2');
-    assert.ok(config !== undefined);
+    assert.ok(config !== undefined, 'config !== undefined');
     assert.equal(dels[0]?.key, 'cilium/cluster-config/c2', 'config withdrawn first');
     const data = dels.filter((e) => e.key !== 'cilium/cluster-config/c2');
     assert.equal(data.length, 10);
@@ -154,7 +154,7 @@ void describe('kvstoremesh: remote cluster lifecycle', () => {
       ...data.map((e, i) => (e.key.startsWith('cilium/synced/') ? i : -1)),
     );
     const firstData = data.findIndex((e) => e.key.startsWith('cilium/cache/'));
-    assert.ok(lastCanary < firstData);
+    assert.ok(lastCanary < firstData, 'lastCanary < firstData');
     assert.deepEqual(await allOf(h, 'c3'), c3Before, 'other clusters untouched');
     assert.deepEqual(
       h

@@ -131,7 +131,10 @@ describe('Lifecycle', () => {
     await assert.rejects(lc.start(), /b cannot start/);
     // b's start did not complete: its task ends, its stop is not called.
     assert.deepEqual(events, ['start:a', 'start:b', 'end:b', 'stop:a', 'end:a']);
-    assert.ok(lines.some((l) => l.msg === 'start failed' && l.hook === 'b'));
+    assert.ok(
+      lines.some((l) => l.msg === 'start failed' && l.hook === 'b'),
+      "lines.some((l) => l.msg === 'start failed' && l.hook === 'b')",
+    );
     await lc.stop(); // nothing left to stop
     assert.equal(events.length, 5);
   });

@@ -190,7 +190,7 @@ void describe('agent views of the running local mesh', () => {
 
   it('-H wins over mesh.json; -H and --node together are a usage error', async () => {
     const second = agents[1];
-    assert.ok(second !== undefined);
+    assert.ok(second !== undefined, 'second !== undefined');
     const r = await run('-H', second.url, 'status', '--state-dir', stateDir);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^Node:\s+cluster1-node2$/m);
@@ -201,7 +201,10 @@ void describe('agent views of the running local mesh', () => {
 
   it('$CLUSTERMESH_HOST stands for -H but yields to --node', async () => {
     const [first, second, third] = agents;
-    assert.ok(first !== undefined && second !== undefined && third !== undefined);
+    assert.ok(
+      first !== undefined && second !== undefined && third !== undefined,
+      'first !== undefined && second !== undefined && third !== undefined',
+    );
     process.env.CLUSTERMESH_HOST = second.url;
     try {
       const env = await run('status', '--state-dir', stateDir);

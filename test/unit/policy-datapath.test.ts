@@ -158,7 +158,10 @@ describe('PolicyEnforcer', () => {
     const enforcer = new PolicyEnforcer({ clusterName: CLUSTER, log: silentLogger });
     enforcer.follow(ids);
     ids.upsert(XWING, podLabels('x-wing').map(parseLabel), CLUSTER);
-    assert.ok(enforcer.upsertPolicy(XWING_EGRESS_TO_REMOTE_BASE, ref('xwing-to-cluster2')));
+    assert.ok(
+      enforcer.upsertPolicy(XWING_EGRESS_TO_REMOTE_BASE, ref('xwing-to-cluster2')),
+      "enforcer.upsertPolicy(XWING_EGRESS_TO_REMOTE_BASE, ref('xwing-to-cluster2'))",
+    );
     const peer = { kind: 'identity', id: REMOTE_BASE } as const;
     const before = enforcer.egress(XWING, peer, 80, 'TCP');
     assert.deepEqual(
@@ -167,7 +170,7 @@ describe('PolicyEnforcer', () => {
     );
     const rev = enforcer.revision;
     ids.upsert(REMOTE_BASE, podLabels('rebel-base', 'cluster2').map(parseLabel), 'cluster2');
-    assert.ok(enforcer.revision > rev);
+    assert.ok(enforcer.revision > rev, 'enforcer.revision > rev');
     const after = enforcer.egress(XWING, peer, 80, 'TCP');
     assert.equal(after.allowed, true);
     assert.deepEqual(after.allowedBy, [ref('xwing-to-cluster2')]);
@@ -180,7 +183,10 @@ describe('PolicyEnforcer', () => {
   it('refuses an invalid policy, counts it, and drops the previous version of it', () => {
     const enforcer = new PolicyEnforcer({ clusterName: CLUSTER, log: silentLogger });
     enforcer.engine.upsertIdentity(XWING, podLabels('x-wing'));
-    assert.ok(enforcer.upsertPolicy(XWING_EGRESS_TO_REMOTE_BASE, ref('xwing-to-cluster2')));
+    assert.ok(
+      enforcer.upsertPolicy(XWING_EGRESS_TO_REMOTE_BASE, ref('xwing-to-cluster2')),
+      "enforcer.upsertPolicy(XWING_EGRESS_TO_REMOTE_BASE, ref('xwing-to-cluster2'))",
+    );
     const broken = cnp('xwing-to-cluster2', {
       endpointSelector: { matchLabels: { app: 'x-wing' } },
       egress: [{ toEndpoints: [{}], toCIDR: ['10.0.0.0/8'] }],
@@ -336,7 +342,7 @@ describe('NodeDatapath policy decisions', () => {
       },
       denied,
     );
-    assert.equal(flow.verdict, 'DROPPED');
+    assert.equal(flow?.verdict, 'DROPPED');
     assert.equal(flow.dropReason, 'POLICY_DENY');
     assert.deepEqual(flow.ingress_denied_by, [ref('base-ingress')]);
     assert.equal(flow.source.labels?.[0], 'reserved:remote-node');

@@ -105,7 +105,10 @@ for (const local of [true, false]) {
       assert.equal(after.egress.enforced, false);
       const sum = after.ingress.summary();
       const [entry] = sum.entries;
-      assert.ok(entry !== undefined && sum.entries.length === 1);
+      assert.ok(
+        entry !== undefined && sum.entries.length === 1,
+        'entry !== undefined && sum.entries.length === 1',
+      );
       assert.deepEqual(
         entry.peers,
         local
@@ -146,11 +149,14 @@ for (const local of [true, false]) {
     void it('a clusterwide policy never reports pods of other clusters or the host', () => {
       const e = engineWith([], local);
       const ch = e.upsertPolicy(ccnp('all', { endpointSelector: {}, ingress: [{}] }));
-      assert.ok(ch.changed.includes(idOf(B)));
-      assert.ok(ch.changed.includes(idOf('health')));
-      assert.ok(!ch.changed.includes(idOf('cluster2/default/backend')));
-      assert.ok(!ch.changed.includes(idOf('host')));
-      assert.ok(!ch.changed.includes(idOf('world')));
+      assert.ok(ch.changed.includes(idOf(B)), 'ch.changed.includes(idOf(B))');
+      assert.ok(ch.changed.includes(idOf('health')), "ch.changed.includes(idOf('health'))");
+      assert.ok(
+        !ch.changed.includes(idOf('cluster2/default/backend')),
+        "!ch.changed.includes(idOf('cluster2/default/backend'))",
+      );
+      assert.ok(!ch.changed.includes(idOf('host')), "!ch.changed.includes(idOf('host'))");
+      assert.ok(!ch.changed.includes(idOf('world')), "!ch.changed.includes(idOf('world'))");
     });
 
     void it('flows name the deciding policies like Hubble', () => {
@@ -205,16 +211,16 @@ for (const local of [true, false]) {
       const e = engineWith([ALLOW_FRONTEND, egress], local);
       const t = e.trace({ src: peer(F), dst: peer(B), dport: 80, proto: 'TCP' });
       assert.equal(t.verdict, 'ALLOWED');
-      assert.ok(t.from.includes('k8s:app=frontend'));
+      assert.ok(t.from.includes('k8s:app=frontend'), "t.from.includes('k8s:app=frontend')");
       assert.equal(t.port, '80/TCP');
       const eg = t.egress;
       const ing = t.ingress;
-      assert.ok(eg !== null && ing !== null);
+      assert.ok(eg !== null && ing !== null, 'eg !== null && ing !== null');
       assert.equal(eg.verdict, 'allowed');
       assert.equal(eg.rulesSelected, 1);
       const eg0 = eg.rules[0];
       const ing0 = ing.rules[0];
-      assert.ok(eg0 !== undefined && ing0 !== undefined);
+      assert.ok(eg0 !== undefined && ing0 !== undefined, 'eg0 !== undefined && ing0 !== undefined');
       assert.deepEqual(eg0.ports, ['80/TCP']);
       assert.equal(eg0.result, 'allows');
       assert.equal(ing0.policy.name, 'allow-frontend');
@@ -222,7 +228,7 @@ for (const local of [true, false]) {
       const t2 = e.trace({ src: peer(F), dst: peer(B), dport: 81, proto: 'TCP' });
       assert.equal(t2.verdict, 'DENIED');
       const eg2 = t2.egress;
-      assert.ok(eg2 !== null);
+      assert.ok(eg2 !== null, 'eg2 !== null');
       assert.equal(eg2.verdict, 'denied');
       assert.equal(eg2.rules[0]?.portMatched, false);
       assert.match(eg2.reason, /POLICY_DENIED/);

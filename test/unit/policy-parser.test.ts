@@ -202,7 +202,7 @@ void describe('parsePolicy: refuses what it cannot represent, naming the field',
         (err: unknown) => {
           assert.ok(isClusterMeshError(err, 'ERR_INVALID_ARGUMENT'), String(err));
           assert.ok(err.message.includes(`${field}:`), `${err.message} should name ${field}`);
-          assert.ok(!err.message.includes('\n'));
+          assert.ok(!err.message.includes('\n'), "!err.message.includes('\\n')");
           return true;
         },
       );
@@ -219,7 +219,7 @@ void describe('parsePolicy: normalization', () => {
       }),
     );
     const e = p.entries[0];
-    assert.ok(e);
+    assert.ok(e, 'e');
     assert.equal(reqs(e.subject), 'L{any:app=x,k8s:io.kubernetes.pod.namespace=prod}');
     assert.equal(e.peers, null);
     assert.equal(e.defaultDeny, true);
@@ -249,7 +249,7 @@ void describe('parsePolicy: normalization', () => {
       { clusterName: 'c1' },
     );
     const e = p.entries[0];
-    assert.ok(e !== undefined);
+    assert.ok(e !== undefined, 'e !== undefined');
     assert.equal(e.subject.key, 'L{any:app=x}');
     assert.deepEqual(
       e.peers?.map((s) => s.key),
@@ -280,7 +280,7 @@ void describe('parsePolicy: normalization', () => {
     );
     assert.equal(p.entries.length, 1);
     const e = p.entries[0];
-    assert.ok(e !== undefined);
+    assert.ok(e !== undefined, 'e !== undefined');
     assert.equal(e.subject.key, 'L{k8s:io.kubernetes.pod.namespace=default,k8s:role=db}');
     assert.equal(
       e.peers?.[0]?.key,
@@ -323,7 +323,7 @@ void describe('parsePolicy: normalization', () => {
     });
     assert.equal(p.entries.length, 2);
     const [e0, e1] = p.entries;
-    assert.ok(e0 !== undefined && e1 !== undefined);
+    assert.ok(e0 !== undefined && e1 !== undefined, 'e0 !== undefined && e1 !== undefined');
     assert.deepEqual(e0.peers, []);
     assert.equal(e1.action, 'deny');
     assert.equal(e1.path, 'specs[0].egressDeny[0]');

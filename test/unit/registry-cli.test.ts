@@ -136,7 +136,10 @@ void describe('clustermesh apply/get/delete (memory kvstore)', () => {
       items: { metadata: { name: string } }[];
     };
     assert.equal(list.kind, 'List');
-    assert.ok(list.items.some((i) => i.metadata.name === 'node-1'));
+    assert.ok(
+      list.items.some((i) => i.metadata.name === 'node-1'),
+      "list.items.some((i) => i.metadata.name === 'node-1')",
+    );
     const yaml = await run('get', 'svc', 'tie-fighter', '-n', 'empire', '-o', 'yaml');
     assert.match(
       yaml.stdout,

@@ -440,7 +440,7 @@ void describe('registry kinds', () => {
   it('honours -n: default for objects without namespace, error on a mismatch', () => {
     const obj = { apiVersion: 'v1', kind: 'Service', metadata: { name: 'p' } };
     const r = validateObject(obj, { namespace: 'prod' });
-    assert.ok(r.ok);
+    assert.ok(r.ok, 'r.ok');
     assert.equal(r.object.metadata.namespace, 'prod');
     assert.equal(
       problem({ ...obj, metadata: { name: 'p', namespace: 'dev' } }, { namespace: 'prod' }),

@@ -144,7 +144,10 @@ void describe('registry manifests', () => {
       `${NODE}---\n${NODE}---\n${NODE.replace('127.1.0.1', 'nope')}`,
     );
     await assert.rejects(loadManifests([d]), (e: unknown) => {
-      assert.ok(isClusterMeshError(e, ErrorCode.InvalidArgument));
+      assert.ok(
+        isClusterMeshError(e, ErrorCode.InvalidArgument),
+        'isClusterMeshError(e, ErrorCode.InvalidArgument)',
+      );
       assert.equal(
         e.message,
         `${join(d, 'c-bad.yaml')}: document 3 (CiliumNode node-1): spec.addresses[0].ip: must be a valid IP address, received "nope"`,

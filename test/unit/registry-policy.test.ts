@@ -304,7 +304,7 @@ void describe('registry: policy kinds', () => {
     assert.deepEqual(ingressOnly?.spec.policyTypes, ['Ingress']);
     // Validating a stored object again changes nothing.
     const again = validateObject(policies[1]);
-    assert.ok(again.ok);
+    assert.ok(again.ok, 'again.ok');
     assert.deepEqual(again.object, policies[1]);
   });
 
@@ -520,7 +520,10 @@ void describe('registry: policy kinds', () => {
       spec: { endpointSelector: {}, egress: [{ toFQDNs: [{ matchName: 'cilium.io' }] }] },
     };
     await assert.rejects(registry.apply([...(good as RegistryObject[]), bad]), (e: unknown) => {
-      assert.ok(isClusterMeshError(e, ErrorCode.InvalidArgument));
+      assert.ok(
+        isClusterMeshError(e, ErrorCode.InvalidArgument),
+        'isClusterMeshError(e, ErrorCode.InvalidArgument)',
+      );
       assert.equal(
         e.message,
         'CiliumNetworkPolicy default/fqdn: spec.egress[0].toFQDNs: toFQDNs is not supported (only L3/L4 policy is enforced)',
@@ -559,7 +562,7 @@ void describe('registry: policy kinds', () => {
       metadata: { name: 'typed' },
       spec: rule,
     });
-    assert.ok(r.ok);
+    assert.ok(r.ok, 'r.ok');
     assert.deepEqual((r.object as CiliumNetworkPolicy).spec, rule);
   });
 
@@ -570,7 +573,7 @@ void describe('registry: policy kinds', () => {
       metadata: { name: 'p' },
       spec: { podSelector: { matchLabels: { 'bad key!': 'x' } } },
     });
-    assert.ok(!r.ok);
+    assert.ok(!r.ok, '!r.ok');
     assert.match(formatProblem(r.problem), /^spec\.podSelector\.matchLabels\["bad key!"\]: /);
   });
 });

@@ -60,7 +60,7 @@ void describe('registry store', () => {
       ['service/rebel-base created', 'ciliumnode/node-1 created'],
     );
     const before = await registry.get('Service', 'default', 'rebel-base');
-    assert.ok(before);
+    assert.ok(before, 'before');
     const rev = (await backend.get('registry/services/default/rebel-base'))?.modRevision;
 
     const second = await registry.apply([service('rebel-base', 8080), node('node-1')]);
@@ -69,7 +69,7 @@ void describe('registry store', () => {
       ['configured', 'unchanged'],
     );
     const after = await registry.get('Service', 'default', 'rebel-base');
-    assert.ok(after);
+    assert.ok(after, 'after');
     assert.equal(after.metadata.uid, before.metadata.uid);
     assert.equal(after.metadata.creationTimestamp, before.metadata.creationTimestamp);
     assert.equal(after.metadata.generation, 2);
@@ -137,7 +137,10 @@ void describe('registry store', () => {
     const { backend, registry } = setup();
     const bad = service('c', 80, { spec: { ports: [{ port: 'http' }] } });
     await assert.rejects(registry.apply([service('a'), node('node-1'), bad]), (e: unknown) => {
-      assert.ok(isClusterMeshError(e, ErrorCode.InvalidArgument));
+      assert.ok(
+        isClusterMeshError(e, ErrorCode.InvalidArgument),
+        'isClusterMeshError(e, ErrorCode.InvalidArgument)',
+      );
       assert.equal(
         e.message,
         'Service default/c: spec.ports[0].port: expected number, received string',
@@ -181,7 +184,10 @@ void describe('registry store', () => {
     const { registry } = setup();
     await registry.create(service('a'));
     await assert.rejects(registry.create(service('a')), (e: unknown) => {
-      assert.ok(isClusterMeshError(e, ErrorCode.Conflict));
+      assert.ok(
+        isClusterMeshError(e, ErrorCode.Conflict),
+        'isClusterMeshError(e, ErrorCode.Conflict)',
+      );
       assert.equal(e.message, 'services "a" already exists');
       return true;
     });
@@ -198,7 +204,10 @@ void describe('registry store', () => {
     assert.equal(v2.metadata.uid, v1.metadata.uid);
     // A writer holding the old version loses.
     await assert.rejects(registry.update(v1), (e: unknown) => {
-      assert.ok(isClusterMeshError(e, ErrorCode.Conflict));
+      assert.ok(
+        isClusterMeshError(e, ErrorCode.Conflict),
+        'isClusterMeshError(e, ErrorCode.Conflict)',
+      );
       assert.match(
         e.message,
         /^Operation cannot be fulfilled on ciliumnodes "node-1": the object has been modified/,
@@ -228,7 +237,7 @@ void describe('registry store', () => {
       }
       return { ...s, status: { conditions: [{ type: 'Ready', status: 'True' }] } };
     });
-    assert.ok(patched);
+    assert.ok(patched, 'patched');
     // The first attempt hit the conflict; the second built on the other writer's change.
     assert.equal(calls, 2);
     const s = await registry.get('Service', 'default', 'a');
@@ -286,7 +295,10 @@ void describe('registry store', () => {
     // Applying over an unreadable value repairs it.
     const [r] = await registry.apply([node('bad')]);
     assert.equal(r?.action, 'created');
-    assert.ok(await registry.get('CiliumNode', undefined, 'bad'));
+    assert.ok(
+      await registry.get('CiliumNode', undefined, 'bad'),
+      "await registry.get('CiliumNode', undefined, 'bad')",
+    );
   });
 
   it('rejects unknown kinds', async () => {

@@ -76,7 +76,7 @@ function countBy(lb: ServiceLB, flows: readonly FlowKey[]): Map<string, number> 
   const counts = new Map<string, number>();
   for (const f of flows) {
     const b = lb.select(f);
-    assert.ok(b !== undefined);
+    assert.ok(b !== undefined, 'b !== undefined');
     counts.set(b.address, (counts.get(b.address) ?? 0) + 1);
   }
   return counts;
@@ -124,8 +124,14 @@ describe('buildMaglevTable', () => {
   });
 
   it('is all -1 without backends or without positive weights', () => {
-    assert.ok(buildMaglevTable([], 251).every((x) => x === -1));
-    assert.ok(buildMaglevTable([{ id: 'a', weight: 0 }], 251).every((x) => x === -1));
+    assert.ok(
+      buildMaglevTable([], 251).every((x) => x === -1),
+      'buildMaglevTable([], 251).every((x) => x === -1)',
+    );
+    assert.ok(
+      buildMaglevTable([{ id: 'a', weight: 0 }], 251).every((x) => x === -1),
+      "buildMaglevTable([{ id: 'a', weight: 0 }], 251).every((x) => x === -1)",
+    );
   });
 
   it('fills every slot, each backend getting floor or ceil of M/N', () => {
@@ -137,7 +143,7 @@ describe('buildMaglevTable', () => {
         );
         const counts = new Array<number>(n).fill(0);
         for (const x of t) {
-          assert.ok(x >= 0 && x < n);
+          assert.ok(x >= 0 && x < n, 'x >= 0 && x < n');
           counts[x] = (counts[x] ?? 0) + 1;
         }
         assert.ok(
@@ -196,7 +202,7 @@ describe('buildMaglevTable', () => {
     for (let j = 0; j < before.length; j++) {
       const was = ids[before[j] ?? -1];
       const now = rest[after[j] ?? -1];
-      assert.ok(now !== undefined);
+      assert.ok(now !== undefined, 'now !== undefined');
       if (was === ids[4]) continue;
       others++;
       if (was !== now) moved++;
@@ -204,7 +210,7 @@ describe('buildMaglevTable', () => {
     t.diagnostic(
       `table slots of surviving backends remapped: ${((100 * moved) / others).toFixed(2)}%`,
     );
-    assert.ok(moved / others < 0.02);
+    assert.ok(moved / others < 0.02, 'moved / others < 0.02');
   });
 });
 
@@ -258,7 +264,10 @@ describe('ServiceLB selection', () => {
     const before = assign(lb, flows);
     const removed = bs[3]?.address;
 
-    assert.ok(lb.update(bs.filter((b) => b.address !== removed)));
+    assert.ok(
+      lb.update(bs.filter((b) => b.address !== removed)),
+      'lb.update(bs.filter((b) => b.address !== removed))',
+    );
     const after = assign(lb, flows);
     let others = 0;
     let movedOthers = 0;
@@ -276,10 +285,10 @@ describe('ServiceLB selection', () => {
       `removed backend had ${((100 * onRemoved) / flows.length).toFixed(2)}% of flows; ` +
         `${((100 * movedOthers) / others).toFixed(2)}% of other flows remapped`,
     );
-    assert.ok(onRemoved > 0);
-    assert.ok(movedOthers / others < 0.02);
+    assert.ok(onRemoved > 0, 'onRemoved > 0');
+    assert.ok(movedOthers / others < 0.02, 'movedOthers / others < 0.02');
 
-    assert.ok(lb.update(shuffled(bs, 5)));
+    assert.ok(lb.update(shuffled(bs, 5)), 'lb.update(shuffled(bs, 5))');
     assert.deepEqual(assign(lb, flows), before);
   });
 
@@ -287,7 +296,7 @@ describe('ServiceLB selection', () => {
     const local = backends(3, { cluster: 'c1', preferred: true });
     const remote = [10, 11, 12].map((i) => backend(i, { cluster: 'c2' }));
     const lb = new ServiceLB([...local, ...remote]);
-    assert.ok(lb.usingPreferred);
+    assert.ok(lb.usingPreferred, 'lb.usingPreferred');
     assert.deepEqual(
       lb.selectionSet().map((b) => b.address),
       local.map((b) => b.address),
@@ -308,7 +317,7 @@ describe('ServiceLB selection', () => {
     // No usable preferred backend: fall back to every usable backend.
     for (const state of ['terminating', 'quarantined', 'maintenance'] as const) {
       lb.update([...local.map((b) => ({ ...b, state })), ...remote]);
-      assert.ok(!lb.usingPreferred);
+      assert.ok(!lb.usingPreferred, '!lb.usingPreferred');
       const counts = countBy(lb, flows);
       assert.deepEqual(
         [...counts.keys()].sort(),
@@ -346,10 +355,13 @@ describe('ServiceLB selection', () => {
     assert.equal(seen.size, 5);
     for (const addr of seen.keys()) {
       const b = bs.find((x) => x.address === addr);
-      assert.ok(b !== undefined && isUsableForNewFlows(b));
+      assert.ok(
+        b !== undefined && isUsableForNewFlows(b),
+        'b !== undefined && isUsableForNewFlows(b)',
+      );
     }
     // Preferred backends here are all terminating, so they must not pin the set.
-    assert.ok(!lb.usingPreferred);
+    assert.ok(!lb.usingPreferred, '!lb.usingPreferred');
   });
 
   it('returns undefined when empty or nothing is usable', () => {
@@ -375,11 +387,11 @@ describe('ServiceLB selection', () => {
 
     // Going from usable to empty must drop the old table.
     const lb = new ServiceLB(backends(3));
-    assert.ok(lb.select(flow) !== undefined);
+    assert.ok(lb.select(flow) !== undefined, 'lb.select(flow) !== undefined');
     lb.update(backends(3, { state: 'terminating' }));
     assert.equal(lb.select(flow), undefined);
     lb.update(backends(3));
-    assert.ok(lb.select(flow) !== undefined);
+    assert.ok(lb.select(flow) !== undefined, 'lb.select(flow) !== undefined');
   });
 
   it('splits flows roughly in proportion to weights', (t) => {
@@ -407,13 +419,16 @@ describe('ServiceLB selection', () => {
     assert.equal(lb.update([...shuffled(bs, 9), backend(50, { state: 'terminating' })]), false);
     // A cluster label change keeps the table but exposes the new objects.
     assert.equal(lb.update(bs.map((b) => ({ ...b, cluster: 'c9' }))), false);
-    assert.ok(lb.selectionSet().every((b) => b.cluster === 'c9'));
+    assert.ok(
+      lb.selectionSet().every((b) => b.cluster === 'c9'),
+      "lb.selectionSet().every((b) => b.cluster === 'c9')",
+    );
     assert.equal(lb.tableBuilds, 1);
 
     assert.equal(lb.update(bs.slice(1)), true);
     assert.equal(lb.update([...bs.slice(1), backend(0, { weight: 3 })]), true);
     assert.equal(lb.tableBuilds, 3);
-    assert.ok(Object.isFrozen(lb.selectionSet()));
+    assert.ok(Object.isFrozen(lb.selectionSet()), 'Object.isFrozen(lb.selectionSet())');
     assert.deepEqual(
       selectionSetOf(shuffled(bs, 1)).map((b) => b.address),
       bs.map((b) => b.address).sort(),
@@ -443,7 +458,7 @@ describe('ServiceLB performance', () => {
     };
     selectAll();
     const selectMs = minOf(3, selectAll);
-    assert.ok(sink > 0);
+    assert.ok(sink > 0, 'sink > 0');
 
     // Same work against a 10-backend table: O(1) means no growth with backend count.
     const small = new ServiceLB(backends(10));
@@ -456,5 +471,94 @@ describe('ServiceLB performance', () => {
     );
     assert.ok(buildMs < 50, `build took ${buildMs} ms`);
     assert.ok(selectMs < 200, `100k selects took ${selectMs} ms`);
+  });
+});
+
+describe('ServiceLB selection with backend health', () => {
+  const local = [
+    { address: '10.1.0.1:80/TCP', cluster: 'c1', state: 'active' as const, preferred: true },
+    { address: '10.1.0.2:80/TCP', cluster: 'c1', state: 'active' as const, preferred: true },
+  ];
+  const remote = [
+    { address: '10.2.0.1:80/TCP', cluster: 'c2', state: 'active' as const, preferred: false },
+    { address: '10.2.0.2:80/TCP', cluster: 'c2', state: 'active' as const, preferred: false },
+  ];
+  const all: LbBackend[] = [...local, ...remote];
+  const addresses = (set: readonly LbBackend[]): string[] => set.map((b) => b.address);
+  const flows = randomFlows(500, 7);
+
+  it('applies affinity to the healthy backends, and fails open when none is healthy', () => {
+    const down = new Set<string>();
+    const lb = new ServiceLB(all, { isHealthy: (a) => !down.has(a) });
+    assert.deepEqual(addresses(lb.selectionSet()), addresses(local));
+
+    down.add('10.1.0.1:80/TCP');
+    assert.equal(lb.refreshHealth(), true);
+    assert.deepEqual(addresses(lb.selectionSet()), ['10.1.0.2:80/TCP']);
+    assert.ok(lb.usingPreferred, 'lb.usingPreferred');
+
+    down.add('10.1.0.2:80/TCP');
+    lb.refreshHealth();
+    assert.deepEqual(addresses(lb.selectionSet()), addresses(remote), 'other healthy ones');
+    assert.equal(lb.usingPreferred, false);
+
+    for (const b of all) down.add(b.address);
+    lb.refreshHealth();
+    assert.deepEqual(addresses(lb.selectionSet()), addresses(local), 'fail open: affinity again');
+    for (const f of flows) assert.ok(lb.select(f) !== undefined, 'lb.select(f) !== undefined');
+
+    down.clear();
+    lb.refreshHealth();
+    assert.deepEqual(addresses(lb.selectionSet()), addresses(local));
+    assert.deepEqual(
+      addresses(selectionSetOf(all, (a) => a.startsWith('10.2.'))),
+      addresses(remote),
+    );
+  });
+
+  it('health never revives a backend that cannot take new flows', () => {
+    const lb = new ServiceLB(
+      [{ ...remote[0], state: 'terminating' } as LbBackend, remote[1] as LbBackend],
+      { isHealthy: (a) => a === remote[0]?.address },
+    );
+    // The only healthy one is terminating: fail open over the usable ones.
+    assert.deepEqual(addresses(lb.selectionSet()), [remote[1]?.address]);
+  });
+
+  it('moves only the flows of the unhealthy backend (Maglev)', () => {
+    const down = new Set<string>();
+    const lb = new ServiceLB(
+      remote.concat(local).map((b) => ({ ...b, preferred: false })),
+      {
+        isHealthy: (a) => !down.has(a),
+      },
+    );
+    const before = assign(lb, flows);
+    down.add('10.2.0.1:80/TCP');
+    lb.refreshHealth();
+    const after = assign(lb, flows);
+    let moved = 0;
+    before.forEach((b, i) => {
+      if (b !== '10.2.0.1:80/TCP' && after[i] !== b) moved++;
+    });
+    assert.ok(moved < flows.length * 0.05, `${moved} flows of healthy backends moved`);
+    assert.ok(!after.includes('10.2.0.1:80/TCP'), "!after.includes('10.2.0.1:80/TCP')");
+  });
+
+  it('alternative: another backend of the selection, else any other usable one', () => {
+    const lb = new ServiceLB(all);
+    const f = flows[0] as FlowKey;
+    const picked = lb.select(f)?.address ?? '';
+    const alt = lb.alternative(f, picked);
+    assert.ok(
+      alt !== undefined && alt.address !== picked && alt.preferred,
+      'alt !== undefined && alt.address !== picked && alt.preferred',
+    );
+    const single = new ServiceLB([local[0] as LbBackend, remote[0] as LbBackend]);
+    assert.equal(single.alternative(f, local[0]?.address ?? '')?.address, remote[0]?.address);
+    assert.equal(
+      new ServiceLB([local[0] as LbBackend]).alternative(f, local[0]?.address ?? ''),
+      undefined,
+    );
   });
 });

@@ -74,7 +74,7 @@ function remoteService(
 function only(frontends: readonly TableFrontend[]): TableFrontend {
   assert.equal(frontends.length, 1, `expected one frontend, got ${String(frontends.length)}`);
   const f = frontends[0];
-  assert.ok(f !== undefined);
+  assert.ok(f !== undefined, 'f !== undefined');
   return f;
 }
 
@@ -252,7 +252,10 @@ describe('ServiceTable: preferred marks follow the local affinity', () => {
   it('none: nothing preferred', () => {
     const f = build('none');
     assert.equal(f.affinity, 'none');
-    assert.ok(f.backends.every((b) => !b.preferred));
+    assert.ok(
+      f.backends.every((b) => !b.preferred),
+      'f.backends.every((b) => !b.preferred)',
+    );
     assert.equal(f.backends.length, 3);
   });
 

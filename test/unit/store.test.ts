@@ -142,7 +142,11 @@ describe('SyncStore', () => {
       assert.match(canary?.value ?? '', /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
       const { kvs } = await h.backend.list(`${PREFIX}/`);
       assert.equal(kvs.length, 10);
-      for (const kv of kvs) assert.ok(kv.modRevision < (canary?.modRevision ?? 0));
+      for (const kv of kvs)
+        assert.ok(
+          kv.modRevision < (canary?.modRevision ?? 0),
+          'kv.modRevision < (canary?.modRevision ?? 0)',
+        );
       assert.equal(called, 1);
       h.sync.synced(() => called++);
       await new Promise((r) => setTimeout(r, 50));
@@ -189,7 +193,7 @@ describe('SyncStore', () => {
         assert.equal(h.sync.isSynced, true);
       });
       const lease = (await h.backend.get(`${PREFIX}/k`))?.lease;
-      assert.ok(lease !== undefined);
+      assert.ok(lease !== undefined, 'lease !== undefined');
       h.store.revokeLease(lease);
       assert.equal(await h.backend.get(`${PREFIX}/k`), undefined);
       await eventually(async () => {

@@ -88,7 +88,7 @@ void describe('wire: ipcache (ciliumendpoints.txtar)', () => {
   }
 
   const cep = ip.endpoints[0]?.object;
-  assert.ok(cep !== undefined);
+  assert.ok(cep !== undefined, 'cep !== undefined');
 
   it('writes an endpoint without identity with ID 0, and a non-IP node as ""', () => {
     const { identity: _i, ...status } = cep.status;

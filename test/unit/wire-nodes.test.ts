@@ -64,7 +64,7 @@ void describe('wire: nodes (ciliumnodes.txtar)', () => {
 
   it('skips an unparsable address or health IP instead of dropping the node', () => {
     const base = fx.ciliumNodes[0];
-    assert.ok(base !== undefined);
+    assert.ok(base !== undefined, 'base !== undefined');
     const spec = base.object.spec;
     const bad: CiliumNode = {
       ...base.object,
@@ -81,7 +81,7 @@ void describe('wire: nodes (ciliumnodes.txtar)', () => {
 
   it('takes the WireGuard key from the legacy annotation, and pool CIDRs as secondary', () => {
     const base = fx.ciliumNodes[1];
-    assert.ok(base !== undefined);
+    assert.ok(base !== undefined, 'base !== undefined');
     const node = nodeFromCiliumNode(
       {
         ...base.object,
@@ -171,6 +171,6 @@ void describe('wire: Node.validate and the node validators', () => {
 
 function c0Value(): string {
   const c = fx.ciliumNodes[0];
-  assert.ok(c !== undefined);
+  assert.ok(c !== undefined, 'c !== undefined');
   return c.value;
 }

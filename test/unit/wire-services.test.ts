@@ -68,7 +68,7 @@ function reason(fn: () => unknown): string {
 function exported(svc: Service, slices: readonly EndpointSlice[]): string {
   assert.equal(globalServiceSettings(svc.metadata.annotations).shared, true);
   const cs = serviceToClusterService(svc, slices, fx.cluster);
-  assert.ok(cs !== undefined);
+  assert.ok(cs !== undefined, 'cs !== undefined');
   assert.equal(`${ServicesPrefix}/${clusterServiceKeyName(cs)}`, fx.serviceSync.key);
   return encodeClusterService(cs);
 }

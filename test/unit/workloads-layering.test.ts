@@ -22,7 +22,10 @@ function importsOf(dir: string): { file: string; spec: string }[] {
 
 void describe('workloads layering', () => {
   it('finds the imports it checks', () => {
-    assert.ok(importsOf('workloads').some((i) => i.spec === '../registry/registry.js'));
+    assert.ok(
+      importsOf('workloads').some((i) => i.spec === '../registry/registry.js'),
+      "importsOf('workloads').some((i) => i.spec === '../registry/registry.js')",
+    );
   });
 
   it('src/workloads imports neither the local mesh, exec nor the CLI', () => {
