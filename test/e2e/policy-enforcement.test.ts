@@ -486,6 +486,54 @@ spec:
   );
 
   it(
+    'a selector naming no cluster admits only the local cluster (policy-default-local-cluster)',
+    scenario(async () => {
+      const name = 'rebel-base-from-x-wing';
+      await apply(
+        'cluster2',
+        `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: ${name}
+spec:
+  endpointSelector:
+    matchLabels:
+      name: rebel-base
+  ingress:
+  - fromEndpoints:
+    - matchLabels:
+        name: x-wing
+`,
+      );
+      await loaded('cluster2', [`${CNP}/default/${name}`]);
+      const xwing1 = await single('cluster1', 'x-wing');
+      const xwing2 = await single('cluster2', 'x-wing');
+      const [rb] = await running('cluster2', 'rebel-base', 2);
+      assert.ok(rb !== undefined);
+      const since = Date.now();
+      const [local, remote] = await Promise.all([
+        curl('cluster2', 'x-wing', at(rb)),
+        curl('cluster1', 'x-wing', at(rb)),
+      ]);
+      assertAnswered(local, rb, xwing2);
+      assertDropped(remote, "cluster1's x-wing");
+      const ingress = (await flowsSince(since)).filter(
+        (f) => f.direction === 'ingress' && f.destination.pod === rb.name,
+      );
+      assert.deepEqual(
+        ingress
+          .sort((a, b) => (a.source.cluster ?? '').localeCompare(b.source.cluster ?? ''))
+          .map((f) => [f.source.ip, f.node, f.verdict, f.dropReason, f.ingress_allowed_by]),
+        [
+          [xwing1.ip, rb.node, 'DROPPED', 'POLICY_DENIED', undefined],
+          [xwing2.ip, rb.node, 'FORWARDED', undefined, [ref(CNP, name)]],
+        ],
+        describeFlows(ingress),
+      );
+    }),
+  );
+
+  it(
     'a deny policy beats the allow: DROPPED (POLICY_DENY), egress_denied_by names it',
     scenario(async () => {
       const deny = 'x-wing-never-to-cluster2-rebel-base';
@@ -803,10 +851,10 @@ spec:
       // The test's own socket from x-wing's IP: not subject to x-wing's egress (it is not
       // the pod's socket) but, like any, to ingress at rebel-base's node.
       const keepAlive = new Agent({ keepAlive: true, maxSockets: 1 });
-      const get = (agent: Agent | false, timeoutMs: number) =>
+      const get = (agent: Agent | false, timeoutMs: number, from = xwing.ip) =>
         new Promise<{ reply: Reply; localPort: number }>((resolve, reject) => {
           const req = request(
-            { host: rb.ip, port: 80, path: '/', localAddress: xwing.ip, agent, timeout: timeoutMs },
+            { host: rb.ip, port: 80, path: '/', localAddress: from, agent, timeout: timeoutMs },
             (res) => {
               // Read now: a kept-alive socket is back in the pool (and unset) at 'end'.
               const localPort = res.socket.localPort ?? 0;
@@ -880,8 +928,18 @@ spec:
         assert.ok(enforcedMs <= 2000, `enforced after ${enforcedMs} ms`);
 
         // A new connection from the same address is dropped too: the old one is not exempt
-        // by address, only by being established.
-        await assert.rejects(get(false, 1000), /timed out/);
+        // by address, only by being established. Node addresses: rebel-base's own node is
+        // the host, always let in (allow-localhost); the other node of cluster1 is
+        // remote-node, which the policy does not admit.
+        const own = agentsOf('cluster1').find((a) => a.node === rb.node);
+        const other = agentsOf('cluster1').find((a) => a.node !== rb.node);
+        assert.ok(own !== undefined && other !== undefined);
+        const [fromHost] = await Promise.all([
+          get(false, 3000, own.ip),
+          assert.rejects(get(false, 1000), /timed out/),
+          assert.rejects(get(false, 1000, other.ip), /timed out/),
+        ]);
+        assert.deepEqual([fromHost.reply.Pod, fromHost.reply.Client], [rb.name, own.ip]);
         const after = await get(keepAlive, 3000);
         ticking.on = false;
         await ticker;
@@ -908,6 +966,15 @@ spec:
           assert.deepEqual([f.node, f.dropReason], [rb.node, 'POLICY_DENIED']);
           assert.ok(Date.parse(f.time) >= applying, `dropped after the policy: ${f.time}`);
         }
+        const fromNode = (ip: string): Flow[] => flows.filter((f) => f.source.ip === ip);
+        assert.deepEqual(
+          fromNode(own.ip).map((f) => [f.node, f.verdict, f.source.labels]),
+          [[rb.node, 'FORWARDED', ['reserved:host']]],
+        );
+        assert.deepEqual(
+          fromNode(other.ip).map((f) => [f.node, f.verdict, f.dropReason, f.source.labels]),
+          [[rb.node, 'DROPPED', 'POLICY_DENIED', ['reserved:remote-node']]],
+        );
       } finally {
         ticking.on = false;
         await ticker;
