@@ -736,6 +736,37 @@ spec:
           );
         }
       }
+
+      // Namespace labels are part of the pods' identity: relabelling the namespace moves
+      // y-wing, already running, out of the allowed set.
+      await apply(
+        'cluster1',
+        `apiVersion: v1
+kind: Namespace
+metadata:
+  name: alliance
+  labels:
+    side: defected
+`,
+      );
+      const [rb] = rebels;
+      assert.ok(rb !== undefined);
+      const relabelled = Date.now();
+      await eventually(
+        async () =>
+          assertDropped(await curl('cluster1', 'y-wing', at(rb), { ns: 'alliance' }), 'y-wing'),
+        { timeoutMs: 10_000, message: 'y-wing dropped once its namespace lost side=rebels' },
+      );
+      const after = (await flowsSince(relabelled)).filter(
+        (f) => f.direction === 'ingress' && f.source.ip === ywing.ip && f.verdict === 'DROPPED',
+      );
+      assert.ok(after.length > 0, 'a drop of y-wing after the relabel');
+      for (const f of after) {
+        assert.ok(
+          f.source.labels?.includes('k8s:io.cilium.k8s.namespace.labels.side=defected'),
+          String(f.source.labels),
+        );
+      }
     }),
   );
 
