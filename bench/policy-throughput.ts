@@ -74,6 +74,8 @@ export interface ThroughputResult {
   readonly policyDenied: number;
   /** The rules node's verdict for the probe connection, to show it is enforced. */
   readonly enforced: boolean;
+  /** Mean cost of the proxy's egress decision per new connection, µs. */
+  readonly decisionUs: { readonly rules: number; readonly none: number };
   /** Per round: with rules / without. */
   readonly keepAliveRoundRatios: readonly number[];
   readonly newConnRoundRatios: readonly number[];
@@ -139,6 +141,21 @@ export async function runThroughput(o: ThroughputOptions): Promise<ThroughputRes
       throw new Error('throughput: the rules node must enforce and allow, the other not enforce');
     }
 
+    const decisionUs = (side: Side): number => {
+      const n = 100_000;
+      const t = performance.now();
+      for (let i = 0; i < n; i++) {
+        side.dp.egressDecision(
+          clientIP(i % o.clients),
+          backendIP(i % o.backends),
+          backendPort,
+          'TCP',
+        );
+      }
+      return ((performance.now() - t) * 1000) / n;
+    };
+    const decision = { rules: decisionUs(rules), none: decisionUs(none) };
+
     const localAddresses = Array.from({ length: o.clients }, (_, i) => clientIP(i));
     const base = {
       connections: o.connections,
@@ -187,6 +204,7 @@ export async function runThroughput(o: ThroughputOptions): Promise<ThroughputRes
       none: { keepAlive: kaNone, newConn: ncNone },
       policyDenied: rules.proxy.stats.policyDenied + none.proxy.stats.policyDenied,
       enforced,
+      decisionUs: decision,
       keepAliveRoundRatios: kaRatios,
       newConnRoundRatios: ncRatios,
     };

@@ -18,7 +18,7 @@
  *     [--rules 1000] [--identities 20000] [--lookups 200000] [--traces 20000]
  *     [--kvstore memory|etcd (memory)] [--clusters 4] [--nodes 4] [--applies 30]
  *     [--remotes 30] [--gap 20 (ms between samples)]
- *     [--seconds 2] [--warmup 1] [--rounds 4] [--connections 32] [--backends 3]
+ *     [--seconds 2] [--warmup 0.5] [--rounds 5] [--connections 32] [--backends 3]
  *     [--clients 8] [--no-new-conn]
  */
 import { silentLogger } from '../src/lib/logger.js';
@@ -73,11 +73,11 @@ export async function main(args: string[]): Promise<void> {
   const remotes = flag(args, 'remotes', 'positive integer', 30);
   const gapMs = flag(args, 'gap', 'non-negative integer', 20);
   const seconds = flag(args, 'seconds', 'positive', 2);
-  const warmup = flag(args, 'warmup', 'positive', 1);
+  const warmup = flag(args, 'warmup', 'positive', 0.5);
   const connections = flag(args, 'connections', 'positive integer', 32);
   const backends = flag(args, 'backends', 'positive integer', 3);
   const clients = flag(args, 'clients', 'positive integer', 8);
-  const rounds = flag(args, 'rounds', 'positive integer', 4);
+  const rounds = flag(args, 'rounds', 'positive integer', 5);
   const newConnections = !args.includes('--no-new-conn');
 
   const rows: Row[] = [];
@@ -159,6 +159,13 @@ export async function main(args: string[]): Promise<void> {
         unit: 'req/s',
         higherIsBetter: true,
         goal: `>= ${GOALS.throughputRatio.toFixed(2)}x`,
+      },
+      {
+        metric: 'datapath decision',
+        ours: r.decisionUs.rules,
+        raw: r.decisionUs.none,
+        unit: 'µs/conn',
+        higherIsBetter: false,
       },
       {
         metric: 'keep-alive p99',
