@@ -320,11 +320,7 @@ async function remoteBench(
       [CLUSTER_LABEL]: far.name,
     };
     const marks = observers.map((x) => {
-      const m = {
-        x,
-        known: undefined as number | undefined,
-        allowed: undefined as number | undefined,
-      };
+      const m: { known?: number; allowed?: number } = {};
       const check = (): void => {
         if (m.known === undefined) {
           const entry = x.a.views.ipcache.lookup(hostCidr(ip));
