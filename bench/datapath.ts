@@ -45,7 +45,7 @@ interface Target {
   readonly port: number;
 }
 
-interface WorkerConfig {
+export interface WorkerConfig {
   readonly targets: readonly Target[];
   readonly connections: number;
   readonly keepAlive: boolean;
@@ -67,7 +67,7 @@ interface PhaseResult {
   readonly p99: number;
 }
 
-interface Measured extends PhaseResult {
+export interface Measured extends PhaseResult {
   /** CPU of this (proxy + backends) process per request, µs. */
   readonly cpuUs: number;
 }
@@ -150,7 +150,7 @@ async function runWorker(cfg: WorkerConfig): Promise<void> {
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 
-function runPhase(cfg: WorkerConfig): Promise<Measured> {
+export function runPhase(cfg: WorkerConfig): Promise<Measured> {
   const runTs = fileURLToPath(new URL('./run.ts', import.meta.url));
   return new Promise((resolve, reject) => {
     const cpu0 = process.cpuUsage();
@@ -182,7 +182,7 @@ function runPhase(cfg: WorkerConfig): Promise<Measured> {
 // Backends + proxy (this process)
 // ---------------------------------------------------------------------------------
 
-async function listen(server: Server, host: string, port: number): Promise<void> {
+export async function listen(server: Server, host: string, port: number): Promise<void> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -192,7 +192,7 @@ async function listen(server: Server, host: string, port: number): Promise<void>
   });
 }
 
-function close(server: Server): Promise<void> {
+export function close(server: Server): Promise<void> {
   return new Promise((resolve) => {
     server.closeAllConnections();
     server.close(() => {

@@ -15,6 +15,7 @@ import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { Agent } from '../agent/module.js';
+import type { AgentViews } from '../agent/views.js';
 import { Apiserver } from '../apiserver/module.js';
 import { isHealthProbe } from '../datapath/health.js';
 import { NodeDatapath, type NodeDatapathOptions } from '../datapath/datapath.js';
@@ -69,6 +70,14 @@ export interface UpOptions {
   readonly remoteTiming?: Partial<RemoteClusterTiming> | undefined;
   /** How long `start` waits for every agent to see every remote cluster ready. */
   readonly readyTimeoutMs?: number | undefined;
+}
+
+/** One running agent as a benchmark observes it in-process. */
+export interface MeshAgentView {
+  readonly cluster: string;
+  readonly node: NodeAddressing;
+  readonly views: AgentViews;
+  readonly datapath: NodeDatapath | undefined;
 }
 
 interface MeshAgent {
@@ -297,6 +306,21 @@ export class LocalMesh {
         await this.writeState();
       },
     });
+  }
+
+  /**
+   * Every agent's views and datapath, read-only: benchmarks time when a change reaches
+   * each agent, which nothing outside the process can observe without polling.
+   */
+  agents(): readonly MeshAgentView[] {
+    return this.clusters.flatMap((c) =>
+      c.agents.map((a) => ({
+        cluster: c.addr.name,
+        node: a.node,
+        views: a.agent.views,
+        datapath: a.datapath,
+      })),
+    );
   }
 
   async start(): Promise<MeshState> {

@@ -17,6 +17,11 @@ export interface PolicyBenchOptions {
    * walked and described), as a baseline in the same run. Default 0: none.
    */
   traceLookups?: number;
+  /**
+   * The engine to load and measure (a node's enforcer engine, reused afterwards by the
+   * datapath benchmark); default: a new one.
+   */
+  engine?: PolicyEngine | undefined;
 }
 
 export interface PolicyBenchResult {
@@ -59,31 +64,29 @@ function podLabels(i: number): string[] {
   ];
 }
 
-export function runPolicyBenchmark(options: PolicyBenchOptions = {}): PolicyBenchResult {
-  const rules = options.rules ?? 1000;
-  const identities = options.identities ?? 20000;
-  const lookups = options.lookups ?? 100000;
-  const rand = rng(42);
-  const t0 = performance.now();
-  const engine = new PolicyEngine({
-    clusterName: 'cluster1',
-    policyDefaultLocalCluster: options.policyDefaultLocalCluster ?? true,
-  });
+export interface SyntheticWorkload {
+  /** Every identity installed, in order (cluster1's are every third one, from the first). */
+  readonly ids: readonly number[];
+}
+
+/**
+ * Installs `identities` pod identities over three clusters and `rules` namespaced
+ * policies into `engine` (reserved identities are the caller's). `rand` drives the rule
+ * shapes; the same seed gives the same workload.
+ */
+export function loadSyntheticWorkload(
+  engine: PolicyEngine,
+  options: { readonly rules: number; readonly identities: number },
+  rand: () => number = rng(42),
+): SyntheticWorkload {
   const ids: number[] = [];
-  for (let i = 0; i < identities; i++) {
+  for (let i = 0; i < options.identities; i++) {
     const cluster = (i % CLUSTERS.length) + 1;
     const id = (cluster << 16) | (256 + i);
     ids.push(id);
     engine.upsertIdentity(id, podLabels(i));
   }
-  for (const [id, l] of [
-    [1, 'reserved:host'],
-    [2, 'reserved:world'],
-    [6, 'reserved:remote-node'],
-  ] as const) {
-    engine.upsertIdentity(id, [l]);
-  }
-  for (let r = 0; r < rules; r++) {
+  for (let r = 0; r < options.rules; r++) {
     const app = Math.floor(rand() * APPS);
     const peerApp = Math.floor(rand() * APPS);
     const port = 1000 + Math.floor(rand() * 50);
@@ -116,6 +119,29 @@ export function runPolicyBenchmark(options: PolicyBenchOptions = {}): PolicyBenc
       },
     });
   }
+  return { ids };
+}
+
+export function runPolicyBenchmark(options: PolicyBenchOptions = {}): PolicyBenchResult {
+  const rules = options.rules ?? 1000;
+  const identities = options.identities ?? 20000;
+  const lookups = options.lookups ?? 100000;
+  const rand = rng(42);
+  const t0 = performance.now();
+  const engine =
+    options.engine ??
+    new PolicyEngine({
+      clusterName: 'cluster1',
+      policyDefaultLocalCluster: options.policyDefaultLocalCluster ?? true,
+    });
+  for (const [id, l] of [
+    [1, 'reserved:host'],
+    [2, 'reserved:world'],
+    [6, 'reserved:remote-node'],
+  ] as const) {
+    engine.upsertIdentity(id, [l]);
+  }
+  const { ids } = loadSyntheticWorkload(engine, { rules, identities }, rand);
   const t1 = performance.now();
   // Subjects: local pods (cluster1 identities are every third one).
   const subjects = ids.filter((_, i) => i % CLUSTERS.length === 0).slice(0, 500);
