@@ -168,7 +168,7 @@ describe('policy enforcement (clustermesh up, real sockets)', { timeout: 240_000
   /** The only pod of a single-replica Deployment. */
   const single = async (cluster: string, app: string, ns = 'default'): Promise<Pod> => {
     const [p] = await running(cluster, app, 1, ns);
-    assert.ok(p !== undefined);
+    assert.ok(p !== undefined, 'p !== undefined');
     return p;
   };
 
@@ -446,7 +446,7 @@ spec:
       rebels2.forEach((p, i) => {
         const r = fromRemote[i];
         const d = fromLocal[i];
-        assert.ok(r !== undefined && d !== undefined);
+        assert.ok(r !== undefined && d !== undefined, 'r !== undefined && d !== undefined');
         assertAnswered(r, p, xwing1);
         assertDropped(d, `cluster2 x-wing → ${p.name}`);
       });
@@ -462,7 +462,7 @@ spec:
         assert.equal(denied.length, 1, describeFlows(ingress));
         const [a] = allowed;
         const [d] = denied;
-        assert.ok(a !== undefined && d !== undefined);
+        assert.ok(a !== undefined && d !== undefined, 'a !== undefined && d !== undefined');
         assert.deepEqual(
           [a.node, a.verdict, a.type, a.source.cluster],
           [p.node, 'FORWARDED', 'policy-verdict', 'cluster1'],
@@ -509,7 +509,7 @@ spec:
       const xwing1 = await single('cluster1', 'x-wing');
       const xwing2 = await single('cluster2', 'x-wing');
       const [rb] = await running('cluster2', 'rebel-base', 2);
-      assert.ok(rb !== undefined);
+      assert.ok(rb !== undefined, 'rb !== undefined');
       const since = Date.now();
       const [local, remote] = await Promise.all([
         curl('cluster2', 'x-wing', at(rb)),
@@ -541,7 +541,10 @@ spec:
       await loaded('cluster1', [`${CNP}/default/allow-cross-cluster`]);
       const xwing = await single('cluster1', 'x-wing');
       const [rb, rbOther] = await running('cluster2', 'rebel-base', 2);
-      assert.ok(rb !== undefined && rbOther !== undefined);
+      assert.ok(
+        rb !== undefined && rbOther !== undefined,
+        'rb !== undefined && rbOther !== undefined',
+      );
 
       const before = Date.now();
       assertAnswered(await curl('cluster1', 'x-wing', at(rb)), rb, xwing);
@@ -707,6 +710,7 @@ spec:
         const [fromRebels, fromEmpire, fromDefault] = results.slice(i * 3, i * 3 + 3);
         assert.ok(
           fromRebels !== undefined && fromEmpire !== undefined && fromDefault !== undefined,
+          'three answers per rebel pod',
         );
         assertAnswered(fromRebels, p, ywing);
         assertDropped(fromEmpire, `empire → ${p.name}`);
@@ -720,7 +724,7 @@ spec:
         const by = (src: Pod): Flow[] => at_.filter((f) => f.source.ip === src.ip);
         const [allowed] = by(ywing);
         assert.equal(by(ywing).length, 1, describeFlows(at_));
-        assert.ok(allowed !== undefined);
+        assert.ok(allowed !== undefined, 'allowed !== undefined');
         assert.deepEqual([allowed.node, allowed.verdict], [p.node, 'FORWARDED']);
         assert.deepEqual(allowed.ingress_allowed_by, [ref(KNP, 'rebels-only')]);
         assert.ok(
@@ -750,7 +754,7 @@ metadata:
 `,
       );
       const [rb] = rebels;
-      assert.ok(rb !== undefined);
+      assert.ok(rb !== undefined, 'rb !== undefined');
       const relabelled = Date.now();
       await eventually(
         async () =>
@@ -816,7 +820,10 @@ spec:
         const agents = agentsOf('cluster1');
         const own = agents.find((a) => a.node === xwing.node);
         const other = agents.find((a) => a.node !== xwing.node);
-        assert.ok(own !== undefined && other !== undefined);
+        assert.ok(
+          own !== undefined && other !== undefined,
+          'own !== undefined && other !== undefined',
+        );
         const since = Date.now();
         const [r1, r2, rHost, rRemote] = await Promise.all([
           curl('cluster1', 'x-wing', `http://127.77.0.1:${inSet}/`),
@@ -839,7 +846,7 @@ spec:
           const matching = flows.filter((f) => f.destination.ip === ip);
           assert.equal(matching.length, 1, describeFlows(flows));
           const [f] = matching;
-          assert.ok(f !== undefined);
+          assert.ok(f !== undefined, 'f !== undefined');
           assert.equal(f.node, xwing.node);
           return f;
         };
@@ -878,7 +885,7 @@ spec:
       const rebels = await running('cluster1', 'rebel-base', 2);
       // Across nodes when the scheduler allows: the verdict is the destination node's.
       const rb = rebels.find((p) => p.node !== xwing.node) ?? rebels[0];
-      assert.ok(rb !== undefined);
+      assert.ok(rb !== undefined, 'rb !== undefined');
       // The test's own socket from x-wing's IP: not subject to x-wing's egress (it is not
       // the pod's socket) but, like any, to ingress at rebel-base's node.
       const keepAlive = new Agent({ keepAlive: true, maxSockets: 1 });
@@ -964,7 +971,10 @@ spec:
         // remote-node, which the policy does not admit.
         const own = agentsOf('cluster1').find((a) => a.node === rb.node);
         const other = agentsOf('cluster1').find((a) => a.node !== rb.node);
-        assert.ok(own !== undefined && other !== undefined);
+        assert.ok(
+          own !== undefined && other !== undefined,
+          'own !== undefined && other !== undefined',
+        );
         const [fromHost] = await Promise.all([
           get(false, 3000, own.ip),
           assert.rejects(get(false, 1000), /timed out/),
@@ -1038,7 +1048,7 @@ spec:
       await loaded('cluster1', [`${CNP}/default/${name}`]);
       const xwing = await single('cluster1', 'x-wing');
       const [rb2] = await running('cluster2', 'rebel-base', 2);
-      assert.ok(rb2 !== undefined);
+      assert.ok(rb2 !== undefined, 'rb2 !== undefined');
       // The policy is in force (x-wing is default-deny now) before the outpost exists.
       assertDropped(await curl('cluster1', 'x-wing', at(rb2)), 'x-wing → rebel-base');
 
@@ -1087,12 +1097,15 @@ spec:
       const fwd = flows.filter((f) => f.verdict === 'FORWARDED');
       assert.equal(fwd.length, 1, describeFlows(flows));
       const [f] = fwd;
-      assert.ok(f !== undefined);
+      assert.ok(f !== undefined, 'f !== undefined');
       assert.deepEqual(
         [f.destination.cluster, f.destination.pod, f.type],
         [outpost.cluster, outpost.name, 'policy-verdict'],
       );
-      assert.ok(f.destination.labels?.includes('k8s:name=outpost'));
+      assert.ok(
+        f.destination.labels?.includes('k8s:name=outpost'),
+        "f.destination.labels?.includes('k8s:name=outpost')",
+      );
       assert.deepEqual(f.egress_allowed_by, [ref(CNP, name)]);
       // Any earlier try was dropped as an address no identity owned yet.
       for (const d of flows.filter((x) => x.verdict === 'DROPPED')) {
@@ -1144,7 +1157,10 @@ spec:
           ],
           [xwing.node, 'egress', 'DROPPED', 'POLICY_DENIED', 'UDP', 'kube-system', 53],
         );
-        assert.ok(f.destination.labels?.includes('k8s:k8s-app=kube-dns'));
+        assert.ok(
+          f.destination.labels?.includes('k8s:k8s-app=kube-dns'),
+          "f.destination.labels?.includes('k8s:k8s-app=kube-dns')",
+        );
       }
 
       await apply('cluster1', ALLOW_DNS);
