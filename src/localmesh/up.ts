@@ -17,7 +17,6 @@ import type { Logger } from 'pino';
 import { Agent } from '../agent/module.js';
 import type { AgentViews } from '../agent/views.js';
 import { Apiserver } from '../apiserver/module.js';
-import { isHealthProbe } from '../datapath/health.js';
 import { NodeDatapath, type NodeDatapathOptions } from '../datapath/datapath.js';
 import type { RemoteClusterTiming } from '../clustermesh/remote-cluster.js';
 import { ServiceProxy } from '../datapath/service-proxy.js';
@@ -513,8 +512,10 @@ export class LocalMesh {
    */
   private admit(c: MeshCluster, conn: WorkloadConnection): boolean {
     const dp = this.datapathOf(c, conn.pod.ip);
-    // The datapaths' own backend probes are not traffic: policy does not see them.
-    if (dp === undefined || isHealthProbe(conn.peer.ip, conn.pod.ip, conn.localPort)) return true;
+    if (dp === undefined) return true;
+    // Probes are told apart by address only, so they get no exemption from policy: a
+    // probe needs only the handshake, which a drop does not undo. recordIngress leaves
+    // them out of the flows.
     const d = dp.ingressDecision(conn.pod.ip, conn.peer.ip, conn.localPort, 'TCP');
     dp.recordIngress(conn, d);
     return d?.allowed ?? true;

@@ -264,11 +264,13 @@ describe(
           [],
         );
       }, 10_000);
-      const metrics = await (await fetch(`${c1.agentUrl}/metrics`)).text();
-      assert.match(
-        metrics,
-        /cilium_clustermesh_remote_cluster_cache_revocations\{mode="ttl",target_cluster="cluster3"\} 1/,
-      );
+      await eventually(async () => {
+        const metrics = await (await fetch(`${c1.agentUrl}/metrics`)).text();
+        assert.match(
+          metrics,
+          /cilium_clustermesh_remote_cluster_cache_revocations\{mode="ttl",target_cluster="cluster3"\} 1\n/,
+        );
+      }, 10_000);
       await c3.etcd.start();
       await c3.registry.apply([
         slice(c3, 'rebel-base-a', [{ ip: '127.3.1.5' }, { ip: '127.3.1.8' }]),
