@@ -13,18 +13,41 @@ export interface ZoneOptions {
   readonly domain: string;
   readonly source: DnsRecordSource;
   readonly ttl: number;
+  /**
+   * Which naming scheme the zone follows: the cluster's own Services (Kubernetes DNS
+   * specification) or the imports of the clusterset (MCS DNS specification). Default
+   * `cluster`.
+   */
+  readonly schema?: 'cluster' | 'clusterset' | undefined;
 }
 
 export type Lookup =
   /** Outside the domain: we are authoritative for one zone and do not recurse. */
   | { readonly kind: 'refused' }
   | { readonly kind: 'nxdomain' }
+  /** The records are not known yet (informers not synced): the client should retry. */
+  | { readonly kind: 'servfail' }
   /** `answers` empty = NODATA (the name exists, not with this type). */
   | { readonly kind: 'found'; readonly answers: Answer[]; readonly additionals: Answer[] };
 
-const NXDOMAIN: Lookup = { kind: 'nxdomain' };
-const REFUSED: Lookup = { kind: 'refused' };
-const NODATA: Lookup = { kind: 'found', answers: [], additionals: [] };
+export const NXDOMAIN: Lookup = { kind: 'nxdomain' };
+export const SERVFAIL: Lookup = { kind: 'servfail' };
+export const REFUSED: Lookup = { kind: 'refused' };
+export const NODATA: Lookup = { kind: 'found', answers: [], additionals: [] };
+
+/**
+ * The served zone a name falls in, the most specific one should zones nest; `undefined`
+ * outside all of them.
+ */
+export function zoneOf<Z extends ZoneOptions>(zones: readonly Z[], qname: string): Z | undefined {
+  const name = canonicalName(qname);
+  let best: Z | undefined;
+  for (const zone of zones) {
+    if (name !== zone.domain && !name.endsWith(`.${zone.domain}`)) continue;
+    if (best === undefined || zone.domain.length > best.domain.length) best = zone;
+  }
+  return best;
+}
 
 /** Lower case, no trailing dot: the form names are compared in. */
 export function canonicalName(name: string): string {
@@ -113,7 +136,7 @@ function addressAnswers(
   return found(addressRecords(zone, qname, qtype, ips));
 }
 
-function addressRecords(
+export function addressRecords(
   zone: ZoneOptions,
   name: string,
   type: 'A' | 'AAAA',
@@ -162,7 +185,7 @@ function srvAnswers(
   return { kind: 'found', answers, additionals };
 }
 
-function found(answers: Answer[]): Lookup {
+export function found(answers: Answer[]): Lookup {
   return { kind: 'found', answers, additionals: [] };
 }
 

@@ -2,7 +2,8 @@ import dnsPacket from 'dns-packet';
 import type { Answer, DecodedPacket, OptAnswer, Packet } from 'dns-packet';
 import type { Logger } from 'pino';
 import { errorMessage } from '../lib/errors.js';
-import { lookup, soaRecord, type ZoneOptions } from './answer.js';
+import { REFUSED, lookup, soaRecord, zoneOf, type ZoneOptions } from './answer.js';
+import { lookupClusterSet } from './clusterset.js';
 
 /** Counters a test or a status page can read; never reset. */
 export interface DnsStats {
@@ -30,7 +31,8 @@ const UDP_MAX = 4096;
 const TCP_MAX = 65535;
 
 export interface QueryContext {
-  readonly zone: ZoneOptions;
+  /** The zones served: the cluster's own and, usually, the clusterset's. */
+  readonly zones: readonly ZoneOptions[];
   readonly stats: DnsStats;
   readonly log: Logger;
 }
@@ -108,16 +110,27 @@ function buildResponse(ctx: QueryContext, query: DecodedPacket): Packet {
     return reply(Rcode.Refused, false);
   }
 
-  const result = lookup(ctx.zone, question.name, question.type);
+  const zone = zoneOf(ctx.zones, question.name);
+  const result =
+    zone === undefined
+      ? REFUSED
+      : zone.schema === 'clusterset'
+        ? lookupClusterSet(zone, question.name, question.type)
+        : lookup(zone, question.name, question.type);
   switch (result.kind) {
     case 'refused':
       ctx.stats.refused++;
       return reply(Rcode.Refused, false);
+    case 'servfail':
+      return reply(Rcode.ServFail, false);
     case 'nxdomain':
       ctx.stats.nxdomain++;
-      return reply(Rcode.NxDomain, true, { authorities: [soaRecord(ctx.zone)] });
+      return reply(Rcode.NxDomain, true, {
+        authorities: zone === undefined ? [] : [soaRecord(zone)],
+      });
     case 'found': {
-      const authorities: Answer[] = result.answers.length === 0 ? [soaRecord(ctx.zone)] : [];
+      const authorities: Answer[] =
+        result.answers.length === 0 && zone !== undefined ? [soaRecord(zone)] : [];
       return reply(Rcode.NoError, true, {
         answers: result.answers,
         authorities,
