@@ -74,13 +74,20 @@ export function handleQuery(
   try {
     const wire = dnsPacket.encode(response);
     if (wire.length <= limit) return wire;
+    // Additional records are a courtesy: without them the answer may fit, and is then
+    // complete (RFC 2181 §9 sets TC only when the answer itself is cut).
+    const optOnly = opt === undefined ? [] : [optRecord()];
+    if ((response.additionals?.length ?? 0) > optOnly.length) {
+      const lean = dnsPacket.encode({ ...response, additionals: optOnly });
+      if (lean.length <= limit) return lean;
+    }
     // Too big for the transport: the client retries over TCP (RFC 7766).
     return dnsPacket.encode({
       ...response,
       flags: (response.flags ?? 0) | dnsPacket.TRUNCATED_RESPONSE,
       answers: [],
       authorities: [],
-      additionals: opt === undefined ? [] : [optRecord()],
+      additionals: optOnly,
     });
   } catch (err) {
     ctx.stats.errors++;
