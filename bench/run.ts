@@ -11,6 +11,7 @@ const benches: Record<string, () => Promise<{ main: (args: string[]) => Promise<
   datapath: () => import('./datapath.js'),
   'cli-start': () => import('./cli-start.js'),
   policy: () => import('./policy.js'),
+  'mcsapi-dns': () => import('./mcsapi-dns.js'),
 };
 
 const [name, ...args] = process.argv.slice(2);

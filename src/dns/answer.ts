@@ -36,11 +36,10 @@ export const REFUSED: Lookup = { kind: 'refused' };
 export const NODATA: Lookup = { kind: 'found', answers: [], additionals: [] };
 
 /**
- * The served zone a name falls in, the most specific one should zones nest; `undefined`
- * outside all of them.
+ * The served zone a name (canonical) falls in, the most specific one should zones nest;
+ * `undefined` outside all of them.
  */
-export function zoneOf<Z extends ZoneOptions>(zones: readonly Z[], qname: string): Z | undefined {
-  const name = canonicalName(qname);
+export function zoneOf<Z extends ZoneOptions>(zones: readonly Z[], name: string): Z | undefined {
   let best: Z | undefined;
   for (const zone of zones) {
     if (name !== zone.domain && !name.endsWith(`.${zone.domain}`)) continue;
@@ -51,15 +50,21 @@ export function zoneOf<Z extends ZoneOptions>(zones: readonly Z[], qname: string
 
 /** Lower case, no trailing dot: the form names are compared in. */
 export function canonicalName(name: string): string {
-  return name.toLowerCase().replace(/\.+$/, '');
+  const lower = name.toLowerCase();
+  // Queries arrive without the trailing dot (dns-packet strips it): skip the regex then.
+  return lower.endsWith('.') ? lower.replace(/\.+$/, '') : lower;
 }
 
 /**
  * Answers one question. `qname` is echoed as received in the answers' owner names, since
  * resolvers that randomise the case of queries (0x20) compare it byte for byte.
  */
-export function lookup(zone: ZoneOptions, qname: string, qtype: RecordType): Lookup {
-  const name = canonicalName(qname);
+export function lookup(
+  zone: ZoneOptions,
+  qname: string,
+  qtype: RecordType,
+  name = canonicalName(qname),
+): Lookup {
   const { domain } = zone;
   if (name === domain) {
     return qtype === 'SOA' ? found([soaRecord(zone, qname)]) : NODATA;
@@ -142,10 +147,13 @@ export function addressRecords(
   type: 'A' | 'AAAA',
   ips: readonly string[],
 ): StringAnswer[] {
-  const family = type === 'A' ? 4 : 6;
-  return ips
-    .filter((ip) => isIP(ip) === family)
-    .map((ip) => ({ name, type, class: 'IN', ttl: zone.ttl, data: ip }));
+  // Sources hold valid addresses only: a colon tells the family apart, cheaper than isIP.
+  const v6 = type === 'AAAA';
+  const out: StringAnswer[] = [];
+  for (const ip of ips) {
+    if (ip.includes(':') === v6) out.push({ name, type, class: 'IN', ttl: zone.ttl, data: ip });
+  }
+  return out;
 }
 
 /**

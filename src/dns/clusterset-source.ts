@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import type { EndpointSlice, Namespace } from '../registry/objects.js';
 import type { ObjectEvent, RegistryObject } from '../registry/types.js';
@@ -178,7 +179,8 @@ function toRecord(spec: ImportSpec, slices: readonly EndpointSlice[]): ServiceIm
   }
   return {
     type: spec.type,
-    ips: spec.type === 'ClusterSetIP' ? spec.ips : [],
+    // Not checked by the registry; the zone relies on valid addresses.
+    ips: spec.type === 'ClusterSetIP' ? spec.ips.filter((ip) => isIP(ip) !== 0) : [],
     ports: spec.ports.map((p) => ({ name: p.name, port: p.port, protocol: p.protocol })),
     endpoints,
   };

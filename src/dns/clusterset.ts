@@ -1,4 +1,3 @@
-import { isIP } from 'node:net';
 import type { Answer, RecordType, SrvAnswer, TxtAnswer } from 'dns-packet';
 import {
   NODATA,
@@ -39,8 +38,12 @@ export const DNS_SCHEMA_VERSION = '1.0.0';
 /** The specification's example TTL for the version record, which never changes. */
 const VERSION_TTL = 28_800;
 
-export function lookupClusterSet(zone: ZoneOptions, qname: string, qtype: RecordType): Lookup {
-  const name = canonicalName(qname);
+export function lookupClusterSet(
+  zone: ZoneOptions,
+  qname: string,
+  qtype: RecordType,
+  name = canonicalName(qname),
+): Lookup {
   const { domain } = zone;
   if (name === domain) {
     return qtype === 'SOA' ? found([soaRecord(zone, qname)]) : NODATA;
@@ -98,7 +101,7 @@ export function lookupClusterSet(zone: ZoneOptions, qname: string, qtype: Record
 
 /** What `<svc>.<ns>.svc.<zone>` resolves to: the ClusterSetIPs, or every ready address. */
 function importIPs(imp: ServiceImportRecord): readonly string[] {
-  if (imp.type === 'ClusterSetIP') return imp.ips.filter((ip) => isIP(ip) !== 0);
+  if (imp.type === 'ClusterSetIP') return imp.ips;
   return [...new Set(imp.endpoints.map((ep) => ep.ip))];
 }
 
@@ -166,7 +169,9 @@ function srvAnswers(
     const addressKey = `${c.target} ${c.ip}`;
     if (!addresses.has(addressKey)) {
       addresses.add(addressKey);
-      additionals.push(...addressRecords(zone, c.target, isIP(c.ip) === 6 ? 'AAAA' : 'A', [c.ip]));
+      additionals.push(
+        ...addressRecords(zone, c.target, c.ip.includes(':') ? 'AAAA' : 'A', [c.ip]),
+      );
     }
   }
   return { kind: 'found', answers, additionals };

@@ -2,7 +2,7 @@ import dnsPacket from 'dns-packet';
 import type { Answer, DecodedPacket, OptAnswer, Packet } from 'dns-packet';
 import type { Logger } from 'pino';
 import { errorMessage } from '../lib/errors.js';
-import { REFUSED, lookup, soaRecord, zoneOf, type ZoneOptions } from './answer.js';
+import { REFUSED, canonicalName, lookup, soaRecord, zoneOf, type ZoneOptions } from './answer.js';
 import { lookupClusterSet } from './clusterset.js';
 
 /** Counters a test or a status page can read; never reset. */
@@ -96,49 +96,59 @@ export function handleQuery(
   }
 }
 
-function buildResponse(ctx: QueryContext, query: DecodedPacket): Packet {
-  const questions = query.questions ?? [];
+/** Not a closure in `buildResponse`: one fewer allocation on every query. */
+function respond(
+  query: DecodedPacket,
+  rcode: number,
+  aa: boolean,
+  sections: Partial<Packet> = {},
+): Packet {
   const rd = (query.flags ?? 0) & dnsPacket.RECURSION_DESIRED;
-  const reply = (rcode: number, aa: boolean, sections: Partial<Packet> = {}): Packet => ({
+  return {
     type: 'response',
     id: query.id ?? 0,
     flags: rd | (aa ? dnsPacket.AUTHORITATIVE_ANSWER : 0) | rcode,
-    questions,
+    questions: query.questions ?? [],
     ...sections,
-  });
+  };
+}
+
+function buildResponse(ctx: QueryContext, query: DecodedPacket): Packet {
+  const questions = query.questions ?? [];
 
   const opcode = ((query.flags ?? 0) >> 11) & 0xf;
-  if (opcode !== OPCODE_QUERY) return reply(Rcode.NotImp, false);
+  if (opcode !== OPCODE_QUERY) return respond(query, Rcode.NotImp, false);
   const [question] = questions;
-  if (question === undefined || questions.length !== 1) return reply(Rcode.FormErr, false);
+  if (question === undefined || questions.length !== 1) return respond(query, Rcode.FormErr, false);
   const qclass = question.class ?? 'IN';
   if (qclass !== 'IN' && qclass !== 'ANY') {
     ctx.stats.refused++;
-    return reply(Rcode.Refused, false);
+    return respond(query, Rcode.Refused, false);
   }
 
-  const zone = zoneOf(ctx.zones, question.name);
+  const name = canonicalName(question.name);
+  const zone = zoneOf(ctx.zones, name);
   const result =
     zone === undefined
       ? REFUSED
       : zone.schema === 'clusterset'
-        ? lookupClusterSet(zone, question.name, question.type)
-        : lookup(zone, question.name, question.type);
+        ? lookupClusterSet(zone, question.name, question.type, name)
+        : lookup(zone, question.name, question.type, name);
   switch (result.kind) {
     case 'refused':
       ctx.stats.refused++;
-      return reply(Rcode.Refused, false);
+      return respond(query, Rcode.Refused, false);
     case 'servfail':
-      return reply(Rcode.ServFail, false);
+      return respond(query, Rcode.ServFail, false);
     case 'nxdomain':
       ctx.stats.nxdomain++;
-      return reply(Rcode.NxDomain, true, {
+      return respond(query, Rcode.NxDomain, true, {
         authorities: zone === undefined ? [] : [soaRecord(zone)],
       });
     case 'found': {
       const authorities: Answer[] =
         result.answers.length === 0 && zone !== undefined ? [soaRecord(zone)] : [];
-      return reply(Rcode.NoError, true, {
+      return respond(query, Rcode.NoError, true, {
         answers: result.answers,
         authorities,
         additionals: result.additionals,

@@ -50,7 +50,7 @@ export interface ImportedEndpointRecord {
 
 export interface ServiceImportRecord {
   readonly type: ServiceImportType;
-  /** The ClusterSetIP(s), at most one per family; empty for Headless. */
+  /** The ClusterSetIP(s), valid addresses, at most one per family; empty for Headless. */
   readonly ips: readonly string[];
   readonly ports: readonly ServicePortRecord[];
   /** Ready endpoints of every exporting cluster, ordered by cluster. */

@@ -91,14 +91,15 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<RunningDns
       return false;
     }
   };
+  // One callback for every datagram rather than a closure each.
+  const onSent = (err: Error | null): void => {
+    if (err !== null) log.debug({ err: errorMessage(err) }, 'DNS send failed');
+  };
   udp.on('message', (msg, peer) => {
     if (!admitted(peer.address, peer.port, 'udp')) return;
     const response = handleQuery(ctx, msg, 'udp');
     if (response === undefined || closing !== undefined) return;
-    udp.send(response, peer.port, peer.address, (err) => {
-      if (err !== null)
-        log.debug({ peer: peer.address, err: errorMessage(err) }, 'DNS send failed');
-    });
+    udp.send(response, peer.port, peer.address, onSent);
   });
   udp.on('error', (err) => {
     log.warn({ err: errorMessage(err) }, 'DNS UDP socket error');
