@@ -13,30 +13,58 @@ export interface ZoneOptions {
   readonly domain: string;
   readonly source: DnsRecordSource;
   readonly ttl: number;
+  /**
+   * Which naming scheme the zone follows: the cluster's own Services (Kubernetes DNS
+   * specification) or the imports of the clusterset (MCS DNS specification). Default
+   * `cluster`.
+   */
+  readonly schema?: 'cluster' | 'clusterset' | undefined;
 }
 
 export type Lookup =
   /** Outside the domain: we are authoritative for one zone and do not recurse. */
   | { readonly kind: 'refused' }
   | { readonly kind: 'nxdomain' }
+  /** The records are not known yet (informers not synced): the client should retry. */
+  | { readonly kind: 'servfail' }
   /** `answers` empty = NODATA (the name exists, not with this type). */
   | { readonly kind: 'found'; readonly answers: Answer[]; readonly additionals: Answer[] };
 
-const NXDOMAIN: Lookup = { kind: 'nxdomain' };
-const REFUSED: Lookup = { kind: 'refused' };
-const NODATA: Lookup = { kind: 'found', answers: [], additionals: [] };
+export const NXDOMAIN: Lookup = { kind: 'nxdomain' };
+export const SERVFAIL: Lookup = { kind: 'servfail' };
+export const REFUSED: Lookup = { kind: 'refused' };
+export const NODATA: Lookup = { kind: 'found', answers: [], additionals: [] };
+
+/**
+ * The served zone a name (canonical) falls in, the most specific one should zones nest;
+ * `undefined` outside all of them.
+ */
+export function zoneOf<Z extends ZoneOptions>(zones: readonly Z[], name: string): Z | undefined {
+  let best: Z | undefined;
+  for (const zone of zones) {
+    if (name !== zone.domain && !name.endsWith(`.${zone.domain}`)) continue;
+    if (best === undefined || zone.domain.length > best.domain.length) best = zone;
+  }
+  return best;
+}
 
 /** Lower case, no trailing dot: the form names are compared in. */
 export function canonicalName(name: string): string {
-  return name.toLowerCase().replace(/\.+$/, '');
+  const lower = name.toLowerCase();
+  // Queries arrive without the trailing dot (dns-packet strips it): skip the regex then.
+  return lower.endsWith('.') ? lower.replace(/\.+$/, '') : lower;
 }
 
 /**
  * Answers one question. `qname` is echoed as received in the answers' owner names, since
  * resolvers that randomise the case of queries (0x20) compare it byte for byte.
  */
-export function lookup(zone: ZoneOptions, qname: string, qtype: RecordType): Lookup {
-  const name = canonicalName(qname);
+export function lookup(
+  zone: ZoneOptions,
+  qname: string,
+  qtype: RecordType,
+  name = canonicalName(qname),
+): Lookup {
   const { domain } = zone;
   if (name === domain) {
     return qtype === 'SOA' ? found([soaRecord(zone, qname)]) : NODATA;
@@ -113,16 +141,19 @@ function addressAnswers(
   return found(addressRecords(zone, qname, qtype, ips));
 }
 
-function addressRecords(
+export function addressRecords(
   zone: ZoneOptions,
   name: string,
   type: 'A' | 'AAAA',
   ips: readonly string[],
 ): StringAnswer[] {
-  const family = type === 'A' ? 4 : 6;
-  return ips
-    .filter((ip) => isIP(ip) === family)
-    .map((ip) => ({ name, type, class: 'IN', ttl: zone.ttl, data: ip }));
+  // Sources hold valid addresses only: a colon tells the family apart, cheaper than isIP.
+  const v6 = type === 'AAAA';
+  const out: StringAnswer[] = [];
+  for (const ip of ips) {
+    if (ip.includes(':') === v6) out.push({ name, type, class: 'IN', ttl: zone.ttl, data: ip });
+  }
+  return out;
 }
 
 /**
@@ -162,7 +193,7 @@ function srvAnswers(
   return { kind: 'found', answers, additionals };
 }
 
-function found(answers: Answer[]): Lookup {
+export function found(answers: Answer[]): Lookup {
   return { kind: 'found', answers, additionals: [] };
 }
 

@@ -2,7 +2,8 @@ import dnsPacket from 'dns-packet';
 import type { Answer, DecodedPacket, OptAnswer, Packet } from 'dns-packet';
 import type { Logger } from 'pino';
 import { errorMessage } from '../lib/errors.js';
-import { lookup, soaRecord, type ZoneOptions } from './answer.js';
+import { REFUSED, canonicalName, lookup, soaRecord, zoneOf, type ZoneOptions } from './answer.js';
+import { lookupClusterSet } from './clusterset.js';
 
 /** Counters a test or a status page can read; never reset. */
 export interface DnsStats {
@@ -30,7 +31,8 @@ const UDP_MAX = 4096;
 const TCP_MAX = 65535;
 
 export interface QueryContext {
-  readonly zone: ZoneOptions;
+  /** The zones served: the cluster's own and, usually, the clusterset's. */
+  readonly zones: readonly ZoneOptions[];
   readonly stats: DnsStats;
   readonly log: Logger;
 }
@@ -72,13 +74,20 @@ export function handleQuery(
   try {
     const wire = dnsPacket.encode(response);
     if (wire.length <= limit) return wire;
+    // Additional records are a courtesy: without them the answer may fit, and is then
+    // complete (RFC 2181 §9 sets TC only when the answer itself is cut).
+    const optOnly = opt === undefined ? [] : [optRecord()];
+    if ((response.additionals?.length ?? 0) > optOnly.length) {
+      const lean = dnsPacket.encode({ ...response, additionals: optOnly });
+      if (lean.length <= limit) return lean;
+    }
     // Too big for the transport: the client retries over TCP (RFC 7766).
     return dnsPacket.encode({
       ...response,
       flags: (response.flags ?? 0) | dnsPacket.TRUNCATED_RESPONSE,
       answers: [],
       authorities: [],
-      additionals: opt === undefined ? [] : [optRecord()],
+      additionals: optOnly,
     });
   } catch (err) {
     ctx.stats.errors++;
@@ -87,38 +96,59 @@ export function handleQuery(
   }
 }
 
-function buildResponse(ctx: QueryContext, query: DecodedPacket): Packet {
-  const questions = query.questions ?? [];
+/** Not a closure in `buildResponse`: one fewer allocation on every query. */
+function respond(
+  query: DecodedPacket,
+  rcode: number,
+  aa: boolean,
+  sections: Partial<Packet> = {},
+): Packet {
   const rd = (query.flags ?? 0) & dnsPacket.RECURSION_DESIRED;
-  const reply = (rcode: number, aa: boolean, sections: Partial<Packet> = {}): Packet => ({
+  return {
     type: 'response',
     id: query.id ?? 0,
     flags: rd | (aa ? dnsPacket.AUTHORITATIVE_ANSWER : 0) | rcode,
-    questions,
+    questions: query.questions ?? [],
     ...sections,
-  });
+  };
+}
+
+function buildResponse(ctx: QueryContext, query: DecodedPacket): Packet {
+  const questions = query.questions ?? [];
 
   const opcode = ((query.flags ?? 0) >> 11) & 0xf;
-  if (opcode !== OPCODE_QUERY) return reply(Rcode.NotImp, false);
+  if (opcode !== OPCODE_QUERY) return respond(query, Rcode.NotImp, false);
   const [question] = questions;
-  if (question === undefined || questions.length !== 1) return reply(Rcode.FormErr, false);
+  if (question === undefined || questions.length !== 1) return respond(query, Rcode.FormErr, false);
   const qclass = question.class ?? 'IN';
   if (qclass !== 'IN' && qclass !== 'ANY') {
     ctx.stats.refused++;
-    return reply(Rcode.Refused, false);
+    return respond(query, Rcode.Refused, false);
   }
 
-  const result = lookup(ctx.zone, question.name, question.type);
+  const name = canonicalName(question.name);
+  const zone = zoneOf(ctx.zones, name);
+  const result =
+    zone === undefined
+      ? REFUSED
+      : zone.schema === 'clusterset'
+        ? lookupClusterSet(zone, question.name, question.type, name)
+        : lookup(zone, question.name, question.type, name);
   switch (result.kind) {
     case 'refused':
       ctx.stats.refused++;
-      return reply(Rcode.Refused, false);
+      return respond(query, Rcode.Refused, false);
+    case 'servfail':
+      return respond(query, Rcode.ServFail, false);
     case 'nxdomain':
       ctx.stats.nxdomain++;
-      return reply(Rcode.NxDomain, true, { authorities: [soaRecord(ctx.zone)] });
+      return respond(query, Rcode.NxDomain, true, {
+        authorities: zone === undefined ? [] : [soaRecord(zone)],
+      });
     case 'found': {
-      const authorities: Answer[] = result.answers.length === 0 ? [soaRecord(ctx.zone)] : [];
-      return reply(Rcode.NoError, true, {
+      const authorities: Answer[] =
+        result.answers.length === 0 && zone !== undefined ? [soaRecord(zone)] : [];
+      return respond(query, Rcode.NoError, true, {
         answers: result.answers,
         authorities,
         additionals: result.additionals,

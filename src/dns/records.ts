@@ -25,6 +25,49 @@ export interface ServiceRecord {
 export interface DnsRecordSource {
   /** Called once per query: must be cheap (a map lookup). */
   service(namespace: string, name: string): ServiceRecord | undefined;
+  /**
+   * What the `clusterset.local` zone answers from. A source without it (a cluster with no
+   * MCS-API) still gets the zone, empty: every service name there is NXDOMAIN.
+   */
+  readonly clusterset?: ClusterSetRecordSource | undefined;
+}
+
+/** `multicluster.x-k8s.io` ServiceImport `spec.type`. */
+export type ServiceImportType = 'ClusterSetIP' | 'Headless';
+
+/** One ready address of an exporting cluster, from the MCS EndpointSlices of an import. */
+export interface ImportedEndpointRecord {
+  /** The slice's `multicluster.kubernetes.io/source-cluster` label: the cluster id in names. */
+  readonly cluster: string;
+  readonly ip: string;
+  readonly hostname?: string | undefined;
+  /**
+   * The slice's ports: what the endpoint really listens on, and only the ports its cluster
+   * exposes. Empty when the slice lists none; the import's ports stand in then.
+   */
+  readonly ports: readonly ServicePortRecord[];
+}
+
+export interface ServiceImportRecord {
+  readonly type: ServiceImportType;
+  /** The ClusterSetIP(s), valid addresses, at most one per family; empty for Headless. */
+  readonly ips: readonly string[];
+  readonly ports: readonly ServicePortRecord[];
+  /** Ready endpoints of every exporting cluster, ordered by cluster. */
+  readonly endpoints: readonly ImportedEndpointRecord[];
+}
+
+export interface ClusterSetRecordSource {
+  /** Called once per query: must be cheap (a map lookup). */
+  serviceImport(namespace: string, name: string): ServiceImportRecord | undefined;
+  /** `<ns>.svc.clusterset.local` exists (NODATA) rather than not at all (NXDOMAIN). */
+  hasNamespace(namespace: string): boolean;
+  /**
+   * False until the initial lists are in. Meanwhile a name not found is answered SERVFAIL:
+   * an NXDOMAIN would be cached by the client for the negative TTL although the name may
+   * exist.
+   */
+  readonly synced: boolean;
 }
 
 export function isHeadless(svc: ServiceRecord): boolean {
@@ -37,7 +80,7 @@ export function isHeadless(svc: ServiceRecord): boolean {
  * The label naming an endpoint under its headless service (`<label>.<svc>.<ns>.svc.<domain>`):
  * its hostname, or its IP with dashes as Kubernetes DNS does.
  */
-export function endpointLabel(ep: EndpointRecord): string {
+export function endpointLabel(ep: EndpointRecord | ImportedEndpointRecord): string {
   const hostname = ep.hostname ?? '';
   return (hostname !== '' ? hostname : ep.ip.replace(/[.:]/g, '-')).toLowerCase();
 }

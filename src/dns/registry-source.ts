@@ -1,14 +1,17 @@
 import type { Logger } from 'pino';
 import type { Backend } from '../kvstore/backend.js';
+import { createInformer } from '../registry/informer.js';
 import type { EndpointSlice, Service } from '../registry/objects.js';
-import { joinServices } from '../registry/service-join.js';
+import { ServiceSliceIndex, type ServiceJoinEvent } from '../registry/service-join.js';
+import type { Informer, RegistryObject } from '../registry/types.js';
+import { ClusterSetIndex, shadowsLocalService } from './clusterset-source.js';
 import type { DnsRecordSource, EndpointRecord, ServiceRecord } from './records.js';
 
 export interface RegistryDnsSource {
   readonly source: DnsRecordSource;
-  /** Runs the Service and EndpointSlice informers until `signal` aborts. */
+  /** Runs the informers until `signal` aborts. */
   run(signal: AbortSignal): Promise<void>;
-  /** Both informers delivered their initial list. */
+  /** Every informer delivered its initial list. */
   readonly synced: boolean;
 }
 
@@ -17,32 +20,106 @@ function keyOf(namespace: string, name: string): string {
 }
 
 /**
- * DNS records from the local registry. Every change recomputes the record of the one
- * Service it touches, so a query is a single map lookup whatever the cluster's size.
+ * DNS records from the local registry: Services and their EndpointSlices for the cluster
+ * zone, ServiceImports and MCS EndpointSlices for the clusterset zone. Every change
+ * recomputes the record of the one name it touches, so a query is a single map lookup
+ * whatever the cluster's size. One EndpointSlice informer feeds both zones.
  */
 export function createRegistryDnsSource(backend: Backend, log: Logger): RegistryDnsSource {
+  const informerLog = log.child({ component: 'dns-source' });
   const records = new Map<string, ServiceRecord>();
-  const join = joinServices(
+  const onJoin = ({ namespace, name, service, slices }: ServiceJoinEvent): void => {
+    const key = keyOf(namespace, name);
+    const record = service === undefined ? undefined : toRecord(service, slices);
+    if (record === undefined) records.delete(key);
+    else records.set(key, record);
+  };
+  const join = new ServiceSliceIndex();
+  const clusterset = new ClusterSetIndex(() => informers.every((i) => i.hasSynced));
+
+  const services = createInformer(
     backend,
+    'Service',
     {
-      onEvent: ({ namespace, name, service, slices }) => {
-        const key = keyOf(namespace, name);
-        const record = service === undefined ? undefined : toRecord(service, slices);
-        if (record === undefined) records.delete(key);
-        else records.set(key, record);
+      onEvent: (ev) => {
+        onJoin(join.onService(ev));
       },
     },
-    { log: log.child({ component: 'dns-source' }) },
+    { log: informerLog },
   );
+  const slices = createInformer(
+    backend,
+    'EndpointSlice',
+    {
+      onEvent: (ev) => {
+        // Other clusters' endpoints of `<svc>.<ns>` must not reach its cluster.local name:
+        // only clusterset.local opts into the clusterset (KEP-1645).
+        const local = shadowsLocalService(ev.object)
+          ? { type: 'deleted' as const, object: ev.object }
+          : ev;
+        for (const change of join.onSlice(local)) onJoin(change);
+        clusterset.onSlice(ev);
+      },
+    },
+    { log: informerLog },
+  );
+  const imports = createInformer<RegistryObject>(
+    backend,
+    'ServiceImport',
+    {
+      onEvent: (ev) => {
+        clusterset.onImport(ev);
+      },
+    },
+    { log: informerLog },
+  );
+  const namespaces = createInformer(
+    backend,
+    'Namespace',
+    {
+      onEvent: (ev) => {
+        clusterset.onNamespace(ev);
+      },
+    },
+    { log: informerLog },
+  );
+  const informers: readonly Informer<RegistryObject>[] = [services, slices, imports, namespaces];
+
   return {
     source: {
       service: (namespace, name) => records.get(keyOf(namespace, name)),
+      clusterset,
     },
     get synced() {
-      return join.hasSynced;
+      return informers.every((i) => i.hasSynced);
     },
-    run: (signal) => join.run(signal),
+    run: (signal) => runAll(informers, signal),
   };
+}
+
+/** Runs the informers together: should one fail, the others stop rather than run unawaited. */
+async function runAll(
+  informers: readonly Informer<RegistryObject>[],
+  signal: AbortSignal,
+): Promise<void> {
+  const stop = new AbortController();
+  const onAbort = (): void => {
+    stop.abort(signal.reason);
+  };
+  if (signal.aborted) onAbort();
+  else signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    await Promise.all(
+      informers.map((informer) =>
+        informer.run(stop.signal).catch((err: unknown) => {
+          stop.abort();
+          throw err;
+        }),
+      ),
+    );
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
 }
 
 /**

@@ -3,7 +3,7 @@ import { createServer, isIP, type Server, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { ClusterMeshError, ErrorCode, errorMessage } from '../lib/errors.js';
 import { silentLogger } from '../lib/logger.js';
-import { canonicalName } from './answer.js';
+import { canonicalName, type ZoneOptions } from './answer.js';
 import { FrameReader, frame } from './framing.js';
 import { handleQuery, type DnsStats, type QueryContext } from './handler.js';
 import type { DnsRecordSource } from './records.js';
@@ -14,6 +14,11 @@ export interface DnsServerOptions {
   readonly port: number;
   /** Default `cluster.local`. */
   readonly domain?: string | undefined;
+  /**
+   * The zone of multi-cluster services (MCS-API), answered from `source.clusterset`;
+   * default `clusterset.local`, the name the specification mandates; `false` = not served.
+   */
+  readonly clustersetDomain?: string | false | undefined;
   readonly source: DnsRecordSource;
   readonly log?: Logger | undefined;
   /** Seconds; default 5, short because records follow the registry. */
@@ -46,16 +51,27 @@ const FREE_PORT_ATTEMPTS = 5;
 /** An authoritative DNS server for the cluster domain, on UDP and TCP of one port. */
 export async function startDnsServer(opts: DnsServerOptions): Promise<RunningDnsServer> {
   const log = (opts.log ?? silentLogger).child({ component: 'dns' });
-  const domain = canonicalName(opts.domain ?? 'cluster.local').replace(/^\.+/, '');
-  if (domain === '') {
-    throw new ClusterMeshError(ErrorCode.InvalidArgument, 'DNS domain must not be empty');
+  const domain = zoneName(opts.domain ?? 'cluster.local');
+  const clustersetDomain =
+    opts.clustersetDomain === false
+      ? undefined
+      : zoneName(opts.clustersetDomain ?? 'clusterset.local');
+  if (clustersetDomain === domain) {
+    throw new ClusterMeshError(
+      ErrorCode.InvalidArgument,
+      `DNS domain ${domain}: the cluster and the clusterset zone must differ`,
+    );
   }
   const ttl = opts.ttl ?? 5;
   if (!Number.isInteger(ttl) || ttl < 0) {
     throw new ClusterMeshError(ErrorCode.InvalidArgument, `DNS ttl ${ttl}: expected seconds >= 0`);
   }
   const stats: DnsStats = { queries: 0, nxdomain: 0, refused: 0, errors: 0 };
-  const ctx: QueryContext = { zone: { domain, source: opts.source, ttl }, stats, log };
+  const zones: ZoneOptions[] = [{ domain, source: opts.source, ttl, schema: 'cluster' }];
+  if (clustersetDomain !== undefined) {
+    zones.push({ domain: clustersetDomain, source: opts.source, ttl, schema: 'clusterset' });
+  }
+  const ctx: QueryContext = { zones, stats, log };
 
   const { udp, tcp } = await bind(opts, log);
   const port = udp.address().port;
@@ -75,14 +91,15 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<RunningDns
       return false;
     }
   };
+  // One callback for every datagram rather than a closure each.
+  const onSent = (err: Error | null): void => {
+    if (err !== null) log.debug({ err: errorMessage(err) }, 'DNS send failed');
+  };
   udp.on('message', (msg, peer) => {
     if (!admitted(peer.address, peer.port, 'udp')) return;
     const response = handleQuery(ctx, msg, 'udp');
     if (response === undefined || closing !== undefined) return;
-    udp.send(response, peer.port, peer.address, (err) => {
-      if (err !== null)
-        log.debug({ peer: peer.address, err: errorMessage(err) }, 'DNS send failed');
-    });
+    udp.send(response, peer.port, peer.address, onSent);
   });
   udp.on('error', (err) => {
     log.warn({ err: errorMessage(err) }, 'DNS UDP socket error');
@@ -122,6 +139,14 @@ export async function startDnsServer(opts: DnsServerOptions): Promise<RunningDns
       return closing;
     },
   };
+}
+
+function zoneName(name: string): string {
+  const zone = canonicalName(name).replace(/^\.+/, '');
+  if (zone === '') {
+    throw new ClusterMeshError(ErrorCode.InvalidArgument, 'DNS domain must not be empty');
+  }
+  return zone;
 }
 
 /** Several queries per connection, possibly pipelined; answered in order. */

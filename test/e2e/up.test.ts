@@ -459,6 +459,16 @@ function upScenario(kvstore: 'etcd' | 'memory', kvstoremesh = false): void {
         /\b80 rebel-base\.default\.svc\.cluster\.local\./,
       );
       assert.match(await dig('nothing-here.default.svc.cluster.local'), /status: NXDOMAIN/);
+      // The MCS zone is served too (not REFUSED): nothing is imported, so NXDOMAIN, with
+      // its own SOA for negative caching.
+      const mcs = await dig(
+        '+noall',
+        '+comments',
+        '+authority',
+        'rebel-base.default.svc.clusterset.local',
+      );
+      assert.match(mcs, /status: NXDOMAIN/);
+      assert.match(mcs, /^clusterset\.local\.\s+5\s+IN\s+SOA\s/m);
     });
 
     it('SIGINT stops everything it started', async () => {
