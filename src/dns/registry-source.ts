@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Backend } from '../kvstore/backend.js';
-import { createInformer } from '../registry/informer.js';
+import { createInformer, runInformers } from '../registry/informer.js';
 import type { EndpointSlice, Service } from '../registry/objects.js';
 import { ServiceSliceIndex, type ServiceJoinEvent } from '../registry/service-join.js';
 import type { Informer, RegistryObject } from '../registry/types.js';
@@ -93,33 +93,8 @@ export function createRegistryDnsSource(backend: Backend, log: Logger): Registry
     get synced() {
       return informers.every((i) => i.hasSynced);
     },
-    run: (signal) => runAll(informers, signal),
+    run: (signal) => runInformers(informers, signal),
   };
-}
-
-/** Runs the informers together: should one fail, the others stop rather than run unawaited. */
-async function runAll(
-  informers: readonly Informer<RegistryObject>[],
-  signal: AbortSignal,
-): Promise<void> {
-  const stop = new AbortController();
-  const onAbort = (): void => {
-    stop.abort(signal.reason);
-  };
-  if (signal.aborted) onAbort();
-  else signal.addEventListener('abort', onAbort, { once: true });
-  try {
-    await Promise.all(
-      informers.map((informer) =>
-        informer.run(stop.signal).catch((err: unknown) => {
-          stop.abort();
-          throw err;
-        }),
-      ),
-    );
-  } finally {
-    signal.removeEventListener('abort', onAbort);
-  }
 }
 
 /**

@@ -203,3 +203,28 @@ class RegistryInformer<T extends RegistryObject> implements Informer<T> {
 function withVersion<T extends RegistryObject>(obj: T, modRevision: number): T {
   return { ...obj, metadata: { ...obj.metadata, resourceVersion: String(modRevision) } };
 }
+
+/** Runs informers together: should one fail, the others stop rather than run unawaited. */
+export async function runInformers(
+  informers: readonly Pick<Informer<RegistryObject>, 'run'>[],
+  signal: AbortSignal,
+): Promise<void> {
+  const stop = new AbortController();
+  const onAbort = (): void => {
+    stop.abort(signal.reason);
+  };
+  if (signal.aborted) onAbort();
+  else signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    await Promise.all(
+      informers.map((informer) =>
+        informer.run(stop.signal).catch((err: unknown) => {
+          stop.abort();
+          throw err;
+        }),
+      ),
+    );
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+  }
+}

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Backend } from '../kvstore/backend.js';
-import { createInformer } from './informer.js';
+import { createInformer, runInformers } from './informer.js';
 import { SERVICE_NAME_LABEL, type EndpointSlice, type Service } from './objects.js';
 import type { ObjectEvent } from './types.js';
 
@@ -140,26 +140,8 @@ export function joinServices(
     get hasSynced() {
       return serviceInformer.hasSynced && sliceInformer.hasSynced;
     },
-    async run(signal: AbortSignal): Promise<void> {
-      // Should one informer fail, the other must not run on with nobody awaiting it.
-      const stop = new AbortController();
-      const onAbort = (): void => {
-        stop.abort(signal.reason);
-      };
-      if (signal.aborted) onAbort();
-      else signal.addEventListener('abort', onAbort, { once: true });
-      try {
-        await Promise.all(
-          [serviceInformer, sliceInformer].map((informer) =>
-            informer.run(stop.signal).catch((err: unknown) => {
-              stop.abort();
-              throw err;
-            }),
-          ),
-        );
-      } finally {
-        signal.removeEventListener('abort', onAbort);
-      }
+    run(signal: AbortSignal): Promise<void> {
+      return runInformers([serviceInformer, sliceInformer], signal);
     },
   };
 }
