@@ -16,7 +16,12 @@ import {
 } from '../policy/enforcer.js';
 import type { ServiceTable, TableBackend } from '../service/table.js';
 import { FlowLog, type Flow, type FlowEndpoint, type FlowRecord } from './flows.js';
-import { BackendHealth, isHealthProbe, type BackendHealthOptions } from './health.js';
+import {
+  BackendHealth,
+  isHealthProbe,
+  isHealthProbeConnection,
+  type BackendHealthOptions,
+} from './health.js';
 import { LoadBalancerMap, type LbFrontend } from './lb-map.js';
 
 /** Drop reason of a connection attempt to a backend that failed and was retried elsewhere. */
@@ -353,9 +358,21 @@ export class NodeDatapath {
   }
 
   /** A connection to a workload of this node, admitted or dropped by its ingress policy. */
-  recordIngress(conn: IngressConnection, decision?: PolicyDecision): Flow | undefined {
-    // Health probes of the datapaths are not traffic.
-    if (isHealthProbe(conn.peer.ip, conn.pod.ip, conn.localPort)) return undefined;
+  recordIngress(
+    conn: IngressConnection,
+    decision?: PolicyDecision,
+    notAProbe = false,
+  ): Flow | undefined {
+    // Health probes of the datapaths are not traffic. A probe may share its address with
+    // other traffic of its node: only its source port tells, once the prober has seen it connect.
+    if (!notAProbe && isHealthProbe(conn.peer.ip, conn.pod.ip, conn.localPort)) {
+      setImmediate(() => {
+        if (!isHealthProbeConnection(conn.peer.ip, conn.peer.port, conn.pod.ip, conn.localPort)) {
+          this.recordIngress(conn, decision, true);
+        }
+      });
+      return undefined;
+    }
     let dst = this.endpointOf(conn.pod.ip, conn.localPort);
     if (dst.identity === RESERVED_WORLD) dst = { ip: dst.ip, port: dst.port };
     const allowed = decision?.allowed ?? true;

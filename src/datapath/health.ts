@@ -68,8 +68,32 @@ export type HealthListener = (address: string, healthy: boolean) => void;
 const inflightProbes = new Map<string, number>();
 const PROBE_LINGER_MS = 1_000;
 
+/** Connected probes by `source:port>ip:port`: what tells a probe from other traffic of its node. */
+const connectedProbes = new Map<string, number>();
+
+/** Whether a probe from `peerIP` to the pod's port is in flight (or just ended). */
 export function isHealthProbe(peerIP: string, podIP: string, podPort: number): boolean {
   return (inflightProbes.get(`${peerIP}>${podIP}:${podPort}`) ?? 0) > 0;
+}
+
+/**
+ * Whether this very connection (its source port included) is a probe. Known once the
+ * prober's `connect` has run, which can come after the backend's accept in the same turn
+ * of the event loop: ask from a later turn.
+ */
+export function isHealthProbeConnection(
+  peerIP: string,
+  peerPort: number,
+  podIP: string,
+  podPort: number,
+): boolean {
+  return (connectedProbes.get(`${peerIP}:${peerPort}>${podIP}:${podPort}`) ?? 0) > 0;
+}
+
+function bump(map: Map<string, number>, key: string, by: number): void {
+  const n = (map.get(key) ?? 0) + by;
+  if (n <= 0) map.delete(key);
+  else map.set(key, n);
 }
 
 export class BackendHealth {
@@ -204,8 +228,9 @@ export class BackendHealth {
     const started = Date.now();
     const { ip, port } = e.target;
     const key = `${this.opts.sourceIP ?? '127.0.0.1'}>${ip}:${port}`;
-    inflightProbes.set(key, (inflightProbes.get(key) ?? 0) + 1);
+    bump(inflightProbes, key, 1);
     const sock = connect({ host: ip, port, localAddress: this.opts.sourceIP });
+    let connectedKey: string | undefined;
     let settled = false;
     const finish = (ok: boolean, code: string): void => {
       if (settled) return;
@@ -213,9 +238,8 @@ export class BackendHealth {
       clearTimeout(timer);
       sock.destroy();
       setTimeout(() => {
-        const n = (inflightProbes.get(key) ?? 1) - 1;
-        if (n <= 0) inflightProbes.delete(key);
-        else inflightProbes.set(key, n);
+        bump(inflightProbes, key, -1);
+        if (connectedKey !== undefined) bump(connectedProbes, connectedKey, -1);
       }, PROBE_LINGER_MS).unref();
       e.probing = false;
       if (this.closed || this.entries.get(e.target.address) !== e) return;
@@ -243,6 +267,8 @@ export class BackendHealth {
       finish(false, 'ETIMEDOUT');
     }, this.probeTimeoutMs);
     sock.once('connect', () => {
+      connectedKey = `${sock.localAddress ?? ''}:${sock.localPort ?? 0}>${ip}:${port}`;
+      bump(connectedProbes, connectedKey, 1);
       finish(true, 'OK');
     });
     sock.once('error', (err: NodeJS.ErrnoException) => {

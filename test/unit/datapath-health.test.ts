@@ -6,9 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { createServer as createHttpServer, get, type Server } from 'node:http';
+import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { BACKEND_UNHEALTHY, NodeDatapath } from '../../src/datapath/datapath.js';
-import { BackendHealth, isHealthProbe } from '../../src/datapath/health.js';
+import {
+  BackendHealth,
+  isHealthProbe,
+  isHealthProbeConnection,
+} from '../../src/datapath/health.js';
 import { ServiceProxy } from '../../src/datapath/service-proxy.js';
 import { IPCache } from '../../src/ipcache/ipcache.js';
 import {
@@ -245,6 +250,24 @@ void describe('BackendHealth', () => {
       h.setTargets([{ address: 'x', ip, port: backendPort }]);
       await until(() => seen, { timeoutMs: 2000 });
       assert.equal(isHealthProbe('127.206.2.5', ip, backendPort), false);
+
+      // Other traffic of the node shares the probe's address, not its source port.
+      const verdicts: boolean[] = [];
+      server.removeAllListeners('connection');
+      server.on('connection', (s) => {
+        const peer = s.remotePort ?? 0;
+        setImmediate(() => {
+          verdicts.push(isHealthProbeConnection(NODE_IP, peer, ip, backendPort));
+        });
+        s.destroy();
+      });
+      await until(() => verdicts.includes(true), { timeoutMs: 2000 });
+      h.close();
+      const own = connect({ host: ip, port: backendPort, localAddress: NODE_IP });
+      own.on('error', () => undefined);
+      const count = verdicts.length;
+      await until(() => verdicts.length > count, { timeoutMs: 2000 });
+      assert.equal(verdicts.at(-1), false, 'a connection of the node that is not a probe');
     } finally {
       h.close();
       server.closeAllConnections();
