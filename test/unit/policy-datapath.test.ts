@@ -3,7 +3,7 @@
  * how the datapath classifies addresses (ipcache identity, host, remote-node, world),
  * decisions at the source (egress, on the translated backend for ClusterIPs) and at the
  * destination (ingress, named ports), the flows and metrics they leave, and the service
- * proxy holding a policy-dropped connection unanswered. Addresses stay in 127.206/16.
+ * proxy holding a policy-dropped connection unanswered. Addresses stay in 127.209/16.
  */
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
@@ -23,13 +23,13 @@ import { until } from '../support/eventually.js';
 import { freePort } from '../support/ports.js';
 
 const CLUSTER = 'cluster1';
-const NODE_IP = '127.206.0.1';
-const OTHER_NODE_IP = '127.206.0.2';
-const XWING_IP = '127.206.1.5';
-const BASE_IP = '127.206.1.6';
-const REMOTE_BASE_IP = '127.206.2.6';
-const DNS_IP = '127.206.128.10';
-const CLUSTER_IP = '127.206.128.1';
+const NODE_IP = '127.209.0.1';
+const OTHER_NODE_IP = '127.209.0.2';
+const XWING_IP = '127.209.1.5';
+const BASE_IP = '127.209.1.6';
+const REMOTE_BASE_IP = '127.209.2.6';
+const DNS_IP = '127.209.128.10';
+const CLUSTER_IP = '127.209.128.1';
 
 const XWING = 65792;
 const BASE = 65793;
@@ -241,7 +241,7 @@ describe('NodeDatapath policy decisions', () => {
       kind: 'identity',
       id: ReservedIdentity.RemoteNode,
     });
-    assert.deepEqual(dp.peerOf('127.206.9.9'), { kind: 'world', ip: '127.206.9.9' });
+    assert.deepEqual(dp.peerOf('127.209.9.9'), { kind: 'world', ip: '127.209.9.9' });
     dp.close();
   });
 
@@ -329,7 +329,7 @@ describe('NodeDatapath policy decisions', () => {
     );
     assert.equal(dp.ingressDecision(BASE_IP, XWING_IP, 8080, 'TCP')?.allowed, true);
     assert.equal(dp.ingressDecision(BASE_IP, XWING_IP, 80, 'TCP')?.reason, 'POLICY_DENIED');
-    assert.equal(dp.ingressDecision(BASE_IP, '127.206.9.9', 8080, 'TCP')?.reason, 'POLICY_DENIED');
+    assert.equal(dp.ingressDecision(BASE_IP, '127.209.9.9', 8080, 'TCP')?.reason, 'POLICY_DENIED');
     assert.equal(dp.ingressDecision(BASE_IP, NODE_IP, 9999, 'TCP')?.allowed, true);
     const denied = dp.ingressDecision(BASE_IP, OTHER_NODE_IP, 8080, 'TCP');
     assert.equal(denied?.reason, 'POLICY_DENY');
