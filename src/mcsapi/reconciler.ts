@@ -61,6 +61,11 @@ export interface ImportReconcilerOptions {
   readonly registry: Registry;
   readonly informers: ReconcilerInformers;
   readonly global: GlobalExports;
+  /**
+   * Remote clusters configured but not listed since the operator started (unreachable
+   * at start): what they contribute is not known yet.
+   */
+  readonly unlistedClusters?: (() => ReadonlySet<string>) | undefined;
   readonly log: Logger;
   readonly now?: (() => Date) | undefined;
 }
@@ -157,6 +162,20 @@ export class ImportReconciler {
 
     if (svcExport !== undefined && local !== undefined) {
       await this.writeExportStatus(svcExport, local, merged);
+    }
+    const existing = i.serviceImports.get(namespace, name);
+    const unlisted = this.o.unlistedClusters?.();
+    const waitingFor = (existing?.status?.clusters ?? [])
+      .map((c) => c.cluster)
+      .filter((c) => c !== cluster && unlisted?.has(c) === true);
+    if (waitingFor.length > 0) {
+      // Rebuilt from the registry: the import stays as it is until every cluster it was
+      // derived from is listed again (a restart during an outage must not flap it).
+      this.log.debug(
+        { serviceImport: key, waitingFor },
+        'ServiceImport kept: contributing clusters not listed yet',
+      );
+      return;
     }
     if (merged === undefined || !this.namespaceExists(namespace)) {
       await this.removeImport(namespace, name);

@@ -40,6 +40,8 @@ export class OperatorRemoteCluster implements RemoteClusterLogic {
     private readonly global: GlobalExports,
     private readonly log: Logger,
     onReject?: OperatorRejectHook,
+    /** Called when the remote's state is listed for the first time. */
+    private readonly onListed?: () => void,
   ) {
     const common = { clusterName: name, log, stopOnClusterChange: true };
     this.exports = new WatchStore<MCSAPIServiceSpec>({
@@ -49,6 +51,7 @@ export class OperatorRemoteCluster implements RemoteClusterLogic {
       onSync: [
         () => {
           this.exportsListed = true;
+          this.notifyListed();
         },
       ],
       observer: {
@@ -73,6 +76,7 @@ export class OperatorRemoteCluster implements RemoteClusterLogic {
       onSync: [
         () => {
           this.servicesListed = true;
+          this.notifyListed();
         },
       ],
       observer: {
@@ -103,6 +107,7 @@ export class OperatorRemoteCluster implements RemoteClusterLogic {
       this.log,
     );
     this.exportsSupported = config.capabilities.serviceExportsEnabled !== null;
+    this.notifyListed();
     if (this.exportsSupported) {
       mgr.register(layout.serviceexports.syncedKey, (s) =>
         this.exports.watch(backend, layout.serviceexports.watchPrefix, s),
@@ -115,6 +120,10 @@ export class OperatorRemoteCluster implements RemoteClusterLogic {
     );
     ready();
     await mgr.run(signal);
+  }
+
+  private notifyListed(): void {
+    if (this.listed) this.onListed?.();
   }
 
   drain(): void {

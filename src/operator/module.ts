@@ -137,6 +137,8 @@ export class Operator {
             }),
           },
           global: this.global,
+          unlistedClusters: () =>
+            new Set([...this.remotes].filter(([, r]) => !r.listed).map(([n]) => n)),
           log: this.log,
         });
         this.reconciler = reconciler;
@@ -168,6 +170,10 @@ export class Operator {
               this.log.child({ remote: name }),
               (cluster, kind) => {
                 rejected.inc({ source_cluster: o.clusterName, target_cluster: cluster, kind });
+              },
+              // Names it stopped exporting while unreachable are only found by a full pass.
+              () => {
+                if (this.started) this.reconciler?.enqueueAll();
               },
             );
             this.remotes.set(name, logic);
