@@ -1,10 +1,10 @@
 /**
- * MCS-API end to end on `clustermesh up --example rebel-base-mcsapi` (2 clusters, real
- * etcd): the operator of each cluster imports what either cluster exports, the derived
- * Service balances over both clusters, conflicts and invalid exports show in the
+ * MCS-API end to end on `clustermesh up --example rebel-base-mcsapi` (2 and 3 clusters,
+ * real etcd): the operator of each cluster imports what any cluster exports, the derived
+ * Service balances over every cluster, conflicts and invalid exports show in the
  * ServiceExport's conditions, a namespace created later gets its import, and deleting
- * the last export removes the import everywhere. Once with agents and operators reading
- * the remote kvstores directly, once through KVStoreMesh. Tests named after an mcs-api
+ * the last export removes the import everywhere. With agents and operators reading the
+ * remote kvstores directly, and (2 clusters) through KVStoreMesh. Tests named after an mcs-api
  * conformance case check what that case checks. Everything goes through the CLI.
  */
 import assert from 'node:assert/strict';
@@ -127,20 +127,21 @@ class Up {
   }
 }
 
-function scenario(kvstoremesh: boolean): void {
-  const title = `MCS-API on clustermesh up (2 clusters, etcd${kvstoremesh ? ', KVStoreMesh' : ''})`;
+function scenario(n: number, kvstoremesh: boolean): void {
+  const title = `MCS-API on clustermesh up (${n} clusters, etcd${kvstoremesh ? ', KVStoreMesh' : ''})`;
   describe(title, { timeout: 300_000 }, () => {
     let dir: string;
     let up: Up;
     let state: MeshState;
-    const clusters = ['cluster1', 'cluster2'];
+    const clusters = Array.from({ length: n }, (_, i) => `cluster${i + 1}`);
+    const all = clusters.map((cluster) => ({ cluster }));
 
     before(async () => {
       dir = await mkdtemp(join(tmpdir(), 'cm-mcsapi-'));
       up = new Up(dir);
       up.start([
         '--clusters',
-        '2',
+        String(n),
         '--nodes',
         '1',
         '--kvstore',
@@ -166,7 +167,7 @@ function scenario(kvstoremesh: boolean): void {
         await eventually(async () => {
           const si = await getJson<ServiceImportJson>(dir, c, ['serviceimport', NAME]);
           assert.equal(si.spec.type, 'ClusterSetIP');
-          assert.deepEqual(si.status?.clusters, [{ cluster: 'cluster1' }, { cluster: 'cluster2' }]);
+          assert.deepEqual(si.status?.clusters, all);
           assert.equal(
             si.metadata.annotations?.['multicluster.kubernetes.io/derived-service'],
             DERIVED,
@@ -201,12 +202,12 @@ function scenario(kvstoremesh: boolean): void {
       );
     });
 
-    it('clustermesh exec cluster1/x-wing -- curl -s <derived ClusterIP> reaches the backends of both clusters', async () => {
+    it('clustermesh exec cluster1/x-wing -- curl -s <derived ClusterIP> reaches the backends of every cluster', async () => {
       const si = await getJson<ServiceImportJson>(dir, 'cluster1', ['serviceimport', NAME]);
       const ip = si.spec.ips?.[0] ?? '';
       const seen = new Set<string>();
       await eventually(async () => {
-        for (let n = 0; n < 10; n++) {
+        for (let k = 0; k < 10; k++) {
           const out = await cli(dir, [
             'exec',
             'cluster1/x-wing',
@@ -219,20 +220,17 @@ function scenario(kvstoremesh: boolean): void {
           ]);
           seen.add((JSON.parse(out) as { Cluster: string }).Cluster);
         }
-        assert.deepEqual([...seen].sort(), ['cluster1', 'cluster2']);
+        assert.deepEqual([...seen].sort(), clusters);
       }, 60_000);
-      // The agent's service table lists the derived Service with both clusters' backends.
+      // The agent's service table lists the derived Service with every cluster's backends.
       const services = JSON.parse(await cli(dir, ['service', 'list', '-o', 'json'])) as {
         frontend: string;
         backends: { cluster: string }[];
       }[];
       const derived = services.find((s) => s.frontend === `${ip}:80/TCP`);
       assert.ok(derived !== undefined, `${ip}:80/TCP in service list`);
-      assert.deepEqual([...new Set(derived.backends.map((b) => b.cluster))].sort(), [
-        'cluster1',
-        'cluster2',
-      ]);
-      assert.ok(state.clusters.length === 2);
+      assert.deepEqual([...new Set(derived.backends.map((b) => b.cluster))].sort(), clusters);
+      assert.equal(state.clusters.length, n);
     });
 
     it('MCS EndpointSlices: the local backends mirrored under the derived Service with the MCS labels', async () => {
@@ -280,7 +278,7 @@ spec:
           assert.equal(conflict.reason, 'SessionAffinityConflict,SessionAffinityConfigConflict');
           assert.match(
             conflict.message,
-            /^Conflicting sessionAffinity\. 1\/2 clusters disagree\. Using "None" from oldest service export in cluster "cluster1"\./,
+            /^Conflicting sessionAffinity\. 1\/\d clusters disagree\. Using "None" from oldest service export in cluster "cluster1"\./,
           );
           const si = await getJson<ServiceImportJson>(dir, c, ['serviceimport', NAME]);
           assert.equal(si.spec.sessionAffinity, 'None');
@@ -383,7 +381,7 @@ ${exportYaml('headless')}`,
           const si = await getJson<ServiceImportJson>(dir, c, ['serviceimport', 'headless']);
           assert.equal(si.spec.type, 'Headless');
           assert.equal(si.spec.ips, undefined);
-          // One MCS slice per source cluster: here cluster2's endpoints, in both clusters.
+          // One MCS slice per source cluster: here cluster2's endpoints, in every cluster.
           const slices = (await list<ObjectJson>(dir, c, 'endpointslices')).filter(
             (s) => s.metadata.labels?.['multicluster.kubernetes.io/service-name'] === 'headless',
           );
@@ -439,10 +437,12 @@ ${exportYaml('hello', 'team-a')}`,
       for (const c of clusters) {
         await eventually(async () => {
           const si = await getJson<ServiceImportJson>(dir, c, ['serviceimport', NAME]);
-          assert.deepEqual(si.status?.clusters, [{ cluster: 'cluster2' }]);
+          assert.deepEqual(si.status?.clusters, all.slice(1));
         }, 30_000);
       }
-      await cli(dir, ['delete', 'serviceexport', NAME, '--cluster', 'cluster2']);
+      for (const c of clusters.slice(1)) {
+        await cli(dir, ['delete', 'serviceexport', NAME, '--cluster', c]);
+      }
       for (const c of clusters) {
         await eventually(async () => {
           const names = (await list<ServiceImportJson>(dir, c, 'serviceimports')).map(
@@ -461,5 +461,6 @@ ${exportYaml('hello', 'team-a')}`,
   });
 }
 
-scenario(false);
-scenario(true);
+scenario(2, false);
+scenario(2, true);
+scenario(3, false);
