@@ -90,8 +90,8 @@ export class Operator {
     });
     const exportsGauge = new Gauge({
       name: 'cilium_operator_clustermesh_global_service_exports',
-      help: 'Number of service exports known per remote cluster',
-      labelNames: ['source_cluster', 'target_cluster'],
+      help: 'Number of distinct namespaced names exported by remote clusters',
+      labelNames: ['source_cluster'],
       registers: [this.metrics.registry],
     });
     const rejected = new Counter({
@@ -102,10 +102,7 @@ export class Operator {
     });
     this.refreshMetrics = () => {
       this.mesh?.updateMetrics();
-      exportsGauge.reset();
-      for (const [target, n] of this.global.countByCluster()) {
-        exportsGauge.set({ source_cluster: o.clusterName, target_cluster: target }, n);
-      }
+      exportsGauge.set({ source_cluster: o.clusterName }, this.global.names().length);
     };
 
     this.lifecycle.append(this.kvstore);

@@ -89,6 +89,7 @@ describe('MCS-API operator (memory registry, injected remote exports)', { timeou
       maxConnectedClusters: 255,
       kvstore: { kind: 'memory', qps: 0, maxInflight: 0, listLimit: 256 },
       memoryStoreName: STORE,
+      healthAddr: '127.0.0.1:0',
       log: silentLogger,
     });
     await op.start();
@@ -144,6 +145,15 @@ describe('MCS-API operator (memory registry, injected remote exports)', { timeou
       );
       assert.equal(derived.spec.selector, undefined);
     }, 5_000);
+  });
+
+  it('serves readiness and the exports gauge', async () => {
+    assert.equal((await fetch(`${op.healthUrl ?? ''}/readyz`)).status, 200);
+    const text = await (await fetch(`${op.healthUrl ?? ''}/metrics`)).text();
+    assert.match(
+      text,
+      /^cilium_operator_clustermesh_global_service_exports\{source_cluster="cluster1"\} 1$/m,
+    );
   });
 
   it('a headlessness flip recreates the derived Service; the oldest export decides the type', async () => {
