@@ -163,6 +163,8 @@ describe('MCS-API operator (memory registry, injected remote exports)', { timeou
       const si = await registry.get('ServiceImport', 'default', 'hello');
       assert.equal(si?.spec.type, 'Headless');
       assert.equal(si.spec.ips, undefined);
+      // Conformance reads ipFamilies for Headless imports too.
+      assert.deepEqual(si.spec.ipFamilies, ['IPv4']);
       const derived = await registry.get('Service', 'default', DERIVED);
       assert.equal(derived?.spec.clusterIP, 'None');
       assert.notEqual(derived.metadata.uid, before?.metadata.uid);
