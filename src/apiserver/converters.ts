@@ -8,12 +8,15 @@ import { IPOwners } from '../ipcache/owners.js';
 import {
   encodeClusterService,
   encodeIPIdentityPair,
+  encodeMCSAPIServiceSpec,
   encodeNode,
   globalServiceSettings,
   nodeKeyName,
+  serviceExportKeyName,
   serviceKeyName,
   type ClusterService,
 } from '../keyspace/index.js';
+import { exportSpec, type ExportJoinEvent } from '../mcsapi/export.js';
 import { errorMessage } from '../lib/errors.js';
 import type { EndpointSlice, Service } from '../registry/objects.js';
 import type { ServiceJoinEvent } from '../registry/service-join.js';
@@ -114,6 +117,23 @@ export function serviceConverter(cluster: LocalCluster): Converter<ServiceJoinEv
         }
       }
       return [{ key, value: exported === undefined ? undefined : encodeClusterService(exported) }];
+    },
+  };
+}
+
+/**
+ * ServiceExport with its Service → `<cluster>/<namespace>/<name>` holding the
+ * MCSAPIServiceSpec, while both exist and the Service is not ExternalName (Cilium's
+ * `serviceexportsync`); deleted otherwise. The export's conditions are the operator's.
+ */
+export function serviceExportConverter(cluster: LocalCluster): Converter<ExportJoinEvent> {
+  return {
+    describe: (ev) => `${ev.namespace}/${ev.name}`,
+    convert: (ev) => {
+      const key = serviceExportKeyName({ cluster: cluster.name, ...ev });
+      if (ev.serviceExport === undefined) return [{ key, value: undefined }];
+      const result = exportSpec(cluster.name, ev.serviceExport, ev.service);
+      return [{ key, value: result.valid ? encodeMCSAPIServiceSpec(result.spec) : undefined }];
     },
   };
 }

@@ -30,10 +30,11 @@ import {
   identityConverter,
   nodeConverter,
   serviceConverter,
+  serviceExportConverter,
 } from './converters.js';
+import { joinServiceExports } from '../mcsapi/export.js';
 import {
   createSynchronizer,
-  disabledSynchronizer,
   informerSource,
   type Synchronizer,
   type SynchronizerDeps,
@@ -118,7 +119,7 @@ export class Apiserver {
           apiserverClusterConfig({
             id: o.clusterId,
             maxConnectedClusters: o.maxConnectedClusters,
-            serviceExportsEnabled: false,
+            serviceExportsEnabled: true,
           }),
           {
             intervalMs: o.clusterConfigIntervalMs ?? 5 * 60_000,
@@ -258,6 +259,11 @@ export function allSynchronizers(deps: SynchronizerDeps): Synchronizer[] {
       source: (handlers, log) => joinServices(backend, handlers, { log }),
       converter: serviceConverter(cluster),
     }),
-    disabledSynchronizer(deps, 'serviceexports', ServiceExportsPrefix),
+    createSynchronizer(deps, {
+      name: 'serviceexports',
+      prefix: ServiceExportsPrefix,
+      source: (handlers, log) => joinServiceExports(backend, handlers, { log }),
+      converter: serviceExportConverter(cluster),
+    }),
   ];
 }

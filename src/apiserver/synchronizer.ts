@@ -123,24 +123,3 @@ export function createSynchronizer<E>(
     },
   };
 }
-
-/**
- * A store whose content arrives with later work (MCS-API exports). It is synced at once,
- * as the reference marks a disabled resource, so that readers gated on its canary do not
- * wait forever.
- */
-export function disabledSynchronizer(
-  deps: SynchronizerDeps,
-  name: string,
-  prefix: string,
-): Synchronizer {
-  const store = newStore(deps, prefix);
-  return {
-    name,
-    store,
-    run: async (signal) => {
-      store.synced();
-      await store.run(signal);
-    },
-  };
-}

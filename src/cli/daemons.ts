@@ -15,7 +15,7 @@ import {
 } from './common.js';
 
 /**
- * Daemon commands (`apiserver`, `agent`, `kvstoremesh`). Each action runs until
+ * Daemon commands (`apiserver`, `agent`, `kvstoremesh`, `operator`). Each action runs until
  * SIGINT/SIGTERM and then stops its components in reverse order before returning.
  */
 
@@ -359,6 +359,50 @@ export function registerDaemonCommands(program: Command, ctx: CliContext): void 
     );
 
   registerKvstoreMeshCommand(program, ctx);
+
+  const operator = program
+    .command('operator')
+    .description(
+      "run the MCS-API operator of this cluster: ServiceImports, derived Services and MCS EndpointSlices from every cluster's ServiceExports",
+    );
+  addRemoteTimingOptions(addClusterOptions(operator))
+    .option(
+      '--clustermesh-config <dir>',
+      "directory with one etcd config file per remote cluster (the agents' directory)",
+    )
+    .option('--health-addr <host:port>', 'serve /healthz, /readyz, /metrics and /status here')
+    .addOption(
+      durationOption(
+        '--remote-sync-timeout <duration>',
+        'the first reconcile waits this long for remote clusters to list their exports',
+        '30s',
+      ),
+    )
+    .action(
+      async (
+        opts: ClusterFlags &
+          RemoteTimingFlags & {
+            clustermeshConfig?: string;
+            healthAddr?: string;
+            remoteSyncTimeout: number;
+          },
+      ) => {
+        await runDaemon('operator', opts, async ({ maxConnectedClusters, kvstore, log }) => {
+          const { Operator } = await import('../operator/module.js');
+          return new Operator({
+            clusterName: opts.clusterName,
+            clusterId: opts.clusterId,
+            maxConnectedClusters,
+            kvstore,
+            clustermeshConfig: opts.clustermeshConfig,
+            healthAddr: opts.healthAddr,
+            remoteSyncTimeoutMs: opts.remoteSyncTimeout,
+            timing: remoteTiming(opts),
+            log,
+          });
+        });
+      },
+    );
 }
 
 interface KvstoreMeshFlags extends KvstoreCliOptions, RemoteTimingFlags {

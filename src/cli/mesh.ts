@@ -28,7 +28,7 @@ interface UpFlags extends HealthCheckFlags, BackendProbeFlags {
   readonly nodes: number;
   readonly kvstore?: 'etcd' | 'memory' | undefined;
   readonly kvstoremesh?: boolean | undefined;
-  readonly example?: 'rebel-base' | undefined;
+  readonly example?: 'rebel-base' | 'rebel-base-mcsapi' | undefined;
   readonly stateDir: string;
   readonly dnsPort?: number | undefined;
   readonly policyDefaultLocalCluster: 'true' | 'false';
@@ -66,7 +66,7 @@ export function registerMeshCommands(program: Command, ctx: CliContext): void {
     .option('--kvstoremesh', 'run KVStoreMesh in every cluster; agents read its cache')
     .addOption(
       new Option('--example <name>', 'apply an example from the seeds once the mesh is up').choices(
-        ['rebel-base'],
+        ['rebel-base', 'rebel-base-mcsapi'],
       ),
     )
     .addOption(stateDirOption('where mesh.json and the clustermesh configs live'))

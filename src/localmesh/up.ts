@@ -1,8 +1,8 @@
 /**
  * `clustermesh up`: the table of contents of a local mesh. N clusters, each with its
  * kvstore (an etcd process, or an in-process memory store), apiserver, optional
- * KVStoreMesh, workload runtime, one agent (with its userspace datapath) per node, a
- * ClusterIP proxy and a DNS server; then the control API the CLI reaches through
+ * KVStoreMesh, workload runtime, one agent (with its userspace datapath) per node, the
+ * MCS-API operator, a ClusterIP proxy and a DNS server; then the control API the CLI reaches through
  * `<state-dir>/mesh.json`. Start in that order, stop in reverse.
  *
  * Everything but etcd runs in this process: the memory kvstore cannot be shared across
@@ -34,6 +34,7 @@ import { KvstoreMesh } from '../kvstoremesh/module.js';
 import { sleep } from '../lib/abort.js';
 import { ClusterMeshError, ErrorCode } from '../lib/errors.js';
 import { Lifecycle } from '../lib/lifecycle.js';
+import { Operator } from '../operator/module.js';
 import { Registry } from '../registry/registry.js';
 import { findEtcdBinary, startEtcd, type EtcdServer } from '../etcd/index.js';
 import { ClusterRuntime, type WorkloadConnection } from '../workloads/cluster-runtime.js';
@@ -100,6 +101,7 @@ interface MeshCluster {
   kvstoremesh?: KvstoreMesh;
   runtime?: ClusterRuntime;
   agents: MeshAgent[];
+  operator?: Operator;
   proxy?: ServiceProxy;
   dns?: RunningDnsServer;
 }
@@ -233,6 +235,17 @@ export class LocalMesh {
         this.eachCluster(async (c) => {
           await Promise.all(c.agents.map((a) => a.agent.stop()));
         }),
+    });
+    this.lifecycle.append({
+      name: 'operators',
+      start: () =>
+        this.eachCluster(async (c) => {
+          // The agents' config directory: the operator reads remotes as they do, directly
+          // or through the KVStoreMesh cache.
+          c.operator = new Operator({ ...this.daemonOptions(c), clustermeshConfig: c.configDir });
+          await c.operator.start();
+        }),
+      stop: () => this.eachCluster(async (c) => c.operator?.stop()),
     });
     this.lifecycle.append({
       name: 'service-proxies',

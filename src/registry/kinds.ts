@@ -11,6 +11,8 @@ import {
   identitySchema,
   namespaceSchema,
   podSchema,
+  serviceExportSchema,
+  serviceImportSchema,
   serviceSchema,
   type IdentitySchema,
 } from './schemas.js';
@@ -74,7 +76,8 @@ function entry<K extends KindName>(e: KindEntry<K>): KindInfo<K> {
 
 const CILIUM = 'cilium.io';
 const MCS = 'multicluster.x-k8s.io';
-const MCS_VERSIONS = ['v1alpha1', 'v1beta1'];
+// v1beta1 is the storage version of mcs-api v0.5.0; v1alpha1 is still served, field-identical.
+const MCS_VERSIONS = ['v1beta1', 'v1alpha1'];
 
 const TABLE: { readonly [K in KindName]: KindInfo<K> } = {
   Namespace: entry({
@@ -199,20 +202,20 @@ const TABLE: { readonly [K in KindName]: KindInfo<K> } = {
     group: MCS,
     versions: MCS_VERSIONS,
     resource: 'serviceexports',
-    shortNames: ['svcex'],
+    shortNames: ['svcex', 'svcexport'],
     namespaced: true,
     nameRule: NameRules.dns1035Label,
-    schema: identityOnly,
+    schema: serviceExportSchema,
   }),
   ServiceImport: entry({
     kind: 'ServiceImport',
     group: MCS,
     versions: MCS_VERSIONS,
     resource: 'serviceimports',
-    shortNames: ['svcim'],
+    shortNames: ['svcim', 'svcimport'],
     namespaced: true,
     nameRule: NameRules.dns1035Label,
-    schema: identityOnly,
+    schema: serviceImportSchema,
   }),
 };
 

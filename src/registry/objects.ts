@@ -236,6 +236,63 @@ export interface NetworkPolicy extends RegistryObject {
   readonly spec: NetworkPolicySpec;
 }
 
+/** A `metav1.Condition` (MCS-API status). */
+export interface Condition {
+  readonly type: string;
+  readonly status: ConditionStatus;
+  readonly reason: string;
+  readonly message: string;
+  /** RFC 3339; changes only when `status` changes. */
+  readonly lastTransitionTime: string;
+  readonly observedGeneration?: number | undefined;
+}
+
+/** MCS-API `ServicePort` (multicluster.x-k8s.io): no targetPort, no nodePort. */
+export interface MCSPort {
+  readonly name?: string | undefined;
+  /** Defaulted to TCP by the registry. */
+  readonly protocol: Protocol;
+  readonly appProtocol?: string | undefined;
+  readonly port: number;
+}
+
+export interface SessionAffinityConfig {
+  readonly clientIP?: { readonly timeoutSeconds?: number | undefined } | undefined;
+}
+
+/** KEP-1645 ServiceExport (`multicluster.x-k8s.io/v1beta1`): exports the same-named Service. */
+export interface ServiceExport extends RegistryObject {
+  readonly kind: 'ServiceExport';
+  readonly spec?:
+    | {
+        readonly exportedLabels?: Readonly<Record<string, string>> | undefined;
+        readonly exportedAnnotations?: Readonly<Record<string, string>> | undefined;
+      }
+    | undefined;
+  readonly status?: { readonly conditions?: readonly Condition[] | undefined } | undefined;
+}
+
+/** KEP-1645 ServiceImport (`multicluster.x-k8s.io/v1beta1`), written by the operator only. */
+export interface ServiceImport extends RegistryObject {
+  readonly kind: 'ServiceImport';
+  readonly spec: {
+    readonly ports: readonly MCSPort[];
+    readonly ips?: readonly string[] | undefined;
+    readonly type: 'ClusterSetIP' | 'Headless';
+    readonly sessionAffinity?: 'None' | 'ClientIP' | undefined;
+    readonly sessionAffinityConfig?: SessionAffinityConfig | undefined;
+    readonly ipFamilies?: readonly ('IPv4' | 'IPv6')[] | undefined;
+    readonly internalTrafficPolicy?: 'Cluster' | 'Local' | undefined;
+    readonly trafficDistribution?: string | undefined;
+  };
+  readonly status?:
+    | {
+        readonly clusters?: readonly { readonly cluster: string }[] | undefined;
+        readonly conditions?: readonly Condition[] | undefined;
+      }
+    | undefined;
+}
+
 /**
  * Kind name → the type its objects decode to. The registry's methods and informers are
  * generic over these names, so `createInformer(backend, 'CiliumNode', …)` yields CiliumNodes.
@@ -254,8 +311,8 @@ export interface KindTypes {
   CiliumClusterwideNetworkPolicy: CiliumClusterwideNetworkPolicy;
   NetworkPolicy: NetworkPolicy;
   CiliumExternalWorkload: RegistryObject;
-  ServiceExport: RegistryObject;
-  ServiceImport: RegistryObject;
+  ServiceExport: ServiceExport;
+  ServiceImport: ServiceImport;
 }
 
 export type KindName = keyof KindTypes;

@@ -252,11 +252,12 @@ const KIND_COLUMNS: Partial<Record<string, readonly Column[]>> = {
   ],
   ServiceImport: [
     { header: 'TYPE', cell: (o) => str(field(o, 'spec', 'type'), '') },
+    // The CRD's printer column is the JSONPath `.spec.ips`: kubectl prints the list as JSON.
     {
       header: 'IP',
       cell: (o) => {
         const ips = field(o, 'spec', 'ips');
-        return Array.isArray(ips) ? list(ips.map((i) => str(i, ''))) : '<none>';
+        return Array.isArray(ips) ? JSON.stringify(ips) : '<none>';
       },
     },
   ],

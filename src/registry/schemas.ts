@@ -445,3 +445,79 @@ export const ciliumEndpointSchema = (
 export const ciliumIdentitySchema = (
   identity: IdentitySchema<'CiliumIdentity'>,
 ): z.ZodType<KindTypes['CiliumIdentity']> => identity.extend({ 'security-labels': stringMap });
+
+// ---- MCS-API kinds (KEP-1645, multicluster.x-k8s.io v1beta1; v1alpha1 is field-identical) ----
+
+const condition = z.looseObject({
+  type: nonEmpty,
+  status: z.enum(['True', 'False', 'Unknown']),
+  reason: z.string(),
+  message: z.string(),
+  lastTransitionTime: z.string(),
+  observedGeneration: count.optional(),
+});
+
+/** `status.conditions` is a list-map keyed by `type`, as in the CRD. */
+const conditions = z.array(condition).superRefine((list, ctx) => {
+  const seen = new Set<string>();
+  list.forEach((c, i) => {
+    if (seen.has(c.type)) {
+      ctx.addIssue({ code: 'custom', message: 'duplicate condition type', path: [i, 'type'] });
+    }
+    seen.add(c.type);
+  });
+});
+
+const sessionAffinityConfig = z.looseObject({
+  clientIP: z
+    .looseObject({ timeoutSeconds: z.number().int().min(1).max(86400).optional() })
+    .optional(),
+});
+
+export const serviceExportSchema = (
+  identity: IdentitySchema<'ServiceExport'>,
+): z.ZodType<KindTypes['ServiceExport']> =>
+  identity.extend({
+    spec: z
+      .looseObject({
+        exportedLabels: labels.optional(),
+        exportedAnnotations: annotations.optional(),
+      })
+      .optional(),
+    status: z.looseObject({ conditions: conditions.optional() }).optional(),
+  });
+
+const mcsPort = z.looseObject({
+  name: portName,
+  protocol: protocol.default('TCP'),
+  appProtocol: z.string().optional(),
+  port,
+});
+
+const ipFamilyName = z.enum(['IPv4', 'IPv6']);
+
+export const serviceImportSchema = (
+  identity: IdentitySchema<'ServiceImport'>,
+): z.ZodType<KindTypes['ServiceImport']> =>
+  identity.extend({
+    spec: z.looseObject({
+      ports: z.array(mcsPort),
+      ips: z.array(ip).max(2).optional(),
+      type: z.enum(['ClusterSetIP', 'Headless']),
+      sessionAffinity: z.enum(['None', 'ClientIP']).optional(),
+      sessionAffinityConfig: sessionAffinityConfig.optional(),
+      ipFamilies: z
+        .array(ipFamilyName)
+        .max(2)
+        .refine((f) => new Set(f).size === f.length, 'must not repeat a family')
+        .optional(),
+      internalTrafficPolicy: z.enum(['Cluster', 'Local']).optional(),
+      trafficDistribution: z.string().optional(),
+    }),
+    status: z
+      .looseObject({
+        clusters: z.array(z.looseObject({ cluster: nonEmpty })).optional(),
+        conditions: conditions.optional(),
+      })
+      .optional(),
+  });

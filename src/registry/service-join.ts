@@ -150,8 +150,19 @@ function idOf(namespace: string | undefined, name: string): string {
   return `${namespace ?? 'default'}/${name}`;
 }
 
+/**
+ * Slices holding another cluster's endpoints (the MCS-API operator writes them for DNS of
+ * headless imports). Like Cilium's agent and apiserver, the join leaves them out: they
+ * are not this cluster's backends, and exporting them would echo them back to their
+ * source.
+ */
+const MESH_MANAGED_BY = 'endpointslice-mesh-controller.cilium.io';
+
 /** `<namespace>/<service>` of the Service a slice belongs to; `undefined` if unlabelled. */
 function ownerOf(slice: EndpointSlice): string | undefined {
+  if (slice.metadata.labels?.['endpointslice.kubernetes.io/managed-by'] === MESH_MANAGED_BY) {
+    return undefined;
+  }
   const name = slice.metadata.labels?.[SERVICE_NAME_LABEL];
   return name === undefined || name === '' ? undefined : idOf(slice.metadata.namespace, name);
 }

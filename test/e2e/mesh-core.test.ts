@@ -233,7 +233,7 @@ describe('mesh core: three clusters, real etcd, separate processes', { timeout: 
     );
     assert.equal(
       await get('cilium/cluster-config/cluster1'),
-      '{"id":1,"capabilities":{"syncedCanaries":true,"maxConnectedClusters":255,"serviceExportsEnabled":false}}',
+      '{"id":1,"capabilities":{"syncedCanaries":true,"maxConnectedClusters":255,"serviceExportsEnabled":true}}',
     );
     for (const r of ['nodes', 'identities', 'ip', 'services', 'serviceexports']) {
       assert.match(

@@ -114,7 +114,7 @@ describe('apiserver', () => {
       await eventually(async () => {
         assert.equal(
           (await kv.get('cilium/cluster-config/c1'))?.value,
-          '{"id":1,"capabilities":{"syncedCanaries":true,"maxConnectedClusters":255,"serviceExportsEnabled":false}}',
+          '{"id":1,"capabilities":{"syncedCanaries":true,"maxConnectedClusters":255,"serviceExportsEnabled":true}}',
         );
       });
       const beat1 = (await kv.get('cilium/.heartbeat'))?.modRevision ?? 0;
@@ -144,7 +144,7 @@ describe('apiserver', () => {
       log: silentLogger,
     });
     const want =
-      '{"id":1,"capabilities":{"syncedCanaries":true,"maxConnectedClusters":255,"serviceExportsEnabled":false}}';
+      '{"id":1,"capabilities":{"syncedCanaries":true,"maxConnectedClusters":255,"serviceExportsEnabled":true}}';
     const restored = (): Promise<void> =>
       eventually(async () => {
         assert.equal((await kv.get('cilium/cluster-config/c1'))?.value, want);

@@ -55,13 +55,13 @@ void describe('registry kinds', () => {
       [
         'ServiceExport',
         'serviceexports',
-        ['multicluster.x-k8s.io/v1alpha1', 'multicluster.x-k8s.io/v1beta1'],
+        ['multicluster.x-k8s.io/v1beta1', 'multicluster.x-k8s.io/v1alpha1'],
         true,
       ],
       [
         'ServiceImport',
         'serviceimports',
-        ['multicluster.x-k8s.io/v1alpha1', 'multicluster.x-k8s.io/v1beta1'],
+        ['multicluster.x-k8s.io/v1beta1', 'multicluster.x-k8s.io/v1alpha1'],
         true,
       ],
     ];

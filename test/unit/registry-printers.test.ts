@@ -18,6 +18,46 @@ function pod(name: string, status: Record<string, unknown>, nodeName?: string): 
 }
 
 void describe('registry printers', () => {
+  it('serviceimports: TYPE and IP as the CRD columns print them (IP as a JSON list); serviceexports: AGE', () => {
+    const si = (name: string, spec: Record<string, unknown>): RegistryObject => ({
+      apiVersion: 'multicluster.x-k8s.io/v1beta1',
+      kind: 'ServiceImport',
+      metadata: { name, namespace: 'default', creationTimestamp: '2026-11-23T09:59:00Z' },
+      spec,
+    });
+    assert.equal(
+      formatTable(
+        kindInfo('ServiceImport'),
+        [
+          si('rebel-base-mcsapi', { type: 'ClusterSetIP', ips: ['127.1.128.3'], ports: [] }),
+          si('headless', { type: 'Headless', ports: [] }),
+        ],
+        { now: NOW },
+      ),
+      'NAME                TYPE           IP                AGE\n' +
+        'rebel-base-mcsapi   ClusterSetIP   ["127.1.128.3"]   60s\n' +
+        'headless            Headless       <none>            60s\n',
+    );
+    assert.equal(
+      formatTable(
+        kindInfo('ServiceExport'),
+        [
+          {
+            apiVersion: 'multicluster.x-k8s.io/v1beta1',
+            kind: 'ServiceExport',
+            metadata: {
+              name: 'x',
+              namespace: 'default',
+              creationTimestamp: '2026-11-23T09:59:00Z',
+            },
+          },
+        ],
+        { now: NOW },
+      ),
+      'NAME   AGE\nx      60s\n',
+    );
+  });
+
   it('pods: READY, STATUS (reason first), IP and NODE', () => {
     const text = formatTable(
       kindInfo('Pod'),
