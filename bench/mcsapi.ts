@@ -249,6 +249,8 @@ interface ScaleResult {
   readonly rssDelta: number;
   /** Bytes of keys and values the exports added to all kvstores together. */
   readonly storedDelta: number;
+  /** Clusters whose DNS did not answer a sampled import after the sync. */
+  readonly dnsMisses: number;
   readonly gc: boolean;
 }
 
@@ -350,12 +352,18 @@ async function scaleBench(
   }
   const syncedMs = syncedAt - t0;
   const exportedMs = exportedAt - t0;
-  // One answer per cluster: the zone serves what the imports say.
+  // One answer per cluster: the zone serves what the imports say. A miss is reported, not
+  // thrown, so a long run still prints what it measured.
+  const dnsMisses: string[] = [];
   for (const c of clients) {
     const last = (names[(clients.indexOf(c) + 1) % clients.length] ?? []).at(-1);
     const ip = last === undefined ? undefined : c.imports.get(last)?.[0];
-    if (last !== undefined && ip !== undefined) await dnsAnswers(c, last, ip);
+    if (last === undefined || ip === undefined) continue;
+    await dnsAnswers(c, last, ip).catch((err: unknown) => {
+      dnsMisses.push(String(err));
+    });
   }
+  if (dnsMisses.length > 0) console.error(dnsMisses.join('\n'));
   await sleep(1000);
   const after = memory();
   const stored1 = await storedBytes(clients);
@@ -367,6 +375,7 @@ async function scaleBench(
     heapDelta: after.heap - before.heap,
     rssDelta: after.rss - before.rss,
     storedDelta: stored1 - stored0,
+    dnsMisses: dnsMisses.length,
     gc: (globalThis as { gc?: unknown }).gc !== undefined,
   };
 }
@@ -507,6 +516,7 @@ export async function main(args: string[]): Promise<void> {
                 rssDeltaMiB: Number((scale.rssDelta / 2 ** 20).toFixed(1)),
                 storedDeltaMiB: Number((scale.storedDelta / 2 ** 20).toFixed(1)),
                 gc: scale.gc,
+                dnsMisses: scale.dnsMisses,
               },
             }),
       },
