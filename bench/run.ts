@@ -12,6 +12,7 @@ const benches: Record<string, () => Promise<{ main: (args: string[]) => Promise<
   'cli-start': () => import('./cli-start.js'),
   policy: () => import('./policy.js'),
   failover: () => import('./failover.js'),
+  mcsapi: () => import('./mcsapi.js'),
   'mcsapi-dns': () => import('./mcsapi-dns.js'),
 };
 
