@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { EndpointTable, LocalEndpoint } from '../endpoint/table.js';
 import type { IdentityCache } from '../identity/cache.js';
 import { hostCidr, type IPCache } from '../ipcache/ipcache.js';
+import type { Node } from '../keyspace/index.js';
 import type { NodeManager } from '../node/manager.js';
 import {
   ReservedIdentity,
@@ -27,9 +28,6 @@ import { LoadBalancerMap, type LbFrontend } from './lb-map.js';
 /** Drop reason of a connection attempt to a backend that failed and was retried elsewhere. */
 export const BACKEND_UNHEALTHY = 'BACKEND_UNHEALTHY';
 
-/** Reserved identities (Cilium's numbering) for addresses the ipcache does not know. */
-export const RESERVED_HOST = 1;
-export const RESERVED_WORLD = 2;
 const HOST_LABELS: readonly string[] = Object.freeze(['reserved:host']);
 const WORLD_LABELS: readonly string[] = Object.freeze(['reserved:world']);
 const REMOTE_NODE_LABELS: readonly string[] = Object.freeze(['reserved:remote-node']);
@@ -90,8 +88,9 @@ export class NodeDatapath {
   private readonly ipcache: IPCache;
   private readonly identities: IdentityCache | undefined;
   private readonly policy: DatapathPolicy | undefined;
-  /** Addresses of every other node of the mesh (remote-node to policy). */
-  private readonly nodeIPs = new Set<string>();
+  /** Addresses of every node of the mesh (remote-node to policy) → nodes holding them. */
+  private readonly nodeIPs = new Map<string, number>();
+  private readonly nodeAddrs = new Map<string, readonly string[]>();
   private unsubscribeNodes: (() => void) | undefined;
 
   constructor(opts: NodeDatapathOptions) {
@@ -109,13 +108,26 @@ export class NodeDatapath {
     this.policy = opts.policy;
     const nodes = opts.policy?.nodes;
     if (nodes !== undefined) {
-      const refresh = (): void => {
-        this.nodeIPs.clear();
-        for (const n of nodes.list()) for (const a of n.IPAddresses) this.nodeIPs.add(a.IP);
-      };
-      refresh();
-      this.unsubscribeNodes = nodes.onChange(refresh);
+      for (const n of nodes.list()) this.trackNode('upsert', n);
+      this.unsubscribeNodes = nodes.onChange((event, n) => {
+        this.trackNode(event, n);
+      });
     }
+  }
+
+  /** Keeps `nodeIPs` in step with one node's change (no rescan of every node per event). */
+  private trackNode(event: 'upsert' | 'delete', n: Node): void {
+    const key = `${n.Cluster}/${n.Name}`;
+    for (const ip of this.nodeAddrs.get(key) ?? []) {
+      const left = (this.nodeIPs.get(ip) ?? 1) - 1;
+      if (left <= 0) this.nodeIPs.delete(ip);
+      else this.nodeIPs.set(ip, left);
+    }
+    this.nodeAddrs.delete(key);
+    if (event === 'delete') return;
+    const ips = n.IPAddresses.map((a) => a.IP);
+    this.nodeAddrs.set(key, ips);
+    for (const ip of ips) this.nodeIPs.set(ip, (this.nodeIPs.get(ip) ?? 0) + 1);
   }
 
   // ---- policy ----
@@ -129,9 +141,8 @@ export class NodeDatapath {
     const bare = ip.startsWith('::ffff:') ? ip.slice(7) : ip;
     const entry = this.ipcache.lookup(hostCidr(bare));
     if (entry !== undefined) return { kind: 'identity', id: entry.identity };
-    if (this.isHostAddress(bare)) return { kind: 'identity', id: ReservedIdentity.Host };
-    if (this.nodeIPs.has(bare)) return { kind: 'identity', id: ReservedIdentity.RemoteNode };
-    return { kind: 'world', ip: bare };
+    const id = this.unknownAddressIdentity(bare);
+    return id === ReservedIdentity.World ? { kind: 'world', ip: bare } : { kind: 'identity', id };
   }
 
   /** The endpoint of this node holding `ip`, if any (the subject of its policy). */
@@ -188,8 +199,18 @@ export class NodeDatapath {
       : { verdict: 'dropped', reason: d.reason ?? 'POLICY_DENIED', flow };
   }
 
-  private isHostAddress(ip: string): boolean {
-    return ip === this.node.ip || ip === '127.0.0.1' || ip === '::1';
+  /**
+   * An address the ipcache does not know: this node's own addresses are the host, the
+   * other nodes' are remote-node, anything else is world (as Cilium classifies them).
+   */
+  private unknownAddressIdentity(
+    ip: string,
+  ):
+    | typeof ReservedIdentity.Host
+    | typeof ReservedIdentity.RemoteNode
+    | typeof ReservedIdentity.World {
+    if (ip === this.node.ip || ip === '127.0.0.1' || ip === '::1') return ReservedIdentity.Host;
+    return this.nodeIPs.has(ip) ? ReservedIdentity.RemoteNode : ReservedIdentity.World;
   }
 
   /**
@@ -263,32 +284,35 @@ export class NodeDatapath {
         labels: this.identities?.get(entry.identity)?.labels,
       };
     }
-    if (bare === this.node.ip || bare === '127.0.0.1' || bare === '::1') {
-      return {
-        ip: bare,
-        port,
-        cluster: this.cluster,
-        identity: RESERVED_HOST,
-        labels: HOST_LABELS,
-        node: this.node.name,
-      };
+    switch (this.unknownAddressIdentity(bare)) {
+      case ReservedIdentity.Host:
+        return {
+          ip: bare,
+          port,
+          cluster: this.cluster,
+          identity: ReservedIdentity.Host,
+          labels: HOST_LABELS,
+          node: this.node.name,
+        };
+      case ReservedIdentity.RemoteNode:
+        return {
+          ip: bare,
+          port,
+          identity: ReservedIdentity.RemoteNode,
+          labels: REMOTE_NODE_LABELS,
+        };
+      default:
+        return { ip: bare, port, identity: ReservedIdentity.World, labels: WORLD_LABELS };
     }
-    if (this.nodeIPs.has(bare)) {
-      return {
-        ip: bare,
-        port,
-        identity: ReservedIdentity.RemoteNode,
-        labels: REMOTE_NODE_LABELS,
-      };
-    }
-    return { ip: bare, port, identity: RESERVED_WORLD, labels: WORLD_LABELS };
   }
 
   /** A backend as a flow endpoint; its cluster is known from the table even without ipcache. */
   backendEndpoint(b: TableBackend): FlowEndpoint {
     const ep = this.endpointOf(b.ip, b.port);
     // Not "world": the table says which cluster it is in, the ipcache just lags behind.
-    return ep.identity === RESERVED_WORLD ? { ip: ep.ip, port: ep.port, cluster: b.cluster } : ep;
+    return ep.identity === ReservedIdentity.World
+      ? { ip: ep.ip, port: ep.port, cluster: b.cluster }
+      : ep;
   }
 
   /** A service connection translated and connected to its backend. */
@@ -374,7 +398,7 @@ export class NodeDatapath {
       return undefined;
     }
     let dst = this.endpointOf(conn.pod.ip, conn.localPort);
-    if (dst.identity === RESERVED_WORLD) dst = { ip: dst.ip, port: dst.port };
+    if (dst.identity === ReservedIdentity.World) dst = { ip: dst.ip, port: dst.port };
     const allowed = decision?.allowed ?? true;
     return this.record(
       {

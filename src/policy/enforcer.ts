@@ -14,7 +14,7 @@ import {
   type NamedPorts,
   type PolicyChange,
 } from './engine.js';
-import { LabelSet } from './labels.js';
+import { LabelSet, worldLabels } from './labels.js';
 import { policyKey, type Direction, type PolicyRef, type Protocol } from './rules.js';
 
 /** Reserved identities (Cilium's numbering) and their labels. */
@@ -49,11 +49,6 @@ export function reservedLabels(id: number): readonly string[] | undefined {
 export type PeerIdentity =
   | { readonly kind: 'identity'; readonly id: number }
   | { readonly kind: 'world'; readonly ip: string };
-
-/** The labels a world address carries: `reserved:world` and its host prefix. */
-export function worldLabels(ip: string): string[] {
-  return ['reserved:world', `cidr:${ip}/${ip.includes(':') ? 128 : 32}`];
-}
 
 export interface PolicyDecision extends DirectionVerdict {
   readonly direction: Direction;
@@ -218,13 +213,9 @@ export class PolicyEnforcer {
     if (!dp.enforced) return ALLOW_UNENFORCED(direction);
     const v =
       peer.kind === 'identity'
-        ? dp.lookup(peer.id, this.labelsOf(peer.id), dport, proto, named)
+        ? dp.lookup(peer.id, this.engine.labelSetOf(peer.id), dport, proto, named)
         : dp.lookup(new LabelSet(worldLabels(peer.ip)), undefined, dport, proto, named);
     return { direction, ...v };
-  }
-
-  private labelsOf(id: number): LabelSet | undefined {
-    return this.engine.labelSetOf(id);
   }
 
   private applyIdentity(event: 'upsert' | 'delete', id: number, labels: readonly string[]): void {

@@ -33,6 +33,7 @@ import {
   SOURCE_K8S,
   SOURCE_RESERVED,
   parsePrefix,
+  worldLabels,
 } from './labels.js';
 import {
   parsePolicy,
@@ -631,8 +632,7 @@ export class PolicyEngine {
       throw new ClusterMeshError(ErrorCode.InvalidArgument, `${side}: invalid IP "${peer.ip}"`);
     }
     // An address outside the identity table is world, carrying its host prefix.
-    const world = prefix.bits === 32 ? `${peer.ip}/32` : `${peer.ip}/128`;
-    return { id: null, labels: new LabelSet(['reserved:world', `cidr:${world}`]) };
+    return { id: null, labels: new LabelSet(worldLabels(peer.ip)) };
   }
 
   private side(

@@ -77,6 +77,11 @@ function toV4IfMapped(b: Uint8Array): Uint8Array {
 }
 
 /** A CIDR or a bare IP (a host prefix); `null` when neither parses. */
+/** The labels an address outside the cluster carries: `reserved:world` and its host prefix. */
+export function worldLabels(ip: string): string[] {
+  return ['reserved:world', `cidr:${ip}/${ip.includes(':') ? 128 : 32}`];
+}
+
 export function parsePrefix(s: string): Prefix | null {
   if (s.includes('/')) {
     const c = parseCIDR(s);

@@ -232,7 +232,7 @@ describe('PolicyEnforcer', () => {
 
 describe('NodeDatapath policy decisions', () => {
   it('classifies addresses: ipcache identity, own node = host, other nodes = remote-node, else world', () => {
-    const { dp } = node();
+    const { views, dp } = node();
     assert.deepEqual(dp.peerOf(REMOTE_BASE_IP), { kind: 'identity', id: REMOTE_BASE });
     assert.deepEqual(dp.peerOf(`::ffff:${XWING_IP}`), { kind: 'identity', id: XWING });
     assert.deepEqual(dp.peerOf(NODE_IP), { kind: 'identity', id: ReservedIdentity.Host });
@@ -242,6 +242,20 @@ describe('NodeDatapath policy decisions', () => {
       id: ReservedIdentity.RemoteNode,
     });
     assert.deepEqual(dp.peerOf('127.209.9.9'), { kind: 'world', ip: '127.209.9.9' });
+    // A node that leaves takes its address with it; one that arrives brings it.
+    views.nodes.delete(CLUSTER, 'node2');
+    assert.deepEqual(dp.peerOf(OTHER_NODE_IP), { kind: 'world', ip: OTHER_NODE_IP });
+    views.nodes.upsert(
+      makeNode({
+        Name: 'n9',
+        Cluster: 'cluster2',
+        IPAddresses: [{ Type: 'InternalIP', IP: '127.209.0.9' }],
+      }),
+    );
+    assert.deepEqual(dp.peerOf('127.209.0.9'), {
+      kind: 'identity',
+      id: ReservedIdentity.RemoteNode,
+    });
     dp.close();
   });
 
