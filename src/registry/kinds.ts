@@ -5,6 +5,7 @@ import {
   ciliumEndpointSchema,
   ciliumIdentitySchema,
   ciliumNodeSchema,
+  configMapSchema,
   deploymentSchema,
   endpointSliceSchema,
   identityOnly,
@@ -216,6 +217,15 @@ const TABLE: { readonly [K in KindName]: KindInfo<K> } = {
     namespaced: true,
     nameRule: NameRules.dns1035Label,
     schema: serviceImportSchema,
+  }),
+  ConfigMap: entry({
+    kind: 'ConfigMap',
+    versions: ['v1'],
+    resource: 'configmaps',
+    shortNames: ['cm'],
+    namespaced: true,
+    nameRule: NameRules.dns1123Subdomain,
+    schema: configMapSchema,
   }),
 };
 

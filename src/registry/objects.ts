@@ -293,6 +293,14 @@ export interface ServiceImport extends RegistryObject {
     | undefined;
 }
 
+/** A ConfigMap: string data (and base64 binary data) that pods mount or read. */
+export interface ConfigMap extends RegistryObject {
+  readonly kind: 'ConfigMap';
+  readonly data?: Readonly<Record<string, string>> | undefined;
+  readonly binaryData?: Readonly<Record<string, string>> | undefined;
+  readonly immutable?: boolean | undefined;
+}
+
 /**
  * Kind name → the type its objects decode to. The registry's methods and informers are
  * generic over these names, so `createInformer(backend, 'CiliumNode', …)` yields CiliumNodes.
@@ -313,6 +321,7 @@ export interface KindTypes {
   CiliumExternalWorkload: RegistryObject;
   ServiceExport: ServiceExport;
   ServiceImport: ServiceImport;
+  ConfigMap: ConfigMap;
 }
 
 export type KindName = keyof KindTypes;

@@ -8,7 +8,7 @@ import type { RegistryObject } from './types.js';
  * --all-namespaces, AGE last, columns padded like Go's tabwriter (3 spaces).
  */
 
-interface Column {
+export interface Column {
   readonly header: string;
   readonly cell: (obj: RegistryObject) => string;
 }
@@ -36,6 +36,14 @@ export function formatTable(
   ];
   const rows = [columns.map((c) => c.header), ...objects.map((o) => columns.map((c) => c.cell(o)))];
   return tabwrite(rows, 3, 0);
+}
+
+/** The columns `formatTable` prints between NAME and AGE, and after AGE, for a kind. */
+export function kindColumns(kind: string): {
+  readonly before: readonly Column[];
+  readonly after: readonly Column[];
+} {
+  return { before: KIND_COLUMNS[kind] ?? [], after: COLUMNS_AFTER_AGE[kind] ?? [] };
 }
 
 /** Kubernetes' HumanDuration of the time since `timestamp`: `45s`, `3m10s`, `5h`, `12d`. */
@@ -175,6 +183,17 @@ const COLUMNS_AFTER_AGE: Partial<Record<string, readonly Column[]>> = {
 };
 
 const KIND_COLUMNS: Partial<Record<string, readonly Column[]>> = {
+  ConfigMap: [
+    {
+      header: 'DATA',
+      cell: (o) => {
+        const data = field(o, 'data');
+        const binary = field(o, 'binaryData');
+        const n = (isRecord(data) ? Object.keys(data).length : 0) + (isRecord(binary) ? Object.keys(binary).length : 0);
+        return String(n);
+      },
+    },
+  ],
   NetworkPolicy: [
     { header: 'POD-SELECTOR', cell: (o) => formatLabelSelector(field(o, 'spec', 'podSelector')) },
   ],

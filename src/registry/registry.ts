@@ -79,6 +79,11 @@ export class Registry {
   private readonly log: Logger;
   private readonly now: () => Date;
   private readonly patchAttempts: number;
+  /** Decoded objects of `listWithRevision`, by key (objects are never mutated by readers). */
+  private readonly decoded = new Map<
+    string,
+    { modRevision: number; value: string; object: RegistryObject }
+  >();
 
   constructor(
     readonly backend: Backend,
@@ -232,6 +237,43 @@ export class Registry {
       }
     }
     return out;
+  }
+
+  /**
+   * Objects in key order with the store revision they were read at: what a Kubernetes list
+   * reports as its resourceVersion, from which a watch resumes. Values unchanged since the
+   * last call are not decoded again (a list of thousands of pods stays cheap).
+   */
+  async listWithRevision(
+    kind: string | KindInfo,
+    namespace?: string,
+  ): Promise<{ items: RegistryObject[]; revision: number }> {
+    const info = requireKind(kind);
+    const { kvs, revision } = await this.backend.list(resourcePrefix(info, namespace));
+    const items: RegistryObject[] = [];
+    for (const kv of kvs) {
+      const memo = this.decoded.get(kv.key);
+      if (memo !== undefined && memo.modRevision === kv.modRevision && memo.value === kv.value) {
+        items.push(memo.object);
+        continue;
+      }
+      try {
+        const object = decodeStored(info, kv);
+        this.decoded.set(kv.key, { modRevision: kv.modRevision, value: kv.value, object });
+        items.push(object);
+      } catch (err) {
+        this.log.warn({ key: kv.key, err: errorMessage(err) }, 'skipping invalid registry entry');
+      }
+    }
+    if (namespace === undefined || !info.namespaced) {
+      // Forget deleted objects of the kind, so the memo holds what the store holds.
+      const prefix = resourcePrefix(info);
+      const live = new Set(kvs.map((kv) => kv.key));
+      for (const key of this.decoded.keys()) {
+        if (key.startsWith(prefix) && !live.has(key)) this.decoded.delete(key);
+      }
+    }
+    return { items, revision };
   }
 
   /** Returns whether the object existed. */

@@ -393,6 +393,30 @@ export const deploymentSchema = (
 ): z.ZodType<KindTypes['Deployment']> =>
   identity.extend({ spec: deploymentSpec, status: deploymentStatus.optional() });
 
+/** ConfigMap keys: what a file name in a mounted volume may be, as Kubernetes checks them. */
+const configMapKey = /^[-._a-zA-Z0-9]+$/;
+
+const configMapData = stringMap.superRefine((map, ctx) => {
+  for (const key of Object.keys(map)) {
+    if (key.length > 253 || !configMapKey.test(key)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+        path: [key],
+      });
+    }
+  }
+});
+
+export const configMapSchema = (
+  identity: IdentitySchema<'ConfigMap'>,
+): z.ZodType<KindTypes['ConfigMap']> =>
+  identity.extend({
+    data: configMapData.optional(),
+    binaryData: configMapData.optional(),
+    immutable: z.boolean().optional(),
+  });
+
 // ---- Cilium kinds ----
 
 const ipPair = z.looseObject({ ipv4: ipv4.optional(), ipv6: ipv6.optional() });
