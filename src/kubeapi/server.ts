@@ -92,6 +92,11 @@ export class KubeApiServer {
     return `https://${this.opts.host}:${this.address.port}`;
   }
 
+  /** The bearer token clients must send (what kubeconfigs carry). */
+  get tokenValue(): string {
+    return this.opts.token;
+  }
+
   get caPem(): string {
     return this.opts.tls.ca;
   }

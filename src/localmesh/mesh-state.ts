@@ -42,6 +42,8 @@ const stateSchema = z.object({
   kvstoremesh: z.boolean(),
   /** `http://127.0.0.1:port` of the control API (registry access, pod lookups). */
   control: z.string().min(1),
+  /** `<state-dir>/kubeconfig`: one kubectl context per cluster (`cluster1`, …). */
+  kubeconfig: z.string().min(1).optional(),
   clusters: z.array(clusterSchema),
 });
 

@@ -31,6 +31,7 @@ export function formatMeshSummary(
   const first = state.clusters[0];
   const dir = opts.stateDir === DEFAULT_STATE_DIR ? '' : ` --state-dir ${opts.stateDir}`;
   lines.push(`state: ${opts.stateDir}/mesh.json (control API ${state.control})`);
+  if (state.kubeconfig !== undefined) lines.push(`kubectl: export KUBECONFIG=${state.kubeconfig}`);
   lines.push('try:');
   // Views ask the first agent unless --node names another.
   lines.push(`  clustermesh status${dir}`);
@@ -41,6 +42,9 @@ export function formatMeshSummary(
     lines.push(`  clustermesh observe${dir} --last 5`);
   } else if (first !== undefined) {
     lines.push(`  clustermesh apply${dir} --cluster ${first.name} -f app.yaml`);
+  }
+  if (state.kubeconfig !== undefined && first !== undefined) {
+    lines.push(`  kubectl --context ${first.name} get pods -o wide`);
   }
   if (opts.readyMs !== undefined) lines.push('Press Ctrl-C to stop.');
   return `${lines.join('\n')}\n`;

@@ -31,6 +31,7 @@ import {
 } from '../kvstore/config.js';
 import { DefaultMaxConnectedClusters, type MaxConnectedClusters } from '../keyspace/index.js';
 import { KvstoreMesh } from '../kvstoremesh/module.js';
+import { startMeshKubeApis, type MeshKubeApis } from '../kubeapi/mesh.js';
 import { sleep } from '../lib/abort.js';
 import { ClusterMeshError, ErrorCode } from '../lib/errors.js';
 import { Lifecycle } from '../lib/lifecycle.js';
@@ -112,6 +113,7 @@ export class LocalMesh {
   private readonly clusters: MeshCluster[];
   private readonly stateDir: string;
   private control: ControlApi | undefined;
+  private kubeApis: MeshKubeApis | undefined;
   private kind: 'etcd' | 'memory' = 'memory';
   private state: MeshState | undefined;
   private createdStateDir = false;
@@ -308,6 +310,24 @@ export class LocalMesh {
       },
       stop: async () => {
         await this.control?.close();
+      },
+    });
+    this.lifecycle.append({
+      name: 'kube-apis',
+      start: async () => {
+        // The Kubernetes API of each cluster, on its first node's IP (kubectl's contexts).
+        this.kubeApis = await startMeshKubeApis({
+          stateDir: this.stateDir,
+          clusters: this.clusters.flatMap((c) =>
+            c.registry === undefined || c.addr.nodes[0] === undefined
+              ? []
+              : [{ name: c.addr.name, ip: c.addr.nodes[0].ip, registry: c.registry }],
+          ),
+          log: o.log,
+        });
+      },
+      stop: async () => {
+        await this.kubeApis?.stop();
       },
     });
     this.lifecycle.append({
@@ -620,6 +640,7 @@ export class LocalMesh {
       kvstore: this.kind,
       kvstoremesh: this.opts.kvstoremesh === true,
       control: this.control?.url ?? '',
+      ...(this.kubeApis === undefined ? {} : { kubeconfig: this.kubeApis.kubeconfig }),
       clusters: this.clusters.map((c) => ({
         name: c.addr.name,
         id: c.addr.id,
