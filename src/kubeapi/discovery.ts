@@ -48,7 +48,11 @@ export function mediaTypes(accept: string): { type: string; params: Map<string, 
 /** Which aggregated discovery version an Accept header asks for, if any (v2 preferred). */
 export function aggregatedVersion(accept: string): 'v2' | 'v2beta1' | undefined {
   const versions = mediaTypes(accept)
-    .filter((m) => m.params.get('as') === 'APIGroupDiscoveryList' && m.params.get('g') === 'apidiscovery.k8s.io')
+    .filter(
+      (m) =>
+        m.params.get('as') === 'APIGroupDiscoveryList' &&
+        m.params.get('g') === 'apidiscovery.k8s.io',
+    )
     .map((m) => m.params.get('v'));
   if (versions.includes('v2')) return 'v2';
   if (versions.includes('v2beta1')) return 'v2beta1';
@@ -122,13 +126,20 @@ export function apiGroupList(table: ResourceTable): Record<string, unknown> {
   return {
     kind: 'APIGroupList',
     apiVersion: 'v1',
-    groups: table.groupVersions.filter((g) => g.group !== '').map((g) => apiGroup(g.group, g.versions)),
+    groups: table.groupVersions
+      .filter((g) => g.group !== '')
+      .map((g) => apiGroup(g.group, g.versions)),
   };
 }
 
-export function apiGroupDoc(table: ResourceTable, group: string): Record<string, unknown> | undefined {
+export function apiGroupDoc(
+  table: ResourceTable,
+  group: string,
+): Record<string, unknown> | undefined {
   const g = table.groupVersions.find((x) => x.group === group && group !== '');
-  return g === undefined ? undefined : { kind: 'APIGroup', apiVersion: 'v1', ...apiGroup(g.group, g.versions) };
+  return g === undefined
+    ? undefined
+    : { kind: 'APIGroup', apiVersion: 'v1', ...apiGroup(g.group, g.versions) };
 }
 
 export function apiResourceList(
@@ -154,7 +165,9 @@ export function apiResourceList(
         name: `${r.resource}/${s.name}`,
         singularName: '',
         namespaced: r.namespaced,
-        ...(s.group !== r.group || s.version !== r.version ? { group: s.group, version: s.version } : {}),
+        ...(s.group !== r.group || s.version !== r.version
+          ? { group: s.group, version: s.version }
+          : {}),
         kind: s.kind,
         verbs: s.verbs,
       });
@@ -210,15 +223,40 @@ export function openapiGroupVersion(
       ? `${base}/namespaces/{namespace}/${r.resource}/{name}`
       : `${base}/${r.resource}/{name}`;
     const gvk = { group: r.group, version: r.version, kind: r.kind };
-    const param = { name: 'fieldValidation', in: 'query', schema: { type: 'string', uniqueItems: true } };
-    paths[url] = {
-      get: { 'x-kubernetes-action': 'get', 'x-kubernetes-group-version-kind': gvk, responses: { '200': { description: 'OK' } } },
-      put: { 'x-kubernetes-action': 'put', 'x-kubernetes-group-version-kind': gvk, parameters: [param], responses: { '200': { description: 'OK' } } },
-      patch: { 'x-kubernetes-action': 'patch', 'x-kubernetes-group-version-kind': gvk, parameters: [param], responses: { '200': { description: 'OK' } } },
+    const param = {
+      name: 'fieldValidation',
+      in: 'query',
+      schema: { type: 'string', uniqueItems: true },
     };
-    const collection = r.namespaced ? `${base}/namespaces/{namespace}/${r.resource}` : `${base}/${r.resource}`;
+    paths[url] = {
+      get: {
+        'x-kubernetes-action': 'get',
+        'x-kubernetes-group-version-kind': gvk,
+        responses: { '200': { description: 'OK' } },
+      },
+      put: {
+        'x-kubernetes-action': 'put',
+        'x-kubernetes-group-version-kind': gvk,
+        parameters: [param],
+        responses: { '200': { description: 'OK' } },
+      },
+      patch: {
+        'x-kubernetes-action': 'patch',
+        'x-kubernetes-group-version-kind': gvk,
+        parameters: [param],
+        responses: { '200': { description: 'OK' } },
+      },
+    };
+    const collection = r.namespaced
+      ? `${base}/namespaces/{namespace}/${r.resource}`
+      : `${base}/${r.resource}`;
     paths[collection] = {
-      post: { 'x-kubernetes-action': 'post', 'x-kubernetes-group-version-kind': gvk, parameters: [param], responses: { '201': { description: 'Created' } } },
+      post: {
+        'x-kubernetes-action': 'post',
+        'x-kubernetes-group-version-kind': gvk,
+        parameters: [param],
+        responses: { '201': { description: 'Created' } },
+      },
     };
   }
   return {

@@ -1,14 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import fastJsonPatch from 'fast-json-patch';
 import type { Logger } from 'pino';
-import { ClusterMeshError, ErrorCode, errorMessage, isClusterMeshError } from '../lib/errors.js';
+import { ErrorCode, errorMessage, isClusterMeshError } from '../lib/errors.js';
 import { resourcePrefix } from '../registry/codec.js';
 import { formatLabelSelector } from '../registry/printers.js';
 import type { Registry } from '../registry/registry.js';
 import { isRecord } from '../registry/validation.js';
 import type { RegistryObject } from '../registry/types.js';
 import { readBody, readJson, sendJson } from './http.js';
-import { inVersion, parseFieldValidation, validateFor, type FieldValidation } from './objects.js';
+import { inVersion, parseFieldValidation, validateFor } from './objects.js';
 import { hasStatusSubresource, type ApiResource } from './resources.js';
 import {
   matchesFilter,
@@ -29,7 +29,7 @@ import {
   notFound,
   unsupportedMediaType,
 } from './status.js';
-import { tableRow, toTable, columnsOf } from './tables.js';
+import { tableRow, toTable } from './tables.js';
 import type { CacheEvent, WatchCaches } from './watch-cache.js';
 import { wantsTable } from './discovery.js';
 
@@ -141,7 +141,11 @@ export class ResourceHandlers {
     const { r } = ctx.target;
     const obj = inVersion(r, await this.current(ctx.target));
     if (wantsTable(ctx.req.headers.accept ?? '')) {
-      sendJson(ctx.res, 200, toTable(r.kind, [obj], obj.metadata.resourceVersion, { now: this.now() }));
+      sendJson(
+        ctx.res,
+        200,
+        toTable(r.kind, [obj], obj.metadata.resourceVersion, { now: this.now() }),
+      );
       return;
     }
     sendJson(ctx.res, 200, obj);
@@ -272,14 +276,14 @@ export class ResourceHandlers {
       return line;
     };
 
-    let closed = false;
-    let unsubscribe: (() => void) | undefined;
-    let timer: NodeJS.Timeout | undefined;
+    const w: { closed: boolean; unsubscribe?: () => void; timer?: NodeJS.Timeout } = {
+      closed: false,
+    };
     const close = (): void => {
-      if (closed) return;
-      closed = true;
-      unsubscribe?.();
-      if (timer !== undefined) clearTimeout(timer);
+      if (w.closed) return;
+      w.closed = true;
+      w.unsubscribe?.();
+      if (w.timer !== undefined) clearTimeout(w.timer);
       this.watches.delete(close);
       if (!res.writableEnded) res.end();
     };
@@ -289,7 +293,7 @@ export class ResourceHandlers {
     res.on('error', close);
 
     const send = (line: string): void => {
-      if (closed) return;
+      if (w.closed) return;
       res.write(line);
       if (res.writableLength > MAX_WATCH_BACKLOG) {
         this.deps.log.warn({ resource: r.resource }, 'dropping a watch whose client does not read');
@@ -297,12 +301,11 @@ export class ResourceHandlers {
         close();
       }
     };
-    // Make the column definitions go out with the first event even when there are none yet.
-    void columnsOf(r.kind);
     for (const o of initial) send(encode('ADDED', o));
-    unsubscribe = cache.subscribe(from, (ev) => {
+    const unsubscribe = cache.subscribe(from, (ev) => {
       const now = matchesFilter(filter, ev.object);
       if (ev.type === 'MODIFIED' && ev.previous !== undefined) {
+        // An object entering or leaving the selection is added or deleted for this watcher.
         const before = matchesFilter(filter, ev.previous);
         if (now && before) send(encode('MODIFIED', ev.object, ev));
         else if (now) send(encode('ADDED', ev.object, ev));
@@ -316,13 +319,15 @@ export class ResourceHandlers {
       close();
       return;
     }
-    if (closed) {
+    w.unsubscribe = unsubscribe;
+    // Closed while replaying (a client that does not read): nothing else to do.
+    if (w.closed) {
       unsubscribe();
       return;
     }
     if (Number.isFinite(timeoutSeconds) && timeoutSeconds > 0) {
-      timer = setTimeout(close, timeoutSeconds * 1000);
-      timer.unref();
+      w.timer = setTimeout(close, timeoutSeconds * 1000);
+      w.timer.unref();
     }
   }
 
@@ -352,9 +357,12 @@ export class ResourceHandlers {
     const meta = isRecord(doc.metadata) ? doc.metadata : {};
     doc.metadata = meta;
     if (r.namespaced) {
-      const ns = typeof meta.namespace === 'string' && meta.namespace !== '' ? meta.namespace : undefined;
+      const ns =
+        typeof meta.namespace === 'string' && meta.namespace !== '' ? meta.namespace : undefined;
       if (ns !== undefined && ns !== namespace) {
-        throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
+        throw badRequest(
+          'the namespace of the provided object does not match the namespace sent on the request',
+        );
       }
       meta.namespace = namespace;
     }
@@ -383,17 +391,24 @@ export class ResourceHandlers {
     const meta = isRecord(body.metadata) ? body.metadata : {};
     if (meta.name !== undefined && meta.name !== name) {
       throw badRequest(
-        `the name of the object (${String(meta.name)}) does not match the name on the URL (${name})`,
+        `the name of the object (${JSON.stringify(meta.name)}) does not match the name on the URL (${name})`,
       );
     }
     const cur = await this.current(ctx.target);
     let doc: Record<string, unknown>;
     if (part === 'status') {
       doc = { ...structuredClone(cur), status: body.status };
-      doc.metadata = { ...cur.metadata, resourceVersion: meta.resourceVersion ?? cur.metadata.resourceVersion };
+      doc.metadata = {
+        ...cur.metadata,
+        resourceVersion: meta.resourceVersion ?? cur.metadata.resourceVersion,
+      };
     } else {
       doc = structuredClone(body);
-      doc.metadata = { ...meta, name, ...(r.namespaced ? { namespace: ctx.target.namespace } : {}) };
+      doc.metadata = {
+        ...meta,
+        name,
+        ...(r.namespaced ? { namespace: ctx.target.namespace } : {}),
+      };
       if (hasStatusSubresource(r.kind)) doc.status = cur.status;
     }
     const rv = isRecord(doc.metadata) ? doc.metadata.resourceVersion : undefined;
@@ -427,7 +442,7 @@ export class ResourceHandlers {
       if (!isRecord(patched)) throw badRequest('the patch must leave an object');
       let doc: Record<string, unknown>;
       if (part === 'status') {
-        doc = { ...structuredClone(cur) } as Record<string, unknown>;
+        doc = { ...structuredClone(cur) };
         if (patched.status === undefined) delete doc.status;
         else doc.status = patched.status;
       } else {
@@ -439,7 +454,11 @@ export class ResourceHandlers {
       }
       const meta = isRecord(doc.metadata) ? doc.metadata : {};
       // The identity is the URL's, whatever the patch says.
-      doc.metadata = { ...meta, name, ...(r.namespaced ? { namespace: ctx.target.namespace } : {}) };
+      doc.metadata = {
+        ...meta,
+        name,
+        ...(r.namespaced ? { namespace: ctx.target.namespace } : {}),
+      };
       const asked = meta.resourceVersion;
       const precondition =
         typeof asked === 'string' && asked !== '' && asked !== cur.metadata.resourceVersion
@@ -481,7 +500,9 @@ export class ResourceHandlers {
     }
     if (isClusterMeshError(err, ErrorCode.KeyNotFound)) return notFound(r, name);
     if (isClusterMeshError(err, ErrorCode.InvalidArgument)) {
-      return invalid(r.kind, r.group, name, [{ reason: 'FieldValueInvalid', message: err.message }]);
+      return invalid(r.kind, r.group, name, [
+        { reason: 'FieldValueInvalid', message: err.message },
+      ]);
     }
     return internalError(errorMessage(err));
   }
@@ -500,7 +521,10 @@ export class ResourceHandlers {
           { name, kind: r.resource, ...(r.group === '' ? {} : { group: r.group }) },
         );
       }
-      if (typeof pre.resourceVersion === 'string' && pre.resourceVersion !== cur.metadata.resourceVersion) {
+      if (
+        typeof pre.resourceVersion === 'string' &&
+        pre.resourceVersion !== cur.metadata.resourceVersion
+      ) {
         throw new ApiError(
           409,
           'Conflict',
@@ -573,7 +597,10 @@ export class ResourceHandlers {
         ]);
       }
       const meta = isRecord(next) && isRecord(next.metadata) ? next.metadata : {};
-      const asked = typeof meta.resourceVersion === 'string' && meta.resourceVersion !== '' ? meta.resourceVersion : undefined;
+      const asked =
+        typeof meta.resourceVersion === 'string' && meta.resourceVersion !== ''
+          ? meta.resourceVersion
+          : undefined;
       const updated: RegistryObject = {
         ...dep,
         spec: { ...(isRecord(dep.spec) ? dep.spec : {}), replicas },
@@ -605,7 +632,11 @@ function applyPatch(type: string, cur: Json, patch: Json, kind: string): Json {
       );
       return out.newDocument;
     } catch (err) {
-      throw new ApiError(422, 'Invalid', `the server rejected our request due to an error in our request: ${errorMessage(err).split('\n')[0] ?? ''}`);
+      throw new ApiError(
+        422,
+        'Invalid',
+        `the server rejected our request due to an error in our request: ${errorMessage(err).split('\n')[0] ?? ''}`,
+      );
     }
   }
   throw unsupportedMediaType(type);
@@ -636,4 +667,3 @@ function randomSuffix(): string {
 function notFoundPage(): ApiError {
   return new ApiError(404, 'NotFound', 'the server could not find the requested resource');
 }
-

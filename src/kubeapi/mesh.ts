@@ -72,7 +72,9 @@ export async function startMeshKubeApis(opts: MeshKubeApisOptions): Promise<Mesh
   const kubeconfig = join(opts.stateDir, KUBECONFIG_FILE);
   const entries = opts.clusters.flatMap((c) => {
     const s = servers.get(c.name);
-    return s === undefined ? [] : [{ name: c.name, server: s.url, caPem: s.caPem, token: s.tokenValue }];
+    return s === undefined
+      ? []
+      : [{ name: c.name, server: s.url, caPem: s.caPem, token: s.tokenValue }];
   });
   await writeFile(kubeconfig, kubeconfigYaml(entries), { mode: 0o600 });
   return { kubeconfig, servers, stop };

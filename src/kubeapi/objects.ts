@@ -15,7 +15,9 @@ export type FieldValidation = 'Strict' | 'Warn' | 'Ignore';
 export function parseFieldValidation(v: string | null): FieldValidation {
   if (v === null || v === '') return 'Warn';
   if (v === 'Strict' || v === 'Warn' || v === 'Ignore') return v;
-  throw badRequest(`fieldValidation must be one of "Ignore", "Warn" or "Strict", got ${JSON.stringify(v.slice(0, 40))}`);
+  throw badRequest(
+    `fieldValidation must be one of "Ignore", "Warn" or "Strict", got ${JSON.stringify(v.slice(0, 40))}`,
+  );
 }
 
 export interface Validated {
@@ -38,7 +40,7 @@ function deleteAt(root: unknown, path: readonly PropertyKey[]): boolean {
   const parent = valueAt(root, path.slice(0, -1));
   const last = path[path.length - 1];
   if (isRecord(parent) && typeof last === 'string' && Object.hasOwn(parent, last)) {
-    delete parent[last];
+    Reflect.deleteProperty(parent, last);
     return true;
   }
   return false;
@@ -61,15 +63,17 @@ export function validateFor(
   mode: FieldValidation,
 ): Validated {
   if (doc.kind !== undefined && doc.kind !== r.kind) {
+    const given = typeof doc.kind === 'string' ? doc.kind : JSON.stringify(doc.kind);
     throw badRequest(
-      `${String(doc.kind)} in version ${JSON.stringify(r.version)} cannot be handled as a ${r.kind}: ` +
-        `the kind in the data (${String(doc.kind)}) does not match the kind of the URL (${r.kind})`,
+      `${given} in version ${JSON.stringify(r.version)} cannot be handled as a ${r.kind}: ` +
+        `the kind in the data (${given}) does not match the kind of the URL (${r.kind})`,
     );
   }
   doc.kind = r.kind;
   doc.apiVersion ??= r.groupVersion;
   const warnings: string[] = [];
-  const name = isRecord(doc.metadata) && typeof doc.metadata.name === 'string' ? doc.metadata.name : '';
+  const name =
+    isRecord(doc.metadata) && typeof doc.metadata.name === 'string' ? doc.metadata.name : '';
   for (let i = 0; i < 1000; i++) {
     const res = validateObject(doc);
     if (res.ok) return { object: res.object, warnings };

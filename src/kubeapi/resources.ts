@@ -77,7 +77,7 @@ export class ResourceTable {
     const groups = new Map<string, string[]>();
     for (const info of kinds) {
       for (const apiVersion of info.apiVersions) {
-        const version = apiVersion.includes('/') ? apiVersion.split('/')[1] ?? '' : apiVersion;
+        const version = apiVersion.includes('/') ? (apiVersion.split('/')[1] ?? '') : apiVersion;
         const subresources: SubresourceInfo[] = [];
         if (STATUS_SUBRESOURCE.has(info.kind)) {
           subresources.push({

@@ -125,7 +125,13 @@ export type FieldSelector = readonly FieldRequirement[];
 const COMMON_FIELDS = ['metadata.name', 'metadata.namespace'];
 /** Extra selectable fields of some kinds (those the Kubernetes API server also offers). */
 const KIND_FIELDS: Readonly<Record<string, readonly string[]>> = {
-  Pod: ['spec.nodeName', 'spec.restartPolicy', 'spec.serviceAccountName', 'status.phase', 'status.podIP'],
+  Pod: [
+    'spec.nodeName',
+    'spec.restartPolicy',
+    'spec.serviceAccountName',
+    'status.phase',
+    'status.podIP',
+  ],
   Namespace: ['status.phase'],
 };
 
@@ -141,7 +147,9 @@ export function parseFieldSelector(text: string, kind: string): FieldSelector {
   for (const raw of text.split(',')) {
     const m = /^\s*([^=!\s]+)\s*(==|!=|=)\s*(.*?)\s*$/.exec(raw);
     if (m === null) {
-      throw badRequest(`invalid selector: ${JSON.stringify(raw.slice(0, 80))}; can't understand it`);
+      throw badRequest(
+        `invalid selector: ${JSON.stringify(raw.slice(0, 80))}; can't understand it`,
+      );
     }
     const [, field = '', op, value = ''] = m;
     if (!allowed.includes(field)) {

@@ -45,7 +45,10 @@ export async function createLocalCa(commonName: string): Promise<LocalCa> {
     notAfter: new Date(now + 365 * DAY_MS),
     extensions: [
       new x509.BasicConstraintsExtension(true, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+        true,
+      ),
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
@@ -53,7 +56,11 @@ export async function createLocalCa(commonName: string): Promise<LocalCa> {
 }
 
 /** A server certificate for `ip` (and `localhost`) signed by `ca`. */
-export async function issueServerTls(ca: LocalCa, commonName: string, ip: string): Promise<KubeApiTls> {
+export async function issueServerTls(
+  ca: LocalCa,
+  commonName: string,
+  ip: string,
+): Promise<KubeApiTls> {
   const keys = await webcrypto.subtle.generateKey(KEY, true, ['sign', 'verify']);
   const now = Date.now();
   const certificate = await x509.X509CertificateGenerator.create({

@@ -87,7 +87,10 @@ export class KubeApiServer {
   /** `https://host:port`. */
   get url(): string {
     if (this.address === undefined) {
-      throw new ClusterMeshError(ErrorCode.InvalidArgument, 'the Kubernetes API server is not started');
+      throw new ClusterMeshError(
+        ErrorCode.InvalidArgument,
+        'the Kubernetes API server is not started',
+      );
     }
     return `https://${this.opts.host}:${this.address.port}`;
   }
@@ -200,43 +203,61 @@ export class KubeApiServer {
     const path = url.pathname.replace(/\/+$/, '') || '/';
     const accept = req.headers.accept ?? '';
     const method = req.method ?? 'GET';
-    if (path === '/version') return sendJson(res, 200, SERVER_VERSION);
-    if (path === '/healthz' || path === '/livez' || path === '/readyz') return sendText(res, 200, 'ok');
-    const segs = path.split('/').filter((s) => s !== '').map(decodeURIComponent);
+    if (path === '/version') {
+      sendJson(res, 200, SERVER_VERSION);
+      return;
+    }
+    if (path === '/healthz' || path === '/livez' || path === '/readyz') {
+      sendText(res, 200, 'ok');
+      return;
+    }
+    const segs = path
+      .split('/')
+      .filter((s) => s !== '')
+      .map(decodeURIComponent);
     if (method === 'GET') {
       if (path === '/api' || path === '/apis') {
         const v = aggregatedVersion(accept);
         if (v !== undefined) {
-          return sendJson(res, 200, aggregatedDiscovery(this.resources, path === '/api', v), {
+          sendJson(res, 200, aggregatedDiscovery(this.resources, path === '/api', v), {
             contentType: v === 'v2' ? AGGREGATED_V2 : AGGREGATED_V2BETA1,
           });
+          return;
         }
-        return sendJson(
+        sendJson(
           res,
           200,
-          path === '/api' ? apiVersions(`${this.opts.host}:${this.address?.port ?? 0}`) : apiGroupList(this.resources),
+          path === '/api'
+            ? apiVersions(`${this.opts.host}:${this.address?.port ?? 0}`)
+            : apiGroupList(this.resources),
         );
+        return;
       }
-      if (path === '/openapi/v3') return sendJson(res, 200, openapiRoot(this.resources));
+      if (path === '/openapi/v3') sendJson(res, 200, openapiRoot(this.resources));
+      return;
       if (path.startsWith('/openapi/v3/')) {
         const doc = openapiGroupVersion(this.resources, path.slice('/openapi/v3/'.length));
         if (doc === undefined) throw pageNotFound();
-        return sendJson(res, 200, doc);
+        sendJson(res, 200, doc);
+        return;
       }
       if (segs[0] === 'api' && segs.length === 2) {
         const doc = apiResourceList(this.resources, '', segs[1] ?? '');
         if (doc === undefined) throw pageNotFound();
-        return sendJson(res, 200, doc);
+        sendJson(res, 200, doc);
+        return;
       }
       if (segs[0] === 'apis' && segs.length === 2) {
         const doc = apiGroupDoc(this.resources, segs[1] ?? '');
         if (doc === undefined) throw pageNotFound();
-        return sendJson(res, 200, doc);
+        sendJson(res, 200, doc);
+        return;
       }
       if (segs[0] === 'apis' && segs.length === 3) {
         const doc = apiResourceList(this.resources, segs[1] ?? '', segs[2] ?? '');
         if (doc === undefined) throw pageNotFound();
-        return sendJson(res, 200, doc);
+        sendJson(res, 200, doc);
+        return;
       }
     }
     const target = this.resolve(segs);

@@ -27,7 +27,10 @@ export interface PatchSchema {
   readonly values?: PatchSchema;
 }
 
-const byName = (items?: PatchSchema): PatchSchema => ({ mergeKey: 'name', ...(items ? { items } : {}) });
+const byName = (items?: PatchSchema): PatchSchema => ({
+  mergeKey: 'name',
+  ...(items ? { items } : {}),
+});
 const byType: PatchSchema = { mergeKey: 'type' };
 
 const objectMeta: PatchSchema = {
@@ -106,7 +109,11 @@ export function strategicMergePatch(original: Json, patch: Json, schema: PatchSc
 }
 
 /** Returns undefined when the map itself is deleted (`$patch: delete`). */
-function mergeMap(original: JsonMap, patch: JsonMap, schema: PatchSchema | undefined): JsonMap | undefined {
+function mergeMap(
+  original: JsonMap,
+  patch: JsonMap,
+  schema: PatchSchema | undefined,
+): JsonMap | undefined {
   const directive = patch.$patch;
   if (directive === 'delete') return undefined;
   if (directive === 'replace') return withoutDirectives(patch);
@@ -130,11 +137,11 @@ function mergeMap(original: JsonMap, patch: JsonMap, schema: PatchSchema | undef
     }
     const fieldSchema = schema?.fields?.[key] ?? schema?.values;
     if (value === null) {
-      delete result[key];
+      Reflect.deleteProperty(result, key);
     } else if (isMap(value)) {
       const cur = result[key];
       const merged = mergeMap(isMap(cur) ? cur : {}, value, fieldSchema);
-      if (merged === undefined) delete result[key];
+      if (merged === undefined) Reflect.deleteProperty(result, key);
       else result[key] = merged;
     } else if (Array.isArray(value)) {
       result[key] = mergeList(result[key], value, fieldSchema);
@@ -156,12 +163,16 @@ function mergeMap(original: JsonMap, patch: JsonMap, schema: PatchSchema | undef
   if (retain !== undefined) {
     if (!Array.isArray(retain)) throw badRequest('$retainKeys must be a list');
     const keep = new Set(retain.filter((k): k is string => typeof k === 'string'));
-    for (const key of Object.keys(result)) if (!keep.has(key)) delete result[key];
+    for (const key of Object.keys(result)) if (!keep.has(key)) Reflect.deleteProperty(result, key);
   }
   return result;
 }
 
-function mergeList(original: Json | undefined, patch: Json[], schema: PatchSchema | undefined): Json[] {
+function mergeList(
+  original: Json | undefined,
+  patch: Json[],
+  schema: PatchSchema | undefined,
+): Json[] {
   const cur = Array.isArray(original) ? original : [];
   // `{"$patch": "replace"}` as an item: the rest of the patch list is the new list.
   if (patch.some((p) => isMap(p) && p.$patch === 'replace' && Object.keys(p).length === 1)) {
@@ -223,7 +234,12 @@ function stripItem(v: Json): Json {
 function withoutDirectives(m: JsonMap): JsonMap {
   const out: JsonMap = {};
   for (const [k, v] of Object.entries(m)) {
-    if (k === '$patch' || k === '$retainKeys' || k.startsWith(SET_ORDER) || k.startsWith(DELETE_FROM)) {
+    if (
+      k === '$patch' ||
+      k === '$retainKeys' ||
+      k.startsWith(SET_ORDER) ||
+      k.startsWith(DELETE_FROM)
+    ) {
       continue;
     }
     out[k] = isMap(v) ? withoutDirectives(v) : Array.isArray(v) ? v.map(stripItem) : v;
@@ -236,7 +252,7 @@ export function jsonMergePatch(original: Json, patch: Json): Json {
   if (!isMap(patch)) return patch;
   const result: JsonMap = isMap(original) ? { ...original } : {};
   for (const [key, value] of Object.entries(patch)) {
-    if (value === null) delete result[key];
+    if (value === null) Reflect.deleteProperty(result, key);
     else result[key] = jsonMergePatch(result[key] ?? null, value);
   }
   return result;
@@ -244,7 +260,8 @@ export function jsonMergePatch(original: Json, patch: Json): Json {
 
 function sameJson(a: Json | undefined, b: Json | undefined): boolean {
   if (a === b) return true;
-  if (Array.isArray(a)) return Array.isArray(b) && a.length === b.length && a.every((x, i) => sameJson(x, b[i]));
+  if (Array.isArray(a))
+    return Array.isArray(b) && a.length === b.length && a.every((x, i) => sameJson(x, b[i]));
   if (!isMap(a) || !isMap(b)) return false;
   const ka = Object.keys(a);
   return ka.length === Object.keys(b).length && ka.every((k) => sameJson(a[k], b[k]));

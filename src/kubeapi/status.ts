@@ -125,12 +125,12 @@ export function invalid(
 ): ApiError {
   const text = causes.map((c) => (c.field === undefined ? c.message : `${c.field}: ${c.message}`));
   const list = text.length === 1 ? (text[0] ?? '') : `[${text.join(', ')}]`;
-  return new ApiError(
-    422,
-    'Invalid',
-    `${kind} ${JSON.stringify(name)} is invalid: ${list}`,
-    { name, ...(group === '' ? {} : { group }), kind, causes },
-  );
+  return new ApiError(422, 'Invalid', `${kind} ${JSON.stringify(name)} is invalid: ${list}`, {
+    name,
+    ...(group === '' ? {} : { group }),
+    kind,
+    causes,
+  });
 }
 
 export function badRequest(message: string): ApiError {

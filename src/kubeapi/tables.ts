@@ -44,7 +44,12 @@ export interface Table {
 function col(
   name: string,
   cell: Column['cell'],
-  opts: { priority?: number; format?: string; description?: string; type?: ColumnDefinition['type'] } = {},
+  opts: {
+    priority?: number;
+    format?: string;
+    description?: string;
+    type?: ColumnDefinition['type'];
+  } = {},
 ): Column {
   return {
     def: {
@@ -77,7 +82,8 @@ const nameCol = col('Name', (o) => o.metadata.name, {
   description: 'Name must be unique within a namespace.',
 });
 const ageCol = col('Age', (o, now) => formatAge(o.metadata.creationTimestamp, now), {
-  description: 'CreationTimestamp is a timestamp representing the server time when this object was created.',
+  description:
+    'CreationTimestamp is a timestamp representing the server time when this object was created.',
 });
 
 function podReady(o: RegistryObject): string {
@@ -133,7 +139,9 @@ function serviceSelector(o: RegistryObject): string {
 }
 
 function containerField(o: RegistryObject, key: 'name' | 'image'): string {
-  const list = records(field(o, 'spec', 'template', 'spec', 'containers')).map((c) => str(c[key], ''));
+  const list = records(field(o, 'spec', 'template', 'spec', 'containers')).map((c) =>
+    str(c[key], ''),
+  );
   return list.length === 0 ? '<none>' : list.join(',');
 }
 
@@ -146,18 +154,34 @@ function num(o: RegistryObject, ...path: string[]): string {
 const BUILTIN: Readonly<Record<string, { before: Column[]; after?: Column[] }>> = {
   Pod: {
     before: [
-      col('Ready', podReady, { description: 'The aggregate readiness state of this pod for accepting traffic.' }),
-      col('Status', podStatus, { description: 'The aggregate status of the containers in this pod.' }),
-      col('Restarts', podRestarts, { description: 'The number of times the containers in this pod have been restarted.' }),
+      col('Ready', podReady, {
+        description: 'The aggregate readiness state of this pod for accepting traffic.',
+      }),
+      col('Status', podStatus, {
+        description: 'The aggregate status of the containers in this pod.',
+      }),
+      col('Restarts', podRestarts, {
+        description: 'The number of times the containers in this pod have been restarted.',
+      }),
     ],
     after: [
-      col('IP', (o) => str(field(o, 'status', 'podIP')), { priority: 1, description: 'The IP address assigned to the pod' }),
-      col('Node', (o) => str(field(o, 'spec', 'nodeName')), { priority: 1, description: 'The name of the node the pod is assigned to' }),
+      col('IP', (o) => str(field(o, 'status', 'podIP')), {
+        priority: 1,
+        description: 'The IP address assigned to the pod',
+      }),
+      col('Node', (o) => str(field(o, 'spec', 'nodeName')), {
+        priority: 1,
+        description: 'The name of the node the pod is assigned to',
+      }),
       col('Nominated Node', (o) => str(field(o, 'status', 'nominatedNodeName')), { priority: 1 }),
-      col('Readiness Gates', (o) => {
-        const gates = records(field(o, 'spec', 'readinessGates'));
-        return gates.length === 0 ? '<none>' : `0/${gates.length}`;
-      }, { priority: 1 }),
+      col(
+        'Readiness Gates',
+        (o) => {
+          const gates = records(field(o, 'spec', 'readinessGates'));
+          return gates.length === 0 ? '<none>' : `0/${gates.length}`;
+        },
+        { priority: 1 },
+      ),
     ],
   },
   Service: {
@@ -171,7 +195,10 @@ const BUILTIN: Readonly<Record<string, { before: Column[]; after?: Column[] }>> 
   },
   Deployment: {
     before: [
-      col('Ready', (o) => `${num(o, 'status', 'readyReplicas')}/${str(field(o, 'spec', 'replicas'), '1')}`),
+      col(
+        'Ready',
+        (o) => `${num(o, 'status', 'readyReplicas')}/${str(field(o, 'spec', 'replicas'), '1')}`,
+      ),
       col('Up-to-date', (o) => num(o, 'status', 'updatedReplicas')),
       col('Available', (o) => num(o, 'status', 'availableReplicas')),
     ],
@@ -197,8 +224,7 @@ export function columnsOf(kind: string): Column[] {
   } else {
     // The registry CLI's columns (the CRDs' printer columns), headers in kubectl's casing.
     const { before, after } = kindColumns(kind);
-    const wrap = (c: (typeof before)[number]): Column =>
-      col(titleCase(c.header), (o) => c.cell(o));
+    const wrap = (c: (typeof before)[number]): Column => col(titleCase(c.header), (o) => c.cell(o));
     columns = [nameCol, ...before.map(wrap), ageCol, ...after.map(wrap)];
   }
   columnCache.set(kind, columns);
@@ -209,7 +235,11 @@ function titleCase(header: string): string {
   return header
     .toLowerCase()
     .split(' ')
-    .map((w) => (w === 'ip' || w === 'ipv4' || w === 'ipv6' ? w.toUpperCase() : w.charAt(0).toUpperCase() + w.slice(1)))
+    .map((w) =>
+      w === 'ip' || w === 'ipv4' || w === 'ipv6'
+        ? w.toUpperCase()
+        : w.charAt(0).toUpperCase() + w.slice(1),
+    )
     .join(' ');
 }
 

@@ -114,7 +114,10 @@ export class KindWatchCache {
         try {
           object = decodeStored(this.info, { ...ev, createRevision: 0 });
         } catch (err) {
-          this.log.warn({ key: ev.key, err: errorMessage(err) }, 'skipping invalid registry object');
+          this.log.warn(
+            { key: ev.key, err: errorMessage(err) },
+            'skipping invalid registry object',
+          );
           continue;
         }
         const prev = this.objects.get(ev.key);
@@ -181,11 +184,7 @@ function withRv(obj: RegistryObject, revision: number): RegistryObject {
 export class WatchCaches {
   private readonly caches = new Map<string, KindWatchCache>();
 
-  constructor(
-    backend: Backend,
-    kinds: readonly KindInfo[],
-    opts: KindWatchCacheOptions,
-  ) {
+  constructor(backend: Backend, kinds: readonly KindInfo[], opts: KindWatchCacheOptions) {
     for (const info of kinds) this.caches.set(info.kind, new KindWatchCache(backend, info, opts));
   }
 
