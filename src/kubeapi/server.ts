@@ -233,8 +233,10 @@ export class KubeApiServer {
         );
         return;
       }
-      if (path === '/openapi/v3') sendJson(res, 200, openapiRoot(this.resources));
-      return;
+      if (path === '/openapi/v3') {
+        sendJson(res, 200, openapiRoot(this.resources));
+        return;
+      }
       if (path.startsWith('/openapi/v3/')) {
         const doc = openapiGroupVersion(this.resources, path.slice('/openapi/v3/'.length));
         if (doc === undefined) throw pageNotFound();
