@@ -136,16 +136,37 @@ export class KubeApiServer {
       },
     );
     server.keepAliveTimeout = 65_000;
+    try {
+      await this.listen(server);
+    } catch (err) {
+      this.stopCaches.abort();
+      await this.cachesDone;
+      throw err;
+    }
     this.server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
+    this.address = server.address() as AddressInfo;
+    this.log.info({ url: this.url }, 'Kubernetes API server listening');
+  }
+
+  private listen(server: Server): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      server.once('error', (err: NodeJS.ErrnoException) => {
+        reject(
+          new ClusterMeshError(
+            ErrorCode.KubeApiListen,
+            `Kubernetes API server: cannot listen on ${this.opts.host}:${this.opts.port ?? 0}: ${err.code ?? err.message}`,
+            { cause: err },
+          ),
+        );
+      });
       server.listen({ host: this.opts.host, port: this.opts.port ?? 0 }, () => {
-        server.off('error', reject);
+        server.removeAllListeners('error');
+        server.on('error', (err) => {
+          this.log.error({ err: errorMessage(err) }, 'Kubernetes API server error');
+        });
         resolve();
       });
     });
-    this.address = server.address() as AddressInfo;
-    this.log.info({ url: this.url }, 'Kubernetes API server listening');
   }
 
   async stop(): Promise<void> {

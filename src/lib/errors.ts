@@ -23,6 +23,8 @@ export const ErrorCode = {
   EtcdNotFound: 'ERR_ETCD_NOT_FOUND',
   /** A node's agent API did not answer (exec asks it for the pod's egress verdict). */
   AgentUnreachable: 'ERR_AGENT_UNREACHABLE',
+  /** A cluster's Kubernetes API server could not listen on its address (port in use). */
+  KubeApiListen: 'ERR_KUBEAPI_LISTEN',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

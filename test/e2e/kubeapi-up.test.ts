@@ -1,0 +1,242 @@
+/**
+ * `clustermesh up` serves the Kubernetes API of each cluster: the kubeconfig it writes (one
+ * context per cluster, recorded in mesh.json and printed as `export KUBECONFIG=…`) lets the
+ * real kubectl see each cluster's own pods, wait for them, scale and annotate, and apply
+ * objects that `clustermesh get --cluster` then lists: one registry behind both.
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { readMeshState, type MeshState } from '../../src/localmesh/mesh-state.js';
+import { eventually } from '../support/eventually.js';
+import { acquireUpLock, releaseUpLock } from '../support/up-lock.js';
+
+const BIN = fileURLToPath(new URL('../../bin/clustermesh', import.meta.url));
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function run(
+  cmd: string,
+  args: readonly string[],
+  dir: string,
+  env: NodeJS.ProcessEnv = {},
+): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      cmd,
+      args,
+      {
+        cwd: dir,
+        env: { ...process.env, HOME: dir, LOG_LEVEL: 'silent', ...env },
+        timeout: 60_000,
+      },
+      (err, stdout, stderr) => {
+        if (err === null) resolve({ code: 0, stdout, stderr });
+        else if (typeof err.code === 'number') resolve({ code: err.code, stdout, stderr });
+        else reject(new Error(`${cmd} ${args.join(' ')}: ${err.message}`, { cause: err }));
+      },
+    );
+  });
+}
+
+before(() => acquireUpLock());
+after(() => releaseUpLock());
+
+void describe('Kubernetes API of clustermesh up (2 clusters, etcd)', { timeout: 300_000 }, () => {
+  let dir: string;
+  let child: ChildProcess | undefined;
+  let output = '';
+  let exited: Promise<void> = Promise.resolve();
+  let state: MeshState;
+
+  const kubectl = async (context: string, args: readonly string[]): Promise<string> => {
+    const r = await run(
+      'kubectl',
+      [
+        '--kubeconfig',
+        state.kubeconfig ?? '',
+        '--context',
+        context,
+        '--cache-dir',
+        join(dir, 'cache'),
+        ...args,
+      ],
+      dir,
+    );
+    assert.equal(r.code, 0, `kubectl ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  const clustermesh = async (args: readonly string[]): Promise<string> => {
+    const r = await run(BIN, args, dir);
+    assert.equal(r.code, 0, `clustermesh ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'cm-kubeapi-'));
+    const proc = spawn(
+      BIN,
+      ['up', '--clusters', '2', '--nodes', '2', '--kvstore', 'etcd', '--example', 'rebel-base'],
+      {
+        cwd: dir,
+        env: { ...process.env, LOG_LEVEL: 'warn' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    proc.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    proc.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    exited = new Promise((resolve) => proc.on('exit', () => resolve()));
+    child = proc;
+    await eventually(async () => {
+      state = await readMeshState(join(dir, '.clustermesh'));
+    }, 120_000).catch((err: unknown) => {
+      throw new Error(`up did not become ready: ${String(err)}\n${output}`);
+    });
+  });
+
+  after(async () => {
+    if (child !== undefined && child.exitCode === null) {
+      child.kill('SIGINT');
+      const killed = setTimeout(() => child?.kill('SIGKILL'), 60_000);
+      await exited;
+      clearTimeout(killed);
+    }
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  void it('writes a kubeconfig with a context per cluster, records it and prints export KUBECONFIG', async () => {
+    const path = join(dir, '.clustermesh', 'kubeconfig');
+    assert.equal(state.kubeconfig, path);
+    await eventually(() =>
+      assert.match(
+        output,
+        new RegExp(`^kubectl: export KUBECONFIG=${path.replace(/[.]/g, '\\.')}$`, 'm'),
+      ),
+    );
+    const contexts = await run(
+      'kubectl',
+      ['--kubeconfig', path, 'config', 'get-contexts', '-o', 'name'],
+      dir,
+    );
+    assert.equal(contexts.stdout, 'cluster1\ncluster2\n');
+  });
+
+  void it("each context lists its own cluster's pods, with their node and IP (-o wide)", async () => {
+    for (const [i, cluster] of ['cluster1', 'cluster2'].entries()) {
+      await eventually(async () => {
+        const out = await kubectl(cluster, ['get', 'pods', '-o', 'wide', '--no-headers']);
+        const rows = out
+          .trim()
+          .split('\n')
+          .map((l) => l.split(/\s+/));
+        assert.equal(rows.filter((r) => r[0]?.startsWith('rebel-base-') === true).length, 2, out);
+        for (const r of rows) {
+          assert.equal(r[2], 'Running', out);
+          assert.match(
+            r[5] ?? '',
+            new RegExp(`^127\\.${i + 1}\\.`),
+            `pod IP in ${cluster}'s pod CIDR: ${out}`,
+          );
+          assert.match(r[6] ?? '', new RegExp(`^${cluster}-node[12]$`), out);
+        }
+      }, 60_000);
+    }
+    const waited = await kubectl('cluster2', [
+      'wait',
+      '--for=condition=Ready',
+      'pod',
+      '-l',
+      'name=x-wing',
+      '--timeout=60s',
+    ]);
+    assert.match(waited, /^pod\/x-wing-[a-z0-9-]+ condition met$/m);
+  });
+
+  void it('objects applied with kubectl are the ones clustermesh get --cluster sees', async () => {
+    await writeFile(
+      join(dir, 'echo.yaml'),
+      'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: greeting\ndata:\n  message: hello\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: echo\nspec:\n  ports:\n  - port: 8080\n  selector:\n    name: echo\n',
+    );
+    assert.equal(
+      await kubectl('cluster1', ['apply', '-f', join(dir, 'echo.yaml')]),
+      'configmap/greeting created\nservice/echo created\n',
+    );
+    const svc = await clustermesh([
+      'get',
+      'svc',
+      'echo',
+      '--cluster',
+      'cluster1',
+      '--state-dir',
+      join(dir, '.clustermesh'),
+      '-o',
+      'json',
+    ]);
+    assert.equal(
+      (JSON.parse(svc) as { spec: { ports: { port: number }[] } }).spec.ports[0]?.port,
+      8080,
+    );
+    const missing = await run(
+      BIN,
+      ['get', 'svc', 'echo', '--cluster', 'cluster2', '--state-dir', join(dir, '.clustermesh')],
+      dir,
+    );
+    assert.notEqual(missing.code, 0, 'cluster2 has no such service');
+    // The allocator gave it a ClusterIP, which kubectl shows.
+    await eventually(async () => {
+      assert.match(
+        await kubectl('cluster1', ['get', 'svc', 'echo', '--no-headers']),
+        /^echo\s+ClusterIP\s+127\.1\.1(2[89]|[3-9]\d)\.\d+\s+<none>\s+8080\/TCP\s/,
+      );
+    }, 20_000);
+  });
+
+  void it('scale and annotate act on the running cluster', async () => {
+    assert.equal(
+      await kubectl('cluster1', ['scale', 'deployment', 'rebel-base', '--replicas', '1']),
+      'deployment.apps/rebel-base scaled\n',
+    );
+    await eventually(async () => {
+      const pods = await kubectl('cluster1', [
+        'get',
+        'pods',
+        '-l',
+        'name=rebel-base',
+        '-o',
+        'name',
+      ]);
+      assert.equal(pods.trim().split('\n').length, 1, pods);
+    }, 30_000);
+    assert.equal(
+      await kubectl('cluster1', [
+        'annotate',
+        'svc',
+        'rebel-base',
+        'service.cilium.io/affinity=local',
+      ]),
+      'service/rebel-base annotated\n',
+    );
+    const svc = JSON.parse(
+      await clustermesh([
+        'get',
+        'svc',
+        'rebel-base',
+        '--cluster',
+        'cluster1',
+        '--state-dir',
+        join(dir, '.clustermesh'),
+        '-o',
+        'json',
+      ]),
+    ) as { metadata: { annotations?: Record<string, string> } };
+    assert.equal(svc.metadata.annotations?.['service.cilium.io/affinity'], 'local');
+  });
+});
