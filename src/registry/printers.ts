@@ -189,7 +189,9 @@ const KIND_COLUMNS: Partial<Record<string, readonly Column[]>> = {
       cell: (o) => {
         const data = field(o, 'data');
         const binary = field(o, 'binaryData');
-        const n = (isRecord(data) ? Object.keys(data).length : 0) + (isRecord(binary) ? Object.keys(binary).length : 0);
+        const n =
+          (isRecord(data) ? Object.keys(data).length : 0) +
+          (isRecord(binary) ? Object.keys(binary).length : 0);
         return String(n);
       },
     },
