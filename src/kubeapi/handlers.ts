@@ -184,18 +184,32 @@ export class ResourceHandlers {
         throw internalError(errorMessage(err));
       }
     }
-    const selected = items.filter((o) => matchesFilter(filter, o)).map((o) => inVersion(r, o));
+    const selected = items.filter((o) => matchesFilter(filter, o));
     const resourceVersion = String(revision);
     if (wantsTable(ctx.req.headers.accept ?? '')) {
-      sendJson(ctx.res, 200, toTable(r.kind, selected, resourceVersion, { now: this.now() }));
+      const shown = selected.map((o) => inVersion(r, o));
+      sendJson(ctx.res, 200, toTable(r.kind, shown, resourceVersion, { now: this.now() }));
       return;
     }
-    sendJson(ctx.res, 200, {
+    // Objects unchanged since the last list are the same (immutable) objects: their JSON is
+    // reused rather than serialised again.
+    const head = JSON.stringify({
       kind: `${r.kind}List`,
       apiVersion: r.groupVersion,
       metadata: { resourceVersion },
-      items: selected,
     });
+    const body = `${head.slice(0, -1)},"items":[${selected.map((o) => this.encoded(r, o)).join(',')}]}`;
+    sendJson(ctx.res, 200, body);
+  }
+
+  private readonly json = new WeakMap<RegistryObject, { groupVersion: string; text: string }>();
+
+  private encoded(r: ApiResource, o: RegistryObject): string {
+    const hit = this.json.get(o);
+    if (hit?.groupVersion === r.groupVersion) return hit.text;
+    const text = JSON.stringify(inVersion(r, o));
+    this.json.set(o, { groupVersion: r.groupVersion, text });
+    return text;
   }
 
   /**
