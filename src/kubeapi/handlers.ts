@@ -388,6 +388,16 @@ export class ResourceHandlers {
     delete meta.uid;
     delete meta.creationTimestamp;
     const { object, warnings } = validateFor(r, doc, mode);
+    if (isDryRun(ctx)) {
+      if (
+        (await this.deps.registry.get(r.info, object.metadata.namespace, object.metadata.name)) !==
+        undefined
+      ) {
+        throw alreadyExists(r, object.metadata.name);
+      }
+      sendJson(ctx.res, 201, inVersion(r, object), { warnings });
+      return;
+    }
     let stored: RegistryObject;
     try {
       stored = await this.deps.registry.create(object);
@@ -427,6 +437,13 @@ export class ResourceHandlers {
     }
     const rv = isRecord(doc.metadata) ? doc.metadata.resourceVersion : undefined;
     const { object, warnings } = validateFor(r, doc, mode);
+    if (isDryRun(ctx)) {
+      if (typeof rv === 'string' && rv !== '' && rv !== cur.metadata.resourceVersion) {
+        throw conflict(r, name);
+      }
+      sendJson(ctx.res, 200, inVersion(r, object), { warnings });
+      return;
+    }
     const stored = await this.write(r, object, typeof rv === 'string' ? rv : undefined);
     sendJson(ctx.res, 200, inVersion(r, stored), { warnings });
   }
@@ -479,6 +496,11 @@ export class ResourceHandlers {
           ? asked
           : undefined;
       const { object, warnings } = validateFor(r, doc, mode);
+      if (isDryRun(ctx)) {
+        if (precondition !== undefined) throw conflict(r, name);
+        sendJson(ctx.res, 200, inVersion(r, object), { warnings });
+        return;
+      }
       try {
         const stored = await this.write(r, object, precondition ?? cur.metadata.resourceVersion);
         sendJson(ctx.res, 200, inVersion(r, stored), { warnings });
@@ -546,6 +568,10 @@ export class ResourceHandlers {
           { name, kind: r.resource, ...(r.group === '' ? {} : { group: r.group }) },
         );
       }
+    }
+    if (isDryRun(ctx)) {
+      sendJson(ctx.res, 200, inVersion(r, cur));
+      return;
     }
     let existed: boolean;
     try {
@@ -619,6 +645,10 @@ export class ResourceHandlers {
         ...dep,
         spec: { ...(isRecord(dep.spec) ? dep.spec : {}), replicas },
       };
+      if (isDryRun(ctx)) {
+        sendJson(ctx.res, 200, this.scaleOf(updated));
+        return;
+      }
       try {
         const stored = await this.write(r, updated, asked ?? dep.metadata.resourceVersion);
         sendJson(ctx.res, 200, this.scaleOf(stored));
@@ -658,6 +688,19 @@ function applyPatch(type: string, cur: Json, patch: Json, kind: string): Json {
 
 function writeLine(res: ServerResponse, value: unknown): void {
   res.write(`${JSON.stringify(value)}\n`);
+}
+
+/**
+ * `dryRun=All` (`kubectl --dry-run=server`, `kubectl diff`): everything but the write. Any
+ * other value is refused rather than ignored, as the Kubernetes API server does.
+ */
+function isDryRun(ctx: RequestContext): boolean {
+  const values = ctx.url.searchParams.getAll('dryRun');
+  if (values.length === 0) return false;
+  if (values.every((v) => v === 'All')) return true;
+  throw badRequest(
+    `dryRun: Unsupported value: ${JSON.stringify(values.find((v) => v !== 'All') ?? '')}: supported values: "All"`,
+  );
 }
 
 function isTrue(v: string | null): boolean {

@@ -255,6 +255,26 @@ void describe('Kubernetes API over the registry, with the real kubectl', () => {
     assert.equal(await c2().registry.get('ConfigMap', 'default', 'rebel-base-response'), undefined);
   });
 
+  void it('server-side dry runs validate without writing (apply --dry-run=server, diff)', async () => {
+    const text = await readFile(join(FIXTURES, 'cluster1.yaml'), 'utf8');
+    await writeFile(join(dir, 'dry.yaml'), text.replace('replicas: 2', 'replicas: 7'));
+    const out = await ok([
+      '--context',
+      'cluster1',
+      'apply',
+      '--dry-run=server',
+      '-f',
+      join(dir, 'dry.yaml'),
+    ]);
+    assert.match(out, /^deployment\.apps\/rebel-base configured \(server dry run\)$/m);
+    const dep = (await deploymentOf(c1(), 'rebel-base')) as { spec: { replicas: number } };
+    assert.equal(dep.spec.replicas, 2, 'nothing written');
+    const diff = await kubectl(['--context', 'cluster1', 'diff', '-f', join(dir, 'dry.yaml')]);
+    assert.equal(diff.code, 1, diff.stderr);
+    assert.match(diff.stdout, /^-  replicas: 2$/m);
+    assert.match(diff.stdout, /^\+  replicas: 7$/m);
+  });
+
   void it('a changed manifest re-applied keeps every field it does not change', async () => {
     const text = await readFile(join(FIXTURES, 'cluster1.yaml'), 'utf8');
     const changed = text
