@@ -412,6 +412,86 @@ void describe('Kubernetes API over the registry, with the real kubectl', () => {
     assert.equal(removed?.metadata.annotations?.['service.cilium.io/affinity'], undefined);
   });
 
+  void it('PUT and /scale PUT refuse a stale resourceVersion (409); JSON patch applies', async () => {
+    const c = c1();
+    const got = await api(c, '/api/v1/namespaces/default/configmaps/rebel-base-response');
+    const cm = JSON.parse(got.body) as {
+      metadata: { resourceVersion: string };
+      data: Record<string, string>;
+    };
+    const stale = cm.metadata.resourceVersion;
+    const put = (rv: string, value: string): Promise<{ code: number; body: string }> =>
+      api(c, '/api/v1/namespaces/default/configmaps/rebel-base-response', {
+        method: 'PUT',
+        contentType: 'application/json',
+        body: JSON.stringify({
+          ...cm,
+          metadata: { ...cm.metadata, resourceVersion: rv },
+          data: { message: value },
+        }),
+      });
+    assert.equal((await put(stale, 'first')).code, 200);
+    const conflict = await put(stale, 'second');
+    assert.equal(conflict.code, 409);
+    assert.equal(
+      (JSON.parse(conflict.body) as { message: string }).message,
+      'Operation cannot be fulfilled on configmaps "rebel-base-response": the object has been modified; please apply your changes to the latest version and try again',
+    );
+    const scale = JSON.parse(
+      (await api(c, '/apis/apps/v1/namespaces/default/deployments/x-wing/scale')).body,
+    ) as {
+      kind: string;
+      metadata: { resourceVersion: string };
+      spec: { replicas: number };
+      status: { selector: string };
+    };
+    assert.deepEqual(
+      [scale.kind, scale.spec.replicas, scale.status.selector],
+      ['Scale', 2, 'name=x-wing'],
+    );
+    const putScale = (replicas: number): Promise<{ code: number; body: string }> =>
+      api(c, '/apis/apps/v1/namespaces/default/deployments/x-wing/scale', {
+        method: 'PUT',
+        contentType: 'application/json',
+        body: JSON.stringify({ ...scale, spec: { replicas } }),
+      });
+    assert.equal((await putScale(3)).code, 200);
+    assert.equal((await putScale(4)).code, 409, 'the Scale read before the first PUT is stale');
+    await ok([
+      '--context',
+      'cluster1',
+      'patch',
+      'cm',
+      'rebel-base-response',
+      '--type=json',
+      '-p',
+      '[{"op":"replace","path":"/data/message","value":"patched"}]',
+    ]);
+    const patched = await c.registry.get('ConfigMap', 'default', 'rebel-base-response');
+    assert.equal(
+      (patched as { data?: Record<string, string> } | undefined)?.data?.message,
+      'patched',
+    );
+    const failed = await kubectl([
+      '--context',
+      'cluster1',
+      'patch',
+      'cm',
+      'rebel-base-response',
+      '--type=json',
+      '-p',
+      '[{"op":"test","path":"/data/message","value":"nope"}]',
+    ]);
+    assert.equal(failed.code, 1);
+    assert.equal(
+      failed.stderr,
+      'The request is invalid: the server rejected our request due to an error in our request: Test operation failed\n',
+    );
+    // Restore what the manifest says, so that later applies see their own objects.
+    await ok(['--context', 'cluster1', 'apply', '-f', join(FIXTURES, 'cluster1.yaml')]);
+    await ok(['--context', 'cluster1', 'scale', 'deploy', 'x-wing', '--replicas', '2']);
+  });
+
   void it("prints errors as kubectl prints the Kubernetes API server's", async () => {
     const nope = await kubectl(['--context', 'cluster1', 'get', 'pod', 'nope']);
     assert.deepEqual(
