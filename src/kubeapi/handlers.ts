@@ -245,7 +245,14 @@ export class ResourceHandlers {
         throw badRequest(`invalid resource version: ${JSON.stringify(rv.slice(0, 40))}`);
       }
     }
-    const expiredAt = from < cache.floor ? cache.floor : await this.compactedAt(r, from);
+    // Only a resourceVersion the client names can be too old: without one, the watch starts
+    // from the cache's own state.
+    const named = rv !== '' && rv !== '0';
+    const expiredAt = !named
+      ? undefined
+      : from < cache.floor
+        ? cache.floor
+        : await this.compactedAt(r, from);
 
     res.writeHead(200, {
       'Content-Type': 'application/json',
