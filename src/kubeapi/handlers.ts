@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import fastJsonPatch from 'fast-json-patch';
 import type { Logger } from 'pino';
 import { ErrorCode, errorMessage, isClusterMeshError } from '../lib/errors.js';
@@ -56,6 +57,16 @@ export interface SubresourceHandler {
   readonly kind: string;
   readonly verbs: readonly string[];
   handle(ctx: RequestContext): Promise<void>;
+  /** An authenticated Upgrade request (WebSocket exec): the socket is the handler's. */
+  upgrade?(ctx: UpgradeContext): void;
+}
+
+export interface UpgradeContext {
+  readonly req: IncomingMessage;
+  readonly socket: Duplex;
+  readonly head: Buffer;
+  readonly url: URL;
+  readonly target: Target;
 }
 
 const PATCH_TYPES = {

@@ -2,6 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { ClusterMeshError, ErrorCode, errorMessage } from '../lib/errors.js';
 import { silentLogger } from '../lib/logger.js';
@@ -23,7 +24,14 @@ import {
 import { ResourceHandlers, type SubresourceHandler, type Target } from './handlers.js';
 import { sendJson, sendStatus, sendText } from './http.js';
 import { ResourceTable } from './resources.js';
-import { ApiError, internalError, pageNotFound, unauthorized } from './status.js';
+import {
+  ApiError,
+  badRequest,
+  internalError,
+  pageNotFound,
+  unauthorized,
+  type Status,
+} from './status.js';
 import { WatchCaches } from './watch-cache.js';
 
 /**
@@ -105,9 +113,9 @@ export class KubeApiServer {
   }
 
   /**
-   * Serves another subresource (pods' `log`, `exec`), listed in discovery from now on. The
-   * WebSocket upgrade of exec reaches `handle` too: Node hands upgrade requests to the
-   * request handler when no 'upgrade' listener is installed.
+   * Serves another subresource (pods' `log`, `exec`), listed in discovery from now on. Plain
+   * requests reach its `handle`, Upgrade requests (exec over WebSocket) its `upgrade`; the
+   * server answers every other Upgrade request with a Status on the raw socket.
    */
   addSubresource(handler: SubresourceHandler): void {
     this.subresources.set(`${handler.resource}/${handler.name}`, handler);
@@ -136,6 +144,11 @@ export class KubeApiServer {
       },
     );
     server.keepAliveTimeout = 65_000;
+    // With an 'upgrade' listener Node sends every Upgrade request here (WebSocket and SPDY
+    // alike), so each gets an answer: the subresource's, or a Status on the raw socket.
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      this.serveUpgrade(req, socket, head);
+    });
     try {
       await this.listen(server);
     } catch (err) {
@@ -183,6 +196,43 @@ export class KubeApiServer {
 
   get openWatches(): number {
     return this.handlers.openWatches;
+  }
+
+  private serveUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    socket.on('error', () => undefined);
+    const url = new URL(req.url ?? '/', 'https://localhost');
+    let status: Status;
+    if (!this.authorized(req)) {
+      status = unauthorized().toStatus();
+    } else {
+      const segs = url.pathname
+        .split('/')
+        .filter((x) => x !== '')
+        .map(decodeURIComponent);
+      const target = this.resolve(segs);
+      const extra =
+        target?.subresource === undefined
+          ? undefined
+          : this.subresources.get(`${target.r.resource}/${target.subresource}`);
+      if (target !== undefined && extra?.upgrade !== undefined) {
+        extra.upgrade({ req, socket, head, url, target });
+        return;
+      }
+      status =
+        target?.r.resource === 'pods' &&
+        (target.subresource === 'exec' || target.subresource === 'attach')
+          ? badRequest(
+              `${target.subresource} is not served by this API server yet; run commands in pods with: clustermesh exec CLUSTER/POD -- COMMAND`,
+            ).toStatus()
+          : badRequest('this resource does not support an upgrade to another protocol').toStatus();
+    }
+    const body = JSON.stringify(status);
+    const reason = status.code === 401 ? 'Unauthorized' : 'Bad Request';
+    socket.end(
+      `HTTP/1.1 ${status.code} ${reason}\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+    this.log.debug({ url: req.url, code: status.code }, 'upgrade refused');
   }
 
   private authorized(req: IncomingMessage): boolean {

@@ -542,6 +542,23 @@ void describe('Kubernetes API over the registry, with the real kubectl', () => {
     ]);
     assert.equal(warn.code, 0, warn.stderr);
     assert.match(warn.stderr, /^Warning: unknown field "spec\.ingresss"$/m);
+    // exec is phase 2: both of kubectl's attempts (WebSocket, then SPDY) get a Status.
+    const exec = await kubectl([
+      '--context',
+      'cluster1',
+      'exec',
+      'x-wing-abc12',
+      '--',
+      'curl',
+      'rebel-base',
+    ]);
+    assert.deepEqual(
+      [exec.code, exec.stderr],
+      [
+        1,
+        'Error from server (BadRequest): exec is not served by this API server yet; run commands in pods with: clustermesh exec CLUSTER/POD -- COMMAND\n',
+      ],
+    );
     const unknownType = await kubectl(['--context', 'cluster1', 'get', 'gizmos']);
     assert.equal(
       unknownType.stderr.trim().split('\n').pop(),
