@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Registry } from '../registry/registry.js';
@@ -37,6 +37,7 @@ export interface MeshKubeApis {
   /** `<state-dir>/kubeconfig`. */
   readonly kubeconfig: string;
   readonly servers: ReadonlyMap<string, KubeApiServer>;
+  /** Stops the servers and removes the kubeconfig. */
   stop(): Promise<void>;
 }
 
@@ -77,5 +78,13 @@ export async function startMeshKubeApis(opts: MeshKubeApisOptions): Promise<Mesh
       : [{ name: c.name, server: s.url, caPem: s.caPem, token: s.tokenValue }];
   });
   await writeFile(kubeconfig, kubeconfigYaml(entries), { mode: 0o600 });
-  return { kubeconfig, servers, stop };
+  return {
+    kubeconfig,
+    servers,
+    // Its servers and tokens are gone: the file would only mislead kubectl.
+    stop: async () => {
+      await stop();
+      await rm(kubeconfig, { force: true });
+    },
+  };
 }
