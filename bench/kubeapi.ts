@@ -103,7 +103,7 @@ function fetchRaw(
         res.on('end', () =>
           resolve({
             code: res.statusCode ?? 0,
-            headers: { 'Content-Type': String(res.headers['content-type'] ?? 'application/json') },
+            headers: { 'Content-Type': res.headers['content-type'] ?? 'application/json' },
             body: Buffer.concat(chunks),
           }),
         );
