@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { MAX_TXN_OPS, type Backend, type TxnOp } from '../kvstore/backend.js';
+import { MAX_TXN_OPS, type Backend, type KeyValue, type TxnOp } from '../kvstore/backend.js';
 import { rfc3339Now } from '../keyspace/index.js';
 import { sleep } from '../lib/abort.js';
 import { ClusterMeshError, ErrorCode, errorMessage, isClusterMeshError } from '../lib/errors.js';
@@ -71,6 +71,9 @@ export interface RegistryOptions {
   /** Attempts of `patch` before it gives up with ERR_CONFLICT (default 16). */
   readonly patchAttempts?: number | undefined;
 }
+
+/** Keys per page of `listWithRevision` (etcd answers pages of this size well under 4 MiB). */
+const LIST_PAGE_SIZE = 1000;
 
 /** Concurrent reads while applying many objects: enough to hide latency, not to flood. */
 const READ_CONCURRENCY = 32;
@@ -249,7 +252,22 @@ export class Registry {
     namespace?: string,
   ): Promise<{ items: RegistryObject[]; revision: number }> {
     const info = requireKind(kind);
-    const { kvs, revision } = await this.backend.list(resourcePrefix(info, namespace));
+    const kvs: KeyValue[] = [];
+    let revision: number | undefined;
+    let startAfter: string | undefined;
+    // Large pages at one revision: a list of thousands of objects costs few round trips.
+    for (;;) {
+      const page = await this.backend.listPage(resourcePrefix(info, namespace), {
+        startAfter,
+        revision,
+        limit: LIST_PAGE_SIZE,
+      });
+      revision ??= page.revision;
+      kvs.push(...page.kvs);
+      const last = page.kvs[page.kvs.length - 1];
+      if (!page.more || last === undefined) break;
+      startAfter = last.key;
+    }
     const items: RegistryObject[] = [];
     for (const kv of kvs) {
       const memo = this.decoded.get(kv.key);
