@@ -437,10 +437,17 @@ export class LocalMesh {
    * tells the control plane (Pods, CiliumEndpoints and EndpointSlices stay as they were);
    * `crash-cluster` also takes down its agents, proxy, KVStoreMesh, apiserver and
    * kvstore. Crashes are not undone: the mesh is meant to be stopped afterwards.
-   * `freeze-kvstore` / `thaw-kvstore` stop and resume the cluster's etcd process.
+   * `freeze-kvstore` / `thaw-kvstore` stop and resume the cluster's etcd process;
+   * `restart-operator` stops the cluster's operator and starts a new one.
    */
   private async fault(c: MeshCluster, action: Fault): Promise<void> {
     this.log.warn({ cluster: c.addr.name, action }, 'Injecting fault on request');
+    if (action === 'restart-operator') {
+      await c.operator?.stop();
+      c.operator = new Operator({ ...this.daemonOptions(c), clustermeshConfig: c.configDir });
+      await c.operator.start();
+      return;
+    }
     if (action === 'freeze-kvstore' || action === 'thaw-kvstore') {
       const pid = c.etcd?.pid;
       if (pid === undefined) {
