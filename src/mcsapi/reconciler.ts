@@ -19,7 +19,7 @@ import type { ApplyResult } from '../registry/registry.js';
 import { keyOf, splitKey } from '../workloads/controller.js';
 import { WorkQueue } from '../lib/workqueue.js';
 import { errorMessage } from '../lib/errors.js';
-import { exportSpec, validCondition, type ExportResult } from './export.js';
+import { exportSpec, namespaceIsGlobal, validCondition, type ExportResult } from './export.js';
 import type { GlobalExports } from './global-exports.js';
 import { mergeExports, type MergedImport } from './merge.js';
 import {
@@ -390,7 +390,12 @@ export class ImportReconciler {
     const local =
       svcExport === undefined
         ? undefined
-        : exportSpec(cluster, svcExport, i.services.get(namespace, name));
+        : exportSpec(
+            cluster,
+            svcExport,
+            i.services.get(namespace, name),
+            i.namespaces.get(undefined, namespace),
+          );
     const specs = this.o.global.specsOf(namespace, name).filter((s) => s.cluster !== cluster);
     if (local?.valid === true) specs.push(local.spec);
     const merged = mergeExports(specs);
@@ -412,7 +417,13 @@ export class ImportReconciler {
       );
       return undefined;
     }
-    if (merged === undefined || !this.namespaceExists(namespace)) return 'remove';
+    if (
+      merged === undefined ||
+      !this.namespaceExists(namespace) ||
+      !namespaceIsGlobal(i.namespaces.get(undefined, namespace))
+    ) {
+      return 'remove';
+    }
     return { key, namespace, name, derived: derivedServiceName(namespace, name), merged, local };
   }
 
