@@ -92,7 +92,7 @@ export class BatchController {
   });
 
   constructor(
-    private readonly reconcile: (keys: readonly string[]) => Promise<ReadonlySet<string>>,
+    private readonly reconcile: (keys: readonly string[]) => Promise<Failures>,
     private readonly log: Logger,
   ) {}
 
@@ -104,6 +104,25 @@ export class BatchController {
   /** Keys queued or being reconciled (tests and the bench wait for 0). */
   get pending(): number {
     return this.queue.pending;
+  }
+
+  /**
+   * The batch, or, when one of its writes fails (a transaction carries every name's
+   * objects, so one bad object fails all), each name on its own: only the names that fail
+   * alone are retried, the others are not held back by them.
+   */
+  private async reconcileOrSplit(batch: readonly string[]): Promise<Failures> {
+    try {
+      return await this.reconcile(batch);
+    } catch (err) {
+      if (batch.length === 1) return new Map([[batch[0] ?? '', errorMessage(err)]]);
+      this.log.debug({ keys: batch.length, err: errorMessage(err) }, 'batch failed: one by one');
+      const failed = new Map<string, string>();
+      for (const key of batch) {
+        for (const [k, e] of await this.reconcileOrSplit([key])) failed.set(k, e);
+      }
+      return failed;
+    }
   }
 
   async run(signal: AbortSignal): Promise<void> {
@@ -118,20 +137,14 @@ export class BatchController {
       for (;;) {
         const batch = await this.queue.getBatch(BATCH);
         if (batch === undefined || signal.aborted) break;
-        let failed: ReadonlySet<string>;
-        try {
-          failed = await this.reconcile(batch);
-        } catch (err) {
-          // A failed batch write: every key of it is retried on its own back-off.
-          this.log.debug({ keys: batch.length, err: errorMessage(err) }, 'batch failed, retrying');
-          failed = new Set(batch);
-        }
+        const failed = await this.reconcileOrSplit(batch);
         for (const key of batch) {
           // Re-read: the signal may have aborted during the batch.
-          if (failed.has(key) && !isAborted(signal)) {
+          const err = failed.get(key);
+          if (err !== undefined && !isAborted(signal)) {
             const retries = this.queue.retries(key);
             this.log[retries < 3 ? 'debug' : 'warn'](
-              { controller: 'mcsapi-import', key, retries },
+              { controller: 'mcsapi-import', key, retries, err },
               'reconcile failed, retrying',
             );
             this.queue.addRateLimited(key);
@@ -148,6 +161,9 @@ export class BatchController {
     }
   }
 }
+
+/** Key → why its reconcile failed. */
+type Failures = ReadonlyMap<string, string>;
 
 /** What one name's reconcile decided, before anything is written. */
 interface Plan {
@@ -280,8 +296,8 @@ export class ImportReconciler {
    * imports first (the derived Services' owner references need their uids), then derived
    * Services, then MCS slices. Returns the names to retry.
    */
-  private async reconcileBatch(keys: readonly string[]): Promise<ReadonlySet<string>> {
-    const failed = new Set<string>();
+  private async reconcileBatch(keys: readonly string[]): Promise<Failures> {
+    const failed = new Map<string, string>();
     const plans: Plan[] = [];
     const statusWrites: Promise<void>[] = [];
     const removals: string[] = [];
@@ -289,8 +305,7 @@ export class ImportReconciler {
       const plan = this.plan(key, (w) => {
         statusWrites.push(
           w.catch((err: unknown) => {
-            failed.add(key);
-            this.log.debug({ key, err: errorMessage(err) }, 'ServiceExport status not written');
+            failed.set(key, `ServiceExport status: ${errorMessage(err)}`);
           }),
         );
       });
@@ -301,8 +316,7 @@ export class ImportReconciler {
     for (const key of removals) {
       const { namespace, name } = splitKey(key);
       await this.removeImport(namespace, name).catch((err: unknown) => {
-        failed.add(key);
-        this.log.debug({ key, err: errorMessage(err) }, 'ServiceImport not removed');
+        failed.set(key, `removal: ${errorMessage(err)}`);
       });
     }
     if (plans.length === 0) return failed;
