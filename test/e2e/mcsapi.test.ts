@@ -6,12 +6,15 @@
  * checks what that case checks, with the hidden requirements of the suite as assertions
  * (ipFamilies on every import, imports where only the namespace exists, conflicts on every
  * constituent export, port union by name then number, per-port routing, SRV on the bare
- * name de-duplicated, hostnames made from IPs, Valid=True). Cases run concurrently, each
- * in its own namespace created in every cluster, as the suite does; then, on the example's
+ * name de-duplicated, hostnames made from IPs, Valid=True). Each group of cases has its
+ * own namespace, created in every cluster, as the suite does (they run one after another:
+ * run together they starve each other on a shared 2-core machine); then, on the example's
  * Service: traffic through the clusterset name, `service list`, the conflict matrix
  * (sessionAffinity here, ports and type in the cases), namespace sameness, an operator
  * restart, a remote outage (with a restart during it), and export deletion. Real clients
  * only: the CLI (`get`, `apply`, `delete`, `exec … curl`, `service list`) and `dig`.
+ * MCS_E2E_LOG=<prefix> writes each mesh's `up` output to <prefix>-<clusters>.log, at
+ * MCS_E2E_LOG_LEVEL (default warn).
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -347,7 +350,7 @@ function portsOf(si: ServiceImportJson): Port[] {
   );
 }
 
-/** Conformance cases run concurrently: each group owns a namespace. */
+/** Each group of conformance cases owns a namespace. */
 const NAMESPACES = ['cip', 'eps', 'conflict', 'si3', 'tc', 'hl', 'ss', 'conn', 'si1', 'si2', 'en'];
 
 function scenario(n: number, kvstoremesh: boolean): void {
