@@ -70,6 +70,11 @@ export interface UpOptions {
   readonly remoteTiming?: Partial<RemoteClusterTiming> | undefined;
   /** How long `start` waits for every agent to see every remote cluster ready. */
   readonly readyTimeoutMs?: number | undefined;
+  /**
+   * false: no ClusterIP proxy (benches with tens of thousands of Services: it holds a
+   * listening socket per frontend, more than the open-file limit allows).
+   */
+  readonly serviceProxy?: boolean | undefined;
 }
 
 /** One running agent as a benchmark observes it in-process. */
@@ -252,7 +257,7 @@ export class LocalMesh {
       start: () =>
         this.eachCluster(async (c) => {
           const first = c.agents[0]?.datapath;
-          if (first === undefined) return;
+          if (first === undefined || o.serviceProxy === false) return;
           c.proxy = new ServiceProxy({
             cluster: c.addr.name,
             frontends: first.lb,
