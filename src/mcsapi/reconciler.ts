@@ -686,17 +686,29 @@ function derivedService(p: Plan, importUid: string | undefined): RegistryObject 
   };
 }
 
-/** Canonical JSON: key order does not matter, `undefined` members are dropped. */
-function canon(v: unknown): string {
-  return JSON.stringify(v, (_k, x: unknown) =>
-    x !== null && typeof x === 'object' && !Array.isArray(x)
-      ? Object.fromEntries(
-          Object.entries(x as Record<string, unknown>)
-            .filter(([, y]) => y !== undefined)
-            .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
-        )
-      : x,
-  );
+/**
+ * Deep equality of JSON-like values: key order does not matter, `undefined` members count
+ * as absent (what a stored object would show), arrays compare in order. Runs for every
+ * object of every reconcile, so it allocates nothing.
+ */
+function same(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) || Array.isArray(b)) {
+    if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!same(a[i], b[i])) return false;
+    return true;
+  }
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  let defined = 0;
+  for (const k in x) {
+    if (x[k] === undefined) continue;
+    defined++;
+    if (!same(x[k], y[k])) return false;
+  }
+  for (const k in y) if (y[k] !== undefined) defined--;
+  return defined === 0;
 }
 
 /**
@@ -706,10 +718,10 @@ function canon(v: unknown): string {
 function sameImport(want: RegistryObject, cur: RegistryObject | undefined): boolean {
   return (
     cur !== undefined &&
-    canon(want.metadata.labels ?? {}) === canon(cur.metadata.labels ?? {}) &&
-    canon(want.metadata.annotations ?? {}) === canon(cur.metadata.annotations ?? {}) &&
-    canon(want.spec) === canon(cur.spec) &&
-    canon(want.status) === canon(cur.status)
+    same(want.metadata.labels ?? {}, cur.metadata.labels ?? {}) &&
+    same(want.metadata.annotations ?? {}, cur.metadata.annotations ?? {}) &&
+    same(want.spec, cur.spec) &&
+    same(want.status, cur.status)
   );
 }
 
@@ -718,10 +730,10 @@ function sameService(want: RegistryObject, cur: Service | undefined): boolean {
   const spec = want.spec as Record<string, unknown>;
   const have = cur.spec as unknown as Record<string, unknown>;
   return (
-    canon(want.metadata.labels ?? {}) === canon(cur.metadata.labels ?? {}) &&
-    canon(want.metadata.annotations ?? {}) === canon(cur.metadata.annotations ?? {}) &&
-    canon(want.metadata.ownerReferences ?? []) === canon(cur.metadata.ownerReferences ?? []) &&
-    Object.keys(spec).every((k) => canon(spec[k]) === canon(have[k]))
+    same(want.metadata.labels ?? {}, cur.metadata.labels ?? {}) &&
+    same(want.metadata.annotations ?? {}, cur.metadata.annotations ?? {}) &&
+    same(want.metadata.ownerReferences ?? [], cur.metadata.ownerReferences ?? []) &&
+    Object.keys(spec).every((k) => same(spec[k], have[k]))
   );
 }
 
@@ -729,10 +741,10 @@ function sameSlice(want: RegistryObject, cur: EndpointSlice | undefined): boolea
   if (cur === undefined) return false;
   const w = want as unknown as EndpointSlice;
   return (
-    canon(w.metadata.labels ?? {}) === canon(cur.metadata.labels ?? {}) &&
+    same(w.metadata.labels ?? {}, cur.metadata.labels ?? {}) &&
     w.addressType === cur.addressType &&
-    canon(w.endpoints) === canon(cur.endpoints) &&
-    canon(w.ports) === canon(cur.ports)
+    same(w.endpoints, cur.endpoints) &&
+    same(w.ports, cur.ports)
   );
 }
 
