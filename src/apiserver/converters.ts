@@ -124,7 +124,7 @@ export function serviceConverter(cluster: LocalCluster): Converter<ServiceJoinEv
 /**
  * ServiceExport with its Service → `<cluster>/<namespace>/<name>` holding the
  * MCSAPIServiceSpec, while both exist and the Service is not ExternalName (Cilium's
- * `serviceexportsync`); deleted otherwise. The export's conditions are the operator's.
+ * `serviceexportsync`) in a global namespace; deleted otherwise. The export's conditions are the operator's.
  */
 export function serviceExportConverter(cluster: LocalCluster): Converter<ExportJoinEvent> {
   return {
@@ -132,7 +132,7 @@ export function serviceExportConverter(cluster: LocalCluster): Converter<ExportJ
     convert: (ev) => {
       const key = serviceExportKeyName({ cluster: cluster.name, ...ev });
       if (ev.serviceExport === undefined) return [{ key, value: undefined }];
-      const result = exportSpec(cluster.name, ev.serviceExport, ev.service);
+      const result = exportSpec(cluster.name, ev.serviceExport, ev.service, ev.namespaceObject);
       return [{ key, value: result.valid ? encodeMCSAPIServiceSpec(result.spec) : undefined }];
     },
   };

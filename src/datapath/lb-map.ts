@@ -35,7 +35,8 @@ export interface FrontendAddress {
   readonly protocol: string;
 }
 
-export type FrontendsChangedListener = () => void;
+/** `removed`: the frontends (`ip:port/proto`) that went away in this change. */
+export type FrontendsChangedListener = (removed: readonly string[]) => void;
 
 export function frontendKey(ip: string, port: number, protocol: string): string {
   return ip.includes(':') ? `[${ip}]:${port}/${protocol}` : `${ip}:${port}/${protocol}`;
@@ -49,6 +50,8 @@ export class LoadBalancerMap {
   private readonly unsubscribeHealth: (() => void) | undefined;
   private closed = false;
   private readonly lbOptions: ServiceLBOptions;
+  /** A pending health-target sync: one per event-loop turn however many services changed. */
+  private targetsTimer: NodeJS.Immediate | undefined;
 
   constructor(
     private readonly services: ServiceTable,
@@ -112,6 +115,8 @@ export class LoadBalancerMap {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    clearImmediate(this.targetsTimer);
+    this.targetsTimer = undefined;
     this.unsubscribe();
     this.unsubscribeHealth?.();
     this.listeners.clear();
@@ -145,15 +150,29 @@ export class LoadBalancerMap {
         cur.type = f.type;
       }
     }
+    const removed: string[] = [];
     for (const key of before) {
       if (after.has(key)) continue;
       this.byKey.delete(key);
+      removed.push(key);
       changed = true;
     }
     if (after.size === 0) this.byService.delete(serviceId);
     else this.byService.set(serviceId, after);
-    if (notify) this.syncTargets();
-    if (changed && notify) for (const l of this.listeners) l();
+    if (notify) this.scheduleSyncTargets();
+    if (changed && notify) for (const l of this.listeners) l(removed);
+  }
+
+  /**
+   * The target set spans every frontend: rebuilt once per turn, not once per changed
+   * service (thousands of services changing in one burst would make that quadratic).
+   */
+  private scheduleSyncTargets(): void {
+    if (this.health === undefined || this.closed || this.targetsTimer !== undefined) return;
+    this.targetsTimer = setImmediate(() => {
+      this.targetsTimer = undefined;
+      this.syncTargets();
+    });
   }
 
   /** Every backend of the map is watched by the health checker. */

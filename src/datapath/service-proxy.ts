@@ -91,6 +91,7 @@ export class ServiceProxy {
   private readonly connectTimeoutMs: number;
   private unsubscribe: (() => void) | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
+  private syncTimer: NodeJS.Immediate | undefined;
   private started = false;
   private stopped = false;
   private readonly counters = {
@@ -113,8 +114,15 @@ export class ServiceProxy {
   async start(): Promise<void> {
     if (this.started) return;
     this.started = true;
-    this.unsubscribe = this.opts.frontends.onFrontendsChanged(() => {
-      this.sync();
+    this.unsubscribe = this.opts.frontends.onFrontendsChanged((removed) => {
+      // A removed frontend refuses connections at once; new ones are bound by the next sync.
+      for (const key of removed) {
+        const l = this.listeners.get(key);
+        if (l === undefined) continue;
+        this.listeners.delete(key);
+        this.closeListener(l);
+      }
+      this.scheduleSync();
     });
     this.sync();
     await this.settled();
@@ -122,6 +130,11 @@ export class ServiceProxy {
 
   /** Resolves when the binds started so far have completed (for callers that just added a service). */
   async settled(): Promise<void> {
+    if (this.syncTimer !== undefined) {
+      clearImmediate(this.syncTimer);
+      this.syncTimer = undefined;
+      this.sync();
+    }
     while (this.pending.size > 0) await Promise.all([...this.pending]);
   }
 
@@ -141,6 +154,8 @@ export class ServiceProxy {
     if (this.stopped) return;
     this.stopped = true;
     this.unsubscribe?.();
+    clearImmediate(this.syncTimer);
+    this.syncTimer = undefined;
     clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
     await this.settled();
@@ -148,6 +163,18 @@ export class ServiceProxy {
     this.listeners.clear();
     for (const s of this.sockets) s.destroy();
     while (this.closing.size > 0) await Promise.all([...this.closing]);
+  }
+
+  /**
+   * `sync` walks every frontend: once per event-loop turn, not once per changed service
+   * (a burst of thousands of services would make that quadratic). `settled` flushes it.
+   */
+  private scheduleSync(): void {
+    if (this.stopped || this.syncTimer !== undefined) return;
+    this.syncTimer = setImmediate(() => {
+      this.syncTimer = undefined;
+      this.sync();
+    });
   }
 
   private sync(): void {

@@ -29,13 +29,15 @@ import type { ClusterRuntime } from '../workloads/cluster-runtime.js';
 /**
  * `crash-workloads`: every pod socket of the cluster dies at once, unnoticed by its
  * control plane; `crash-cluster`: the whole cluster dies (also agents, proxy, apiserver,
- * kvstore); `freeze-kvstore` / `thaw-kvstore`: its etcd is stopped (SIGSTOP) / resumed.
+ * kvstore); `freeze-kvstore` / `thaw-kvstore`: its etcd is stopped (SIGSTOP) / resumed;
+ * `restart-operator`: its MCS-API operator is stopped and started again.
  */
 export const FAULTS = [
   'crash-workloads',
   'crash-cluster',
   'freeze-kvstore',
   'thaw-kvstore',
+  'restart-operator',
 ] as const;
 export type Fault = (typeof FAULTS)[number];
 

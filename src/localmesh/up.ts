@@ -71,6 +71,11 @@ export interface UpOptions {
   readonly remoteTiming?: Partial<RemoteClusterTiming> | undefined;
   /** How long `start` waits for every agent to see every remote cluster ready. */
   readonly readyTimeoutMs?: number | undefined;
+  /**
+   * false: no ClusterIP proxy (benches with tens of thousands of Services: it holds a
+   * listening socket per frontend, more than the open-file limit allows).
+   */
+  readonly serviceProxy?: boolean | undefined;
 }
 
 /** One running agent as a benchmark observes it in-process. */
@@ -254,7 +259,7 @@ export class LocalMesh {
       start: () =>
         this.eachCluster(async (c) => {
           const first = c.agents[0]?.datapath;
-          if (first === undefined) return;
+          if (first === undefined || o.serviceProxy === false) return;
           c.proxy = new ServiceProxy({
             cluster: c.addr.name,
             frontends: first.lb,
@@ -457,10 +462,17 @@ export class LocalMesh {
    * tells the control plane (Pods, CiliumEndpoints and EndpointSlices stay as they were);
    * `crash-cluster` also takes down its agents, proxy, KVStoreMesh, apiserver and
    * kvstore. Crashes are not undone: the mesh is meant to be stopped afterwards.
-   * `freeze-kvstore` / `thaw-kvstore` stop and resume the cluster's etcd process.
+   * `freeze-kvstore` / `thaw-kvstore` stop and resume the cluster's etcd process;
+   * `restart-operator` stops the cluster's operator and starts a new one.
    */
   private async fault(c: MeshCluster, action: Fault): Promise<void> {
     this.log.warn({ cluster: c.addr.name, action }, 'Injecting fault on request');
+    if (action === 'restart-operator') {
+      await c.operator?.stop();
+      c.operator = new Operator({ ...this.daemonOptions(c), clustermeshConfig: c.configDir });
+      await c.operator.start();
+      return;
+    }
     if (action === 'freeze-kvstore' || action === 'thaw-kvstore') {
       const pid = c.etcd?.pid;
       if (pid === undefined) {

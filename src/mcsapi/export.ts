@@ -8,8 +8,8 @@ import type {
 } from '../keyspace/index.js';
 import { canonicalIP, ipFamily, parseIP } from '../keyspace/index.js';
 import { createInformer } from '../registry/informer.js';
-import type { Service, ServiceExport } from '../registry/objects.js';
-import { Reason, type DesiredCondition } from './types.js';
+import type { Namespace, Service, ServiceExport } from '../registry/objects.js';
+import { GLOBAL_NAMESPACE_ANNOTATION, Reason, type DesiredCondition } from './types.js';
 
 /**
  * The export half of MCS-API: a ServiceExport and the same-named Service become one
@@ -19,7 +19,8 @@ import { Reason, type DesiredCondition } from './types.js';
 
 /** Why an export is not exported: the KEP's `Valid=False` reasons. */
 export interface InvalidExport {
-  readonly reason: typeof Reason.NoService | typeof Reason.InvalidServiceType;
+  readonly reason:
+    typeof Reason.NoService | typeof Reason.InvalidServiceType | typeof Reason.NamespaceNotGlobal;
   readonly message: string;
 }
 
@@ -41,7 +42,17 @@ export function exportSpec(
   cluster: string,
   svcExport: ServiceExport,
   service: Service | undefined,
+  namespace?: Namespace,
 ): ExportResult {
+  if (!namespaceIsGlobal(namespace)) {
+    return {
+      valid: false,
+      invalid: {
+        reason: Reason.NamespaceNotGlobal,
+        message: `Namespace ${svcExport.metadata.namespace ?? 'default'} is not marked for global export`,
+      },
+    };
+  }
   if (service === undefined) {
     return {
       valid: false,
@@ -92,6 +103,11 @@ export function exportSpec(
   const td = spec.trafficDistribution;
   if (typeof td === 'string' && td !== '') out.trafficDistribution = td;
   return { valid: true, spec: out };
+}
+
+/** Whether a namespace's Services may join the clusterset (see GLOBAL_NAMESPACE_ANNOTATION). */
+export function namespaceIsGlobal(namespace: Namespace | undefined): boolean {
+  return namespace?.metadata.annotations?.[GLOBAL_NAMESPACE_ANNOTATION] !== 'false';
 }
 
 function sessionAffinityConfigOf(
@@ -152,6 +168,8 @@ export interface ExportJoinEvent {
   readonly name: string;
   readonly serviceExport: ServiceExport | undefined;
   readonly service: Service | undefined;
+  /** The Namespace object, when the registry has one (its annotation decides globality). */
+  readonly namespaceObject?: Namespace | undefined;
 }
 
 /**
@@ -163,7 +181,7 @@ export function joinServiceExports(
   handlers: { onEvent(ev: ExportJoinEvent): void; onSynced?(): void },
   opts: { readonly log?: Logger | undefined } = {},
 ): { run(signal: AbortSignal): Promise<void>; readonly hasSynced: boolean } {
-  let waiting = 2;
+  let waiting = 3;
   const synced = (): void => {
     waiting--;
     if (waiting === 0) handlers.onSynced?.();
@@ -175,6 +193,7 @@ export function joinServiceExports(
       name,
       serviceExport: exports.get(ns, name),
       service: services.get(ns, name),
+      namespaceObject: namespaces.get(undefined, ns),
     });
   };
   const exports = createInformer(
@@ -203,9 +222,25 @@ export function joinServiceExports(
     },
     { log: opts.log },
   );
+  const namespaces = createInformer(
+    backend,
+    'Namespace',
+    {
+      // A namespace turning global or not: every export in it.
+      onEvent: (ev) => {
+        for (const se of exports.list()) {
+          if ((se.metadata.namespace ?? 'default') === ev.object.metadata.name) {
+            report(se.metadata.namespace, se.metadata.name);
+          }
+        }
+      },
+      onSynced: synced,
+    },
+    { log: opts.log },
+  );
   return {
     get hasSynced() {
-      return exports.hasSynced && services.hasSynced;
+      return exports.hasSynced && services.hasSynced && namespaces.hasSynced;
     },
     async run(signal: AbortSignal): Promise<void> {
       const stop = new AbortController();
@@ -216,7 +251,7 @@ export function joinServiceExports(
       else signal.addEventListener('abort', onAbort, { once: true });
       try {
         await Promise.all(
-          [exports, services].map((i) =>
+          [exports, services, namespaces].map((i) =>
             i.run(stop.signal).catch((err: unknown) => {
               stop.abort();
               throw err;

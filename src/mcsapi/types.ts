@@ -23,6 +23,13 @@ export const MESH_MIRROR_MANAGER = 'endpointslice-mesh-controller.cilium.io';
 /** On a locally mirrored slice: the slice it copies. */
 export const LOCAL_SLICE_LABEL = 'service.cilium.io/local-endpointslice';
 
+/**
+ * On a Namespace: `"false"` keeps its Services out of the clusterset (not exported, not
+ * imported); any other value, or none, leaves it global (Cilium's
+ * `clustermesh-default-global-namespace` default).
+ */
+export const GLOBAL_NAMESPACE_ANNOTATION = 'clustermesh.cilium.io/global';
+
 export const ConditionType = {
   Valid: 'Valid',
   Ready: 'Ready',
@@ -33,6 +40,7 @@ export const Reason = {
   Valid: 'Valid',
   NoService: 'NoService',
   InvalidServiceType: 'InvalidServiceType',
+  NamespaceNotGlobal: 'NamespaceNotGlobal',
   Ready: 'Ready',
   Pending: 'Pending',
   NoConflicts: 'NoConflicts',

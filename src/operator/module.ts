@@ -127,7 +127,7 @@ export class Operator {
               reconciler.onService(ev.object);
             }),
             slices: shared.subscribe('EndpointSlice', (ev) => {
-              reconciler.onSlice(ev.object);
+              reconciler.onSlice(ev);
             }),
             namespaces: shared.subscribe('Namespace', (ev) => {
               reconciler.onNamespace(ev.object.metadata.name);

@@ -15,6 +15,7 @@ import { exportSpec, validCondition } from '../../src/mcsapi/export.js';
 import { KvstoreMetrics } from '../../src/metrics/kvstore.js';
 import type { Service, ServiceExport } from '../../src/registry/objects.js';
 import { Registry } from '../../src/registry/registry.js';
+import type { RegistryObject } from '../../src/registry/types.js';
 import { eventually } from '../support/eventually.js';
 
 const CLUSTER = { name: 'cluster1', id: 1 };
@@ -119,6 +120,28 @@ describe('MCS-API export converter', () => {
       reason: 'Valid',
       message: 'ServiceExport is valid',
     });
+    // A namespace annotated clustermesh.cilium.io/global=false keeps its Services home.
+    const local = {
+      apiVersion: 'v1',
+      kind: 'Namespace',
+      metadata: { name: 'default', annotations: { 'clustermesh.cilium.io/global': 'false' } },
+    } as const;
+    assert.deepEqual(validCondition(exportSpec('cluster1', svcExport(), service({}), local)), {
+      type: 'Valid',
+      status: 'False',
+      reason: 'NamespaceNotGlobal',
+      message: 'Namespace default is not marked for global export',
+    });
+    const global = {
+      ...local,
+      metadata: { name: 'default', annotations: { 'clustermesh.cilium.io/global': 'true' } },
+    };
+    assert.equal(exportSpec('cluster1', svcExport(), service({}), global).valid, true);
+    assert.equal(
+      exportSpec('cluster1', svcExport(), service({}), { ...local, metadata: { name: 'default' } })
+        .valid,
+      true,
+    );
   });
 
   it('converts join events to key updates: written while valid, deleted otherwise', () => {
@@ -137,6 +160,21 @@ describe('MCS-API export converter', () => {
     assert.deepEqual(ev(svcExport(), service({ type: 'ExternalName', externalName: 'x.io' })), [
       { key, value: undefined },
     ]);
+    const notGlobal = conv.convert(
+      {
+        namespace: 'default',
+        name: 'hello',
+        serviceExport: svcExport(),
+        service: service({}),
+        namespaceObject: {
+          apiVersion: 'v1',
+          kind: 'Namespace',
+          metadata: { name: 'default', annotations: { 'clustermesh.cilium.io/global': 'false' } },
+        },
+      },
+      silentLogger,
+    );
+    assert.deepEqual([...notGlobal], [{ key, value: undefined }]);
   });
 
   it('the apiserver mirrors exports with the sync canary and withdraws them with their Service', async () => {
@@ -186,6 +224,20 @@ describe('MCS-API export converter', () => {
         await backend.get('cilium/state/serviceexports/v1/cluster1/default/missing'),
         undefined,
       );
+      // The namespace leaves the clusterset: the export is withdrawn, and comes back.
+      const ns = (global: string): RegistryObject => ({
+        apiVersion: 'v1',
+        kind: 'Namespace',
+        metadata: { name: 'default', annotations: { 'clustermesh.cilium.io/global': global } },
+      });
+      await registry.apply([ns('false')]);
+      await eventually(async () => {
+        assert.equal(await backend.get(key), undefined);
+      }, 5_000);
+      await registry.apply([ns('true')]);
+      await eventually(async () => {
+        assert.notEqual(await backend.get(key), undefined);
+      }, 5_000);
       await registry.delete('Service', 'default', 'hello');
       await eventually(async () => {
         assert.equal(await backend.get(key), undefined);

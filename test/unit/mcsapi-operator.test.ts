@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { sharedMemoryStore } from '../../src/kvstore/config.js';
 import { MemoryBackend } from '../../src/kvstore/memory.js';
-import type { MCSAPIServiceSpec } from '../../src/keyspace/index.js';
+import { makeClusterService, type MCSAPIServiceSpec } from '../../src/keyspace/index.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { derivedServiceName } from '../../src/mcsapi/types.js';
 import { Operator } from '../../src/operator/module.js';
@@ -147,6 +147,45 @@ describe('MCS-API operator (memory registry, injected remote exports)', { timeou
     }, 5_000);
   });
 
+  it('EPS-1: remote endpoints of a ClusterSetIP import get an MCS EndpointSlice per source cluster', async () => {
+    op.global.upsertService(
+      makeClusterService({
+        cluster: 'cluster2',
+        namespace: 'default',
+        name: DERIVED,
+        frontends: { '127.2.128.9': { tcp: { Protocol: 'TCP', Port: 42 } } },
+        backends: { '127.2.1.7': { tcp: { Protocol: 'TCP', Port: 8042 } } },
+        includeExternal: true,
+        shared: true,
+        clusterID: 2,
+      }),
+    );
+    await eventually(async () => {
+      const remote = (await mirrored()).filter(
+        (s) => s.metadata.labels?.['multicluster.kubernetes.io/source-cluster'] === 'cluster2',
+      );
+      assert.equal(remote.length, 1);
+      const l = remote[0]?.metadata.labels ?? {};
+      assert.equal(l['kubernetes.io/service-name'], DERIVED);
+      assert.equal(
+        l['endpointslice.kubernetes.io/managed-by'],
+        'endpointslice-mesh-controller.cilium.io',
+      );
+      assert.deepEqual(
+        remote[0]?.endpoints.map((e) => e.addresses),
+        [['127.2.1.7']],
+      );
+      assert.deepEqual(remote[0].ports, [{ name: 'tcp', port: 8042, protocol: 'TCP' }]);
+    }, 5_000);
+    op.global.deleteService('cluster2', 'default', DERIVED);
+    await eventually(async () => {
+      const remote = (await mirrored()).filter(
+        (s) => s.metadata.labels?.['multicluster.kubernetes.io/source-cluster'] === 'cluster2',
+      );
+      assert.deepEqual(remote, []);
+    }, 5_000);
+  });
+
   it('serves readiness and the exports gauge', async () => {
     assert.equal((await fetch(`${op.healthUrl ?? ''}/readyz`)).status, 200);
     const text = await (await fetch(`${op.healthUrl ?? ''}/metrics`)).text();
@@ -184,6 +223,32 @@ describe('MCS-API operator (memory registry, injected remote exports)', { timeou
         ['hello'],
       );
     }, 5_000);
+  });
+
+  it('a namespace annotated clustermesh.cilium.io/global=false imports nothing and exports nothing', async () => {
+    const ns = (global: string): RegistryObject => ({
+      apiVersion: 'v1',
+      kind: 'Namespace',
+      metadata: { name: 'team-b', annotations: { 'clustermesh.cilium.io/global': global } },
+    });
+    await registry.apply([
+      ns('false'),
+      { ...service([{ name: 'tcp', port: 42 }]), metadata: { name: 'hello', namespace: 'team-b' } },
+      { ...svcExport, metadata: { name: 'hello', namespace: 'team-b' } },
+    ]);
+    await eventually(async () => {
+      assert.deepEqual(await registry.list('ServiceImport', 'team-b'), []);
+      const se = await registry.get('ServiceExport', 'team-b', 'hello');
+      const valid = se?.status?.conditions?.find((c) => c.type === 'Valid');
+      assert.equal(`${valid?.status}/${valid?.reason}`, 'False/NamespaceNotGlobal');
+      assert.equal(valid?.message, 'Namespace team-b is not marked for global export');
+    }, 5_000);
+    await registry.apply([ns('true')]);
+    await eventually(async () => {
+      const si = await registry.get('ServiceImport', 'team-b', 'hello');
+      assert.deepEqual(si?.status?.clusters, [{ cluster: 'cluster1' }, { cluster: 'cluster2' }]);
+    }, 5_000);
+    await registry.delete('ServiceExport', 'team-b', 'hello');
   });
 
   it('the last export gone: import, derived Service and MCS slices are deleted', async () => {
