@@ -1,0 +1,188 @@
+/**
+ * `kubectl exec` and `kubectl logs` against the clusters of `clustermesh up`: the real
+ * kubectl speaks WebSocket v5 to the API server, and the command runs as the pod — a curl
+ * from x-wing goes through the same DNS, datapath and global-service load-balancing as
+ * `clustermesh exec`, exit codes come back on the error channel, stdin reaches the command.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { readMeshState, type MeshState } from '../../src/localmesh/mesh-state.js';
+import { eventually } from '../support/eventually.js';
+import { acquireUpLock, releaseUpLock } from '../support/up-lock.js';
+
+const BIN = fileURLToPath(new URL('../../bin/clustermesh', import.meta.url));
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(
+  cmd: string,
+  args: readonly string[],
+  dir: string,
+  input?: string,
+  timeoutMs = 60_000,
+): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, {
+      cwd: dir,
+      env: { ...process.env, HOME: dir, LOG_LEVEL: 'silent' },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    p.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    p.stdin.end(input);
+  });
+}
+
+before(() => acquireUpLock());
+after(() => releaseUpLock());
+
+void describe('kubectl exec and logs on clustermesh up (2 clusters)', { timeout: 300_000 }, () => {
+  let dir: string;
+  let child: ChildProcess | undefined;
+  let output = '';
+  let exited: Promise<void> = Promise.resolve();
+  let state: MeshState;
+
+  const kubectl = (context: string, args: readonly string[], input?: string): Promise<Run> =>
+    run(
+      'kubectl',
+      [
+        '--kubeconfig',
+        state.kubeconfig ?? '',
+        '--context',
+        context,
+        '--cache-dir',
+        join(dir, 'cache'),
+        ...args,
+      ],
+      dir,
+      input,
+    );
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'cm-kubeexec-'));
+    const proc = spawn(
+      BIN,
+      ['up', '--clusters', '2', '--nodes', '1', '--kvstore', 'etcd', '--example', 'rebel-base'],
+      { cwd: dir, env: { ...process.env, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    proc.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    proc.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    exited = new Promise((resolve) => proc.on('exit', () => resolve()));
+    child = proc;
+    await eventually(async () => {
+      state = await readMeshState(join(dir, '.clustermesh'));
+    }, 120_000).catch((err: unknown) => {
+      throw new Error(`up did not become ready: ${String(err)}\n${output}`);
+    });
+  });
+
+  after(async () => {
+    if (child !== undefined && child.exitCode === null) {
+      child.kill('SIGINT');
+      const killed = setTimeout(() => child?.kill('SIGKILL'), 60_000);
+      await exited;
+      clearTimeout(killed);
+    }
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  void it('exec -ti deployment/x-wing -- curl rebel-base answers from both clusters', async () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 30 && seen.size < 2; i++) {
+      const r = await kubectl('cluster1', [
+        'exec',
+        '-ti',
+        'deployment/x-wing',
+        '--',
+        'curl',
+        '-s',
+        'rebel-base',
+      ]);
+      assert.equal(r.code, 0, `kubectl exec: ${r.stderr}`);
+      const answer = JSON.parse(r.stdout) as { Cluster?: string; Galaxy?: string };
+      assert.ok(answer.Cluster !== undefined, `an echo answer: ${r.stdout}`);
+      seen.add(answer.Cluster);
+    }
+    assert.deepEqual([...seen].sort(), ['cluster1', 'cluster2']);
+  });
+
+  void it('exit codes propagate: sh -c "exit 3", an unknown command, curl to nowhere', async () => {
+    const three = await kubectl('cluster2', ['exec', 'deploy/x-wing', '--', 'sh', '-c', 'exit 3']);
+    assert.equal(three.code, 3, three.stderr);
+    assert.match(three.stderr, /command terminated with exit code 3/);
+
+    const unknown = await kubectl('cluster2', ['exec', 'deploy/x-wing', '--', 'ps', 'aux']);
+    assert.equal(unknown.code, 127, unknown.stderr);
+    assert.match(unknown.stderr, /^sh: ps: not found$/m);
+
+    const nowhere = await kubectl('cluster2', [
+      'exec',
+      'deploy/x-wing',
+      '--',
+      'curl',
+      '-sS',
+      'no-such-service',
+    ]);
+    assert.equal(nowhere.code, 6, nowhere.stderr);
+    assert.match(nowhere.stderr, /curl: \(6\) Could not resolve host: no-such-service/);
+  });
+
+  void it('stdin reaches the command (exec -i -- cat) and simple commands run as the pod', async () => {
+    const cat = await kubectl(
+      'cluster1',
+      ['exec', '-i', 'deploy/x-wing', '--', 'cat'],
+      'hello\nworld\n',
+    );
+    assert.equal(cat.code, 0, cat.stderr);
+    assert.equal(cat.stdout, 'hello\nworld\n');
+
+    const pods = await kubectl('cluster1', ['get', 'pods', '-l', 'name=x-wing', '-o', 'name']);
+    const pod =
+      pods.stdout
+        .trim()
+        .split('\n')[0]
+        ?.replace(/^pod\//, '') ?? '';
+    const host = await kubectl('cluster1', ['exec', pod, '--', 'hostname']);
+    assert.equal(host.stdout, `${pod}\n`, host.stderr);
+
+    const ns = await kubectl('cluster1', ['exec', pod, '--', 'nslookup', 'rebel-base']);
+    assert.equal(ns.code, 0, ns.stderr);
+    const svc = await kubectl('cluster1', [
+      'get',
+      'svc',
+      'rebel-base',
+      '-o',
+      'jsonpath={.spec.clusterIP}',
+    ]);
+    assert.match(svc.stdout, /^127\./, svc.stderr);
+    assert.ok(
+      ns.stdout.includes(`Name:\trebel-base.default.svc.cluster.local\nAddress: ${svc.stdout}\n`),
+      `nslookup answers the ClusterIP ${svc.stdout}: ${ns.stdout}`,
+    );
+
+    const missing = await kubectl('cluster1', ['exec', 'nope', '--', 'true']);
+    assert.notEqual(missing.code, 0);
+    assert.match(missing.stderr, /Error from server \(NotFound\): pods "nope" not found/);
+  });
+});
