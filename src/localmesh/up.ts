@@ -32,8 +32,9 @@ import {
 import { DefaultMaxConnectedClusters, type MaxConnectedClusters } from '../keyspace/index.js';
 import { KvstoreMesh } from '../kvstoremesh/module.js';
 import { execSubresource } from '../kubeapi/exec.js';
+import { logSubresource } from '../kubeapi/logs.js';
 import { startMeshKubeApis, type MeshKubeApis } from '../kubeapi/mesh.js';
-import { podExecutor } from '../podexec/kube.js';
+import { podExecutor, podLogSource } from '../podexec/kube.js';
 import { sleep } from '../lib/abort.js';
 import { ClusterMeshError, ErrorCode } from '../lib/errors.js';
 import { Lifecycle } from '../lib/lifecycle.js';
@@ -344,6 +345,15 @@ export class LocalMesh {
               o.log.child({ cluster: c.addr.name, subsys: 'kube-apiserver' }),
             ),
           );
+          const runtime = c.runtime;
+          if (runtime !== undefined) {
+            server.addSubresource(
+              logSubresource(
+                podLogSource({ registry, logs: runtime.logs }),
+                o.log.child({ cluster: c.addr.name, subsys: 'kube-apiserver' }),
+              ),
+            );
+          }
         }
       },
       stop: async () => {

@@ -3,7 +3,8 @@ import { agentEgressVerdict } from '../exec/egress.js';
 import type { ExecSession, PodExecutor } from '../kubeapi/exec.js';
 import { ApiError, badRequest } from '../kubeapi/status.js';
 import type { Registry } from '../registry/registry.js';
-import type { RunningPodInfo } from '../workloads/cluster-runtime.js';
+import type { PodLogs, RunningPodInfo } from '../workloads/cluster-runtime.js';
+import type { PodLogSource, PodLogStream } from '../kubeapi/logs.js';
 import { runPodCommand, type PodExecContext } from './commands.js';
 
 /**
@@ -67,5 +68,32 @@ export function podExecutor(c: PodExecCluster): PodExecutor {
     };
     c.log.debug({ pod: `${req.namespace}/${req.pod}`, command: req.command }, 'exec');
     return (io) => runPodCommand(req.command, ctx, io);
+  };
+}
+
+export interface PodLogCluster {
+  readonly registry: Registry;
+  readonly logs: PodLogs;
+}
+
+/** `kubectl logs`: the lines the pod's containers wrote in the workload runtime. */
+export function podLogSource(c: PodLogCluster): PodLogSource {
+  return async (req): Promise<PodLogStream> => {
+    const pod = await c.registry.get('Pod', req.namespace, req.pod);
+    if (pod === undefined) {
+      throw new ApiError(404, 'NotFound', `pods ${JSON.stringify(req.pod)} not found`, {
+        name: req.pod,
+        kind: 'pods',
+      });
+    }
+    const containers = pod.spec.containers.map((x) => x.name);
+    const container = req.container ?? containers[0] ?? '';
+    if (!containers.includes(container)) {
+      throw badRequest(`container ${container} is not valid for pod ${req.pod}`.slice(0, 200));
+    }
+    return {
+      lines: c.logs.read(req.namespace, req.pod, container, req.tailLines),
+      follow: (onLine) => c.logs.follow(req.namespace, req.pod, container, onLine),
+    };
   };
 }

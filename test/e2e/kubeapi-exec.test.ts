@@ -185,4 +185,72 @@ void describe('kubectl exec and logs on clustermesh up (2 clusters)', { timeout:
     assert.notEqual(missing.code, 0);
     assert.match(missing.stderr, /Error from server \(NotFound\): pods "nope" not found/);
   });
+  void it('logs shows what a pod wrote (--tail), and logs -f streams a new line', async () => {
+    const pods = await kubectl('cluster1', [
+      'get',
+      'pods',
+      '-l',
+      'name=rebel-base',
+      '-o',
+      'jsonpath={range .items[*]}{.metadata.name} {.status.podIP}{"\\n"}{end}',
+    ]);
+    const [pod, ip] = pods.stdout.trim().split('\n')[0]?.split(' ') ?? [];
+    assert.ok(
+      pod !== undefined && ip !== undefined,
+      `a rebel-base pod: ${pods.stdout} ${pods.stderr}`,
+    );
+    const hit = async (path: string): Promise<void> => {
+      const r = await kubectl('cluster1', [
+        'exec',
+        'deploy/x-wing',
+        '--',
+        'curl',
+        '-s',
+        `http://${ip}${path}`,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+    };
+    await hit('/first');
+    const logs = await kubectl('cluster1', ['logs', pod]);
+    assert.equal(logs.code, 0, logs.stderr);
+    assert.match(logs.stdout, /^echo server listening on 127\.1\.[0-9.]+:80$/m);
+    assert.match(
+      logs.stdout,
+      /^127\.1\.[0-9.]+ - - \[[^\]]+\] "GET \/first HTTP\/1\.1" 200 \d+ "-" "curl\/8 \(clustermesh exec\)"$/m,
+    );
+    const tail = await kubectl('cluster1', ['logs', pod, '--tail=1']);
+    assert.equal(tail.stdout.split('\n').length, 2, tail.stdout);
+    assert.match(tail.stdout, /GET \/first /);
+
+    const follower = spawn(
+      'kubectl',
+      [
+        '--kubeconfig',
+        state.kubeconfig ?? '',
+        '--context',
+        'cluster1',
+        '--cache-dir',
+        join(dir, 'cache'),
+        'logs',
+        '-f',
+        '--tail=0',
+        pod,
+      ],
+      { cwd: dir, env: { ...process.env, HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let streamed = '';
+    follower.stdout.on('data', (d: Buffer) => (streamed += d.toString()));
+    follower.stderr.on('data', (d: Buffer) => (streamed += d.toString()));
+    const gone = new Promise((resolve) => follower.on('close', resolve));
+    try {
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.equal(streamed, '', 'nothing before the new request (--tail=0)');
+      await hit('/followed');
+      await eventually(() => assert.match(streamed, /"GET \/followed HTTP\/1\.1" 200 /), 10_000);
+      assert.equal(follower.exitCode, null, 'logs -f keeps following');
+    } finally {
+      follower.kill('SIGINT');
+      await gone;
+    }
+  });
 });
