@@ -253,4 +253,15 @@ void describe('kubectl exec and logs on clustermesh up (2 clusters)', { timeout:
       await gone;
     }
   });
+  void it('exec -ti on a real terminal (tty=true): output and exit code', async () => {
+    const cmd = (args: string): string =>
+      `kubectl --kubeconfig ${state.kubeconfig ?? ''} --context cluster1 --cache-dir ${join(dir, 'cache')} exec -ti deploy/x-wing -- ${args}`;
+    const ok = await run('script', ['-qec', cmd('curl -s rebel-base'), '/dev/null'], dir);
+    assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+    assert.match(ok.stdout, /"Cluster":"cluster[12]".*\r\n/, ok.stdout);
+    assert.doesNotMatch(ok.stdout, /Unable to use a TTY/);
+    const three = await run('script', ['-qec', cmd("sh -c 'echo hi; exit 3'"), '/dev/null'], dir);
+    assert.equal(three.code, 3, three.stdout + three.stderr);
+    assert.match(three.stdout, /^hi\r$/m);
+  });
 });
