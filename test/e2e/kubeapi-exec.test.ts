@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -263,5 +263,63 @@ void describe('kubectl exec and logs on clustermesh up (2 clusters)', { timeout:
     const three = await run('script', ['-qec', cmd("sh -c 'echo hi; exit 3'"), '/dev/null'], dir);
     assert.equal(three.code, 3, three.stdout + three.stderr);
     assert.match(three.stdout, /^hi\r$/m);
+  });
+  void it("a curl from kubectl exec meets the destination's network policy, as clustermesh exec", async () => {
+    const manifest = join(dir, 'only-cluster1.yaml');
+    await writeFile(
+      manifest,
+      `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: rebel-base-from-cluster1
+spec:
+  endpointSelector:
+    matchLabels:
+      name: rebel-base
+  ingress:
+  - fromEndpoints:
+    - matchLabels:
+        name: x-wing
+        io.cilium.k8s.policy.cluster: cluster1
+`,
+    );
+    const applied = await kubectl('cluster2', ['apply', '-f', manifest]);
+    assert.equal(applied.code, 0, applied.stderr);
+    const ips = await kubectl('cluster2', [
+      'get',
+      'pods',
+      '-l',
+      'name=rebel-base',
+      '-o',
+      'jsonpath={.items[0].status.podIP}',
+    ]);
+    const ip = ips.stdout.trim();
+    assert.match(ip, /^127\.2\./, ips.stderr);
+    await eventually(async () => {
+      const local = await kubectl('cluster2', [
+        'exec',
+        'deploy/x-wing',
+        '--',
+        'curl',
+        '-sS',
+        '-m',
+        '1',
+        `http://${ip}/`,
+      ]);
+      assert.equal(local.code, 28, `cluster2's x-wing is dropped: ${local.stdout}${local.stderr}`);
+      assert.match(local.stderr, /curl: \(28\) /);
+    }, 30_000);
+    const remote = await kubectl('cluster1', [
+      'exec',
+      'deploy/x-wing',
+      '--',
+      'curl',
+      '-s',
+      '-m',
+      '5',
+      `http://${ip}/`,
+    ]);
+    assert.equal(remote.code, 0, remote.stderr);
+    assert.match(remote.stdout, /"Cluster":"cluster2"/);
   });
 });
