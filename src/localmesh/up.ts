@@ -31,7 +31,10 @@ import {
 } from '../kvstore/config.js';
 import { DefaultMaxConnectedClusters, type MaxConnectedClusters } from '../keyspace/index.js';
 import { KvstoreMesh } from '../kvstoremesh/module.js';
+import { execSubresource } from '../kubeapi/exec.js';
+import { logSubresource } from '../kubeapi/logs.js';
 import { startMeshKubeApis, type MeshKubeApis } from '../kubeapi/mesh.js';
+import { podExecutor, podLogSource } from '../podexec/kube.js';
 import { sleep } from '../lib/abort.js';
 import { ClusterMeshError, ErrorCode } from '../lib/errors.js';
 import { Lifecycle } from '../lib/lifecycle.js';
@@ -330,6 +333,33 @@ export class LocalMesh {
           ),
           log: o.log,
         });
+        for (const c of this.clusters) {
+          const server = this.kubeApis.servers.get(c.addr.name);
+          const registry = c.registry;
+          if (server === undefined || registry === undefined) continue;
+          server.addSubresource(
+            execSubresource(
+              podExecutor({
+                name: c.addr.name,
+                registry,
+                pods: () => c.runtime?.pods() ?? [],
+                dns: () => c.dns?.address ?? '',
+                agentApi: (node) => c.agents.find((a) => a.node.name === node)?.agent.apiUrl,
+                log: o.log.child({ cluster: c.addr.name, subsys: 'pod-exec' }),
+              }),
+              o.log.child({ cluster: c.addr.name, subsys: 'kube-apiserver' }),
+            ),
+          );
+          const runtime = c.runtime;
+          if (runtime !== undefined) {
+            server.addSubresource(
+              logSubresource(
+                podLogSource({ registry, logs: runtime.logs }),
+                o.log.child({ cluster: c.addr.name, subsys: 'kube-apiserver' }),
+              ),
+            );
+          }
+        }
       },
       stop: async () => {
         await this.kubeApis?.stop();

@@ -16,6 +16,8 @@ import { ServiceIPAllocator, ServiceIPController } from './service-ips.js';
 export type { RuntimeNode } from './nodes.js';
 export type { ConnectionHook, WorkloadConnection } from './images.js';
 export type { RunningPodInfo, SystemEndpoint } from './pods.js';
+export { PodLogs } from './pod-logs.js';
+import { PodLogs } from './pod-logs.js';
 
 export interface ClusterRuntimeOptions {
   readonly cluster: { readonly name: string; readonly id: number };
@@ -118,6 +120,9 @@ export class ClusterRuntime {
   }
 
   /** Running pods (for exec and tests). */
+  /** What the pods' containers wrote (`kubectl logs`); empty until started. */
+  readonly logs = new PodLogs();
+
   pods(): readonly RunningPodInfo[] {
     return this.podController?.runningPods() ?? [];
   }
@@ -153,6 +158,7 @@ export class ClusterRuntime {
       identities,
       log,
       onConnection: o.onConnection,
+      logs: this.logs,
     });
     const deployCtl = new DeploymentController({ registry, informers, deployments, pods, log });
     const ipCtl = new ServiceIPController({ registry, services, allocator, log });

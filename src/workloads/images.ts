@@ -34,6 +34,8 @@ export interface WorkloadContext {
   readonly container: Container;
   readonly onConnection?: ConnectionHook | undefined;
   readonly log: Logger;
+  /** The container's output, one line per call (what `kubectl logs` shows). */
+  readonly output?: ((line: string) => void) | undefined;
 }
 
 /** A started container: everything it opened is released by `close`. */
@@ -145,6 +147,10 @@ async function startEcho(ctx: WorkloadContext): Promise<StartResult> {
       'content-length': Buffer.byteLength(body),
     });
     res.end(req.method === 'HEAD' ? undefined : body);
+    // An access log line, as a web server writes one per request.
+    ctx.output?.(
+      `${plainIP(req.socket.remoteAddress)} - - [${new Date().toISOString()}] "${req.method ?? 'GET'} ${req.url ?? '/'} HTTP/${req.httpVersion}" 200 ${Buffer.byteLength(body)} "-" "${req.headers['user-agent'] ?? '-'}"`,
+    );
   };
   const http = createServer(answer);
   const held = new Set<Socket>();
@@ -217,6 +223,11 @@ async function startEcho(ctx: WorkloadContext): Promise<StartResult> {
     });
     servers.push(server);
   }
+  ctx.output?.(
+    `echo server listening on ${echoPorts(ctx.container)
+      .map((p) => `${ctx.podIP}:${p}`)
+      .join(', ')}`,
+  );
   return { ok: true, workload: { close: closeAll } };
 }
 

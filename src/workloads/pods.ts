@@ -16,6 +16,7 @@ import { IdentityAllocator, podSecurityLabels } from './identity-allocator.js';
 import { BUILTIN_IMAGES, resolveImage, type Workload, type ConnectionHook } from './images.js';
 import { PodIPAM } from './ipam.js';
 import type { RuntimeNode } from './nodes.js';
+import { PodLogs } from './pod-logs.js';
 import { PodReason, isPodTerminal, notRunningStatus, runningStatus } from './pod-status.js';
 import { pickNode, placementOf } from './scheduler.js';
 
@@ -37,6 +38,8 @@ export interface PodControllerOptions {
   readonly log: Logger;
   readonly onConnection?: ConnectionHook | undefined;
   readonly now?: (() => Date) | undefined;
+  /** Where containers write their output (default: a store of the controller's own). */
+  readonly logs?: PodLogs | undefined;
 }
 
 /** A pod whose workloads run in this process. */
@@ -82,8 +85,11 @@ export class PodController {
   private readonly waitingForIP = new Map<string, string>();
   private readonly log: Logger;
   private readonly now: () => Date;
+  /** What the pods' containers wrote (`kubectl logs`). */
+  readonly logs: PodLogs;
 
   constructor(private readonly o: PodControllerOptions) {
+    this.logs = o.logs ?? new PodLogs();
     this.log = o.log.child({ controller: 'pods' });
     this.ipam = new PodIPAM(o.nodes);
     this.now = o.now ?? (() => new Date());
@@ -187,6 +193,7 @@ export class PodController {
     if (pod === undefined) {
       await this.release(key);
       await deleteEndpoint(this.o.registry, namespace, name);
+      this.logs.drop(namespace, name);
       return;
     }
     const placement = placementOf(pod, this.o.nodes);
@@ -314,6 +321,14 @@ export class PodController {
         container,
         onConnection: this.o.onConnection,
         log: log.child({ container: container.name }),
+        output: (line) => {
+          this.logs.write(
+            pod.metadata.namespace ?? 'default',
+            pod.metadata.name,
+            container.name,
+            line,
+          );
+        },
       });
       if (!r.ok) {
         await closeWorkloads(workloads, log);
