@@ -201,7 +201,10 @@ Example:
               beforeConnect:
                 agent === undefined
                   ? undefined
-                  : (ip, port) => egressVerdict(agent.api, pod.ip, ip, port),
+                  : async (ip, port) => {
+                      const { agentEgressVerdict } = await import('../exec/egress.js');
+                      return agentEgressVerdict(agent.api, pod.ip, ip, port);
+                    },
             },
             ctx.io,
           );
@@ -235,33 +238,6 @@ Example:
       }
       ctx.io.stdout(formatMeshSummary(state, { stateDir: opts.stateDir }));
     });
-}
-
-/**
- * Asks the pod's node for its egress verdict, as a socket hook in the pod would: a
- * ClusterIP is left to the service proxy, anything else is decided (and logged) there.
- */
-async function egressVerdict(
-  agentApi: string,
-  src: string,
-  dst: string,
-  dport: number,
-): Promise<'allowed' | 'dropped'> {
-  const url = new URL('/v1/connect', agentApi);
-  url.search = new URLSearchParams({ src, dst, dport: String(dport), proto: 'TCP' }).toString();
-  let res: Response;
-  try {
-    res = await fetch(url, { method: 'POST', signal: AbortSignal.timeout(5000) });
-  } catch (err) {
-    const { ClusterMeshError, ErrorCode, errorMessage } = await import('../lib/errors.js');
-    throw new ClusterMeshError(
-      ErrorCode.AgentUnreachable,
-      `exec: the pod's agent at ${agentApi} did not answer for its egress policy: ${errorMessage(err)}`,
-    );
-  }
-  const body = (await res.json()) as { verdict?: string; error?: string };
-  if (!res.ok) throw new Error(`exec: agent at ${agentApi}: ${body.error ?? res.statusText}`);
-  return body.verdict === 'dropped' ? 'dropped' : 'allowed';
 }
 
 interface PodRef {
