@@ -33,9 +33,11 @@ function mcc(v: number): MaxConnectedClusters {
 export function clusterInfoChecks(clusters: readonly ClusterFacts[]): Check[] {
   return clusters.map((c): Check => {
     const max = Math.max(0, ...c.maxConnectedClusters.values());
-    const problems = [clusterNameProblem(c.name), clusterIdProblem(c.id, mcc(max || 255))].filter(
-      (p): p is string => p !== null,
-    );
+    const nameProblem = clusterNameProblem(c.name);
+    const idProblem = clusterIdProblem(c.id, mcc(max || 255));
+    const problems: string[] = [];
+    if (nameProblem !== null) problems.push(`name ${JSON.stringify(c.name)}: ${nameProblem}`);
+    if (idProblem !== null) problems.push(`ID ${c.id}: ${idProblem}`);
     const twins = clusters.filter((o) => o !== c && o.id === c.id).map((o) => o.name);
     if (twins.length > 0) problems.push(`cluster ID ${c.id} is also used by ${twins.join(', ')}`);
     return problems.length === 0
