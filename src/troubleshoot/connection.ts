@@ -191,7 +191,7 @@ export async function checkConnection(t: ConnectionTarget): Promise<ConnectionRe
     if (!addrs.has(ep.url)) {
       add('tcp', 'fail', `cannot connect to ${ep.url}: ${errors.join('; ')}`, {
         hint: `Is ${t.remote}'s etcd (clustermesh-apiserver) running and listening on port ${ep.port}? A firewall or an unrouted network between the clusters shows the same`,
-        log: 'Unable to establish etcd connection to remote cluster',
+        log: 'remote cluster connection failed, reconnecting',
       });
       return failed();
     }
@@ -246,7 +246,7 @@ export async function checkConnection(t: ConnectionTarget): Promise<ConnectionRe
   } catch (err) {
     add('etcd', 'fail', `${t.remote}'s etcd does not answer: ${errorMessage(err)}`, {
       hint: `Is ${t.remote}'s etcd running (not stopped or overloaded)? Agents mark the cluster not ready within seconds`,
-      log: 'Remote cluster disconnected',
+      log: 'Remote kvstore not responding; remote cluster not ready',
     });
     client.close();
     return failed();
@@ -272,7 +272,7 @@ export async function checkConnection(t: ConnectionTarget): Promise<ConnectionRe
         `remote cluster configuration required but not found (${key})`,
         {
           hint: `${t.remote}'s clustermesh-apiserver (or KVStoreMesh) writes ${key} at start: is it running and named ${t.remote}?`,
-          log: 'remote cluster configuration required but not found',
+          log: 'cluster configuration not available yet',
         },
       );
       client.close();
@@ -280,12 +280,12 @@ export async function checkConnection(t: ConnectionTarget): Promise<ConnectionRe
     }
     clusterConfig = decodeClusterConfig(t.remote, value);
     validateRemoteClusterConfig(clusterConfig, {
-      maxConnectedClusters: (t.maxConnectedClusters === 511 ? 511 : 255),
+      maxConnectedClusters: t.maxConnectedClusters === 511 ? 511 : 255,
     });
   } catch (err) {
     add('cluster-config', 'fail', `invalid cluster configuration at ${key}: ${errorMessage(err)}`, {
       hint: `Fix ${t.remote}'s cluster ID and max-connected-clusters: they must fit this cluster's limits`,
-      log: 'Unable to validate remote cluster configuration',
+      log: 'remote cluster connection failed, reconnecting',
     });
     client.close();
     return failed();
@@ -539,6 +539,6 @@ async function tlsCheck(
         : `Is ${ep.url} an https endpoint of ${remote}'s etcd?`,
     };
   } finally {
-    (sock)?.destroy();
+    sock?.destroy();
   }
 }

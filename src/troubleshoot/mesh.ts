@@ -260,7 +260,7 @@ export async function troubleshootMesh(o: TroubleshootOptions): Promise<Troubles
                   ? `${p.remote} advertises cluster ID ${id}, which ${others.join(', ')} ${others.length > 1 ? 'use' : 'uses'}`
                   : `${p.remote} advertises cluster ID ${id} but its agents run with ${own ?? '?'}`,
               hint: 'Every cluster of a mesh needs its own cluster ID: agents refuse a second cluster with an ID already connected',
-              log: 'remote cluster has the same cluster ID as',
+              log: 'cannot reserve the cluster ID of the remote cluster',
               details: { id, others },
             });
             continue;
@@ -296,7 +296,7 @@ async function configFileCheck(
 ): Promise<EtcdClientConfig | 'memory' | undefined> {
   const path = join(dir, remote);
   const base = { id: 'config.remote-file', cluster, remote };
-  const log = 'New remote cluster configuration';
+  const log = 'remote cluster added';
   let cfg: EtcdClientConfig | 'memory';
   try {
     const { readFile } = await import('node:fs/promises');
@@ -367,7 +367,7 @@ async function agentPairChecks(
       status: 'fail',
       message: `${st.connected ? 'connected' : 'not connected'}, ${st.ready ? 'ready' : 'not ready'}: ${st.status} (${st['num-failures']} failures)`,
       hint: `The agent cannot use ${remote} right now; the checks above show where the connection breaks`,
-      log: 'Connection to remote cluster established',
+      log: 'connection to remote cluster established',
     });
     return out;
   }
@@ -415,7 +415,6 @@ async function agentPairChecks(
             hint: canaryMissing
               ? `${remote} has not finished its initial sync of ${r} (its clustermesh-apiserver writes the canary when done)`
               : `The agent's watch of ${v.prefix} has not completed its listing`,
-            log: 'Initial synchronization from the external source completed',
           },
     );
   }

@@ -414,7 +414,7 @@ describe('troubleshoot and health status on clustermesh up (etcd)', { timeout: 4
         /^no configuration for cluster2: .*cluster1\/clustermesh\/cluster2 not found/,
       );
       assert.match(c.hint ?? '', /Write cluster2's etcd config/);
-      assert.equal(c.log, 'New remote cluster configuration');
+      assert.equal(c.log, 'remote cluster added');
     } finally {
       await writeFile(file, content);
     }

@@ -121,7 +121,7 @@ describe('troubleshoot: report', () => {
       status: 'fail',
       message: 'cannot connect',
       hint: 'is it running?',
-      log: 'Unable to establish etcd connection to remote cluster',
+      log: 'remote cluster connection failed, reconnecting',
     },
     {
       id: 'sync.nodes',
@@ -146,7 +146,7 @@ describe('troubleshoot: report', () => {
         '  Remote cluster c2:',
         '    ❌ connection.tcp: cannot connect',
         '       💡 is it running?',
-        '       🔎 agent log: "Unable to establish etcd connection to remote cluster"',
+        '       🔎 agent log: "remote cluster connection failed, reconnecting"',
         '    ⚠️  sync.nodes: [n1] slow',
         '       💡 h',
         '',
