@@ -242,11 +242,16 @@ export async function troubleshootMesh(o: TroubleshootOptions): Promise<Troubles
         if (!p.ok) continue;
         if (p.config !== undefined) {
           const id = p.config.id;
+          // A member of the mesh keeps its ID against clusters known only from a config
+          // file; such a cluster must not take an ID any other one uses.
+          const member = idsInUse.has(p.remote);
           const others = [
             ...[...idsInUse].filter(([n, i]) => n !== p.remote && i === id).map(([n]) => n),
-            ...[...advertised]
-              .filter(([n, i]) => n !== p.remote && i === id && !idsInUse.has(n))
-              .map(([n]) => n),
+            ...(member
+              ? []
+              : [...advertised]
+                  .filter(([n, i]) => n !== p.remote && i === id && !idsInUse.has(n))
+                  .map(([n]) => n)),
           ];
           const own = idsInUse.get(p.remote);
           if (others.length > 0 || (own !== undefined && own !== id)) {
@@ -533,7 +538,9 @@ async function agentPairChecks(
     const fe = (a.services ?? []).filter((s) => s.service === name);
     const have = new Set(
       fe.flatMap((s) =>
-        s.backends.filter((b) => b.cluster === remote).map((b) => b.address.replace(/:\d+$/, '')),
+        s.backends
+          .filter((b) => b.cluster === remote)
+          .map((b) => b.address.replace(/:\d+(\/\w+)?$/, '')),
       ),
     );
     const lacking = [...want].filter((ip) => !have.has(ip));
