@@ -94,6 +94,14 @@ interface ServiceJson {
   readonly backends: readonly { address: string; cluster: string; health?: string }[];
 }
 
+// Taken outside the suite: waiting for another file's mesh must not eat the suite's timeout.
+before(async () => {
+  await acquireUpLock(1_800_000);
+});
+after(async () => {
+  await releaseUpLock();
+});
+
 describe('failover on clustermesh up (memory)', { timeout: 240_000 }, () => {
   let dir: string;
   let child: ChildProcess | undefined;
@@ -119,7 +127,6 @@ describe('failover on clustermesh up (memory)', { timeout: 240_000 }, () => {
   };
 
   before(async () => {
-    await acquireUpLock();
     dir = await mkdtemp(join(tmpdir(), 'cm-failover-'));
     child = spawn(
       BIN,
@@ -166,7 +173,6 @@ describe('failover on clustermesh up (memory)', { timeout: 240_000 }, () => {
       if (running()) child?.kill('SIGKILL');
     }
     await rm(dir, { recursive: true, force: true });
-    await releaseUpLock();
   });
 
   it('a partition between cluster1 and cluster2 (control plane and datapath): new connections avoid cluster2 within ~1 s and come back after healing', async () => {

@@ -49,6 +49,14 @@ function find(r: TroubleshootReport, id: string, node?: string): Check {
   return c;
 }
 
+// Taken outside the suite: waiting for another file's mesh must not eat the suite's timeout.
+before(async () => {
+  await acquireUpLock(1_800_000);
+});
+after(async () => {
+  await releaseUpLock();
+});
+
 describe('troubleshoot and health status on clustermesh up (etcd)', { timeout: 420_000 }, () => {
   let dir: string;
   let child: ChildProcess | undefined;
@@ -125,7 +133,6 @@ describe('troubleshoot and health status on clustermesh up (etcd)', { timeout: 4
   };
 
   before(async () => {
-    await acquireUpLock();
     dir = await mkdtemp(join(tmpdir(), 'cm-troubleshoot-'));
     child = spawn(
       BIN,
@@ -151,7 +158,6 @@ describe('troubleshoot and health status on clustermesh up (etcd)', { timeout: 4
     }
     for (const e of extraEtcds) await e.destroy();
     await rm(dir, { recursive: true, force: true });
-    await releaseUpLock();
   });
 
   it('a healthy mesh: every check passes (plain http etcd: only the TLS and auth warnings), exit 0', async () => {
