@@ -393,16 +393,27 @@ describe('troubleshoot and health status on clustermesh up (etcd)', { timeout: 4
     ]);
     const file = join(dir, '.clustermesh', 'cluster1', 'clustermesh', 'cluster3');
     await writeFile(file, `endpoints:\n  - ${etcd.clientUrl}\n`);
-    await eventually(async () => {
-      const { code, report } = await troubleshoot(['--cluster', 'cluster1']);
-      assert.equal(code, 1);
-      assert.deepEqual(failing(report), ['config.cluster-id-unique cluster1→cluster3 @']);
-      const c = find(report, 'config.cluster-id-unique');
-      assert.equal(c.remote, 'cluster3');
-      assert.equal(c.message, 'cluster3 advertises cluster ID 2, which cluster2 uses');
-      assert.match(c.hint ?? '', /own cluster ID/);
-    }, 30_000);
-    await unlink(file);
+    try {
+      await eventually(async () => {
+        const { code, report } = await troubleshoot(['--cluster', 'cluster1']);
+        assert.equal(code, 1);
+        assert.deepEqual(failing(report), ['config.cluster-id-unique cluster1→cluster3 @']);
+        const c = report.checks.find(
+          (x) => x.id === 'config.cluster-id-unique' && x.remote === 'cluster3',
+        );
+        assert.equal(c?.message, 'cluster3 advertises cluster ID 2, which cluster2 uses');
+        assert.match(c.hint ?? '', /own cluster ID/);
+        assert.equal(c.log, 'cannot reserve the cluster ID of the remote cluster');
+        // cluster2, connected first, keeps its ID.
+        assert.equal(
+          report.checks.find((x) => x.id === 'config.cluster-id-unique' && x.remote === 'cluster2')
+            ?.status,
+          'ok',
+        );
+      }, 30_000);
+    } finally {
+      await unlink(file);
+    }
     await greenAgain();
   });
 
