@@ -95,6 +95,10 @@ function ageText(seconds: number | undefined): string {
   return seconds < 1 ? `${Math.round(seconds * 1000)} ms ago` : `${seconds.toFixed(1)} s ago`;
 }
 
+function keys(n: number): string {
+  return n === 1 ? '1 key' : `${n} keys`;
+}
+
 function listText(keys: readonly string[], max = 10): string {
   const shown = keys.slice(0, max).join(', ');
   return keys.length > max ? `${shown}, … (${keys.length - max} more)` : shown;
@@ -470,7 +474,7 @@ async function agentPairChecks(
         id: `consistency.${r}`,
         ...base,
         status: 'ok',
-        message: `${theirs.length} keys in ${remote}'s etcd, ${held} in the agent's view, none stale or missing`,
+        message: `${keys(theirs.length)} in ${remote}'s etcd, ${held} in the agent's view, none stale or missing`,
       });
       continue;
     }
@@ -484,7 +488,7 @@ async function agentPairChecks(
       id: `consistency.${r}`,
       ...base,
       status: 'fail',
-      message: `${theirs.length} keys in ${remote}'s etcd, ${held} in the agent's view; ${parts.join('; ')}`,
+      message: `${keys(theirs.length)} in ${remote}'s etcd, ${held} in the agent's view; ${parts.join('; ')}`,
       hint: `The agent's view of ${remote} diverged (lost watch events, or entries it rejected): a reconnect re-lists and repairs it; rejected entries are counted in the agent's status`,
       log: 'rejected invalid entry',
       details: { stale: d.stale, missing: d.missing, remote: theirs.length, agent: held },
