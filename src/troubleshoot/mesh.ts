@@ -5,7 +5,7 @@
  * (cluster → remote): the config file, the connection chain, then per agent of the
  * cluster its view of the remote: status, sync per resource, consistency with the remote.
  */
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
 import type { AgentTroubleshootInfo } from '../agent/api.js';
@@ -308,7 +308,6 @@ async function configFileCheck(
   const log = 'remote cluster added';
   let cfg: EtcdClientConfig | 'memory';
   try {
-    const { readFile } = await import('node:fs/promises');
     const text = await readFile(path, 'utf8');
     cfg = /^\s*-\s*memory:\/\//m.test(text) ? 'memory' : await loadEtcdConfigFile(path);
   } catch (err) {
