@@ -2,7 +2,7 @@
  * Failover benchmark on a local mesh (`clustermesh up --clusters 2 --example rebel-base`,
  * in this process): x-wing in cluster1 sends `--rate` requests/s, each on a new
  * connection, to the global Service rebel-base (backends in both clusters), while
- * cluster2 fails in one of four ways, each on a fresh mesh:
+ * cluster2 fails in one of five ways, each on a fresh mesh:
  *
  *   1. cluster2's backends die abruptly (their sockets close; its control plane does
  *      not notice): time from the crash until no request fails, share of requests failed;
@@ -10,7 +10,10 @@
  *   3. cluster2's etcd stalls for 3 s (SIGSTOP, SIGCONT): how many cluster1 agents
  *      report cluster2 not ready at any time (goal 0), requests failed;
  *   4. cluster2's etcd stays stopped: time until every cluster1 agent reports cluster2
- *      not ready (goal ≤ 5 s), and until ready again after SIGCONT.
+ *      not ready (goal ≤ 5 s), and until ready again after SIGCONT;
+ *   5. cluster1 and cluster2 are partitioned (both ways, control plane and datapath,
+ *      through the agents' fault API) for `--observe` seconds, then healed: time until
+ *      no request fails, share failed, and time from healing until cluster2 answers.
  *
  *   npm run bench -- failover [--rate 200] [--nodes 2] [--observe 5]
  *
@@ -32,6 +35,7 @@ import { flag, report, type Row } from './lib.js';
 interface Sample {
   readonly sentAt: number;
   readonly ok: boolean;
+  readonly cluster: string;
 }
 
 async function getJson(url: string, method = 'GET'): Promise<unknown> {
@@ -41,20 +45,33 @@ async function getJson(url: string, method = 'GET'): Promise<unknown> {
   return JSON.parse(body) as unknown;
 }
 
-function request(host: string, port: number, from: string): Promise<boolean> {
+/** Whether the request succeeded, and the cluster of the echo server that answered. */
+function request(
+  host: string,
+  port: number,
+  from: string,
+): Promise<{ ok: boolean; cluster: string }> {
   return new Promise((resolve) => {
     const req = get({ host, port, path: '/', localAddress: from, agent: false }, (res) => {
-      res.resume();
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (body += c));
       res.on('end', () => {
-        resolve(res.statusCode === 200);
+        let cluster = '';
+        try {
+          cluster = (JSON.parse(body) as { Cluster?: string }).Cluster ?? '';
+        } catch {
+          // Not the echo server's reply: the cluster stays unknown.
+        }
+        resolve({ ok: res.statusCode === 200, cluster });
       });
       res.on('error', () => {
-        resolve(false);
+        resolve({ ok: false, cluster: '' });
       });
     });
     req.setTimeout(2_000, () => req.destroy(new Error('timeout')));
     req.on('error', () => {
-      resolve(false);
+      resolve({ ok: false, cluster: '' });
     });
   });
 }
@@ -79,8 +96,8 @@ class Load {
       const due = Math.floor(((performance.now() - t0) * this.rate) / 1000);
       for (; sent < due; sent++) {
         const sentAt = Date.now();
-        const p = request(this.host, this.port, this.from).then((ok) => {
-          this.samples.push({ sentAt, ok });
+        const p = request(this.host, this.port, this.from).then((r) => {
+          this.samples.push({ sentAt, ...r });
         });
         this.inflight.add(p);
         void p.finally(() => this.inflight.delete(p));
@@ -92,6 +109,16 @@ class Load {
   async stop(): Promise<void> {
     clearInterval(this.timer);
     await Promise.all([...this.inflight]);
+  }
+
+  /** Send time of the first successful request from `from` that `cluster` answered. */
+  firstFrom(from: number, cluster: string): number | undefined {
+    let first: number | undefined;
+    for (const s of this.samples) {
+      if (s.sentAt >= from && s.ok && s.cluster === cluster)
+        first = Math.min(first ?? s.sentAt, s.sentAt);
+    }
+    return first;
   }
 
   /** Requests sent in [from, to): failed share and the last failed send time. */
@@ -218,6 +245,59 @@ async function crash(
   });
 }
 
+interface PartitionResult extends CrashResult {
+  /** From healing until cluster2 answers a request again. */
+  readonly backMs: number;
+}
+
+/**
+ * cluster1 and cluster2 cut off from each other, control plane and datapath (the agents'
+ * partition fault: kvstore calls held, new connections and probes blackholed), then
+ * healed.
+ */
+async function partition(
+  kvstore: 'etcd' | 'memory',
+  nodes: number,
+  rate: number,
+  observeS: number,
+): Promise<PartitionResult> {
+  return withMesh(kvstore, nodes, async (m) => {
+    const all = async (action: 'partition' | 'heal'): Promise<void> => {
+      for (const c of m.state.clusters) {
+        const other = c.name === 'cluster1' ? 'cluster2' : 'cluster1';
+        for (const a of c.agents) {
+          await getJson(`${a.api}/v1/fault?action=${action}&remote=${other}`, 'POST');
+        }
+      }
+    };
+    const load = m.load(rate);
+    load.start();
+    await sleep(2_000);
+    const t = Date.now();
+    await all('partition');
+    await sleep(observeS * 1000);
+    const healed = Date.now();
+    await all('heal');
+    let backMs = Number.NaN;
+    while (Date.now() - healed < 15_000) {
+      await sleep(100);
+      const first = load.firstFrom(healed, 'cluster2');
+      if (first !== undefined) {
+        backMs = first - healed;
+        break;
+      }
+    }
+    await load.stop();
+    const w = load.window(t, healed);
+    return {
+      recoveryMs: w.lastFailedAt === undefined ? 0 : w.lastFailedAt - t,
+      failedPct: w.total === 0 ? 0 : (100 * w.failed) / w.total,
+      requests: w.total,
+      backMs,
+    };
+  });
+}
+
 interface StallResult {
   readonly falseNotReady: number;
   readonly stallFailedPct: number;
@@ -274,6 +354,7 @@ export async function main(args: string[]): Promise<void> {
 
   const backends = await crash(kvstore, nodes, rate, observe, 'crash-workloads');
   const cluster = await crash(kvstore, nodes, rate, observe, 'crash-cluster');
+  const cut = await partition(kvstore, nodes, rate, observe);
   const etcd = haveEtcd ? await stall(nodes, rate) : undefined;
 
   // The reference column is Cilium's ClusterMesh: its datapath has no backend health, so
@@ -310,6 +391,29 @@ export async function main(args: string[]): Promise<void> {
       ours: cluster.failedPct,
       raw: 50,
       unit: '%',
+      higherIsBetter: false,
+    },
+    {
+      metric: 'clusters partitioned: until no request fails',
+      ours: cut.recoveryMs,
+      raw: windowMs,
+      unit: 'ms',
+      higherIsBetter: false,
+      goal: '≤ 1,000 ms',
+    },
+    {
+      metric: 'clusters partitioned: requests failed',
+      ours: cut.failedPct,
+      raw: 50,
+      unit: '%',
+      higherIsBetter: false,
+    },
+    {
+      metric: 'partition healed: until cluster2 answers',
+      ours: cut.backMs,
+      // No reference figure.
+      raw: Number.NaN,
+      unit: 'ms',
       higherIsBetter: false,
     },
   ];
@@ -355,7 +459,7 @@ export async function main(args: string[]): Promise<void> {
       rate,
       nodes,
       kvstore,
-      requests: { backends: backends.requests, cluster: cluster.requests },
+      requests: { backends: backends.requests, cluster: cluster.requests, partition: cut.requests },
     },
     ['clustermesh', 'reference'],
   );

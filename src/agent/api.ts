@@ -11,6 +11,9 @@ import {
   type HttpReply,
   type RunningHttpServer,
 } from '../lib/http-server.js';
+import type { HealthStatus } from '../health/prober.js';
+import { errorMessage, isClusterMeshError } from '../lib/errors.js';
+import type { RemoteResource, RemoteResourceView } from './remote-cluster.js';
 import type { AgentViews } from './views.js';
 
 /** Everything the agent's API serves; the CLI views read it (`-H URL`). */
@@ -28,6 +31,29 @@ export interface AgentApiSources {
   nodeIP?: (() => string | undefined) | undefined;
   /** The datapath's backend health; without a datapath every backend is healthy. */
   readonly backendHealth?: ((address: string) => 'healthy' | 'unhealthy') | undefined;
+  /** `/v1/troubleshoot`: configuration and per-remote keys held, for `clustermesh troubleshoot`. */
+  troubleshoot?: (() => AgentTroubleshootInfo) | undefined;
+  /** `/v1/health`: node-to-node probe results; undefined when the agent does not probe. */
+  health?: (() => HealthStatus | undefined) | undefined;
+  /** `POST /v1/fault?action=A&…`: fault injection, only on agents of the local mesh. */
+  fault?: ((action: string, params: URLSearchParams) => Record<string, unknown>) | undefined;
+}
+
+/** `/v1/troubleshoot`. */
+export interface AgentTroubleshootInfo {
+  readonly cluster: { readonly name: string; readonly id: number };
+  readonly node: string;
+  readonly 'max-connected-clusters': number;
+  readonly 'policy-default-local-cluster': boolean;
+  /** The `--clustermesh-config` directory; null without one. */
+  readonly 'clustermesh-config': string | null;
+  readonly kvstore: 'etcd' | 'memory';
+  readonly remotes: Record<string, Record<RemoteResource, RemoteResourceView>>;
+  readonly ipcache: readonly { readonly cidr: string; readonly cluster: string }[];
+  readonly faults: {
+    readonly partitioned: readonly string[];
+    readonly 'dropping-events': readonly string[];
+  };
 }
 
 /**
@@ -35,7 +61,8 @@ export interface AgentApiSources {
  * (agent summary plus ClusterMesh), `/v1/nodes`, `/v1/identities`, `/v1/ipcache`,
  * `/v1/services`, `/v1/lb`, `/v1/flows?since=N&limit=N`, `/v1/endpoints`,
  * `/v1/endpoint?id=N` (with its computed policy), `/v1/policy`, `POST /v1/connect?src=IP&
- * dst=IP&dport=N[&sport=N][&proto=TCP|UDP]`, `/healthz`, `/metrics`.
+ * dst=IP&dport=N[&sport=N][&proto=TCP|UDP]`, `/v1/troubleshoot`, `/v1/health`,
+ * `POST /v1/fault?action=A` (local mesh only), `/healthz`, `/metrics`.
  */
 export function startAgentApi(addr: string, src: AgentApiSources): Promise<RunningHttpServer> {
   const health = (address: string): 'healthy' | 'unhealthy' =>
@@ -120,6 +147,17 @@ export function startAgentApi(addr: string, src: AgentApiSources): Promise<Runni
         policies: src.views.policy.engine.listPolicies(),
       }),
     '/v1/connect': (req, url) => connectRoute(src, req.method, url),
+    '/v1/troubleshoot': () =>
+      src.troubleshoot === undefined
+        ? json({ error: 'this agent does not serve troubleshooting data' }, 404)
+        : json(src.troubleshoot()),
+    '/v1/health': () => {
+      const h = src.health?.();
+      return h === undefined
+        ? json({ error: 'this agent runs no health endpoint (--health-addr)' }, 404)
+        : json(h);
+    },
+    '/v1/fault': (req, url) => faultRoute(src, req.method, url),
     '/v1/ipcache': () =>
       json(
         src.views.ipcache.list().map((e) => ({
@@ -153,6 +191,19 @@ function endpointRow(src: AgentApiSources, ep: LocalEndpoint): Record<string, un
     status: ep.state,
     policyEnforcement: { ingress, egress },
   };
+}
+
+function faultRoute(src: AgentApiSources, method: string | undefined, url: URL): HttpReply {
+  if (method !== 'POST') return json({ error: '/v1/fault takes POST' }, 405);
+  if (src.fault === undefined) {
+    return json({ error: 'fault injection is only available on agents of a local mesh' }, 404);
+  }
+  try {
+    return json(src.fault(url.searchParams.get('action') ?? '', url.searchParams));
+  } catch (err) {
+    const code = isClusterMeshError(err) ? err.code : 'ERR_INTERNAL';
+    return json({ error: { code, message: errorMessage(err) } }, 400);
+  }
 }
 
 function connectRoute(src: AgentApiSources, method: string | undefined, url: URL): HttpReply {

@@ -26,7 +26,11 @@ import { registerPolicyMetrics } from '../metrics/policy.js';
 import { ReservedIdentity } from '../policy/enforcer.js';
 import { remoteBackendFactory } from '../clustermesh/backend-factory.js';
 import type { RemoteClusterTiming } from '../clustermesh/remote-cluster.js';
-import { startAgentApi } from './api.js';
+import { hostCidr } from '../ipcache/ipcache.js';
+import { parseHostPort } from '../lib/http-server.js';
+import { HealthProber, startHealthEndpoint } from '../health/prober.js';
+import { startAgentApi, type AgentTroubleshootInfo } from './api.js';
+import { Partitions } from './faults.js';
 import { LocalClusterWatcher } from './local-cluster.js';
 import { PolicyWatcher } from './policy-watcher.js';
 import { AgentRemoteCluster } from './remote-cluster.js';
@@ -58,6 +62,12 @@ export interface AgentOptions {
    * kvstore is up, its flows served at `/v1/flows`, closed before the views stop.
    */
   readonly datapath?: ((views: AgentViews, log: Logger) => AgentDatapath) | undefined;
+  /**
+   * `host:port` of this node's health endpoint (Cilium: port 4240 of the node); when set,
+   * the agent also probes every node of the mesh there (`/v1/health`).
+   */
+  readonly healthAddr?: string | undefined;
+  readonly healthProbeIntervalMs?: number | undefined;
 }
 
 /** What the agent needs of a datapath: its flow log, and a way to stop it. */
@@ -67,6 +77,9 @@ export interface AgentDatapath {
   connect?(src: Addr, dst: Addr, proto: L4Proto): ConnectVerdict;
   /** The datapath's verdict on a backend (views show it next to the state). */
   backendHealth?(address: string): 'healthy' | 'unhealthy';
+  /** Fault injection: new connections and probes to these CIDRs are blackholed ([] heals). */
+  partition?(cidrs: readonly string[]): void;
+  blackholed?(ip: string): boolean;
   close(): void | Promise<void>;
 }
 
@@ -82,6 +95,9 @@ export class Agent {
   private api: RunningHttpServer | undefined;
   private datapath: AgentDatapath | undefined;
   private readonly remotes = new Map<string, AgentRemoteCluster>();
+  private readonly partitions = new Partitions();
+  private healthEndpoint: RunningHttpServer | undefined;
+  private prober: HealthProber | undefined;
   private refreshMetrics: () => void = () => undefined;
 
   constructor(private readonly opts: AgentOptions) {
@@ -218,11 +234,13 @@ export class Agent {
             return logic;
           },
           onClusterRemoved: (name) => this.remotes.delete(name),
-          backendFactory: remoteBackendFactory({
-            listLimit: o.kvstore.listLimit,
-            qps: o.kvstore.qps,
-            maxInflight: o.kvstore.maxInflight,
-          }),
+          backendFactory: this.partitions.wrap(
+            remoteBackendFactory({
+              listLimit: o.kvstore.listLimit,
+              qps: o.kvstore.qps,
+              maxInflight: o.kvstore.maxInflight,
+            }),
+          ),
           numGlobalServices: () => this.views.services.numGlobalServices,
           metrics: meshMetrics,
           timing: o.timing,
@@ -236,6 +254,31 @@ export class Agent {
       },
       stop: async () => {
         await this.mesh?.stop();
+      },
+    });
+    this.lifecycle.append({
+      name: 'health',
+      start: async () => {
+        if (o.healthAddr === undefined) return;
+        const { host, port } = parseHostPort(o.healthAddr, '--health-addr');
+        this.healthEndpoint = await startHealthEndpoint(o.healthAddr);
+        this.prober = new HealthProber({
+          self: { cluster: o.clusterName, name: o.nodeName, ip: host },
+          peers: () =>
+            this.views.nodes.list().flatMap((n) => {
+              const ip = n.IPAddresses.find((a) => a.Type === 'InternalIP')?.IP;
+              return ip === undefined ? [] : [{ cluster: n.Cluster, name: n.Name, ip }];
+            }),
+          port,
+          intervalMs: o.healthProbeIntervalMs,
+          unreachable: (ip) => this.datapath?.blackholed?.(ip) ?? false,
+          log: this.log,
+        });
+        this.prober.start();
+      },
+      stop: async () => {
+        this.prober?.close();
+        await this.healthEndpoint?.close();
       },
     });
     this.lifecycle.append({
@@ -258,12 +301,105 @@ export class Agent {
           connect: this.datapath?.connect?.bind(this.datapath),
           nodeIP: () => this.ownNodeIP(),
           backendHealth: this.datapath?.backendHealth?.bind(this.datapath),
+          troubleshoot: () => this.troubleshootInfo(),
+          health: () => this.prober?.status(),
+          // Only agents of the local mesh (those with a userspace datapath) take faults.
+          fault:
+            this.datapath === undefined
+              ? undefined
+              : (action, params) => this.fault(action, params),
         });
       },
       stop: async () => {
         await this.api?.close();
       },
     });
+  }
+
+  /** What `clustermesh troubleshoot` needs of this agent beyond its status (`/v1/troubleshoot`). */
+  troubleshootInfo(): AgentTroubleshootInfo {
+    const o = this.opts;
+    const remotes: AgentTroubleshootInfo['remotes'] = {};
+    for (const [name, logic] of this.remotes) remotes[name] = logic.resources();
+    return {
+      cluster: { name: o.clusterName, id: o.clusterId },
+      node: o.nodeName,
+      'max-connected-clusters': o.maxConnectedClusters,
+      'policy-default-local-cluster': o.policyDefaultLocalCluster ?? true,
+      'clustermesh-config': o.clustermeshConfig ?? null,
+      kvstore: o.kvstore.kind,
+      remotes,
+      ipcache: this.views.ipcache.list().map((e) => ({ cidr: e.cidr, cluster: e.cluster })),
+      faults: {
+        partitioned: this.partitions.list(),
+        'dropping-events': [...this.remotes].filter(([, r]) => r.dropEvents).map(([n]) => n),
+      },
+    };
+  }
+
+  /**
+   * Fault injection (local mesh): `drop-events` / `resume-events` for `remote`: watch events
+   * from it are lost, so the view diverges; `forget-ip` of `ip`: one ipcache entry is
+   * removed behind the watchers' back; `partition` / `heal` of `remote`: its kvstore calls
+   * and events are held and the datapath blackholes new connections to its nodes and pods.
+   */
+  private fault(action: string, params: URLSearchParams): Record<string, unknown> {
+    this.log.warn({ action, params: Object.fromEntries(params) }, 'Injecting fault on request');
+    const remoteOf = (): string => {
+      const remote = params.get('remote') ?? '';
+      if (!this.remotes.has(remote)) {
+        throw new ClusterMeshError(
+          ErrorCode.InvalidArgument,
+          `fault ${action}: remote ${JSON.stringify(remote.slice(0, 80))} is not a remote cluster of this agent (remotes: ${[...this.remotes.keys()].join(', ')})`,
+        );
+      }
+      return remote;
+    };
+    switch (action) {
+      case 'drop-events':
+      case 'resume-events': {
+        const r = this.remotes.get(remoteOf());
+        if (r !== undefined) r.dropEvents = action === 'drop-events';
+        return {};
+      }
+      case 'forget-ip': {
+        const ip = params.get('ip') ?? '';
+        const entry = this.views.ipcache.lookup(ip.includes('/') ? ip : hostCidr(ip));
+        if (entry === undefined) {
+          throw new ClusterMeshError(
+            ErrorCode.KeyNotFound,
+            `fault forget-ip: ${JSON.stringify(ip.slice(0, 80))} is not in this agent's ipcache`,
+          );
+        }
+        this.views.ipcache.delete(entry.source, entry.cluster, entry.cidr);
+        return { forgotten: entry.cidr };
+      }
+      case 'partition':
+      case 'heal': {
+        const remote = remoteOf();
+        if (action === 'partition') this.partitions.partition(remote);
+        else this.partitions.heal(remote);
+        const cidrs = this.partitionedCidrs();
+        this.datapath?.partition?.(cidrs);
+        return { partitioned: this.partitions.list(), cidrs };
+      }
+      default:
+        throw new ClusterMeshError(
+          ErrorCode.InvalidArgument,
+          `fault: action must be one of drop-events, resume-events, forget-ip, partition, heal; got ${JSON.stringify(action.slice(0, 80))}`,
+        );
+    }
+  }
+
+  /** Node addresses and pod CIDRs of every partitioned remote cluster, as its nodes say. */
+  private partitionedCidrs(): string[] {
+    const out: string[] = [];
+    for (const n of this.views.nodes.list()) {
+      if (!this.partitions.isPartitioned(n.Cluster)) continue;
+      for (const a of n.IPAddresses) out.push(hostCidr(a.IP));
+      if (n.IPv4AllocCIDR !== null) out.push(n.IPv4AllocCIDR);
+    }
+    return out.sort();
   }
 
   /** This node's address, from its own CiliumNode (undefined until it is known). */

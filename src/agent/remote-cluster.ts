@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Backend } from '../kvstore/backend.js';
+import type { Backend, ListAndWatchOptions, WatchEvent } from '../kvstore/backend.js';
 import {
   decodeClusterService,
   decodeIdentity,
@@ -27,11 +27,34 @@ import type { RemoteClusterLogic } from '../clustermesh/remote-cluster.js';
 import type { RemoteLogicStatus } from '../clustermesh/status.js';
 import { hostCidr, type IPCacheEntry } from '../ipcache/ipcache.js';
 import type { KvstoreMetrics } from '../metrics/kvstore.js';
+import { withListAndWatch } from './faults.js';
 import type { AgentViews } from './views.js';
 
 export interface RemoteCounts extends RemoteLogicStatus {
   /** Entries rejected by the validators (anti-spoofing, malformed). */
   readonly rejected: number;
+}
+
+export type RemoteResource = 'nodes' | 'endpoints' | 'identities' | 'services';
+export const REMOTE_RESOURCES: readonly RemoteResource[] = [
+  'nodes',
+  'endpoints',
+  'identities',
+  'services',
+];
+
+/**
+ * What the agent holds of one remote resource, for troubleshooting: the watched prefix,
+ * the full kvstore keys of its entries, and how long its last initial listing took.
+ */
+export interface RemoteResourceView {
+  readonly prefix: string;
+  readonly keys: readonly string[];
+  readonly synced: boolean;
+  /** From the start of the connection's watches until this resource's listing ended. */
+  readonly syncDurationMs?: number | undefined;
+  /** When that listing ended (RFC 3339). */
+  readonly syncedAt?: string | undefined;
 }
 
 /** Counts rejected entries per remote cluster and kind (a metric and the status). */
@@ -53,6 +76,14 @@ export class AgentRemoteCluster implements RemoteClusterLogic {
   private readonly services: WatchStore<ClusterService>;
   private clusterId = 0;
   private readonly hostIPs = new Map<string, string>();
+  private readonly prefixes = new Map<RemoteResource, string>();
+  private runStartedAt = 0;
+  private readonly syncedAt = new Map<RemoteResource, number>();
+  /**
+   * Fault injection (local mesh): watch events are dropped while set, as a lost event
+   * would be, so the agent's view diverges from the remote until the next listing.
+   */
+  dropEvents = false;
 
   constructor(
     private readonly name: string,
@@ -157,7 +188,10 @@ export class AgentRemoteCluster implements RemoteClusterLogic {
     const watch = this.metrics?.watchStore(`cilium/state/${resource}/v1`, this.name);
     return {
       invalid: () => this.onReject?.(this.name, kind),
-      synced: (s) => watch?.synced?.(s),
+      synced: (s) => {
+        if (s) this.syncedAt.set(kind, Date.now());
+        watch?.synced?.(s);
+      },
     };
   }
 
@@ -190,6 +224,13 @@ export class AgentRemoteCluster implements RemoteClusterLogic {
     this.clusterId = config.id;
     const cached = config.capabilities.cached;
     const layout = remoteClusterLayout(this.name, cached);
+    this.runStartedAt = Date.now();
+    this.syncedAt.clear();
+    this.prefixes.set('nodes', layout.nodes.watchPrefix);
+    this.prefixes.set('services', layout.services.watchPrefix);
+    this.prefixes.set('endpoints', layout.ip.watchPrefix);
+    this.prefixes.set('identities', `${layout.identities.watchPrefix}/id`);
+    const watched = this.droppable(backend);
     const mgr = newWatchStoreManager(
       backend,
       this.name,
@@ -199,7 +240,7 @@ export class AgentRemoteCluster implements RemoteClusterLogic {
     const watch =
       <T>(store: WatchStore<T>, prefix: string) =>
       (s: AbortSignal): Promise<void> =>
-        store.watch(backend, prefix, s);
+        store.watch(watched, prefix, s);
     mgr.register(layout.nodes.syncedKey, watch(this.nodes, layout.nodes.watchPrefix));
     mgr.register(layout.services.syncedKey, watch(this.services, layout.services.watchPrefix));
     mgr.register(layout.ip.syncedKey, watch(this.endpoints, layout.ip.watchPrefix));
@@ -210,6 +251,46 @@ export class AgentRemoteCluster implements RemoteClusterLogic {
     );
     ready();
     await mgr.run(signal);
+  }
+
+  /** The backend the watches use: the same one, its events dropped while `dropEvents` is set. */
+  private droppable(backend: Backend): Backend {
+    const listAndWatch = backend.listAndWatch.bind(backend);
+    const dropping = (): boolean => this.dropEvents;
+    async function* filter(events: AsyncIterable<WatchEvent>): AsyncGenerator<WatchEvent> {
+      for await (const ev of events) {
+        if (ev.kind !== 'listDone' && dropping()) continue;
+        yield ev;
+      }
+    }
+    return withListAndWatch(backend, (prefix, signal, opts?: ListAndWatchOptions) =>
+      filter(listAndWatch(prefix, signal, opts)),
+    );
+  }
+
+  /** Per resource: the keys held (full kvstore keys), sync state and initial-sync duration. */
+  resources(): Record<RemoteResource, RemoteResourceView> {
+    const stores: Record<RemoteResource, WatchStore<unknown>> = {
+      nodes: this.nodes,
+      endpoints: this.endpoints,
+      identities: this.identities,
+      services: this.services,
+    };
+    const out = {} as Record<RemoteResource, RemoteResourceView>;
+    for (const r of REMOTE_RESOURCES) {
+      const prefix = this.prefixes.get(r) ?? '';
+      const store = stores[r];
+      const at = this.syncedAt.get(r);
+      out[r] = {
+        prefix,
+        keys: [...store.values()].map(([name]) => `${prefix}/${name}`).sort(),
+        synced: store.synced,
+        ...(at === undefined
+          ? {}
+          : { syncDurationMs: at - this.runStartedAt, syncedAt: new Date(at).toISOString() }),
+      };
+    }
+    return out;
   }
 
   /** Forgets everything learnt from this cluster (config removed or cluster ID changed). */

@@ -18,6 +18,8 @@ import { registerObserveCommands } from './observe.js';
 import { registerPolicyCommands } from './policy.js';
 import { registerViewCommands } from './views.js';
 import { registerRegistryCommands } from './registry.js';
+import { registerHealthCommands } from './health.js';
+import { registerTroubleshootCommands } from './troubleshoot.js';
 
 /**
  * Command groups in help order. Adding one is a single entry here: a `CommandGroup` function
@@ -34,6 +36,8 @@ const COMMAND_GROUPS: readonly CommandGroup[] = [
   registerMeshCommands,
   registerObserveCommands,
   registerPolicyCommands,
+  registerTroubleshootCommands,
+  registerHealthCommands,
 ];
 
 export const processIo: CliIo = {

@@ -24,6 +24,7 @@ import {
   type BackendHealthOptions,
 } from './health.js';
 import { LoadBalancerMap, type LbFrontend } from './lb-map.js';
+import { Blackholes } from './partition.js';
 
 /** Drop reason of a connection attempt to a backend that failed and was retried elsewhere. */
 export const BACKEND_UNHEALTHY = 'BACKEND_UNHEALTHY';
@@ -85,6 +86,8 @@ export class NodeDatapath {
   readonly flows: FlowLog;
   readonly log: Logger;
   readonly health: BackendHealth | undefined;
+  /** Partition fault injection: addresses new connections from this node cannot reach. */
+  readonly blackholes = new Blackholes();
   private readonly ipcache: IPCache;
   private readonly identities: IdentityCache | undefined;
   private readonly policy: DatapathPolicy | undefined;
@@ -103,6 +106,7 @@ export class NodeDatapath {
       opts.health === false
         ? undefined
         : new BackendHealth({ ...opts.health, sourceIP: opts.node.ip, log: this.log });
+    if (this.health !== undefined) this.health.blackholes = this.blackholes;
     this.lb = new LoadBalancerMap(opts.services, this.log, {}, this.health);
     this.flows = new FlowLog(opts.flowCapacity);
     this.policy = opts.policy;
@@ -128,6 +132,17 @@ export class NodeDatapath {
     const ips = n.IPAddresses.map((a) => a.IP);
     this.nodeAddrs.set(key, ips);
     for (const ip of ips) this.nodeIPs.set(ip, (this.nodeIPs.get(ip) ?? 0) + 1);
+  }
+
+  /** Whether new connections from this node to `ip` go unanswered (partition fault). */
+  blackholed(ip: string): boolean {
+    return this.blackholes.has(ip);
+  }
+
+  /** Fault injection: blackholes new connections to `cidrs` ([] heals). */
+  partition(cidrs: readonly string[]): void {
+    this.blackholes.set(cidrs);
+    this.log.warn({ cidrs }, cidrs.length === 0 ? 'Partition healed' : 'Partition injected');
   }
 
   // ---- policy ----

@@ -15,6 +15,7 @@
  */
 import { connect } from 'node:net';
 import type { Logger } from 'pino';
+import { unansweredSocket, type Blackholes } from './partition.js';
 
 export interface BackendHealthOptions {
   /** Active probe period; 0 disables probing (passive ejection only). */
@@ -99,6 +100,8 @@ function bump(map: Map<string, number>, key: string, by: number): void {
 export class BackendHealth {
   private readonly entries = new Map<string, Entry>();
   private readonly listeners = new Set<HealthListener>();
+  /** Partition fault injection: probes toward these addresses go unanswered. */
+  blackholes: Blackholes | undefined;
   private readonly probeIntervalMs: number;
   private readonly probeTimeoutMs: number;
   private readonly probeFailureThreshold: number;
@@ -229,7 +232,9 @@ export class BackendHealth {
     const { ip, port } = e.target;
     const key = `${this.opts.sourceIP ?? '127.0.0.1'}>${ip}:${port}`;
     bump(inflightProbes, key, 1);
-    const sock = connect({ host: ip, port, localAddress: this.opts.sourceIP });
+    const sock = this.blackholes?.has(ip)
+      ? unansweredSocket()
+      : connect({ host: ip, port, localAddress: this.opts.sourceIP });
     let connectedKey: string | undefined;
     let settled = false;
     const finish = (ok: boolean, code: string): void => {

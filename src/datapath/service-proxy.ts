@@ -11,6 +11,7 @@ import type { PolicyDecision } from '../policy/enforcer.js';
 import type { TableBackend } from '../service/table.js';
 import { BACKEND_UNHEALTHY, type Addr, type NodeDatapath } from './datapath.js';
 import type { LbFrontend, LoadBalancerMap } from './lb-map.js';
+import { unansweredSocket } from './partition.js';
 
 export interface ServiceProxyOptions {
   readonly cluster: string;
@@ -402,14 +403,16 @@ export class ServiceProxy {
   ): void {
     const { client } = conn;
     if (client.destroyed) return;
-    const upstream = connect({
-      host: backend.ip,
-      port: backend.port,
-      localAddress: mode === 'none' ? undefined : src.ip,
-      localPort: mode === 'tuple' ? src.port : undefined,
-      allowHalfOpen: true,
-      noDelay: true,
-    });
+    const upstream = dp.blackholes.has(backend.ip)
+      ? unansweredSocket()
+      : connect({
+          host: backend.ip,
+          port: backend.port,
+          localAddress: mode === 'none' ? undefined : src.ip,
+          localPort: mode === 'tuple' ? src.port : undefined,
+          allowHalfOpen: true,
+          noDelay: true,
+        });
     conn.upstream = upstream;
     this.track(upstream);
     upstream.setTimeout(this.connectTimeoutMs, () => {

@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import { Agent } from '../agent/module.js';
 import type { AgentViews } from '../agent/views.js';
 import { Apiserver } from '../apiserver/module.js';
+import { HEALTH_PORT } from '../health/prober.js';
 import { NodeDatapath, type NodeDatapathOptions } from '../datapath/datapath.js';
 import type { RemoteClusterTiming } from '../clustermesh/remote-cluster.js';
 import { ServiceProxy } from '../datapath/service-proxy.js';
@@ -559,6 +560,7 @@ export class LocalMesh {
         nodeName: node.name,
         clustermeshConfig: c.configDir,
         apiAddr: `${node.ip}:${port}`,
+        healthAddr: `${node.ip}:${HEALTH_PORT}`,
         policyDefaultLocalCluster: this.opts.policyDefaultLocalCluster,
         timing: this.opts.remoteTiming,
         datapath: (views, log) => {

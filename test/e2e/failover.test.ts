@@ -1,8 +1,9 @@
 /**
  * Health-aware failover on `clustermesh up --clusters 2 --example rebel-base` (memory
  * kvstore): x-wing in cluster1 keeps sending requests to the global Service rebel-base
- * while cluster2's backends die abruptly (their sockets close, nothing tells the control
- * plane), then while all of cluster2 dies. Requests stop failing within about a second,
+ * while cluster1 and cluster2 are partitioned (control plane and datapath, through the
+ * agents' fault API) and healed, then while cluster2's backends die abruptly (their
+ * sockets close, nothing tells the control plane), then while all of cluster2 dies. Requests stop failing within about a second,
  * the views show the dead backends unhealthy, and cluster2 shows not ready within 5 s.
  * Stalls of a real etcd are covered in test/integration/etcd-faults.test.ts. `up` binds
  * fixed addresses, shared with up.test.ts: the two files take turns (test/support/up-lock.ts).
@@ -57,7 +58,11 @@ function request(host: string, from: string): Promise<{ ok: boolean; cluster: st
 }
 
 /** `rate` requests/s on new connections until stopped. */
-function load(host: string, from: string, rate: number): { stop(): Promise<Sample[]> } {
+function load(
+  host: string,
+  from: string,
+  rate: number,
+): { stop(): Promise<Sample[]>; peek(): Promise<Sample[]> } {
   const samples: Sample[] = [];
   const inflight = new Set<Promise<void>>();
   const t0 = performance.now();
@@ -79,6 +84,7 @@ function load(host: string, from: string, rate: number): { stop(): Promise<Sampl
       await Promise.all([...inflight]);
       return samples;
     },
+    peek: () => Promise.resolve([...samples]),
   };
 }
 
@@ -87,6 +93,14 @@ interface ServiceJson {
   readonly frontend: string;
   readonly backends: readonly { address: string; cluster: string; health?: string }[];
 }
+
+// Taken outside the suite: waiting for another file's mesh must not eat the suite's timeout.
+before(async () => {
+  await acquireUpLock(1_800_000);
+});
+after(async () => {
+  await releaseUpLock();
+});
 
 describe('failover on clustermesh up (memory)', { timeout: 240_000 }, () => {
   let dir: string;
@@ -113,7 +127,6 @@ describe('failover on clustermesh up (memory)', { timeout: 240_000 }, () => {
   };
 
   before(async () => {
-    await acquireUpLock();
     dir = await mkdtemp(join(tmpdir(), 'cm-failover-'));
     child = spawn(
       BIN,
@@ -160,7 +173,87 @@ describe('failover on clustermesh up (memory)', { timeout: 240_000 }, () => {
       if (running()) child?.kill('SIGKILL');
     }
     await rm(dir, { recursive: true, force: true });
-    await releaseUpLock();
+  });
+
+  it('a partition between cluster1 and cluster2 (control plane and datapath): new connections avoid cluster2 within ~1 s and come back after healing', async () => {
+    const agentFault = async (api: string, action: string, remote: string): Promise<void> => {
+      const res = await fetch(`${api}/v1/fault?action=${action}&remote=${remote}`, {
+        method: 'POST',
+      });
+      assert.equal(res.status, 200, await res.text());
+    };
+    const both = async (action: 'partition' | 'heal'): Promise<void> => {
+      for (const c of state.clusters) {
+        const other = c.name === 'cluster1' ? 'cluster2' : 'cluster1';
+        for (const a of c.agents) await agentFault(a.api, action, other);
+      }
+    };
+    const agentApi = state.clusters[0]?.agents[0]?.api ?? '';
+    const ready = async (): Promise<boolean | undefined> => {
+      const st = (await (await fetch(`${agentApi}/v1/clustermesh`)).json()) as {
+        clusters: { name: string; ready?: boolean }[];
+      };
+      return st.clusters.find((c) => c.name === 'cluster2')?.ready;
+    };
+    const l = load(clusterIP, xwing, 100);
+    await sleep(1_000);
+    const t = Date.now();
+    await both('partition');
+    let notReadyMs = -1;
+    while (Date.now() - t < 8_000) {
+      if ((await ready()) !== true) {
+        notReadyMs = Date.now() - t;
+        break;
+      }
+      await sleep(100);
+    }
+    await sleep(Math.max(0, t + 4_000 - Date.now()));
+    const healedAt = Date.now();
+    await both('heal');
+    // Back when cluster2's backends pass their probes and answer again.
+    let backMs = -1;
+    while (Date.now() - healedAt < 10_000) {
+      await sleep(200);
+      const recent = (await l.peek()).filter(
+        (s) => s.sentAt >= healedAt && s.cluster === 'cluster2',
+      );
+      if (recent.length > 0) {
+        backMs = (recent[0]?.sentAt ?? 0) - healedAt;
+        break;
+      }
+    }
+    const samples = await l.stop();
+    const before = samples.filter((s) => s.sentAt < t);
+    assert.ok(
+      before.every((s) => s.ok) && before.some((s) => s.cluster === 'cluster2'),
+      'both clusters answer before the partition',
+    );
+    const during = samples.filter((s) => s.sentAt >= t && s.sentAt < healedAt);
+    const lastFailure = Math.max(-1, ...during.filter((s) => !s.ok).map((s) => s.sentAt - t));
+    const late = during.filter((s) => s.sentAt >= t + 1_500);
+    assert.ok(late.length > 150, `${late.length} requests from 1.5 s into the partition`);
+    assert.deepEqual(
+      late.filter((s) => !s.ok || s.cluster !== 'cluster1').map((s) => [s.sentAt - t, s.cluster]),
+      [],
+      `new connections avoid cluster2 from 1.5 s on (last failed request sent at +${lastFailure} ms)`,
+    );
+    assert.ok(notReadyMs >= 0 && notReadyMs <= 5_000, `cluster2 not ready after ${notReadyMs} ms`);
+    assert.ok(backMs >= 0 && backMs <= 5_000, `cluster2 answers again ${backMs} ms after healing`);
+    assert.deepEqual(
+      samples.filter((s) => s.sentAt >= healedAt + 2_000 && !s.ok).map((s) => s.sentAt - healedAt),
+      [],
+      'no failure once healed',
+    );
+    // Ready again, and every backend healthy, before the next case.
+    await eventually(async () => {
+      assert.equal(await ready(), true);
+      const services = JSON.parse(await cli(['service', 'list', '-o', 'json'])) as ServiceJson[];
+      const svc = services.find((x) => x.service === 'default/rebel-base');
+      assert.ok(
+        svc?.backends.every((b) => b.health === 'healthy'),
+        JSON.stringify(svc),
+      );
+    }, 20_000);
   });
 
   it("cluster2's backends die abruptly: requests stop failing within a second, views show them unhealthy", async () => {
