@@ -17,6 +17,7 @@ import {
   type BackendProbeFlags,
   type HealthCheckFlags,
 } from './daemons.js';
+import { registerMeshSetupCommands } from './meshsetup.js';
 
 /**
  * `clustermesh up` (a local mesh in the foreground) and `clustermesh exec` (run a
@@ -232,9 +233,12 @@ Example:
       },
     );
 
-  program
-    .command('mesh')
-    .description('show the running local mesh (its mesh.json)')
+  const mesh = program.command('mesh');
+  registerMeshSetupCommands(mesh, program, ctx);
+  mesh
+    .description(
+      'show the running local mesh (its mesh.json); enable, connect, disconnect, status: the seeds’ setup',
+    )
     .addOption(stateDirOption())
     .action(async (opts: { stateDir: string }, cmd: Command) => {
       const [{ readMeshState }, { formatMeshSummary }] = await Promise.all([
