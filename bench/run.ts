@@ -14,6 +14,7 @@ const benches: Record<string, () => Promise<{ main: (args: string[]) => Promise<
   failover: () => import('./failover.js'),
   mcsapi: () => import('./mcsapi.js'),
   'mcsapi-dns': () => import('./mcsapi-dns.js'),
+  tls: () => import('./tls.js'),
 };
 
 const [name, ...args] = process.argv.slice(2);
