@@ -13,7 +13,8 @@
  * 2. `up` 2 × 2 (etcd) ready: LocalMesh.start() in this process, TLS against `--insecure`.
  *    Goal: TLS ≤ 3 s.
  * 3. Propagation in a running `up` 2 × 2: an ipcache entry put into cluster2's etcd (as its
- *    admin) until cluster1-node1's ipcache has it. p99, TLS against `--insecure`. Goal ≤ 1.2×.
+ *    admin) until cluster1-node1's ipcache has it, `--changes` per mesh, so up-samples × changes
+ *    per mode, the modes alternating. p99, TLS against `--insecure`. Goal ≤ 1.2×.
  *
  * Parts 2 and 3 hold the `up` lock (fixed 127.c.x addresses).
  */
@@ -352,7 +353,7 @@ export async function main(args: string[]): Promise<void> {
     for (let i = 0; part !== 'boot' && i < upSamples; i++) {
       for (const mode of ['plain', 'tls'] as const) {
         console.error(`up 2 × 2 (${mode}), sample ${String(i + 1)}/${String(upSamples)} …`);
-        const r = await upOnce(mode === 'tls', i === 0 ? changes : 0);
+        const r = await upOnce(mode === 'tls', changes);
         ready[mode].push(r.readyMs);
         prop[mode].push(...r.propagation);
       }

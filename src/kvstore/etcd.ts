@@ -195,7 +195,7 @@ export class EtcdBackend extends SessionBackend implements Backend {
     if (/certificate|ssl|tls|handshake|alert/i.test(msg) && !transport.test(msg)) {
       return new ClusterMeshError(
         ErrorCode.KvstoreTls,
-        `etcd at ${where}: TLS handshake failed: ${tlsReason(msg)}${clientCertProblem(this.opts.tls)}`,
+        `etcd at ${where}: TLS handshake failed: ${tlsReason(msg)}${clientCertProblem(this.opts.tls, rejectedByServer(msg))}`,
         { cause: err },
       );
     }
@@ -655,7 +655,7 @@ async function cancelWatcher(w: Watcher): Promise<void> {
  * What is wrong with our own client certificate, when something is: a server's alert says
  * only "bad certificate", whatever the cause.
  */
-function clientCertProblem(tls: EtcdTls | undefined): string {
+function clientCertProblem(tls: EtcdTls | undefined, rejected: boolean): string {
   if (tls?.cert === undefined) return '';
   let cert: X509Certificate;
   try {
@@ -668,7 +668,8 @@ function clientCertProblem(tls: EtcdTls | undefined): string {
     return `; the client certificate expired on ${new Date(cert.validTo).toISOString().slice(0, 10)}`;
   }
   if (Date.parse(cert.validFrom) > now) return '; the client certificate is not valid yet';
-  if (tls.ca !== undefined) {
+  // Whom the client certificate was issued by matters only when the server refused it.
+  if (rejected && tls.ca !== undefined) {
     try {
       const ca = new X509Certificate(tls.ca);
       if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey)) {
@@ -683,6 +684,10 @@ function clientCertProblem(tls: EtcdTls | undefined): string {
 
 function oneLine(dn: string): string {
   return dn.replace(/\n/g, ', ');
+}
+
+function rejectedByServer(msg: string): boolean {
+  return /alert (bad certificate|certificate required|unknown ca|certificate unknown)/i.test(msg);
 }
 
 /**
