@@ -36,10 +36,10 @@ import type { Backend } from '../src/kvstore/backend.js';
 import { createBackend, resolveKvstoreConfig } from '../src/kvstore/config.js';
 import { sleep } from '../src/lib/abort.js';
 import { silentLogger } from '../src/lib/logger.js';
+import { kvstoreOptsOf, type MeshStateCluster } from '../src/localmesh/mesh-state.js';
 import { LocalMesh } from '../src/localmesh/up.js';
 import { MCS_API_VERSION } from '../src/mcsapi/types.js';
 import { Operator } from '../src/operator/module.js';
-import type { MeshStateCluster } from '../src/localmesh/mesh-state.js';
 import { resourcePrefix } from '../src/registry/codec.js';
 import { kindInfo } from '../src/registry/kinds.js';
 import { Registry } from '../src/registry/registry.js';
@@ -65,14 +65,17 @@ interface ClusterClient {
   readonly onExport: Set<(key: string) => void>;
 }
 
-async function clientOf(name: string, url: string, dns: string): Promise<ClusterClient> {
+async function clientOf(cluster: MeshStateCluster): Promise<ClusterClient> {
+  const { name, kvstore: url, dns } = cluster;
+  // TLS meshes name the admin's etcd config; plaintext ones the address.
+  const opts = kvstoreOptsOf(cluster);
   const memory = 'memory://';
   const backend = url.startsWith(memory)
     ? await createBackend(await resolveKvstoreConfig('memory', []), {
         log: silentLogger,
         memoryStoreName: url.slice(memory.length),
       })
-    : await createBackend(await resolveKvstoreConfig('etcd', [`etcd.address=${url}`]), {
+    : await createBackend(await resolveKvstoreConfig('etcd', opts), {
         log: silentLogger,
       });
   return {
@@ -456,7 +459,7 @@ export async function main(args: string[]): Promise<void> {
     const t0 = performance.now();
     const state = await mesh.start();
     const startMs = performance.now() - t0;
-    for (const c of state.clusters) clients.push(await clientOf(c.name, c.kvstore, c.dns));
+    for (const c of state.clusters) clients.push(await clientOf(c));
     const started = clients.map((c) => watch(c, watching.signal));
     watches.push(...started.map((w) => w.done));
     await Promise.all(started.map((w) => w.listed));

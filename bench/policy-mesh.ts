@@ -26,6 +26,7 @@ import type { Backend } from '../src/kvstore/backend.js';
 import { createBackend, resolveKvstoreConfig } from '../src/kvstore/config.js';
 import { sleep } from '../src/lib/abort.js';
 import { silentLogger } from '../src/lib/logger.js';
+import { kvstoreOptsOf, type MeshStateCluster } from '../src/localmesh/mesh-state.js';
 import { LocalMesh, type MeshAgentView } from '../src/localmesh/up.js';
 import { objectKey } from '../src/registry/codec.js';
 import { kindInfo } from '../src/registry/kinds.js';
@@ -91,14 +92,17 @@ async function waitFor(what: string, pred: () => boolean, timeoutMs = WAIT_MS): 
 }
 
 /** What `kubectl` would be to this cluster: a client of its kvstore, by mesh.json's URL. */
-async function clientOf(name: string, url: string): Promise<ClusterClient> {
+async function clientOf(cluster: MeshStateCluster): Promise<ClusterClient> {
+  const { name, kvstore: url } = cluster;
+  // TLS meshes name the admin's etcd config; plaintext ones the address.
+  const opts = kvstoreOptsOf(cluster);
   const memory = 'memory://';
   const backend = url.startsWith(memory)
     ? await createBackend(await resolveKvstoreConfig('memory', []), {
         log: silentLogger,
         memoryStoreName: url.slice(memory.length),
       })
-    : await createBackend(await resolveKvstoreConfig('etcd', [`etcd.address=${url}`]), {
+    : await createBackend(await resolveKvstoreConfig('etcd', opts), {
         log: silentLogger,
       });
   return { name, backend, registry: new Registry(backend, { log: silentLogger }) };
@@ -164,7 +168,7 @@ export async function runMeshBench(o: MeshBenchOptions): Promise<MeshBenchResult
     const t0 = performance.now();
     const state = await mesh.start();
     const startMs = performance.now() - t0;
-    for (const c of state.clusters) clients.push(await clientOf(c.name, c.kvstore));
+    for (const c of state.clusters) clients.push(await clientOf(c));
     const agents = mesh.agents();
     await Promise.all(
       clients.map((c) =>

@@ -17,6 +17,29 @@ const CLOSE_TIMEOUT_MS = 2_000;
 export interface OpenKvstoreOptions extends KvstoreCliOptions {
   /** Give up when the first round trip has not completed by then. */
   readonly connectTimeoutMs?: number | undefined;
+  /** A cluster of the running local mesh: its admin credentials come from the state dir. */
+  readonly cluster?: string | undefined;
+  readonly stateDir?: string | undefined;
+}
+
+/** `--kvstore-opt` values for `opts`: given ones, else those of the mesh cluster named. */
+async function kvstoreOpts(opts: OpenKvstoreOptions): Promise<readonly string[]> {
+  if (opts.cluster === undefined) return opts.kvstoreOpt ?? [];
+  if (opts.kvstoreOpt !== undefined) {
+    throw new ClusterMeshError(
+      ErrorCode.InvalidArgument,
+      '--cluster and --kvstore-opt exclude each other (--cluster takes the mesh credentials)',
+    );
+  }
+  const { readMeshState, clusterOf, kvstoreOptsOf } = await import('../localmesh/mesh-state.js');
+  const cluster = clusterOf(await readMeshState(opts.stateDir), opts.cluster);
+  if (cluster.kvstore.startsWith('memory://')) {
+    throw new ClusterMeshError(
+      ErrorCode.InvalidArgument,
+      `cluster ${cluster.name} keeps its kvstore in the up process (memory): start up with --kvstore etcd`,
+    );
+  }
+  return kvstoreOptsOf(cluster);
 }
 
 /**
@@ -27,7 +50,7 @@ export async function withKvstore<T>(
   opts: OpenKvstoreOptions,
   fn: (backend: Backend) => Promise<T>,
 ): Promise<T> {
-  const cfg = await resolveKvstoreConfig(opts.kvstore ?? 'etcd', opts.kvstoreOpt ?? []);
+  const cfg = await resolveKvstoreConfig(opts.kvstore ?? 'etcd', await kvstoreOpts(opts));
   const backend = await createBackend(cfg, { log: cliLogger() });
   try {
     await connect(backend, cfg, opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS);

@@ -6,6 +6,7 @@ import {
   formatStructured,
   globalOptions,
   parseDuration,
+  stateDirOption,
   usageError,
   type CliContext,
   type KvstoreCliOptions,
@@ -19,6 +20,8 @@ import type { OpenKvstoreOptions } from './kvstore-client.js';
 
 interface KvstoreCommandOptions extends KvstoreCliOptions {
   readonly timeout?: number | undefined;
+  readonly cluster?: string | undefined;
+  readonly stateDir: string;
   readonly recursive?: boolean | undefined;
 }
 
@@ -32,6 +35,8 @@ Connection:
   --kvstore-opt etcd.address=http://127.0.0.1:2379   plain etcd endpoint(s), comma separated
   --kvstore-opt etcd.config=FILE                     etcd client YAML (endpoints, trusted-ca-file,
                                                      cert-file, key-file), TLS included
+  --cluster NAME [--state-dir DIR]                   a cluster of the running local mesh, as
+                                                     its admin (credentials from the state dir)
   The first round trip must complete within --timeout (default 5s).`;
 
 export function registerKvstoreCommands(program: Command, ctx: CliContext): void {
@@ -115,14 +120,23 @@ ${CONNECTION_HELP}`,
 }
 
 function addCommonOptions(cmd: Command): Command {
-  return addKvstoreOptions(cmd).addOption(
-    new Option(
-      '--timeout <duration>',
-      'give up when the kvstore has not answered within this (e.g. 500ms, 5s; default: 5s)',
-    ).argParser(parseDuration),
-  );
+  return addKvstoreOptions(cmd)
+    .addOption(
+      new Option(
+        '--timeout <duration>',
+        'give up when the kvstore has not answered within this (e.g. 500ms, 5s; default: 5s)',
+      ).argParser(parseDuration),
+    )
+    .option('--cluster <name>', 'a cluster of the running local mesh (its etcd, as admin)')
+    .addOption(stateDirOption());
 }
 
 function connectOptions(opts: KvstoreCommandOptions): OpenKvstoreOptions {
-  return { kvstore: opts.kvstore, kvstoreOpt: opts.kvstoreOpt, connectTimeoutMs: opts.timeout };
+  return {
+    kvstore: opts.kvstore,
+    kvstoreOpt: opts.kvstoreOpt,
+    connectTimeoutMs: opts.timeout,
+    cluster: opts.cluster,
+    stateDir: opts.stateDir,
+  };
 }

@@ -17,6 +17,7 @@ import {
   type BackendProbeFlags,
   type HealthCheckFlags,
 } from './daemons.js';
+import { registerMeshSetupCommands } from './meshsetup.js';
 
 /**
  * `clustermesh up` (a local mesh in the foreground) and `clustermesh exec` (run a
@@ -32,6 +33,8 @@ interface UpFlags extends HealthCheckFlags, BackendProbeFlags {
   readonly stateDir: string;
   readonly dnsPort?: number | undefined;
   readonly policyDefaultLocalCluster: 'true' | 'false';
+  readonly insecure?: boolean | undefined;
+  readonly connect: boolean;
 }
 
 function positiveInt(value: string): number {
@@ -64,6 +67,14 @@ export function registerMeshCommands(program: Command, ctx: CliContext): void {
       ).choices(['etcd', 'memory']),
     )
     .option('--kvstoremesh', 'run KVStoreMesh in every cluster; agents read its cache')
+    .option(
+      '--insecure',
+      "plaintext etcd without users (default: TLS, client certificates, Cilium's etcd users)",
+    )
+    .option(
+      '--no-connect',
+      'start the clusters unmeshed (then: clustermesh mesh enable / connect / status --wait)',
+    )
     .addOption(
       new Option('--example <name>', 'apply an example from the seeds once the mesh is up').choices(
         ['rebel-base', 'rebel-base-mcsapi'],
@@ -81,7 +92,9 @@ export function registerMeshCommands(program: Command, ctx: CliContext): void {
       `
 Addresses (all on loopback): cluster c has nodes 127.c.0.n, pod CIDR 127.c.0.0/17 with
 127.c.n.0/24 per node, ClusterIPs from 127.c.128.0/17 and DNS at 127.c.128.10. Agent APIs
-listen on http://<node IP>:9876 (another port when taken). <state-dir>/mesh.json tells the
+listen on http://<node IP>:9876 (another port when taken). Each cluster's etcd listens on
+127.c.128.2:2379 with TLS (certificates, user configs and hostaliases.yaml in
+<state-dir>/<cluster>/etcd; see docs/tls.md). <state-dir>/mesh.json tells the
 CLI where everything runs; status and list commands ask its first agent unless --node says:
   clustermesh apply --cluster cluster1 -f app.yaml
   clustermesh exec cluster1/x-wing -- curl -s rebel-base
@@ -110,6 +123,8 @@ Stops everything it started on Ctrl-C (SIGINT) or SIGTERM.`,
         policyDefaultLocalCluster: flags.policyDefaultLocalCluster === 'true',
         backendHealth: backendHealthOptions(flags),
         remoteTiming: healthCheckTiming(flags),
+        tls: flags.insecure !== true,
+        connect: flags.connect,
         log,
       });
       const stopping = untilSignal();
@@ -221,9 +236,12 @@ Example:
       },
     );
 
-  program
-    .command('mesh')
-    .description('show the running local mesh (its mesh.json)')
+  const mesh = program.command('mesh');
+  registerMeshSetupCommands(mesh, program, ctx);
+  mesh
+    .description(
+      'show the running local mesh (its mesh.json); enable, connect, disconnect, status: the seeds’ setup',
+    )
     .addOption(stateDirOption())
     .action(async (opts: { stateDir: string }, cmd: Command) => {
       const [{ readMeshState }, { formatMeshSummary }] = await Promise.all([

@@ -48,6 +48,7 @@ export function remoteBackendFactory(inherit: InheritedKvstoreOptions = {}): Rem
     const cfg = await loadEtcdConfigFile(req.configPath);
     return new EtcdBackend({
       endpoints: cfg.endpoints,
+      hostAliases: cfg.hostAliases,
       tls: await etcdTls(cfg),
       callTimeoutMs: req.callTimeoutMs,
       listLimit: inherit.listLimit,

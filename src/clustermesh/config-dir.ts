@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { watch, type FSWatcher } from 'node:fs';
 import { readFile, readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import type { Logger } from 'pino';
 import { clusterNameProblem } from '../keyspace/index.js';
 import { errorMessage } from '../lib/errors.js';
@@ -194,6 +194,8 @@ export class ConfigDirWatcher {
     const found = new Map<string, { path: string; hash: string }>();
     const ignored = new Map<string, Ignored>();
     for (const name of names.sort()) {
+      // Secret-mount internals (`..data`, `..2024_…`) and writers' temp files: never a cluster.
+      if (name.startsWith('..')) continue;
       const path = join(this.opts.dir, name);
       const candidate = await readConfigCandidate(path);
       if (candidate.kind === 'other' || candidate.kind === 'gone') continue;
@@ -207,8 +209,11 @@ export class ConfigDirWatcher {
         ignored.set(name, { kind: 'unreadable', reason: candidate.reason });
         continue;
       }
-      const hash = createHash('sha256').update(candidate.content).digest('hex');
-      found.set(name, { path, hash });
+      const hash = createHash('sha256').update(candidate.content);
+      // Rotated certificates change the files a config names, not the config: they count
+      // as a change too, so the connection is re-established with them.
+      for (const file of await tlsFileContents(this.opts.dir, candidate.content)) hash.update(file);
+      found.set(name, { path, hash: hash.digest('hex') });
     }
     // stop() ran while this scan was reading files: the handler must hear nothing more.
     if (!this.isRunning()) return;
@@ -289,4 +294,17 @@ async function readConfigCandidate(path: string): Promise<Candidate> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'gone' };
     return { kind: 'unreadable', reason: `cannot read: ${errorMessage(err)}` };
   }
+}
+
+const TLS_FILE_KEY = /^(?:trusted-ca-file|cert-file|key-file):\s*['"]?([^'"\s#]+)/gm;
+
+/** The contents of the certificate and key files a config names (missing ones as empty). */
+async function tlsFileContents(dir: string, config: string): Promise<Buffer[]> {
+  const out: Buffer[] = [];
+  for (const m of config.matchAll(TLS_FILE_KEY)) {
+    const file = m[1] ?? '';
+    const path = isAbsolute(file) ? file : join(dir, file);
+    out.push(await readFile(path).catch(() => Buffer.alloc(0)));
+  }
+  return out;
 }

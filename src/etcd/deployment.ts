@@ -59,6 +59,12 @@ export interface StartEtcdOptions {
   extraArgs?: string[];
   /** Path to the etcd binary; defaults to /usr/bin/etcd, then `etcd` from PATH. */
   etcdBinary?: string;
+  /** Loopback address clients connect to (default 127.0.0.1). Single member only. */
+  clientHost?: string;
+  /** Client port (default: a free one). Single member only. */
+  clientPort?: number;
+  /** Name TLS clients (health probes) verify; default localhost. */
+  tlsServerName?: string;
 }
 
 export interface WriteClientConfigOptions {
@@ -308,6 +314,7 @@ async function createDeployment<T extends EtcdDeployment>(
     try {
       const tls = await resolveTls(opts, baseDir);
       const ports = await freePorts(layout.count * 2);
+      if (opts.clientPort !== undefined && layout.count === 1) ports[0] = opts.clientPort;
       const peerPort = (i: number): number => ports[i * 2 + 1] ?? 0;
       const spec: ClusterSpec = {
         binary,
@@ -321,6 +328,8 @@ async function createDeployment<T extends EtcdDeployment>(
         electionTimeoutMs: opts.electionTimeoutMs ?? layout.raftTiming.electionTimeoutMs,
         extraArgs: opts.extraArgs ?? [],
         ...tls,
+        clientHost: (layout.count === 1 ? opts.clientHost : undefined) ?? LOOPBACK,
+        tlsServerName: opts.tlsServerName ?? 'localhost',
         readyTimeoutMs: opts.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS,
       };
       const members = layout.names.map(

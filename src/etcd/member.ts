@@ -46,6 +46,10 @@ export interface ClusterSpec {
   extraArgs: readonly string[];
   serverTls: { caFile: string; certFile: string; keyFile: string } | undefined;
   clientTls: EtcdClientTls | undefined;
+  /** Address clients connect to (default 127.0.0.1). */
+  clientHost: string;
+  /** Name TLS clients verify (default localhost; the server certificate must cover it). */
+  tlsServerName: string;
   readyTimeoutMs: number;
 }
 
@@ -115,10 +119,11 @@ export class EtcdMember {
     this.dataDir = init.dataDir;
     this.logFile = init.logFile;
     this.#spec = init.spec;
+    const host = init.spec.clientHost;
     this.clientUrl =
       init.spec.serverTls === undefined
-        ? `http://${LOOPBACK}:${init.clientPort}`
-        : `https://${TLS_HOSTNAME}:${init.clientPort}`;
+        ? `http://${host}:${init.clientPort}`
+        : `https://${host === LOOPBACK ? TLS_HOSTNAME : host}:${init.clientPort}`;
     this.peerUrl = `http://${LOOPBACK}:${init.peerPort}`;
   }
 
@@ -236,7 +241,7 @@ export class EtcdMember {
     const args = [
       `--name=${this.name}`,
       `--data-dir=${this.dataDir}`,
-      `--listen-client-urls=${scheme}://${LOOPBACK}:${this.clientPort}`,
+      `--listen-client-urls=${scheme}://${spec.clientHost}:${this.clientPort}`,
       `--advertise-client-urls=${this.clientUrl}`,
       `--listen-peer-urls=${this.peerUrl}`,
       `--initial-advertise-peer-urls=${this.peerUrl}`,
@@ -307,7 +312,7 @@ export class EtcdMember {
     const tls = this.#spec.clientTls;
     return new Promise<boolean>((resolve, reject) => {
       const options = {
-        host: tls === undefined ? LOOPBACK : TLS_HOSTNAME,
+        host: this.#spec.clientHost,
         port: this.clientPort,
         path: '/health',
         agent: false as const,
@@ -322,7 +327,13 @@ export class EtcdMember {
         tls === undefined
           ? httpRequest(options, onResponse)
           : httpsRequest(
-              { ...options, ca: tls.ca, cert: tls.cert, key: tls.key, servername: TLS_HOSTNAME },
+              {
+                ...options,
+                ca: tls.ca,
+                cert: tls.cert,
+                key: tls.key,
+                servername: this.#spec.tlsServerName,
+              },
               onResponse,
             );
       req.once('timeout', () => req.destroy(new Error('health request timed out')));

@@ -6,6 +6,7 @@ import type { Logger } from 'pino';
 import { ClusterMeshError, ErrorCode, errorMessage } from '../lib/errors.js';
 import type { Backend } from './backend.js';
 import { EtcdBackend, type EtcdTls } from './etcd.js';
+import { aliasMap, readHostAliasesIn, type HostAliases } from './host-aliases.js';
 import { MemoryBackend } from './memory.js';
 import { MemoryStore } from './memory-store.js';
 
@@ -27,6 +28,8 @@ export interface EtcdClientConfig {
   readonly trustedCaFile?: string | undefined;
   readonly certFile?: string | undefined;
   readonly keyFile?: string | undefined;
+  /** Names the endpoints use and their IPs (host-aliases.ts); TLS still verifies the name. */
+  readonly hostAliases?: HostAliases | undefined;
 }
 
 export interface KvstoreConfig {
@@ -54,7 +57,7 @@ export async function loadEtcdConfigFile(path: string): Promise<EtcdClientConfig
         : `etcd config file ${path}: ${errorMessage(err)}`,
     );
   }
-  return parseEtcdConfig(text, path);
+  return withDirAliases(path, parseEtcdConfig(text, path));
 }
 
 export function parseEtcdConfig(text: string, path: string): EtcdClientConfig {
@@ -86,6 +89,24 @@ export function parseEtcdConfig(text: string, path: string): EtcdClientConfig {
     certFile: file(parsed.data['cert-file']),
     keyFile: file(parsed.data['key-file']),
   };
+}
+
+/**
+ * The config file at `path` with the host aliases of its directory (the seeds' hostAliases:
+ * `<cluster>.mesh.cilium.io` resolves through them, see host-aliases.ts).
+ */
+async function withDirAliases(path: string, cfg: EtcdClientConfig): Promise<EtcdClientConfig> {
+  const aliases = aliasMap(await readHostAliasesIn(dirname(path)));
+  return aliases.size === 0 ? cfg : { ...cfg, hostAliases: aliases };
+}
+
+/** The etcd client YAML for `cfg` (paths as given: absolute ones stay valid wherever it lands). */
+export function formatEtcdConfig(cfg: EtcdClientConfig): string {
+  const lines = ['endpoints:', ...cfg.endpoints.map((e) => `  - ${e}`)];
+  if (cfg.trustedCaFile !== undefined) lines.push(`trusted-ca-file: ${cfg.trustedCaFile}`);
+  if (cfg.certFile !== undefined) lines.push(`cert-file: ${cfg.certFile}`);
+  if (cfg.keyFile !== undefined) lines.push(`key-file: ${cfg.keyFile}`);
+  return `${lines.join('\n')}\n`;
 }
 
 function checkEndpoint(ep: string, where: string): void {
@@ -261,6 +282,7 @@ export async function createBackend(
   }
   return new EtcdBackend({
     endpoints: etcd.endpoints,
+    hostAliases: etcd.hostAliases,
     tls: await etcdTls(etcd),
     qps: cfg.bootstrapQps ?? cfg.qps,
     maxInflight: cfg.maxInflight,

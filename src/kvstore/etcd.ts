@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { channel } from 'node:diagnostics_channel';
 import { ExponentialBackoff, handleWhen, isBrokenCircuitError, noop, retry } from 'cockatiel';
 import {
@@ -30,6 +31,7 @@ import {
   type TxnOp,
   type WatchEvent,
 } from './backend.js';
+import { applyHostAliases, type HostAliases } from './host-aliases.js';
 import { listAndWatch, type RawEvent } from './list-and-watch.js';
 import { SessionBackend, type LeaseHandle } from './session.js';
 
@@ -42,6 +44,11 @@ export interface EtcdTls {
 export interface EtcdBackendOptions {
   readonly endpoints: readonly string[];
   readonly tls?: EtcdTls | undefined;
+  /**
+   * Hostname → IP for the endpoints (the seeds' hostAliases): the client connects to the IP
+   * and TLS verifies the hostname.
+   */
+  readonly hostAliases?: HostAliases | undefined;
   /** Operations per second (0 = unlimited) and cap on operations in flight. */
   readonly qps?: number | undefined;
   readonly maxInflight?: number | undefined;
@@ -87,8 +94,9 @@ export class EtcdBackend extends SessionBackend implements Backend {
     this.listLimit = opts.listLimit ?? DEFAULT_LIST_LIMIT;
     this.limiter = new RateLimiter(opts.qps ?? 0, opts.maxInflight ?? 0);
     const timeout = opts.callTimeoutMs ?? 15_000;
+    const dial = applyHostAliases(opts.endpoints, opts.hostAliases);
     const options: IOptions = {
-      hosts: [...opts.endpoints],
+      hosts: dial.endpoints,
       faultHandling: {
         host: () => noop,
         // cockatiel's maxAttempts counts retries: one attempt per endpoint in all, so a
@@ -107,6 +115,13 @@ export class EtcdBackend extends SessionBackend implements Backend {
         'grpc.initial_reconnect_backoff_ms': 200,
         'grpc.max_reconnect_backoff_ms': 2_000,
         'grpc.max_receive_message_length': 64 * 1024 * 1024,
+        // The endpoint's own name, not the aliased IP, is what the server certificate names.
+        ...(dial.serverName === undefined || opts.tls?.ca === undefined
+          ? {}
+          : {
+              'grpc.ssl_target_name_override': dial.serverName,
+              'grpc.default_authority': dial.serverName,
+            }),
       },
     };
     if (opts.tls?.ca !== undefined) {
@@ -180,7 +195,7 @@ export class EtcdBackend extends SessionBackend implements Backend {
     if (/certificate|ssl|tls|handshake|alert/i.test(msg) && !transport.test(msg)) {
       return new ClusterMeshError(
         ErrorCode.KvstoreTls,
-        `etcd at ${where}: TLS handshake failed: ${tlsReason(msg)}`,
+        `etcd at ${where}: TLS handshake failed: ${tlsReason(msg)}${clientCertProblem(this.opts.tls, rejectedByServer(msg))}`,
         { cause: err },
       );
     }
@@ -634,6 +649,45 @@ async function cancelWatcher(w: Watcher): Promise<void> {
     }),
   ]);
   clearTimeout(timer);
+}
+
+/**
+ * What is wrong with our own client certificate, when something is: a server's alert says
+ * only "bad certificate", whatever the cause.
+ */
+function clientCertProblem(tls: EtcdTls | undefined, rejected: boolean): string {
+  if (tls?.cert === undefined) return '';
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(tls.cert);
+  } catch {
+    return '; the client certificate (cert-file) is not a PEM certificate';
+  }
+  const now = Date.now();
+  if (Date.parse(cert.validTo) < now) {
+    return `; the client certificate expired on ${new Date(cert.validTo).toISOString().slice(0, 10)}`;
+  }
+  if (Date.parse(cert.validFrom) > now) return '; the client certificate is not valid yet';
+  // Whom the client certificate was issued by matters only when the server refused it.
+  if (rejected && tls.ca !== undefined) {
+    try {
+      const ca = new X509Certificate(tls.ca);
+      if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey)) {
+        return `; the client certificate (issuer ${oneLine(cert.issuer)}) is not signed by the CA in trusted-ca-file (${oneLine(ca.subject)})`;
+      }
+    } catch {
+      // An unreadable CA is reported by the handshake itself.
+    }
+  }
+  return '';
+}
+
+function oneLine(dn: string): string {
+  return dn.replace(/\n/g, ', ');
+}
+
+function rejectedByServer(msg: string): boolean {
+  return /alert (bad certificate|certificate required|unknown ca|certificate unknown)/i.test(msg);
 }
 
 /**

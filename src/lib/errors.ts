@@ -21,6 +21,10 @@ export const ErrorCode = {
   Timeout: 'ERR_TIMEOUT',
   /** The etcd binary `up` and the tests run is not installed (or not executable). */
   EtcdNotFound: 'ERR_ETCD_NOT_FOUND',
+  /** `mesh connect` on a cluster where `mesh enable` has not run (no remote users yet). */
+  ClustermeshNotEnabled: 'ERR_CLUSTERMESH_NOT_ENABLED',
+  /** `mesh status --wait` gave up: not every agent is connected to every remote in time. */
+  ClustermeshNotReady: 'ERR_CLUSTERMESH_NOT_READY',
   /** A node's agent API did not answer (exec asks it for the pod's egress verdict). */
   AgentUnreachable: 'ERR_AGENT_UNREACHABLE',
   /** A cluster's Kubernetes API server could not listen on its address (port in use). */

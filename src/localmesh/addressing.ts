@@ -6,6 +6,7 @@ import { ClusterMeshError, ErrorCode } from '../lib/errors.js';
  *   node n        127.c.0.n            (n = 1..MAX_NODES)
  *   pods of n     127.c.n.0/24         (inside the cluster pod CIDR 127.c.0.0/17)
  *   ClusterIPs    127.c.128.0/17
+ *   etcd          127.c.128.2          (the clustermesh-apiserver Service's ClusterIP)
  *   DNS           127.c.128.10
  */
 
@@ -27,6 +28,8 @@ export interface ClusterAddressing {
   readonly podCIDR: string;
   readonly serviceCIDR: string;
   readonly dnsIP: string;
+  /** Where the cluster's etcd listens: what `<cluster>.mesh.cilium.io` stands for. */
+  readonly etcdIP: string;
   readonly nodes: readonly NodeAddressing[];
 }
 
@@ -50,6 +53,7 @@ export function clusterAddressing(id: number, nodes: number): ClusterAddressing 
     podCIDR: `127.${id}.0.0/17`,
     serviceCIDR: `127.${id}.128.0/17`,
     dnsIP: `127.${id}.128.10`,
+    etcdIP: `127.${id}.128.2`,
     nodes: Array.from({ length: nodes }, (_, i) => ({
       name: `${name}-node${i + 1}`,
       ip: `127.${id}.0.${i + 1}`,

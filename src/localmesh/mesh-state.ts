@@ -25,8 +25,17 @@ const agentSchema = z.object({
 const clusterSchema = z.object({
   name: z.string().min(1),
   id: z.number().int().positive(),
-  /** etcd client URL, or `memory://<store>` (reachable through `control` only). */
+  /**
+   * etcd client URL (`https://<cluster>.mesh.cilium.io:<port>` with TLS), or
+   * `memory://<store>` (reachable through `control` only).
+   */
   kvstore: z.string().min(1),
+  /** With TLS: the admin's etcd client config (certificates, host alias beside it). */
+  kvstoreConfig: z.string().min(1).optional(),
+  /** With TLS: the directory of the cluster's CA, certificates and per-user configs. */
+  etcdDir: z.string().min(1).optional(),
+  /** The address `<cluster>.mesh.cilium.io` stands for. */
+  etcdIP: z.string().min(1).optional(),
   /** `ip:port` of the cluster's DNS server. */
   dns: z.string().min(1),
   podCIDR: z.string().min(1),
@@ -40,6 +49,10 @@ const stateSchema = z.object({
   startedAt: z.string(),
   kvstore: z.enum(['etcd', 'memory']),
   kvstoremesh: z.boolean(),
+  /** etcd with TLS, client certificates and users (absent in files of older versions: false). */
+  tls: z.boolean().optional(),
+  /** Whether `up` meshed the clusters (false with --no-connect). */
+  connected: z.boolean().optional(),
   /** `http://127.0.0.1:port` of the control API (registry access, pod lookups). */
   control: z.string().min(1),
   /** `<state-dir>/kubeconfig`: one kubectl context per cluster (`cluster1`, …). */
@@ -83,6 +96,16 @@ export async function readMeshState(dir: string = DEFAULT_STATE_DIR): Promise<Me
     throw new ClusterMeshError(ErrorCode.InvalidConfig, `${path}: invalid mesh state (${where})`);
   }
   return parsed.data;
+}
+
+/**
+ * `--kvstore-opt` values that reach `cluster`'s kvstore as its admin: the TLS config file when
+ * there is one, else the plain address.
+ */
+export function kvstoreOptsOf(cluster: MeshStateCluster): string[] {
+  return cluster.kvstoreConfig !== undefined
+    ? [`etcd.config=${cluster.kvstoreConfig}`]
+    : [`etcd.address=${cluster.kvstore}`];
 }
 
 /** The cluster named `name`, or a one-line error listing the mesh's clusters. */

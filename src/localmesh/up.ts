@@ -41,7 +41,9 @@ import { ClusterMeshError, ErrorCode } from '../lib/errors.js';
 import { Lifecycle } from '../lib/lifecycle.js';
 import { Operator } from '../operator/module.js';
 import { Registry } from '../registry/registry.js';
-import { findEtcdBinary, startEtcd, type EtcdServer } from '../etcd/index.js';
+import { findEtcdBinary, freePort, startEtcd, type EtcdServer } from '../etcd/index.js';
+import { writeRemoteConfig, type RemoteAccess } from '../clustermesh/remote-config.js';
+import { ETCD_PORT, startSecureEtcd, type EtcdAccess } from './secure-etcd.js';
 import { ClusterRuntime, type WorkloadConnection } from '../workloads/cluster-runtime.js';
 import {
   AGENT_API_PORT,
@@ -55,6 +57,7 @@ import {
 import { startControlApi, type ControlApi, type Fault } from './control-api.js';
 import { example, type ExampleName } from './example.js';
 import { readMeshState, stateFile, type MeshState } from './mesh-state.js';
+import { writeClusterRecord } from './cluster-record.js';
 
 export interface UpOptions {
   readonly clusters: number;
@@ -80,6 +83,16 @@ export interface UpOptions {
    * listening socket per frontend, more than the open-file limit allows).
    */
   readonly serviceProxy?: boolean | undefined;
+  /**
+   * etcd with TLS and users (default true): a CA and certificates per cluster, client
+   * certificate authentication, Cilium's etcdinit users and roles. false: plaintext, no auth.
+   */
+  readonly tls?: boolean | undefined;
+  /**
+   * Write every cluster into every other cluster's clustermesh config (default true).
+   * false: the clusters start unmeshed, for `clustermesh mesh enable` / `connect`.
+   */
+  readonly connect?: boolean | undefined;
 }
 
 /** One running agent as a benchmark observes it in-process. */
@@ -100,6 +113,10 @@ interface MeshCluster {
   readonly addr: ClusterAddressing;
   readonly configDir: string;
   readonly kvstoremeshDir: string;
+  /** The cluster's certificates, users' etcd configs and host aliases (TLS only). */
+  readonly etcdDir: string;
+  /** Client access by user; set once etcd runs with TLS. */
+  access?: EtcdAccess;
   kvstore?: KvstoreConfig;
   /** What mesh.json and the other clusters' config files name: an etcd URL or memory://. */
   kvstoreUrl?: string;
@@ -144,6 +161,7 @@ export class LocalMesh {
         addr,
         configDir: join(this.stateDir, addr.name, 'clustermesh'),
         kvstoremeshDir: join(this.stateDir, addr.name, 'kvstoremesh'),
+        etcdDir: join(this.stateDir, addr.name, 'etcd'),
         agents: [],
       };
     });
@@ -214,7 +232,7 @@ export class LocalMesh {
             nodes: c.addr.nodes,
             backend,
             serviceCIDR: c.addr.serviceCIDR,
-            reservedServiceIPs: [c.addr.dnsIP],
+            reservedServiceIPs: [c.addr.dnsIP, c.addr.etcdIP],
             systemEndpoints: [
               {
                 namespace: 'kube-system',
@@ -452,9 +470,27 @@ export class LocalMesh {
         c.kvstoreUrl = `memory://${this.memoryStoreOf(c) ?? c.addr.name}`;
         return;
       }
-      c.etcd = await startEtcd({ name: c.addr.name });
-      c.kvstoreUrl = c.etcd.clientUrl;
-      c.kvstore = await resolveKvstoreConfig('etcd', [`etcd.address=${c.etcd.clientUrl}`]);
+      const host = c.addr.etcdIP;
+      // Cilium's port when this address has it free (another mesh may hold it).
+      const port = (await portFree(host, ETCD_PORT)) ? ETCD_PORT : await freePort(host);
+      if (this.opts.tls === false) {
+        c.etcd = await startEtcd({ name: c.addr.name, clientHost: host, clientPort: port });
+        c.kvstoreUrl = c.etcd.clientUrl;
+        c.kvstore = await resolveKvstoreConfig('etcd', [`etcd.address=${c.etcd.clientUrl}`]);
+        return;
+      }
+      const access = await startSecureEtcd({
+        cluster: c.addr.name,
+        dir: c.etcdDir,
+        host,
+        port,
+        // Unmeshed clusters get their remote users from `clustermesh mesh enable`.
+        enable: this.opts.connect !== false,
+      });
+      c.etcd = access.etcd;
+      c.access = access;
+      c.kvstoreUrl = access.url;
+      c.kvstore = await resolveKvstoreConfig('etcd', [`etcd.config=${access.configs.admin}`]);
     });
   }
 
@@ -532,21 +568,39 @@ export class LocalMesh {
 
   /**
    * One file per remote cluster (named after it). With KVStoreMesh, KVStoreMesh dials the
-   * remotes and the agents' files name their own kvstore, where the cache lives.
+   * remotes and the agents' files name their own kvstore, where the cache lives. With TLS,
+   * the files are what `clustermesh mesh connect` writes (the remote's CA and `remote`
+   * certificate next to them, the name in hostaliases.yaml), and the agents reach their
+   * KVStoreMesh cache as `local-<cluster>`.
    */
   private async writeClustermeshConfig(): Promise<void> {
-    for (const c of this.clusters) {
+    if (this.opts.connect === false) return;
+    await this.eachCluster(async (c) => {
       for (const remote of this.clusters) {
         if (remote === c) continue;
-        const remoteUrl = remote.kvstoreUrl ?? '';
         if (this.opts.kvstoremesh === true) {
-          await writeFile(join(c.kvstoremeshDir, remote.addr.name), endpointsYaml(remoteUrl));
-          await writeFile(join(c.configDir, remote.addr.name), endpointsYaml(c.kvstoreUrl ?? ''));
+          await writeRemoteConfig(c.kvstoremeshDir, await this.accessOf(remote, 'remote'));
+          await writeRemoteConfig(c.configDir, {
+            ...(await this.accessOf(c, 'local')),
+            cluster: remote.addr.name,
+          });
         } else {
-          await writeFile(join(c.configDir, remote.addr.name), endpointsYaml(remoteUrl));
+          await writeRemoteConfig(c.configDir, await this.accessOf(remote, 'remote'));
         }
       }
-    }
+    });
+  }
+
+  /** How another party reaches cluster `c`'s kvstore as `user`. */
+  private async accessOf(c: MeshCluster, user: 'remote' | 'local'): Promise<RemoteAccess> {
+    const endpoint = c.kvstoreUrl ?? '';
+    if (c.access === undefined) return { cluster: c.addr.name, endpoint };
+    return {
+      cluster: c.addr.name,
+      endpoint,
+      aliasIp: c.addr.etcdIP,
+      tls: await c.access.credentials(user),
+    };
   }
 
   // ---- agents ----
@@ -624,7 +678,8 @@ export class LocalMesh {
   /** Every agent sees every remote cluster ready (a single cluster is ready at once). */
   private async waitMeshReady(timeoutMs: number, signal: AbortSignal): Promise<void> {
     const deadline = performance.now() + timeoutMs;
-    const remotes = this.clusters.length - 1;
+    // Unmeshed clusters (--no-connect) have no remote to wait for.
+    const remotes = this.opts.connect === false ? 0 : this.clusters.length - 1;
     for (;;) {
       const pending = this.clusters.flatMap((c) =>
         c.agents.filter((a) => {
@@ -651,7 +706,8 @@ export class LocalMesh {
     });
     // Ready when every cluster runs the example's pods and every agent balances its global
     // Service over every cluster's backends: a walkthrough started right after `up` then sees replies from every cluster.
-    const want = ex.backendsPerCluster * this.clusters.length;
+    // Unmeshed clusters (--no-connect) balance over their own backends only.
+    const want = ex.backendsPerCluster * (this.opts.connect === false ? 1 : this.clusters.length);
     const pods = ex.objects.reduce((n, obj) => {
       const spec = obj.spec as { replicas?: number } | undefined;
       return obj.kind === 'Deployment' ? n + (spec?.replicas ?? 1) : n;
@@ -683,12 +739,17 @@ export class LocalMesh {
       startedAt: new Date().toISOString(),
       kvstore: this.kind,
       kvstoremesh: this.opts.kvstoremesh === true,
+      tls: this.clusters.some((c) => c.access !== undefined),
+      connected: this.opts.connect !== false,
       control: this.control?.url ?? '',
       ...(this.kubeApis === undefined ? {} : { kubeconfig: this.kubeApis.kubeconfig }),
       clusters: this.clusters.map((c) => ({
         name: c.addr.name,
         id: c.addr.id,
         kvstore: c.kvstoreUrl ?? '',
+        ...(c.access === undefined
+          ? {}
+          : { kvstoreConfig: c.access.configs.admin, etcdDir: c.etcdDir, etcdIP: c.addr.etcdIP }),
         dns: c.dns?.address ?? '',
         podCIDR: c.addr.podCIDR,
         serviceCIDR: c.addr.serviceCIDR,
@@ -700,6 +761,20 @@ export class LocalMesh {
         })),
       })),
     };
+    for (const c of this.clusters) {
+      await writeClusterRecord(this.stateDir, {
+        version: 1,
+        name: c.addr.name,
+        id: c.addr.id,
+        kvstore: c.kvstoreUrl ?? '',
+        ...(c.access === undefined ? {} : { etcdIP: c.addr.etcdIP, etcdDir: c.etcdDir }),
+        tls: c.access !== undefined,
+        configDir: c.configDir,
+        ...(this.opts.kvstoremesh === true ? { kvstoremeshConfigDir: c.kvstoremeshDir } : {}),
+        agents: c.agents.map((a) => ({ node: a.node.name, api: a.agent.apiUrl ?? '' })),
+        enabled: this.opts.connect !== false,
+      });
+    }
     await writeFile(stateFile(this.stateDir), `${JSON.stringify(state, null, 2)}\n`);
     this.state = state;
   }
@@ -725,10 +800,6 @@ export class LocalMesh {
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed !== undefined) throw failed.reason;
   }
-}
-
-function endpointsYaml(url: string): string {
-  return `endpoints:\n  - ${url}\n`;
 }
 
 function etcdInstalled(): boolean {

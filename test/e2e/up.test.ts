@@ -321,13 +321,50 @@ function upScenario(kvstore: 'etcd' | 'memory', kvstoremesh = false): void {
       assert.equal(state.kvstoremesh, kvstoremesh);
       for (const c of state.clusters) {
         assert.match(c.dns, new RegExp(`^127\\.${c.id}\\.128\\.10:\\d+$`));
-        assert.match(c.kvstore, kvstore === 'etcd' ? /^http:\/\/127\./ : /^memory:\/\//);
+        // etcd: TLS by default, dialled by its mesh name (mapped in hostaliases.yaml).
+        assert.match(
+          c.kvstore,
+          kvstore === 'etcd' ? /^https:\/\/cluster\d\.mesh\.cilium\.io:\d+$/ : /^memory:\/\//,
+        );
       }
       // The summary follows mesh.json by a moment.
       await eventually(() => {
         assert.match(up.log, /cluster1-node1\s+127\.1\.0\.1\s+127\.1\.1\.0\/24/);
       }, 5_000);
     });
+
+    if (kvstore === 'etcd') {
+      it('etcd speaks TLS only; the CLI reads it as admin with the state dir’s credentials', async () => {
+        const c1 = state.clusters[0];
+        assert.ok(c1?.kvstoreConfig !== undefined, 'mesh.json names the admin etcd config');
+        assert.equal(state.tls, true);
+        const { stdout } = await cli(dir, [
+          '-o',
+          'json',
+          'kvstore',
+          'get',
+          '--cluster',
+          'cluster1',
+          'cilium/cluster-config/cluster1',
+        ]);
+        const got = JSON.parse(stdout) as { key: string; value: string };
+        assert.equal((JSON.parse(got.value) as { id: number }).id, 1);
+        // Plaintext to the same port is refused: TLS is not optional.
+        const plain = await cli(dir, [
+          'kvstore',
+          'get',
+          '--timeout',
+          '2s',
+          '--kvstore-opt',
+          `etcd.address=http://127.1.128.2:${new URL(c1.kvstore).port}`,
+          'cilium/cluster-config/cluster1',
+        ]).then(
+          () => 'succeeded',
+          (err: unknown) => String((err as { stderr?: string }).stderr),
+        );
+        assert.match(plain, /unreachable|TLS/, plain);
+      });
+    }
 
     it('status and node list without -H ask the agents of the running mesh', async () => {
       const { stdout } = await cli(dir, ['status']);

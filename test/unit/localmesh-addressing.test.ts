@@ -11,6 +11,7 @@ void describe('local mesh addressing', () => {
     assert.equal(a.podCIDR, '127.3.0.0/17');
     assert.equal(a.serviceCIDR, '127.3.128.0/17');
     assert.equal(a.dnsIP, '127.3.128.10');
+    assert.equal(a.etcdIP, '127.3.128.2', 'cluster3.mesh.cilium.io stands for it');
     assert.deepEqual(a.nodes, [
       { name: 'cluster3-node1', ip: '127.3.0.1', podCIDR: '127.3.1.0/24' },
       { name: 'cluster3-node2', ip: '127.3.0.2', podCIDR: '127.3.2.0/24' },

@@ -1,0 +1,240 @@
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ClusterMeshError, ErrorCode, errorMessage } from '../lib/errors.js';
+import {
+  createCA,
+  issueCert,
+  loadCA,
+  certificateInfo,
+  DEFAULT_VALIDITY_DAYS,
+  type CertificateAuthority,
+  type CertificateInfo,
+  type PemKeyPair,
+} from './x509.js';
+
+/**
+ * One cluster's certificates, as Cilium's certgen lays them out for the clustermesh-apiserver:
+ * a CA, the etcd server certificate (SANs `*.mesh.cilium.io`, `<cluster>.mesh.cilium.io`,
+ * `clustermesh-apiserver.kube-system.svc`, loopback and the cluster's addresses) and one
+ * client certificate per etcd user, whose common name is the user (etcd maps the CN of a
+ * verified client certificate to the user; the users have no password).
+ *
+ * On disk, in one directory: `ca.crt`, `ca.key`, `server.crt`, `server.key` and
+ * `<user>.crt`, `<user>.key` for each user. Keys are written 0600.
+ */
+
+/** The wildcard every clustermesh etcd server certificate covers. */
+export const MESH_DOMAIN = 'mesh.cilium.io';
+export const APISERVER_SERVICE_NAME = 'clustermesh-apiserver.kube-system.svc';
+
+/** `<cluster>.mesh.cilium.io`: the name agents dial a remote cluster's etcd by. */
+export function meshHostname(cluster: string): string {
+  return `${cluster}.${MESH_DOMAIN}`;
+}
+
+/** The etcd users of a cluster with a client certificate each (Cilium's etcdinit names). */
+export interface ClusterUsers {
+  /** Root role: the cluster's apiserver and KVStoreMesh. */
+  readonly admin: string;
+  /** Read-only on what another cluster reads; every remote cluster connects as it. */
+  readonly remote: string;
+  /** Read-only on the KVStoreMesh cache: the cluster's own agents. */
+  readonly local: string;
+  readonly externalworkload: string;
+}
+
+export function clusterUsers(cluster: string): ClusterUsers {
+  return {
+    admin: `admin-${cluster}`,
+    remote: 'remote',
+    local: `local-${cluster}`,
+    externalworkload: 'externalworkload',
+  };
+}
+
+export type UserRole = keyof ClusterUsers;
+export const USER_ROLES: readonly UserRole[] = ['admin', 'remote', 'local', 'externalworkload'];
+
+export interface CertPaths {
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
+export interface ClusterCertFiles {
+  readonly dir: string;
+  readonly caFile: string;
+  readonly caKeyFile: string;
+  readonly server: CertPaths;
+  readonly clients: Readonly<Record<UserRole, CertPaths>>;
+}
+
+export function clusterCertFiles(dir: string, cluster: string): ClusterCertFiles {
+  const users = clusterUsers(cluster);
+  const pair = (name: string): CertPaths => ({
+    certFile: join(dir, `${name}.crt`),
+    keyFile: join(dir, `${name}.key`),
+  });
+  return {
+    dir,
+    caFile: join(dir, 'ca.crt'),
+    caKeyFile: join(dir, 'ca.key'),
+    server: pair('server'),
+    clients: {
+      admin: pair(users.admin),
+      remote: pair(users.remote),
+      local: pair(users.local),
+      externalworkload: pair(users.externalworkload),
+    },
+  };
+}
+
+export interface ClusterCertOptions {
+  readonly cluster: string;
+  /** The cluster's addresses (the etcd server's IP among them): IP SANs of the server certificate. */
+  readonly addresses?: readonly string[] | undefined;
+  /** Extra DNS SANs of the server certificate. */
+  readonly dnsNames?: readonly string[] | undefined;
+  readonly validityDays?: number | undefined;
+  /** Which client certificates to issue (default: every user's). */
+  readonly roles?: readonly UserRole[] | undefined;
+  /** Issue the server certificate too (default true). */
+  readonly server?: boolean | undefined;
+}
+
+export function serverDnsNames(cluster: string, extra: readonly string[] = []): string[] {
+  return [
+    `*.${MESH_DOMAIN}`,
+    meshHostname(cluster),
+    APISERVER_SERVICE_NAME,
+    'localhost',
+    ...extra,
+  ].filter((n, i, all) => all.indexOf(n) === i);
+}
+
+function serverIps(addresses: readonly string[] = []): string[] {
+  return ['127.0.0.1', '::1', ...addresses].filter((a, i, all) => all.indexOf(a) === i);
+}
+
+/**
+ * Creates the CA and every certificate of a cluster in `dir` (created). Used by `up` and
+ * `mesh enable`; an existing CA in `dir` is kept (re-enabling must not invalidate the
+ * certificates already handed to other clusters).
+ */
+export async function writeClusterCerts(
+  dir: string,
+  opts: ClusterCertOptions,
+): Promise<ClusterCertFiles> {
+  const files = clusterCertFiles(dir, opts.cluster);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  let ca = await readCA(files).catch(() => undefined);
+  if (ca === undefined) {
+    ca = await createCA(`clustermesh-${opts.cluster}-ca`, { validityDays: opts.validityDays });
+    await writePem(files.caFile, ca.cert, false);
+    await writePem(files.caKeyFile, ca.key, true);
+  }
+  await issueLeaves(ca, files, opts);
+  return files;
+}
+
+/**
+ * Replaces the server certificate and the client certificates present with new ones from
+ * the same CA.
+ * Each file is replaced atomically (rename), so etcd (which reads its files on every
+ * handshake) and clients never read half a file; connections established before keep going.
+ */
+export async function rotateClusterCerts(
+  dir: string,
+  opts: ClusterCertOptions,
+): Promise<ClusterCertFiles> {
+  const files = clusterCertFiles(dir, opts.cluster);
+  let ca: CertificateAuthority;
+  try {
+    ca = await readCA(files);
+  } catch (err) {
+    throw new ClusterMeshError(
+      ErrorCode.ConfigNotFound,
+      `certs of ${opts.cluster}: no CA in ${dir} (${errorMessage(err)}); run "clustermesh mesh enable" first`,
+    );
+  }
+  const present: UserRole[] = [];
+  for (const role of USER_ROLES) {
+    if (await exists(files.clients[role].certFile)) present.push(role);
+  }
+  await issueLeaves(ca, files, { ...opts, roles: present, server: true });
+  return files;
+}
+
+async function exists(path: string): Promise<boolean> {
+  return readFile(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function issueLeaves(
+  ca: CertificateAuthority,
+  files: ClusterCertFiles,
+  opts: ClusterCertOptions,
+): Promise<void> {
+  const users = clusterUsers(opts.cluster);
+  const validityDays = opts.validityDays ?? DEFAULT_VALIDITY_DAYS;
+  const leaves: [CertPaths, PemKeyPair][] = [];
+  if (opts.server !== false) {
+    const server = await issueCert(ca, {
+      commonName: APISERVER_SERVICE_NAME,
+      serverAuth: true,
+      // etcd also dials itself with it (grpc-gateway) when serving TLS.
+      clientAuth: true,
+      dnsNames: serverDnsNames(opts.cluster, opts.dnsNames),
+      ipAddresses: serverIps(opts.addresses),
+      validityDays,
+    });
+    leaves.push([files.server, server]);
+  }
+  for (const role of opts.roles ?? USER_ROLES) {
+    const leaf = await issueCert(ca, { commonName: users[role], clientAuth: true, validityDays });
+    leaves.push([files.clients[role], leaf]);
+  }
+  for (const [paths, pem] of leaves) {
+    await writePem(paths.keyFile, pem.key, true);
+    await writePem(paths.certFile, pem.cert, false);
+  }
+}
+
+async function readCA(files: ClusterCertFiles): Promise<CertificateAuthority> {
+  const [cert, key] = await Promise.all([
+    readFile(files.caFile, 'utf8'),
+    readFile(files.caKeyFile, 'utf8'),
+  ]);
+  return loadCA({ cert, key });
+}
+
+/** Writes through a temp file and a rename; keys 0600, certificates 0644. */
+export async function writePem(path: string, pem: string, secret: boolean): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  await writeFile(tmp, pem, { mode: secret ? 0o600 : 0o644 });
+  // The mode of writeFile applies only to files it creates.
+  await chmod(tmp, secret ? 0o600 : 0o644);
+  await rename(tmp, path);
+}
+
+/** The certificate in `path`, parsed; a one-line error when unreadable. */
+export async function readCertificateInfo(path: string): Promise<CertificateInfo> {
+  let pem: string;
+  try {
+    pem = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new ClusterMeshError(
+      ErrorCode.ConfigNotFound,
+      `certificate ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : errorMessage(err)}`,
+    );
+  }
+  try {
+    return certificateInfo(pem);
+  } catch (err) {
+    throw new ClusterMeshError(
+      ErrorCode.InvalidConfig,
+      `certificate ${path}: not a PEM certificate (${errorMessage(err)})`,
+    );
+  }
+}

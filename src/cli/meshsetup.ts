@@ -1,0 +1,301 @@
+import { Option, type Command } from 'commander';
+import {
+  commandGroup,
+  formatStructured,
+  globalOptions,
+  parseDuration,
+  stateDirOption,
+  usageError,
+  type CliContext,
+} from './common.js';
+
+/**
+ * The seeds' setup as commands (`cilium clustermesh enable | connect | disconnect | status
+ * --wait`) on the clusters of a state dir, and `certs rotate`. `--context` is accepted for
+ * `--cluster` and `--destination-context` for `--destination-cluster`: the cluster names
+ * play the kubeconfig contexts' part.
+ */
+
+interface ClusterFlags {
+  readonly cluster?: string | undefined;
+  readonly context?: string | undefined;
+}
+
+interface ConnectFlags extends ClusterFlags {
+  readonly destinationCluster?: string | undefined;
+  readonly destinationContext?: string | undefined;
+}
+
+interface EnableFlags extends ClusterFlags {
+  readonly clusterId?: string | undefined;
+  readonly kvstoreEndpoint?: string | undefined;
+  readonly clustermeshConfig?: string | undefined;
+  readonly kvstoremeshConfig?: string | undefined;
+  readonly agentApi?: string[] | undefined;
+}
+
+interface StatusFlags extends ClusterFlags {
+  readonly wait?: boolean | undefined;
+  readonly waitDuration: number;
+  readonly verbose?: boolean | undefined;
+}
+
+/**
+ * Under `mesh`, `--state-dir` belongs to the parent (commander hands it the option wherever
+ * it appears): actions read it with `stateDirOf`. `certs rotate` declares its own.
+ */
+function clusterOptions(cmd: Command, required: boolean, ownStateDir = false): Command {
+  const c = cmd
+    .option(
+      '--cluster <name>',
+      required ? 'the cluster (required)' : 'only this cluster (default: all)',
+    )
+    .addOption(new Option('--context <name>', 'alias of --cluster').hideHelp());
+  return ownStateDir
+    ? c.addOption(stateDirOption('where the clusters are recorded (each <cluster>/cluster.json)'))
+    : c;
+}
+
+function stateDirOf(cmd: Command): string {
+  return cmd.optsWithGlobals<{ stateDir: string }>().stateDir;
+}
+
+function clusterName(cmd: Command, f: ClusterFlags, required: true): string;
+function clusterName(cmd: Command, f: ClusterFlags, required: false): string | undefined;
+function clusterName(cmd: Command, f: ClusterFlags, required: boolean): string | undefined {
+  if (f.cluster !== undefined && f.context !== undefined && f.cluster !== f.context) {
+    usageError(cmd, `--cluster ${f.cluster} and --context ${f.context} name different clusters`);
+  }
+  const name = f.cluster ?? f.context;
+  if (required && name === undefined)
+    usageError(cmd, "required option '--cluster <name>' not specified");
+  return name;
+}
+
+function destination(cmd: Command, f: ConnectFlags): string {
+  const name = f.destinationCluster ?? f.destinationContext;
+  if (name === undefined) {
+    usageError(cmd, "required option '--destination-cluster <name>' not specified");
+  }
+  return name;
+}
+
+function pairOptions(cmd: Command): Command {
+  return clusterOptions(cmd, true)
+    .option('--destination-cluster <name>', 'the other cluster (required)')
+    .addOption(
+      new Option('--destination-context <name>', 'alias of --destination-cluster').hideHelp(),
+    );
+}
+
+/** Registers `mesh enable|connect|disconnect|status` under `mesh`, and `certs rotate`. */
+export function registerMeshSetupCommands(mesh: Command, program: Command, ctx: CliContext): void {
+  clusterOptions(
+    mesh
+      .command('enable')
+      .description(
+        "create a cluster's remote etcd users and certificates (cilium clustermesh enable)",
+      ),
+    true,
+  )
+    .option('--clustermesh-config <dir>', "daemons started by hand: the agents' config directory")
+    .option('--cluster-id <id>', 'daemons started by hand: the cluster ID')
+    .option('--kvstore-endpoint <url>', 'daemons started by hand: the etcd URL other clusters dial')
+    .option('--kvstoremesh-config <dir>', "daemons started by hand: KVStoreMesh's config directory")
+    .option(
+      '--agent-api <node=url>',
+      'daemons started by hand: an agent API (repeatable), for status',
+      (v: string, prev: string[] | undefined) => [...(prev ?? []), v],
+    )
+    .addHelpText(
+      'after',
+      `
+Issues the cluster's remote, local and externalworkload client certificates from its CA,
+creates those etcd users and roles (Cilium's etcdinit), and records the cluster as enabled,
+so that "mesh connect" can hand its access to other clusters. Idempotent.
+
+Clusters of "clustermesh up" are recorded in its state dir already. Daemons started by hand
+are recorded by naming their config directory, ID, etcd and agents (plaintext etcd):
+  clustermesh mesh enable --cluster cluster1 --state-dir /tmp/cm/state --cluster-id 1 \\
+    --kvstore-endpoint http://127.0.0.1:23800 --clustermesh-config /tmp/cm/mesh1 \\
+    --agent-api node-1=http://127.0.0.1:9891`,
+    )
+    .action(async (f: EnableFlags, cmd: Command) => {
+      const name = clusterName(cmd, f, true);
+      const { enableCluster } = await import('../localmesh/mesh-setup.js');
+      let register;
+      if (f.clustermeshConfig !== undefined) {
+        const id = Number(f.clusterId);
+        if (!Number.isInteger(id) || id < 1 || id > 511) {
+          usageError(
+            cmd,
+            `--cluster-id ${String(f.clusterId)}: expected 1..511 with --clustermesh-config`,
+          );
+        }
+        if (f.kvstoreEndpoint === undefined) {
+          usageError(cmd, '--kvstore-endpoint URL is required with --clustermesh-config');
+        }
+        const path = await import('node:path');
+        const resolve = (p: string): string => path.resolve(p);
+        register = {
+          id,
+          endpoint: f.kvstoreEndpoint,
+          configDir: resolve(f.clustermeshConfig),
+          kvstoremeshConfigDir:
+            f.kvstoremeshConfig === undefined ? undefined : resolve(f.kvstoremeshConfig),
+          agents: (f.agentApi ?? []).map((a) => {
+            const eq = a.indexOf('=');
+            if (eq <= 0) usageError(cmd, `--agent-api ${a.slice(0, 80)}: expected NODE=URL`);
+            return { node: a.slice(0, eq), api: a.slice(eq + 1) };
+          }),
+        };
+      }
+      const rec = await enableCluster(stateDirOf(cmd), name, register);
+      ctx.io.stdout(
+        `✅ ClusterMesh enabled in ${rec.name}: etcd at ${rec.kvstore}${rec.tls ? ' (TLS, remote users created)' : ' (plaintext)'}\n`,
+      );
+    });
+
+  pairOptions(
+    mesh
+      .command('connect')
+      .description('connect two clusters in both directions (cilium clustermesh connect)'),
+  )
+    .addHelpText(
+      'after',
+      `
+Writes each cluster's access (config file, its CA, its "remote" client certificate, the
+name in hostaliases.yaml) into the other's clustermesh config directory; the agents (or
+KVStoreMesh) pick it up without a restart. Both clusters must be enabled; names and IDs
+must differ.
+
+Example:
+  clustermesh mesh connect --cluster cluster1 --destination-cluster cluster2`,
+    )
+    .action(async (f: ConnectFlags, cmd: Command) => {
+      const a = clusterName(cmd, f, true);
+      const b = destination(cmd, f);
+      const { connectClusters } = await import('../localmesh/mesh-setup.js');
+      await connectClusters(stateDirOf(cmd), a, b);
+      ctx.io.stdout(`✅ Connected cluster ${a} <=> ${b}!\n`);
+    });
+
+  pairOptions(
+    mesh
+      .command('disconnect')
+      .description('disconnect exactly two clusters (cilium clustermesh disconnect)'),
+  ).action(async (f: ConnectFlags, cmd: Command) => {
+    const a = clusterName(cmd, f, true);
+    const b = destination(cmd, f);
+    const { disconnectClusters } = await import('../localmesh/mesh-setup.js');
+    const was = await disconnectClusters(stateDirOf(cmd), a, b);
+    ctx.io.stdout(
+      was
+        ? `✅ Disconnected cluster ${a} <=> ${b}\n`
+        : `ℹ️  Clusters ${a} and ${b} were not connected\n`,
+    );
+  });
+
+  clusterOptions(
+    mesh
+      .command('status')
+      .description('per cluster: agents connected to remotes (cilium clustermesh status)'),
+    false,
+  )
+    .option('--wait', 'wait until every agent is connected to every configured remote')
+    .addOption(
+      new Option('--wait-duration <duration>', 'give up waiting after this (e.g. 30s, 5m)')
+        .argParser(parseDuration)
+        .default(300_000, '5m'),
+    )
+    .option('--verbose', 'also list the certificates with their expiry dates')
+    .addHelpText(
+      'after',
+      `
+Asks every agent of every recorded cluster for its ClusterMesh status. A connection that
+fails prints the reason in one line and a 💡 hint. Certificates expiring within 30 days are
+called out. With --wait, exits 1 (ERR_CLUSTERMESH_NOT_READY) when the mesh is not ready
+within --wait-duration.`,
+    )
+    .action(async (f: StatusFlags, cmd: Command) => {
+      const name = clusterName(cmd, f, false);
+      const [{ listClusterRecords, readClusterRecord }, status, { ClusterMeshError, ErrorCode }] =
+        await Promise.all([
+          import('../localmesh/cluster-record.js'),
+          import('../localmesh/mesh-status.js'),
+          import('../lib/errors.js'),
+        ]);
+      const stateDir = stateDirOf(cmd);
+      const records =
+        name === undefined
+          ? await listClusterRecords(stateDir)
+          : [await readClusterRecord(stateDir, name)];
+      if (records.length === 0) {
+        throw new ClusterMeshError(
+          ErrorCode.ConfigNotFound,
+          `no clusters recorded in ${stateDir} (start them with "clustermesh up", or pass --state-dir)`,
+        );
+      }
+      const start = performance.now();
+      let views = await Promise.all(records.map((r) => status.collectClusterView(r)));
+      if (f.wait === true && !views.every(status.clusterReady)) {
+        ctx.io.stdout(
+          `⌛ Waiting (${Math.round(f.waitDuration / 1000)}s) for clusters to be connected...\n`,
+        );
+        while (!views.every(status.clusterReady) && performance.now() - start < f.waitDuration) {
+          await new Promise((r) => setTimeout(r, 500));
+          views = await Promise.all(records.map((r) => status.collectClusterView(r)));
+        }
+      }
+      const { output } = globalOptions(cmd);
+      if (output !== 'text') {
+        ctx.io.stdout(
+          await formatStructured(
+            views.map((v) => ({
+              cluster: v.record.name,
+              ready: status.clusterReady(v),
+              configured: v.configured,
+              agents: v.agents,
+              certificates: v.certificates,
+            })),
+            output,
+          ),
+        );
+      } else {
+        ctx.io.stdout(
+          views.map((v) => status.formatClusterView(v, { verbose: f.verbose })).join('\n'),
+        );
+      }
+      if (f.wait === true && !views.every(status.clusterReady)) {
+        const pending = views.filter((v) => !status.clusterReady(v)).map((v) => v.record.name);
+        throw new ClusterMeshError(
+          ErrorCode.ClustermeshNotReady,
+          `timed out after ${Math.round(f.waitDuration / 1000)}s waiting for clusters ${pending.join(', ')} to be connected`,
+        );
+      }
+    });
+
+  const certs = commandGroup(program, 'certs', 'the mesh etcd certificates');
+  clusterOptions(
+    certs.command('rotate').description("replace a cluster's server and client certificates"),
+    true,
+    true,
+  )
+    .addHelpText(
+      'after',
+      `
+New certificates from the same CA: etcd serves the new server certificate on the next
+handshake, and the copies of the cluster's client certificates in other clusters'
+clustermesh config directories are replaced; agents reconnect with them, keeping every
+entry.`,
+    )
+    .action(async (f: ClusterFlags & { stateDir: string }, cmd: Command) => {
+      const name = clusterName(cmd, f, true);
+      const { rotateCluster } = await import('../localmesh/mesh-setup.js');
+      const { updated } = await rotateCluster(f.stateDir, name);
+      ctx.io.stdout(
+        `✅ Rotated the certificates of ${name}` +
+          (updated.length > 0 ? `; updated ${updated.join(', ')}\n` : '\n'),
+      );
+    });
+}
