@@ -5,6 +5,7 @@
  * cluster ID) → authorization (user, read, read-only) → the remote's cluster config. The
  * chain stops at the first failure: later steps would only repeat it.
  */
+import { applyHostAliases, HOST_ALIASES_FILE } from '../kvstore/host-aliases.js';
 import { X509Certificate } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { readFile } from 'node:fs/promises';
@@ -62,6 +63,11 @@ function endpointOf(url: string): Endpoint {
   const tls = u.protocol === 'https:';
   return { url, host, port: Number(u.port || (tls ? 443 : 80)), tls };
 }
+
+const ETCD_DOWN = (remote: string): { hint: string; log: string } => ({
+  hint: `Is ${remote}'s etcd running (not stopped or overloaded)? Agents mark the cluster not ready within seconds`,
+  log: 'Remote kvstore not responding; remote cluster not ready',
+});
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -141,6 +147,14 @@ export async function checkConnection(t: ConnectionTarget): Promise<ConnectionRe
       resolved.push(`${ep.host} (an address)`);
       continue;
     }
+    // The agents resolve through the config directory's host aliases first, as a pod's
+    // /etc/hosts carries the seeds' hostAliases: check what they dial.
+    const aliased = t.config.hostAliases?.get(ep.host.toLowerCase());
+    if (aliased !== undefined) {
+      candidates.set(ep.url, [aliased]);
+      resolved.push(`${ep.host} → ${aliased} (host alias, ${HOST_ALIASES_FILE})`);
+      continue;
+    }
     try {
       const all = await withTimeout(lookup(ep.host, { all: true }), timeoutMs, 'lookup');
       if (all.length === 0) throw new Error('no address');
@@ -216,6 +230,17 @@ export async function checkConnection(t: ConnectionTarget): Promise<ConnectionRe
   }
   for (const ep of endpoints.filter((e) => e.tls)) {
     const r = await tlsCheck(ep, addrs.get(ep.url) ?? ep.host, pem, t.remote, timeoutMs);
+    // A process that accepts connections (the kernel does) but never answers a
+    // ClientHello is a stopped or overloaded etcd, not a TLS problem: say so.
+    if (r.noAnswer === true) {
+      add(
+        'etcd',
+        'fail',
+        `${t.remote}'s etcd does not answer: TLS ${r.message}`,
+        ETCD_DOWN(t.remote),
+      );
+      return failed();
+    }
     if (!add('tls', r.status, r.message, { hint: r.hint, details: r.details })) return failed();
   }
 
@@ -244,10 +269,12 @@ export async function checkConnection(t: ConnectionTarget): Promise<ConnectionRe
       details: { version: st.version, clusterId: etcdClusterId },
     });
   } catch (err) {
-    add('etcd', 'fail', `${t.remote}'s etcd does not answer: ${errorMessage(err)}`, {
-      hint: `Is ${t.remote}'s etcd running (not stopped or overloaded)? Agents mark the cluster not ready within seconds`,
-      log: 'Remote kvstore not responding; remote cluster not ready',
-    });
+    add(
+      'etcd',
+      'fail',
+      `${t.remote}'s etcd does not answer: ${errorMessage(err)}`,
+      ETCD_DOWN(t.remote),
+    );
     client.close();
     return failed();
   }
@@ -310,10 +337,20 @@ function certUser(cert: Buffer | undefined): string | undefined {
 }
 
 function newClient(cfg: EtcdClientConfig, pem: Pem, timeoutMs: number): Etcd3 {
+  const dial = applyHostAliases(cfg.endpoints, cfg.hostAliases);
   const options: IOptions = {
-    hosts: [...cfg.endpoints],
+    hosts: dial.endpoints,
     dialTimeout: timeoutMs,
     faultHandling: { host: () => noop, global: noop },
+    // TLS verifies the endpoint's name, not the aliased IP the client dials.
+    ...(dial.serverName === undefined || pem.ca === undefined
+      ? {}
+      : {
+          grpcOptions: {
+            'grpc.ssl_target_name_override': dial.serverName,
+            'grpc.default_authority': dial.serverName,
+          },
+        }),
   };
   if (pem.ca !== undefined || pem.cert !== undefined) {
     options.credentials = {
@@ -374,6 +411,8 @@ interface TlsOutcome {
   message: string;
   hint?: string;
   details?: Record<string, unknown>;
+  /** TCP connected, but the handshake got no answer at all: the server process is stuck. */
+  noAnswer?: boolean;
 }
 
 async function tlsCheck(
@@ -531,6 +570,7 @@ async function tlsCheck(
   } catch (err) {
     const msg = errorMessage(err);
     const clientSide = /certificate|alert/i.test(msg);
+    if (/no answer within/.test(msg)) return { status: 'fail', message: msg, noAnswer: true };
     return {
       status: 'fail',
       message: `TLS handshake with ${ep.url} failed: ${msg}`,

@@ -3,8 +3,9 @@
  * --nodes 2 --kvstore etcd --example rebel-base`. A healthy mesh passes every check; then
  * each injected fault turns exactly the right check red with the right hint, and
  * `--wait` sees the mesh green again once the fault is undone. The health matrix comes
- * last, as it kills cluster2. TLS and auth faults are covered in
- * test/integration/troubleshoot-tls.test.ts (this mesh serves etcd over plain http).
+ * last, as it kills cluster2. The mesh is `up`'s default: etcd over TLS with Cilium's users,
+ * remotes reached as `<cluster>.mesh.cilium.io` through host aliases. More TLS and auth
+ * faults (expiry, a user allowed to write) are in test/integration/troubleshoot-tls.test.ts.
  * `up` binds fixed addresses: this file holds the up lock (test/support/up-lock.ts).
  */
 import assert from 'node:assert/strict';
@@ -19,7 +20,9 @@ import { promisify } from 'node:util';
 import { readMeshState, type MeshState } from '../../src/localmesh/mesh-state.js';
 import type { Check, TroubleshootReport } from '../../src/troubleshoot/check.js';
 import type { HealthReportEntry } from '../../src/cli/health.js';
+import { clusterCertFiles } from '../../src/certs/cluster.js';
 import { startEtcd, type EtcdServer } from '../support/etcd.js';
+import { meshEtcdctl } from '../support/mesh-etcdctl.js';
 import { eventually } from '../support/eventually.js';
 import { acquireUpLock, releaseUpLock } from '../support/up-lock.js';
 
@@ -100,11 +103,7 @@ describe('troubleshoot and health status on clustermesh up (etcd)', { timeout: 4
   const etcdctl = async (cluster: string, args: readonly string[]): Promise<string> => {
     const c = state.clusters.find((x) => x.name === cluster);
     assert.ok(c !== undefined, `cluster ${cluster}`);
-    return (
-      await run('etcdctl', [`--endpoints=${c.kvstore}`, ...args], {
-        env: { ...process.env, ETCDCTL_API: '3' },
-      })
-    ).stdout;
+    return meshEtcdctl(c, args);
   };
 
   const agents = (cluster: string): { node: string; api: string }[] =>
@@ -160,7 +159,7 @@ describe('troubleshoot and health status on clustermesh up (etcd)', { timeout: 4
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('a healthy mesh: every check passes (plain http etcd: only the TLS and auth warnings), exit 0', async () => {
+  it('a healthy mesh: every check passes (TLS, read-only remote user), exit 0', async () => {
     await greenAgain();
     const { code, report } = await troubleshoot();
     assert.equal(code, 0);
@@ -169,7 +168,7 @@ describe('troubleshoot and health status on clustermesh up (etcd)', { timeout: 4
     const warns = [
       ...new Set(report.checks.filter((c) => c.status === 'warn').map((c) => c.id)),
     ].sort();
-    assert.deepEqual(warns, ['connection.auth', 'connection.tls']);
+    assert.deepEqual(warns, []);
     assert.equal(report.summary.fail, 0);
     assert.equal(report.summary.ok + report.summary.warn, report.checks.length);
     // Per pair: the config file, each step of the connection, then per agent its view.
@@ -227,9 +226,11 @@ describe('troubleshoot and health status on clustermesh up (etcd)', { timeout: 4
       /default\/rebel-base: 2 backends from cluster2/,
     );
     assert.match(
-      find(report, 'connection.tls').message,
-      /^not encrypted: http:\/\/127\.0\.0\.1:\d+/,
+      find(report, 'connection.resolve').message,
+      /^cluster2\.mesh\.cilium\.io → 127\.2\.128\.2 \(host alias, hostaliases\.yaml\)$/,
     );
+    assert.match(find(report, 'connection.tls').message, /^TLSv1\.[23] .*server CN=/);
+    assert.match(find(report, 'connection.auth').message, /^user remote: .*read-only/);
     const c0 = report.checks[0];
     assert.ok(c0 !== undefined, 'a check');
     assert.deepEqual(
@@ -246,8 +247,8 @@ describe('troubleshoot and health status on clustermesh up (etcd)', { timeout: 4
       /^Cluster cluster1:\n {2}✅ agent\.api: \[cluster1-node1\] agent API http:\/\/127\.1\.0\.1:\d+ answers/,
     );
     assert.match(text.stdout, /\n {2}Remote cluster cluster2:\n {4}✅ config\.remote-file: /);
-    assert.match(text.stdout, /⚠️ {2}connection\.tls: not encrypted/);
-    assert.match(text.stdout, /\nSummary: \d+ ✅ {2}\d+ ⚠️ {2}0 ❌\n$/);
+    assert.match(text.stdout, /✅ connection\.tls: TLSv1/);
+    assert.match(text.stdout, /\nSummary: \d+ ✅ {2}0 ⚠️ {2}0 ❌\n$/);
     assert.doesNotMatch(text.stdout, /Cluster cluster2:/);
   });
 
@@ -413,6 +414,33 @@ describe('troubleshoot and health status on clustermesh up (etcd)', { timeout: 4
       }, 30_000);
     } finally {
       await unlink(file);
+    }
+    await greenAgain();
+  });
+
+  it('a wrong CA for the remote: connection.tls fails with a CA mismatch and the hint', async () => {
+    const file = join(
+      dir,
+      '.clustermesh',
+      'cluster1',
+      'clustermesh',
+      'cluster2.etcd-client-ca.crt',
+    );
+    const good = await readFile(file, 'utf8');
+    const c1 = state.clusters.find((x) => x.name === 'cluster1');
+    assert.ok(c1?.etcdDir !== undefined, 'cluster1 has a TLS etcd directory');
+    // cluster1's own CA: valid, but not the one that signed cluster2's etcd certificate.
+    await writeFile(file, await readFile(clusterCertFiles(c1.etcdDir, 'cluster1').caFile, 'utf8'));
+    try {
+      const { code, report } = await troubleshoot(['--cluster', 'cluster1']);
+      assert.equal(code, 1);
+      assert.deepEqual(failing(report), ['connection.tls cluster1→cluster2 @']);
+      const c = find(report, 'connection.tls');
+      assert.match(c.message, /^CA mismatch at https:\/\/cluster2\.mesh\.cilium\.io:\d+: /);
+      assert.match(c.hint ?? '', /share a CA/);
+      assert.equal(find(report, 'connection.tcp').status, 'ok');
+    } finally {
+      await writeFile(file, good);
     }
     await greenAgain();
   });
