@@ -55,6 +55,8 @@ export interface RemoteResourceView {
   readonly syncDurationMs?: number | undefined;
   /** When that listing ended (RFC 3339). */
   readonly syncedAt?: string | undefined;
+  /** The last upsert or delete of this resource from the remote (RFC 3339). */
+  readonly lastEventAt?: string | undefined;
 }
 
 /** Counts rejected entries per remote cluster and kind (a metric and the status). */
@@ -79,6 +81,8 @@ export class AgentRemoteCluster implements RemoteClusterLogic {
   private readonly prefixes = new Map<RemoteResource, string>();
   private runStartedAt = 0;
   private readonly syncedAt = new Map<RemoteResource, number>();
+  /** Per resource: when its last event arrived (how fresh each part of the view is). */
+  private readonly lastEventAt = new Map<RemoteResource, number>();
   /**
    * Fault injection (local mesh): watch events are dropped while set, as a lost event
    * would be, so the agent's view diverges from the remote until the next listing.
@@ -107,7 +111,7 @@ export class AgentRemoteCluster implements RemoteClusterLogic {
           expectedCluster: name,
           expectedClusterId: this.clusterId,
         }),
-      observer: this.nodeObserver(),
+      observer: this.touching('nodes', this.nodeObserver()),
       metrics: this.hooks('nodes'),
     });
     // The store keeps the ipcache entry itself (one object per remote endpoint).
@@ -131,14 +135,14 @@ export class AgentRemoteCluster implements RemoteClusterLogic {
           source: 'clustermesh',
         };
       },
-      observer: {
+      observer: this.touching('endpoints', {
         onUpdate: (_key, entry) => {
           this.views.ipcache.upsert(entry);
         },
         onDelete: (_key, entry) => {
           this.views.ipcache.delete('clustermesh', name, entry.cidr);
         },
-      },
+      }),
       metrics: this.hooks('endpoints'),
     });
     this.identities = new WatchStore<GlobalIdentity>({
@@ -152,14 +156,14 @@ export class AgentRemoteCluster implements RemoteClusterLogic {
         });
         return identity;
       },
-      observer: {
+      observer: this.touching('identities', {
         onUpdate: (_key, identity) => {
           this.views.identities.upsert(identity.id, identity.labels, name);
         },
         onDelete: (_key, identity) => {
           this.views.identities.delete(identity.id);
         },
-      },
+      }),
       metrics: this.hooks('identities'),
     });
     this.services = new WatchStore<ClusterService>({
@@ -171,16 +175,29 @@ export class AgentRemoteCluster implements RemoteClusterLogic {
           expectedCluster: name,
           expectedClusterId: this.clusterId,
         }),
-      observer: {
+      observer: this.touching('services', {
         onUpdate: (_key, svc) => {
           this.views.services.upsertRemote(svc);
         },
         onDelete: (_key, svc) => {
           this.views.services.deleteRemote(name, svc.namespace, svc.name);
         },
-      },
+      }),
       metrics: this.hooks('services'),
     });
+  }
+
+  private touching<T>(kind: RemoteResource, inner: WatchStoreObserver<T>): WatchStoreObserver<T> {
+    return {
+      onUpdate: (key, value) => {
+        this.lastEventAt.set(kind, Date.now());
+        inner.onUpdate(key, value);
+      },
+      onDelete: (key, value) => {
+        this.lastEventAt.set(kind, Date.now());
+        inner.onDelete(key, value);
+      },
+    };
   }
 
   private hooks(kind: 'nodes' | 'endpoints' | 'identities' | 'services'): WatchStoreMetrics {
@@ -281,6 +298,7 @@ export class AgentRemoteCluster implements RemoteClusterLogic {
       const prefix = this.prefixes.get(r) ?? '';
       const store = stores[r];
       const at = this.syncedAt.get(r);
+      const last = this.lastEventAt.get(r);
       out[r] = {
         prefix,
         keys: [...store.values()].map(([name]) => `${prefix}/${name}`).sort(),
@@ -288,6 +306,7 @@ export class AgentRemoteCluster implements RemoteClusterLogic {
         ...(at === undefined
           ? {}
           : { syncDurationMs: at - this.runStartedAt, syncedAt: new Date(at).toISOString() }),
+        ...(last === undefined ? {} : { lastEventAt: new Date(last).toISOString() }),
       };
     }
     return out;

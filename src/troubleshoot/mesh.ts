@@ -5,6 +5,7 @@
  * (cluster → remote): the config file, the connection chain, then per agent of the
  * cluster its view of the remote: status, sync per resource, consistency with the remote.
  */
+import { derivedServiceName } from '../mcsapi/types.js';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Etcd3 } from 'etcd3';
@@ -354,6 +355,31 @@ async function listKeys(client: Etcd3, prefix: string, timeoutMs: number): Promi
   return (await client.getAll().prefix(`${prefix}/`).options({ deadline }).keys()).sort();
 }
 
+/**
+ * Derived Service (`ns/derived-…`) → the `ns/name` it imports, from the remote's
+ * ServiceExports next to its services (state or KVStoreMesh cache alike). Labels only:
+ * a remote that cannot be listed gets none.
+ */
+async function mcsNames(
+  client: Etcd3,
+  servicesPrefix: string,
+  timeoutMs: number,
+): Promise<Map<string, string>> {
+  const prefix = servicesPrefix.replace('/services/v1/', '/serviceexports/v1/');
+  const out = new Map<string, string>();
+  if (prefix === servicesPrefix) return out;
+  try {
+    for (const key of await listKeys(client, prefix, timeoutMs)) {
+      const [ns, name] = key.slice(prefix.length + 1).split('/');
+      if (ns === undefined || name === undefined) continue;
+      out.set(`${ns}/${derivedServiceName(ns, name)}`, `${ns}/${name}`);
+    }
+  } catch {
+    // Names only decorate the report; the services check itself does not need them.
+  }
+  return out;
+}
+
 async function agentPairChecks(
   cluster: string,
   remote: string,
@@ -386,8 +412,13 @@ async function agentPairChecks(
     message: `connected and ready: ${counts}`,
   });
 
-  const ages = freshnessAges(st.freshness ?? {}, Date.now());
-  const fresh = `last event ${ageText(ages.lastEventAgeSeconds)}, last heartbeat ${ageText(ages.heartbeatAgeSeconds)}`;
+  const now = Date.now();
+  const ages = freshnessAges(st.freshness ?? {}, now);
+  const heartbeat = `last heartbeat ${ageText(ages.heartbeatAgeSeconds)}`;
+  // Each resource's own last change: a remote whose nodes churn while its services went
+  // quiet shows it here (the connection's freshness covers every resource at once).
+  const fresh = (at: string | undefined): string =>
+    `last event ${ageText(at === undefined ? undefined : (now - Date.parse(at)) / 1000)}, ${heartbeat}`;
   const resources = info1.remotes[remote];
   if (resources === undefined) return out;
   const layout = remoteClusterLayout(remote, config?.capabilities.cached ?? false);
@@ -414,7 +445,12 @@ async function agentPairChecks(
     const took = v.syncDurationMs === undefined ? '' : ` in ${v.syncDurationMs} ms`;
     out.push(
       v.synced
-        ? { id: `sync.${r}`, ...base, status: 'ok', message: `synced${took}; ${canary}; ${fresh}` }
+        ? {
+            id: `sync.${r}`,
+            ...base,
+            status: 'ok',
+            message: `synced${took}; ${canary}; ${fresh(v.lastEventAt)}`,
+          }
         : {
             id: `sync.${r}`,
             ...base,
@@ -525,6 +561,13 @@ async function agentPairChecks(
   );
 
   // Global-service backends per cluster: the remote's shared services against the agent's.
+  // MCS-API derived Services are global services too (every cluster names them alike);
+  // the remote's ServiceExports say which exported name each stands for.
+  const mcs = await mcsNames(client, resources.services.prefix, timeoutMs);
+  const label = (ns: string, svcName: string): string => {
+    const exported = mcs.get(`${ns}/${svcName}`);
+    return `${ns}/${svcName}${exported === undefined ? '' : ` (MCS-API ${exported})`}`;
+  };
   const mismatches: string[] = [];
   const summary: string[] = [];
   const svcPrefix = `${resources.services.prefix}/`;
@@ -537,6 +580,7 @@ async function agentPairChecks(
     }
     if (!svc.shared) continue;
     const name = `${svc.namespace}/${svc.name}`;
+    const shown = label(svc.namespace, svc.name);
     const want = new Set(Object.keys(svc.backends));
     const fe = (a.services ?? []).filter((s) => s.service === name);
     const have = new Set(
@@ -549,12 +593,12 @@ async function agentPairChecks(
     const lacking = [...want].filter((ip) => !have.has(ip));
     const extra = [...have].filter((ip) => !want.has(ip));
     if (fe.length === 0)
-      mismatches.push(`${name}: not a service of the agent (no local Service of that name?)`);
+      mismatches.push(`${shown}: not a service of the agent (no local Service of that name?)`);
     else if (lacking.length > 0 || extra.length > 0) {
       mismatches.push(
-        `${name}: ${lacking.length > 0 ? `missing backends ${lacking.join(', ')}` : ''}${lacking.length > 0 && extra.length > 0 ? '; ' : ''}${extra.length > 0 ? `stale backends ${extra.join(', ')}` : ''}`,
+        `${shown}: ${lacking.length > 0 ? `missing backends ${lacking.join(', ')}` : ''}${lacking.length > 0 && extra.length > 0 ? '; ' : ''}${extra.length > 0 ? `stale backends ${extra.join(', ')}` : ''}`,
       );
-    } else summary.push(`${name}: ${want.size} backends from ${remote}`);
+    } else summary.push(`${shown}: ${want.size} backends from ${remote}`);
   }
   out.push(
     mismatches.length === 0

@@ -488,6 +488,38 @@ describe('troubleshoot and health status on clustermesh up (etcd)', { timeout: 4
     await greenAgain();
   });
 
+  it('an MCS-API export: consistency.global-services names the derived Service and the export it stands for', async () => {
+    const file = join(dir, 'export.yaml');
+    await writeFile(
+      file,
+      'apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExport\nmetadata:\n  name: rebel-base\n  namespace: default\n',
+    );
+    for (const c of ['cluster1', 'cluster2']) {
+      const r = await cli(['apply', '--cluster', c, '-f', file]);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    try {
+      await eventually(async () => {
+        const { code, report } = await troubleshoot(['--cluster', 'cluster1']);
+        assert.equal(code, 0, JSON.stringify(failing(report)));
+        assert.match(
+          find(report, 'consistency.global-services', 'cluster1-node1').message,
+          /default\/derived-[0-9a-v]{10} \(MCS-API default\/rebel-base\): 2 backends from cluster2/,
+        );
+        // Each resource has its own last-event age.
+        assert.match(
+          find(report, 'sync.services', 'cluster1-node1').message,
+          /; last event \d+(\.\d)? m?s ago, last heartbeat /,
+        );
+      }, 30_000);
+    } finally {
+      for (const c of ['cluster1', 'cluster2']) {
+        await cli(['delete', '--cluster', c, '-f', file]);
+      }
+    }
+    await greenAgain();
+  });
+
   it('health status: every node reaches every node with RTT percentiles; a dead cluster shows its last error', async () => {
     let entries: HealthReportEntry[] = [];
     await eventually(async () => {
