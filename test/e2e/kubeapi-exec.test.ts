@@ -5,17 +5,15 @@
  * `clustermesh exec`, exit codes come back on the error channel, stdin reaches the command.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { readMeshState, type MeshState } from '../../src/localmesh/mesh-state.js';
 import { eventually } from '../support/eventually.js';
+import { UpProcess } from '../support/up-process.js';
 import { acquireUpLock, releaseUpLock } from '../support/up-lock.js';
-
-const BIN = fileURLToPath(new URL('../../bin/clustermesh', import.meta.url));
 
 interface Run {
   code: number | null;
@@ -58,9 +56,7 @@ after(() => releaseUpLock());
 
 void describe('kubectl exec and logs on clustermesh up (2 clusters)', { timeout: 300_000 }, () => {
   let dir: string;
-  let child: ChildProcess | undefined;
-  let output = '';
-  let exited: Promise<void> = Promise.resolve();
+  let up: UpProcess;
   let state: MeshState;
 
   const kubectl = (context: string, args: readonly string[], input?: string): Promise<Run> =>
@@ -81,29 +77,17 @@ void describe('kubectl exec and logs on clustermesh up (2 clusters)', { timeout:
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'cm-kubeexec-'));
-    const proc = spawn(
-      BIN,
-      ['up', '--clusters', '2', '--nodes', '1', '--kvstore', 'etcd', '--example', 'rebel-base'],
-      { cwd: dir, env: { ...process.env, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    proc.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    proc.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    exited = new Promise((resolve) => proc.on('exit', () => resolve()));
-    child = proc;
+    up = new UpProcess(dir);
+    up.start(['--clusters', '2', '--nodes', '1', '--kvstore', 'etcd', '--example', 'rebel-base']);
     await eventually(async () => {
       state = await readMeshState(join(dir, '.clustermesh'));
     }, 120_000).catch((err: unknown) => {
-      throw new Error(`up did not become ready: ${String(err)}\n${output}`);
+      throw new Error(`up did not become ready: ${String(err)}\n${up.log}`);
     });
   });
 
   after(async () => {
-    if (child !== undefined && child.exitCode === null) {
-      child.kill('SIGINT');
-      const killed = setTimeout(() => child?.kill('SIGKILL'), 60_000);
-      await exited;
-      clearTimeout(killed);
-    }
+    await up.stop();
     await rm(dir, { recursive: true, force: true });
   });
 

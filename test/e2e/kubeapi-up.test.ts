@@ -5,7 +5,7 @@
  * objects that `clustermesh get --cluster` then lists: one registry behind both.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { readMeshState, type MeshState } from '../../src/localmesh/mesh-state.js';
 import { eventually } from '../support/eventually.js';
+import { UpProcess } from '../support/up-process.js';
 import { acquireUpLock, releaseUpLock } from '../support/up-lock.js';
 
 const BIN = fileURLToPath(new URL('../../bin/clustermesh', import.meta.url));
@@ -52,9 +53,7 @@ after(() => releaseUpLock());
 
 void describe('Kubernetes API of clustermesh up (2 clusters, etcd)', { timeout: 300_000 }, () => {
   let dir: string;
-  let child: ChildProcess | undefined;
-  let output = '';
-  let exited: Promise<void> = Promise.resolve();
+  let up: UpProcess;
   let state: MeshState;
 
   const kubectl = async (context: string, args: readonly string[]): Promise<string> => {
@@ -82,33 +81,17 @@ void describe('Kubernetes API of clustermesh up (2 clusters, etcd)', { timeout: 
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'cm-kubeapi-'));
-    const proc = spawn(
-      BIN,
-      ['up', '--clusters', '2', '--nodes', '2', '--kvstore', 'etcd', '--example', 'rebel-base'],
-      {
-        cwd: dir,
-        env: { ...process.env, LOG_LEVEL: 'warn' },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
-    proc.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    proc.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    exited = new Promise((resolve) => proc.on('exit', () => resolve()));
-    child = proc;
+    up = new UpProcess(dir);
+    up.start(['--clusters', '2', '--nodes', '2', '--kvstore', 'etcd', '--example', 'rebel-base']);
     await eventually(async () => {
       state = await readMeshState(join(dir, '.clustermesh'));
     }, 120_000).catch((err: unknown) => {
-      throw new Error(`up did not become ready: ${String(err)}\n${output}`);
+      throw new Error(`up did not become ready: ${String(err)}\n${up.log}`);
     });
   });
 
   after(async () => {
-    if (child !== undefined && child.exitCode === null) {
-      child.kill('SIGINT');
-      const killed = setTimeout(() => child?.kill('SIGKILL'), 60_000);
-      await exited;
-      clearTimeout(killed);
-    }
+    await up.stop();
     await rm(dir, { recursive: true, force: true });
   });
 
@@ -117,7 +100,7 @@ void describe('Kubernetes API of clustermesh up (2 clusters, etcd)', { timeout: 
     assert.equal(state.kubeconfig, path);
     await eventually(() =>
       assert.match(
-        output,
+        up.log,
         new RegExp(`^kubectl: export KUBECONFIG=${path.replace(/[.]/g, '\\.')}$`, 'm'),
       ),
     );

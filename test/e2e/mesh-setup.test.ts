@@ -6,7 +6,7 @@
  * and `certs rotate` picked up without losing an entry or a connection.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { readFile, mkdtemp, rm, stat, writeFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,7 @@ import { promisify } from 'node:util';
 import { createCA, issueCert, loadCA } from '../../src/certs/index.js';
 import { readMeshState } from '../../src/localmesh/mesh-state.js';
 import { eventually } from '../support/eventually.js';
+import { UpProcess } from '../support/up-process.js';
 import { acquireUpLock, releaseUpLock } from '../support/up-lock.js';
 
 const run = promisify(execFile);
@@ -52,46 +53,14 @@ async function exec(cmd: string, args: readonly string[], cwd: string): Promise<
   }
 }
 
-class Up {
-  private child: ChildProcess | undefined;
-  private output = '';
-  private exited: Promise<void> = Promise.resolve();
-
-  constructor(readonly dir: string) {}
-
-  start(args: readonly string[]): void {
-    const child = spawn(BIN, ['up', ...args], {
-      cwd: this.dir,
-      env: { ...process.env, LOG_LEVEL: 'warn' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child.stdout.on('data', (d: Buffer) => (this.output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (this.output += d.toString()));
-    this.exited = new Promise((resolve) => child.on('exit', () => resolve()));
-    this.child = child;
-  }
-
-  get log(): string {
-    return this.output;
-  }
-
-  async stop(): Promise<void> {
-    if (this.child === undefined || this.child.exitCode !== null) return;
-    this.child.kill('SIGINT');
-    const killed = setTimeout(() => this.child?.kill('SIGKILL'), 60_000);
-    await this.exited;
-    clearTimeout(killed);
-  }
-}
-
 void describe(
   'the seeds’ setup: up --no-connect, enable, connect, status --wait',
   { timeout: 420_000 },
   () => {
     let dir: string;
     let state: string;
-    const up = (): Up => upProc;
-    let upProc: Up;
+    const up = (): UpProcess => upProc;
+    let upProc: UpProcess;
 
     const cli = (args: readonly string[]): Promise<Result> => exec(BIN, args, dir);
     const etcdDir = (c: string): string => join(state, c, 'etcd');
@@ -101,7 +70,7 @@ void describe(
     before(async () => {
       dir = await mkdtemp(join(tmpdir(), 'cm-setup-'));
       state = join(dir, '.clustermesh');
-      upProc = new Up(dir);
+      upProc = new UpProcess(dir);
       upProc.start([
         '--clusters',
         '3',
