@@ -17,7 +17,7 @@
  * MCS_E2E_LOG_LEVEL (default warn).
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,6 +29,7 @@ import { parse as parseYaml } from 'yaml';
 import { readMeshState, type MeshState } from '../../src/localmesh/mesh-state.js';
 import { derivedServiceName } from '../../src/mcsapi/types.js';
 import { eventually } from '../support/eventually.js';
+import { UpProcess } from '../support/up-process.js';
 import { acquireUpLock, releaseUpLock } from '../support/up-lock.js';
 
 const run = promisify(execFile);
@@ -91,38 +92,6 @@ interface ObjectJson {
 
 before(() => acquireUpLock());
 after(() => releaseUpLock());
-
-class Up {
-  private child: ChildProcess | undefined;
-  private output = '';
-  private exited: Promise<void> = Promise.resolve();
-
-  constructor(readonly dir: string) {}
-
-  start(args: readonly string[]): void {
-    const child = spawn(BIN, ['up', ...args], {
-      cwd: this.dir,
-      env: { ...process.env, LOG_LEVEL: process.env.MCS_E2E_LOG_LEVEL ?? 'warn' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    child.stdout.on('data', (d: Buffer) => (this.output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (this.output += d.toString()));
-    this.exited = new Promise((resolve) => child.on('exit', () => resolve()));
-    this.child = child;
-  }
-
-  get log(): string {
-    return this.output;
-  }
-
-  async stop(): Promise<void> {
-    if (this.child === undefined || this.child.exitCode !== null) return;
-    this.child.kill('SIGINT');
-    const killed = setTimeout(() => this.child?.kill('SIGKILL'), 60_000);
-    await this.exited;
-    clearTimeout(killed);
-  }
-}
 
 /** The CLI and `dig` against one running mesh. */
 class Mesh {
@@ -359,7 +328,7 @@ function scenario(n: number, kvstoremesh: boolean): void {
     const clusters = Array.from({ length: n }, (_, i) => `cluster${i + 1}`);
     const [c0 = '', c1 = ''] = clusters;
     const last = clusters.at(-1) ?? '';
-    let up: Up;
+    let up: UpProcess;
     let m: Mesh;
 
     /** Every cluster, in parallel. */
@@ -390,19 +359,22 @@ function scenario(n: number, kvstoremesh: boolean): void {
 
     before(async () => {
       const dir = await mkdtemp(join(tmpdir(), 'cm-mcsapi-'));
-      up = new Up(dir);
+      up = new UpProcess(dir);
       m = new Mesh(dir);
-      up.start([
-        '--clusters',
-        String(n),
-        '--nodes',
-        '1',
-        '--kvstore',
-        'etcd',
-        '--example',
-        NAME,
-        ...(kvstoremesh ? ['--kvstoremesh'] : []),
-      ]);
+      up.start(
+        [
+          '--clusters',
+          String(n),
+          '--nodes',
+          '1',
+          '--kvstore',
+          'etcd',
+          '--example',
+          NAME,
+          ...(kvstoremesh ? ['--kvstoremesh'] : []),
+        ],
+        process.env.MCS_E2E_LOG_LEVEL ?? 'warn',
+      );
       await eventually(async () => {
         m.state = await readMeshState(join(dir, '.clustermesh'));
       }, 180_000).catch((err: unknown) => {
