@@ -31,7 +31,7 @@ import {
   type TxnOp,
   type WatchEvent,
 } from './backend.js';
-import { applyHostAliases, type HostAliases } from './host-aliases.js';
+import { applyHostAliases, tlsNameOverride, type HostAliases } from './host-aliases.js';
 import { listAndWatch, type RawEvent } from './list-and-watch.js';
 import { SessionBackend, type LeaseHandle } from './session.js';
 
@@ -116,12 +116,7 @@ export class EtcdBackend extends SessionBackend implements Backend {
         'grpc.max_reconnect_backoff_ms': 2_000,
         'grpc.max_receive_message_length': 64 * 1024 * 1024,
         // The endpoint's own name, not the aliased IP, is what the server certificate names.
-        ...(dial.serverName === undefined || opts.tls?.ca === undefined
-          ? {}
-          : {
-              'grpc.ssl_target_name_override': dial.serverName,
-              'grpc.default_authority': dial.serverName,
-            }),
+        ...tlsNameOverride(dial.serverName, opts.tls?.ca !== undefined),
       },
     };
     if (opts.tls?.ca !== undefined) {

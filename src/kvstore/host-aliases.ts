@@ -104,6 +104,19 @@ export function withoutHostAlias(aliases: readonly HostAlias[], hostname: string
 }
 
 /**
+ * gRPC channel options that make TLS verify `serverName` (the aliased endpoint's own name)
+ * while the channel dials its IP; none without an alias or without TLS.
+ */
+export function tlsNameOverride(
+  serverName: string | undefined,
+  tls: boolean,
+): Record<string, string> {
+  return serverName === undefined || !tls
+    ? {}
+    : { 'grpc.ssl_target_name_override': serverName, 'grpc.default_authority': serverName };
+}
+
+/**
  * Endpoints with aliased hostnames replaced by their IPs, and the name TLS must verify
  * (the first aliased hostname: one gRPC channel option serves every endpoint, and a
  * cluster's endpoints all carry its one name).

@@ -5,7 +5,7 @@
  * cluster ID) → authorization (user, read, read-only) → the remote's cluster config. The
  * chain stops at the first failure: later steps would only repeat it.
  */
-import { applyHostAliases, HOST_ALIASES_FILE } from '../kvstore/host-aliases.js';
+import { applyHostAliases, HOST_ALIASES_FILE, tlsNameOverride } from '../kvstore/host-aliases.js';
 import { X509Certificate } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { readFile } from 'node:fs/promises';
@@ -343,14 +343,7 @@ function newClient(cfg: EtcdClientConfig, pem: Pem, timeoutMs: number): Etcd3 {
     dialTimeout: timeoutMs,
     faultHandling: { host: () => noop, global: noop },
     // TLS verifies the endpoint's name, not the aliased IP the client dials.
-    ...(dial.serverName === undefined || pem.ca === undefined
-      ? {}
-      : {
-          grpcOptions: {
-            'grpc.ssl_target_name_override': dial.serverName,
-            'grpc.default_authority': dial.serverName,
-          },
-        }),
+    grpcOptions: tlsNameOverride(dial.serverName, pem.ca !== undefined),
   };
   if (pem.ca !== undefined || pem.cert !== undefined) {
     options.credentials = {
