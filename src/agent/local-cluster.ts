@@ -12,6 +12,7 @@ import { endpointFromCEP } from '../endpoint/table.js';
 import { IPOwners } from '../ipcache/owners.js';
 import { createInformer } from '../registry/informer.js';
 import { joinServices } from '../registry/service-join.js';
+import { registryObjects } from '../registry/source.js';
 import type { CiliumEndpoint, CiliumIdentity, CiliumNode, Informer } from '../registry/types.js';
 import type { AgentViews } from './views.js';
 
@@ -111,7 +112,7 @@ export class LocalClusterWatcher {
       { log: this.log },
     );
     const services = joinServices(
-      this.backend,
+      registryObjects(this.backend),
       {
         onEvent: ({ namespace, name, service: svc, slices }) => {
           const cs =

@@ -33,6 +33,8 @@ import {
   serviceExportConverter,
 } from './converters.js';
 import { joinServiceExports } from '../mcsapi/export.js';
+import type { KubeObjectSource } from '../kubesource/source.js';
+import { registryObjects, type ObjectSource } from '../registry/source.js';
 import {
   createSynchronizer,
   informerSource,
@@ -54,6 +56,12 @@ export interface ApiserverOptions {
   readonly log: Logger;
   /** Memory kvstore only: the in-process store to join. */
   readonly memoryStoreName?: string | undefined;
+  /**
+   * Kubernetes mode: read the cluster's objects from a Kubernetes API server
+   * (`--k8s-kubeconfig-path`; in-cluster config when `kubeconfigPath` is undefined)
+   * instead of the registry in the kvstore.
+   */
+  readonly kubernetes?: { readonly kubeconfigPath?: string | undefined } | undefined;
 }
 
 export function validateApiserverOptions(o: ApiserverOptions): void {
@@ -72,6 +80,7 @@ export class Apiserver {
   private readonly metrics: KvstoreMetrics;
   private readonly kvstore: KvstoreHook;
   private synchronizers: Synchronizer[] = [];
+  private kube: KubeObjectSource | undefined;
   private readonly health: HttpHook;
   private readonly metricsServer: HttpHook;
   private readonly bootstrap: Bootstrap;
@@ -145,13 +154,25 @@ export class Apiserver {
     });
     this.lifecycle.append({
       name: 'synchronizers',
-      start: (ctx) => {
-        this.synchronizers = allSynchronizers({
-          backend: this.kvstore.require(),
-          cluster,
-          log: this.log,
-          metrics: this.metrics,
-        });
+      start: async (ctx) => {
+        const backend = this.kvstore.require();
+        let objects = registryObjects(backend);
+        if (o.kubernetes !== undefined) {
+          // Loaded only in Kubernetes mode: the client costs most of a second to import.
+          const [{ kubeObjects }, { loadKubeConfig }] = await Promise.all([
+            import('../kubesource/source.js'),
+            import('../kubesource/kubeconfig.js'),
+          ]);
+          this.kube = kubeObjects(loadKubeConfig(o.kubernetes.kubeconfigPath), {
+            log: this.log,
+            metrics: this.metrics.registry,
+          });
+          objects = this.kube;
+        }
+        this.synchronizers = allSynchronizers(
+          { backend, cluster, log: this.log, metrics: this.metrics },
+          objects,
+        );
         ctx.spawn('bootstrap', (signal) => this.watchBootstrap(signal));
         for (const s of this.synchronizers) {
           ctx.spawn(`synchronizer ${s.name}`, (signal) => s.run(signal));
@@ -211,6 +232,7 @@ export class Apiserver {
       'cluster-id': this.opts.clusterId,
       ready: this.ready,
       kvstore: this.kvstore.status()?.message,
+      ...(this.kube === undefined ? {} : { kubernetes: this.kube.status() }),
       stores: this.synchronizers.map((s) => ({
         name: s.name,
         synced: s.store.isSynced,
@@ -226,13 +248,13 @@ export class Apiserver {
  * The stores the apiserver exports, each an informer (or the Service ⇄ EndpointSlice
  * join) through its kind's converter, in the order they start.
  */
-export function allSynchronizers(deps: SynchronizerDeps): Synchronizer[] {
-  const { backend, cluster } = deps;
+export function allSynchronizers(deps: SynchronizerDeps, objects: ObjectSource): Synchronizer[] {
+  const { cluster } = deps;
   return [
     createSynchronizer(deps, {
       name: 'nodes',
       prefix: NodesPrefix,
-      source: informerSource(backend, 'CiliumNode'),
+      source: informerSource(objects, 'CiliumNode'),
       converter: nodeConverter(cluster),
     }),
     createSynchronizer(deps, {
@@ -240,7 +262,7 @@ export function allSynchronizers(deps: SynchronizerDeps): Synchronizer[] {
       // Canary `cilium/synced/<c>/cilium/state/identities/v1`, as the reference overrides it.
       prefix: IdentitiesIdPrefix,
       syncedKey: IdentitiesPrefix,
-      source: informerSource(backend, 'CiliumIdentity'),
+      source: informerSource(objects, 'CiliumIdentity'),
       converter: identityConverter(),
     }),
     createSynchronizer(deps, {
@@ -248,7 +270,7 @@ export function allSynchronizers(deps: SynchronizerDeps): Synchronizer[] {
       // Canary `cilium/synced/<c>/cilium/state/ip/v1`, as the reference overrides it.
       prefix: IPCachePrefix,
       syncedKey: IPIdentitiesPath,
-      source: informerSource(backend, 'CiliumEndpoint'),
+      source: informerSource(objects, 'CiliumEndpoint'),
       converter: endpointConverter(),
     }),
     createSynchronizer(deps, {
@@ -256,13 +278,13 @@ export function allSynchronizers(deps: SynchronizerDeps): Synchronizer[] {
       prefix: ServicesPrefix,
       // Synced once both Services and EndpointSlices are listed: readers never see a
       // service whose backends are still missing.
-      source: (handlers, log) => joinServices(backend, handlers, { log }),
+      source: (handlers, log) => joinServices(objects, handlers, { log }),
       converter: serviceConverter(cluster),
     }),
     createSynchronizer(deps, {
       name: 'serviceexports',
       prefix: ServiceExportsPrefix,
-      source: (handlers, log) => joinServiceExports(backend, handlers, { log }),
+      source: (handlers, log) => joinServiceExports(objects, handlers, { log }),
       converter: serviceExportConverter(cluster),
     }),
   ];

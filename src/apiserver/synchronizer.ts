@@ -1,9 +1,9 @@
+import type { ObjectSource } from '../registry/source.js';
 import type { Logger } from 'pino';
 import type { LocalCluster } from '../convert/cilium.js';
 import type { Backend } from '../kvstore/backend.js';
 import { errorMessage } from '../lib/errors.js';
 import type { KvstoreMetrics } from '../metrics/kvstore.js';
-import { createInformer } from '../registry/informer.js';
 import type { KindName, KindTypes } from '../registry/objects.js';
 import type { ObjectEvent, RegistryObject } from '../registry/types.js';
 import { SyncStore } from '../store/syncstore.js';
@@ -53,12 +53,12 @@ export type Source<E> = (
   log: Logger,
 ) => { run(signal: AbortSignal): Promise<void> };
 
-/** The informer of one registry kind as a source. */
+/** The informer of one kind as a source. */
 export function informerSource<K extends KindName>(
-  backend: Backend,
+  objects: ObjectSource,
   kind: K,
 ): Source<ObjectEvent<KindTypes[K]>> {
-  return (handlers, log) => createInformer(backend, kind, handlers, { log });
+  return (handlers, log) => objects.informer(kind, handlers, { log });
 }
 
 /** Names an object event's object in logs. */

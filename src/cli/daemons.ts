@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { KvstoreConfig } from '../kvstore/config.js';
 import type { MaxConnectedClusters } from '../keyspace/index.js';
@@ -257,6 +258,27 @@ async function runDaemon(
   await daemon.stop();
 }
 
+interface K8sFlags {
+  readonly k8sKubeconfigPath?: string | undefined;
+}
+
+/** Cilium's flag: read the cluster's objects from a Kubernetes API server. */
+function k8sKubeconfigOption(): Option {
+  return new Option(
+    '--k8s-kubeconfig-path <file>',
+    "Kubernetes mode: read the cluster's objects from the API server this kubeconfig names (in a pod: its in-cluster config without the flag)",
+  );
+}
+
+/** Kubernetes mode with the flag, or inside a pod (its service account); else the registry. */
+function kubernetesMode(flags: K8sFlags): { kubeconfigPath?: string | undefined } | undefined {
+  if (flags.k8sKubeconfigPath !== undefined) return { kubeconfigPath: flags.k8sKubeconfigPath };
+  const inPod =
+    process.env.KUBERNETES_SERVICE_HOST !== undefined &&
+    existsSync('/var/run/secrets/kubernetes.io/serviceaccount/token');
+  return inPod ? {} : undefined;
+}
+
 export function registerDaemonCommands(program: Command, ctx: CliContext): void {
   const apiserver = program
     .command('apiserver')
@@ -278,14 +300,16 @@ export function registerDaemonCommands(program: Command, ctx: CliContext): void 
       ).hideHelp(),
     )
     .addOption(clusterConfigIntervalOption())
+    .addOption(k8sKubeconfigOption())
     .action(
       async (
-        opts: ClusterFlags & {
-          healthAddr: string;
-          metricsAddr?: string;
-          heartbeatInterval: number;
-          clusterConfigInterval: number;
-        },
+        opts: ClusterFlags &
+          K8sFlags & {
+            healthAddr: string;
+            metricsAddr?: string;
+            heartbeatInterval: number;
+            clusterConfigInterval: number;
+          },
       ) => {
         await runDaemon(
           'clustermesh-apiserver',
@@ -301,6 +325,7 @@ export function registerDaemonCommands(program: Command, ctx: CliContext): void 
               metricsAddr: opts.metricsAddr,
               heartbeatIntervalMs: opts.heartbeatInterval,
               clusterConfigIntervalMs: opts.clusterConfigInterval,
+              kubernetes: kubernetesMode(opts),
               log,
             });
           },

@@ -26,6 +26,7 @@ import { registerMeshSetupCommands } from './meshsetup.js';
 
 interface UpFlags extends HealthCheckFlags, BackendProbeFlags {
   readonly clusters: number;
+  readonly firstClusterId: number;
   readonly nodes: number;
   readonly kvstore?: 'etcd' | 'memory' | undefined;
   readonly kvstoremesh?: boolean | undefined;
@@ -53,9 +54,20 @@ export function registerMeshCommands(program: Command, ctx: CliContext): void {
   addBackendProbeOptions(addHealthCheckOptions(up));
   up.description('run a local mesh: N clusters × M nodes with kvstores, daemons, DNS and workloads')
     .addOption(
-      new Option('--clusters <n>', 'number of clusters (cluster1..N, IDs 1..N)')
+      new Option(
+        '--clusters <n>',
+        'number of clusters (cluster1..N, IDs 1..N; see --first-cluster-id)',
+      )
         .argParser(positiveInt)
         .default(2),
+    )
+    .addOption(
+      new Option(
+        '--first-cluster-id <id>',
+        'ID of the first cluster: clusters cluster<id>.. with addresses 127.<id>.x.x',
+      )
+        .argParser(positiveInt)
+        .default(1),
     )
     .addOption(
       new Option('--nodes <m>', 'nodes (agents) per cluster').argParser(positiveInt).default(2),
@@ -114,6 +126,7 @@ Stops everything it started on Ctrl-C (SIGINT) or SIGTERM.`,
       if (process.env.LOG_LEVEL === undefined) log.level = 'warn';
       const mesh = new LocalMesh({
         clusters: flags.clusters,
+        firstClusterId: flags.firstClusterId,
         nodes: flags.nodes,
         kvstore: flags.kvstore,
         kvstoremesh: flags.kvstoremesh,

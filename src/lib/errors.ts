@@ -29,6 +29,10 @@ export const ErrorCode = {
   AgentUnreachable: 'ERR_AGENT_UNREACHABLE',
   /** A cluster's Kubernetes API server could not listen on its address (port in use). */
   KubeApiListen: 'ERR_KUBEAPI_LISTEN',
+  /** Kubernetes mode: the API server did not answer a list, or answered with an error. */
+  KubeApiUnreachable: 'ERR_KUBEAPI_UNREACHABLE',
+  /** Kubernetes mode: the API server refused a request (RBAC); the message names the permission. */
+  KubeApiForbidden: 'ERR_KUBEAPI_FORBIDDEN',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -1,5 +1,9 @@
+import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import { ErrorCode, errorMessage, isClusterMeshError, toError } from './errors.js';
+
+/** Listeners a hook's signal takes before Node warns of a leak. */
+const MAX_TASK_LISTENERS = 256;
 
 /** A background task: runs until it is done or `signal` aborts. */
 export type Task = (signal: AbortSignal) => Promise<void>;
@@ -48,6 +52,9 @@ export class Lifecycle {
   async start(): Promise<void> {
     for (const hook of this.hooks) {
       const run: Running = { hook, abort: new AbortController(), tasks: new Set() };
+      // Every task of the hook shares this signal and may listen to it (an informer each):
+      // Node's warning at 10 listeners would be noise, not a leak.
+      setMaxListeners(MAX_TASK_LISTENERS, run.abort.signal);
       const t0 = performance.now();
       try {
         await hook.start?.({

@@ -61,6 +61,11 @@ import { writeClusterRecord } from './cluster-record.js';
 
 export interface UpOptions {
   readonly clusters: number;
+  /**
+   * ID of the first cluster (default 1): clusters are cluster<id>..cluster<id+N-1> with
+   * their addresses in 127.<id>.0.0/16, so meshes on disjoint IDs can run side by side.
+   */
+  readonly firstClusterId?: number | undefined;
   readonly nodes: number;
   /** undefined: etcd when its binary is installed, memory otherwise. */
   readonly kvstore?: 'etcd' | 'memory' | undefined;
@@ -153,10 +158,17 @@ export class LocalMesh {
         `--clusters ${opts.clusters}: expected 1..${MAX_CLUSTERS}`,
       );
     }
+    const first = opts.firstClusterId ?? 1;
+    if (!Number.isInteger(first) || first < 1 || first + opts.clusters - 1 > MAX_CLUSTERS) {
+      throw new ClusterMeshError(
+        ErrorCode.InvalidArgument,
+        `--first-cluster-id ${first} with --clusters ${opts.clusters}: IDs must stay within 1..${MAX_CLUSTERS}`,
+      );
+    }
     this.stateDir = resolve(opts.stateDir);
     this.log = opts.log.child({ component: 'up' });
     this.clusters = Array.from({ length: opts.clusters }, (_, i) => {
-      const addr = clusterAddressing(i + 1, opts.nodes);
+      const addr = clusterAddressing(first + i, opts.nodes);
       return {
         addr,
         configDir: join(this.stateDir, addr.name, 'clustermesh'),

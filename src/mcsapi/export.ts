@@ -1,5 +1,5 @@
+import type { ObjectSource } from '../registry/source.js';
 import type { Logger } from 'pino';
-import type { Backend } from '../kvstore/backend.js';
 import type {
   MCSAPIServiceSpec,
   MCSInternalTrafficPolicy,
@@ -7,7 +7,6 @@ import type {
   MCSSessionAffinityConfig,
 } from '../keyspace/index.js';
 import { canonicalIP, ipFamily, parseIP } from '../keyspace/index.js';
-import { createInformer } from '../registry/informer.js';
 import type { Namespace, Service, ServiceExport } from '../registry/objects.js';
 import { GLOBAL_NAMESPACE_ANNOTATION, Reason, type DesiredCondition } from './types.js';
 
@@ -177,7 +176,7 @@ export interface ExportJoinEvent {
  * change of either reports the pair. Synced once both informers listed.
  */
 export function joinServiceExports(
-  backend: Backend,
+  objects: ObjectSource,
   handlers: { onEvent(ev: ExportJoinEvent): void; onSynced?(): void },
   opts: { readonly log?: Logger | undefined } = {},
 ): { run(signal: AbortSignal): Promise<void>; readonly hasSynced: boolean } {
@@ -196,8 +195,7 @@ export function joinServiceExports(
       namespaceObject: namespaces.get(undefined, ns),
     });
   };
-  const exports = createInformer(
-    backend,
+  const exports = objects.informer(
     'ServiceExport',
     {
       onEvent: (ev) => {
@@ -207,8 +205,7 @@ export function joinServiceExports(
     },
     { log: opts.log },
   );
-  const services = createInformer(
-    backend,
+  const services = objects.informer(
     'Service',
     {
       onEvent: (ev) => {
@@ -222,8 +219,7 @@ export function joinServiceExports(
     },
     { log: opts.log },
   );
-  const namespaces = createInformer(
-    backend,
+  const namespaces = objects.informer(
     'Namespace',
     {
       // A namespace turning global or not: every export in it.

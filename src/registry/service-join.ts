@@ -1,6 +1,6 @@
+import type { ObjectSource } from './source.js';
 import type { Logger } from 'pino';
-import type { Backend } from '../kvstore/backend.js';
-import { createInformer, runInformers } from './informer.js';
+import { runInformers } from './informer.js';
 import { SERVICE_NAME_LABEL, type EndpointSlice, type Service } from './objects.js';
 import type { ObjectEvent } from './types.js';
 
@@ -104,7 +104,7 @@ export interface ServiceJoin {
  * object or slices changed.
  */
 export function joinServices(
-  backend: Backend,
+  objects: ObjectSource,
   handlers: ServiceJoinHandlers,
   opts: { readonly log?: Logger | undefined } = {},
 ): ServiceJoin {
@@ -114,8 +114,7 @@ export function joinServices(
     waiting--;
     if (waiting === 0) handlers.onSynced?.();
   };
-  const serviceInformer = createInformer(
-    backend,
+  const serviceInformer = objects.informer(
     'Service',
     {
       onEvent: (ev) => {
@@ -125,8 +124,7 @@ export function joinServices(
     },
     { log: opts.log },
   );
-  const sliceInformer = createInformer(
-    backend,
+  const sliceInformer = objects.informer(
     'EndpointSlice',
     {
       onEvent: (ev) => {

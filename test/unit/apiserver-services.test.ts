@@ -20,6 +20,7 @@ import { Registry } from '../../src/registry/registry.js';
 import type { RegistryObject } from '../../src/registry/types.js';
 import { eventually } from '../support/eventually.js';
 import { snapshot } from '../support/kvstore-contract.js';
+import { registryObjects } from '../../src/registry/source.js';
 
 const CLUSTER = { name: 'cluster1', id: 1 };
 const PREFIX = 'cilium/state/services/v1/';
@@ -147,9 +148,10 @@ function newBackend(): MemoryBackend {
 
 function start(backend: Backend): Harness {
   const metrics = new KvstoreMetrics('test', CLUSTER.name);
-  const sync = allSynchronizers({ backend, cluster: CLUSTER, log: silentLogger, metrics }).find(
-    (s) => s.name === 'services',
-  );
+  const sync = allSynchronizers(
+    { backend, cluster: CLUSTER, log: silentLogger, metrics },
+    registryObjects(backend),
+  ).find((s) => s.name === 'services');
   assert.ok(sync !== undefined, 'the apiserver wires a services synchronizer');
   const ac = new AbortController();
   const done = sync.run(ac.signal);

@@ -2,7 +2,9 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ErrorCode, isClusterMeshError } from '../../src/lib/errors.js';
+import { silentLogger } from '../../src/lib/logger.js';
 import { clusterAddressing, nodeOfIP, validatePodCidrs } from '../../src/localmesh/addressing.js';
+import { LocalMesh } from '../../src/localmesh/up.js';
 
 void describe('local mesh addressing', () => {
   it('cluster c: nodes 127.c.0.n, a /24 per node, ClusterIPs and DNS in 127.c.128.0/17', () => {
@@ -33,6 +35,37 @@ void describe('local mesh addressing', () => {
       );
     }
     assert.equal(clusterAddressing(255, 127).nodes.at(-1)?.podCIDR, '127.255.127.0/24');
+  });
+
+  it('up --first-cluster-id must keep every cluster inside 1..255, with one line', () => {
+    for (const [first, clusters] of [
+      [0, 1],
+      [254, 3],
+      [2.5, 1],
+    ] as const) {
+      assert.throws(
+        () =>
+          new LocalMesh({
+            clusters,
+            firstClusterId: first,
+            nodes: 1,
+            stateDir: '/nonexistent',
+            log: silentLogger,
+          }),
+        (err: unknown) =>
+          isClusterMeshError(err, ErrorCode.InvalidArgument) &&
+          err.message.startsWith(`--first-cluster-id ${first} with --clusters ${clusters}:`),
+        `${first}+${clusters}`,
+      );
+    }
+    // Valid: nothing starts until start().
+    new LocalMesh({
+      clusters: 3,
+      firstClusterId: 253,
+      nodes: 1,
+      stateDir: '/nonexistent',
+      log: silentLogger,
+    });
   });
 
   it('pod CIDRs must not overlap: the first overlapping pair is named', () => {

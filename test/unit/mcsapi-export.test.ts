@@ -17,6 +17,7 @@ import type { Service, ServiceExport } from '../../src/registry/objects.js';
 import { Registry } from '../../src/registry/registry.js';
 import type { RegistryObject } from '../../src/registry/types.js';
 import { eventually } from '../support/eventually.js';
+import { registryObjects } from '../../src/registry/source.js';
 
 const CLUSTER = { name: 'cluster1', id: 1 };
 
@@ -180,9 +181,10 @@ describe('MCS-API export converter', () => {
   it('the apiserver mirrors exports with the sync canary and withdraws them with their Service', async () => {
     const backend = new MemoryBackend(new MemoryStore());
     const metrics = new KvstoreMetrics('test', CLUSTER.name);
-    const sync = allSynchronizers({ backend, cluster: CLUSTER, log: silentLogger, metrics }).find(
-      (s) => s.name === 'serviceexports',
-    );
+    const sync = allSynchronizers(
+      { backend, cluster: CLUSTER, log: silentLogger, metrics },
+      registryObjects(backend),
+    ).find((s) => s.name === 'serviceexports');
     assert.ok(sync !== undefined, 'sync !== undefined');
     const registry = new Registry(backend, { now: () => new Date('2026-12-01T10:00:00.700Z') });
     await registry.apply([

@@ -10,6 +10,7 @@ import {
   type ServiceJoinEvent,
 } from '../../src/registry/service-join.js';
 import { eventually } from '../support/eventually.js';
+import { registryObjects } from '../../src/registry/source.js';
 
 function service(name: string, namespace = 'default'): Service {
   return {
@@ -102,7 +103,7 @@ void describe('joinServices', () => {
     await registry.apply([service('a'), slice('a-1', 'a', '127.1.1.1')]);
     const seen: string[] = [];
     let synced = 0;
-    const join = joinServices(backend, {
+    const join = joinServices(registryObjects(backend), {
       onEvent: (ev) => seen.push(summary(ev)),
       onSynced: () => {
         synced++;
