@@ -1,5 +1,4 @@
 import type { Logger } from 'pino';
-import type { Backend } from '../kvstore/backend.js';
 import { globalServiceSettings, parseLabelsFromKVStore } from '../keyspace/index.js';
 import { serviceToClusterService } from '../service/local-services.js';
 import {
@@ -10,9 +9,8 @@ import {
 } from '../convert/cilium.js';
 import { endpointFromCEP } from '../endpoint/table.js';
 import { IPOwners } from '../ipcache/owners.js';
-import { createInformer } from '../registry/informer.js';
 import { joinServices } from '../registry/service-join.js';
-import { registryObjects } from '../registry/source.js';
+import type { ObjectSource } from '../registry/source.js';
 import type { CiliumEndpoint, CiliumIdentity, CiliumNode, Informer } from '../registry/types.js';
 import type { AgentViews } from './views.js';
 
@@ -26,7 +24,7 @@ export class LocalClusterWatcher {
   private syncedKinds = 0;
 
   constructor(
-    private readonly backend: Backend,
+    private readonly objects: ObjectSource,
     private readonly cluster: LocalCluster & { readonly nodeName: string },
     private readonly views: AgentViews,
     private readonly log: Logger,
@@ -40,8 +38,7 @@ export class LocalClusterWatcher {
     const onSynced = (): void => {
       this.syncedKinds++;
     };
-    const nodes = createInformer<CiliumNode>(
-      this.backend,
+    const nodes = this.objects.informer(
       'CiliumNode',
       {
         onEvent: (ev) => {
@@ -57,8 +54,7 @@ export class LocalClusterWatcher {
       },
       { log: this.log },
     );
-    const identities = createInformer<CiliumIdentity>(
-      this.backend,
+    const identities = this.objects.informer(
       'CiliumIdentity',
       {
         onEvent: (ev) => {
@@ -73,8 +69,7 @@ export class LocalClusterWatcher {
       { log: this.log },
     );
     const owners = new IPOwners();
-    const endpoints = createInformer<CiliumEndpoint>(
-      this.backend,
+    const endpoints = this.objects.informer(
       'CiliumEndpoint',
       {
         onEvent: (ev) => {
@@ -112,7 +107,7 @@ export class LocalClusterWatcher {
       { log: this.log },
     );
     const services = joinServices(
-      registryObjects(this.backend),
+      this.objects,
       {
         onEvent: ({ namespace, name, service: svc, slices }) => {
           const cs =

@@ -7,6 +7,8 @@ import { Counter, Gauge } from 'prom-client';
 import type { Logger } from 'pino';
 import { ClusterMesh } from '../clustermesh/clustermesh.js';
 import type { ClusterMeshStatus } from '../clustermesh/status.js';
+import type { KubeObjectSource } from '../kubesource/source.js';
+import { registryObjects, type ObjectSource } from '../registry/source.js';
 import type { KvstoreConfig } from '../kvstore/config.js';
 import { KvstoreHook } from '../kvstore/connect.js';
 import {
@@ -41,6 +43,11 @@ export interface AgentOptions {
   readonly clusterId: number;
   readonly nodeName: string;
   readonly maxConnectedClusters: MaxConnectedClusters;
+  /**
+   * Kubernetes mode: the own cluster's objects (nodes, identities, endpoints, Services,
+   * policies) from a Kubernetes API server instead of the registry in the kvstore.
+   */
+  readonly kubernetes?: { readonly kubeconfigPath?: string | undefined } | undefined;
   /** The local cluster's kvstore (its registry, and the KVStoreMesh cache). */
   readonly kvstore: KvstoreConfig;
   /** `--clustermesh-config`: one etcd config per remote cluster; undefined = no mesh. */
@@ -90,6 +97,8 @@ export class Agent {
   private readonly metrics: KvstoreMetrics;
   private readonly kvstore: KvstoreHook;
   private local: LocalClusterWatcher | undefined;
+  private objects: ObjectSource | undefined;
+  private kube: KubeObjectSource | undefined;
   private policies: PolicyWatcher | undefined;
   private mesh: ClusterMesh | undefined;
   private api: RunningHttpServer | undefined;
@@ -181,10 +190,29 @@ export class Agent {
       },
     });
     this.lifecycle.append({
+      name: 'objects',
+      start: async () => {
+        if (o.kubernetes === undefined) {
+          this.objects = registryObjects(this.kvstore.require());
+          return;
+        }
+        // Loaded only in Kubernetes mode: the client costs most of a second to import.
+        const [{ kubeObjects }, { loadKubeConfig }] = await Promise.all([
+          import('../kubesource/source.js'),
+          import('../kubesource/kubeconfig.js'),
+        ]);
+        this.kube = kubeObjects(loadKubeConfig(o.kubernetes.kubeconfigPath), {
+          log: this.log,
+          metrics: this.metrics.registry,
+        });
+        this.objects = this.kube;
+      },
+    });
+    this.lifecycle.append({
       name: 'local-cluster',
       start: (ctx) => {
         const local = new LocalClusterWatcher(
-          this.kvstore.require(),
+          this.requireObjects(),
           { name: o.clusterName, id: o.clusterId, nodeName: o.nodeName },
           this.views,
           this.log,
@@ -197,7 +225,7 @@ export class Agent {
       name: 'policy',
       start: (ctx) => {
         this.views.policy.follow(this.views.identities);
-        const policies = new PolicyWatcher(this.kvstore.require(), this.views.policy, this.log);
+        const policies = new PolicyWatcher(this.requireObjects(), this.views.policy, this.log);
         this.policies = policies;
         ctx.spawn('policy watcher', (signal) => policies.run(signal));
       },
@@ -466,6 +494,11 @@ export class Agent {
     return this.api?.url;
   }
 
+  private requireObjects(): ObjectSource {
+    if (this.objects === undefined) throw new Error('object source not started');
+    return this.objects;
+  }
+
   clustermeshStatus(): ClusterMeshStatus {
     return this.mesh?.status() ?? { clusters: [], 'num-global-services': 0 };
   }
@@ -478,6 +511,7 @@ export class Agent {
       cluster: { name: this.opts.clusterName, id: this.opts.clusterId },
       node: this.opts.nodeName,
       kvstore: this.kvstore.status()?.message ?? 'not connected',
+      ...(this.kube === undefined ? {} : { kubernetes: this.kube.status() }),
       'local-synced': this.local?.synced ?? false,
       policy: {
         synced: this.policies?.synced ?? false,

@@ -1,9 +1,7 @@
 import type { Logger } from 'pino';
-import type { Backend } from '../kvstore/backend.js';
 import type { PolicyEnforcer } from '../policy/enforcer.js';
 import type { PolicyKind, PolicyRef } from '../policy/rules.js';
-import { createInformer } from '../registry/informer.js';
-import type { RegistryObject } from '../registry/types.js';
+import type { ObjectSource } from '../registry/source.js';
 
 const POLICY_KINDS: readonly PolicyKind[] = [
   'CiliumNetworkPolicy',
@@ -20,7 +18,7 @@ export class PolicyWatcher {
   private syncedKinds = 0;
 
   constructor(
-    private readonly backend: Backend,
+    private readonly objects: ObjectSource,
     private readonly enforcer: PolicyEnforcer,
     private readonly log: Logger,
   ) {}
@@ -32,28 +30,29 @@ export class PolicyWatcher {
   async run(signal: AbortSignal): Promise<void> {
     await Promise.all(
       POLICY_KINDS.map((kind) =>
-        createInformer<RegistryObject>(
-          this.backend,
-          kind,
-          {
-            onEvent: (ev) => {
-              const ref: PolicyRef = {
-                kind,
-                namespace:
-                  kind === 'CiliumClusterwideNetworkPolicy'
-                    ? ''
-                    : (ev.object.metadata.namespace ?? 'default'),
-                name: ev.object.metadata.name,
-              };
-              if (ev.type === 'deleted') this.enforcer.removePolicy(ref);
-              else this.enforcer.upsertPolicy(ev.object, ref);
+        this.objects
+          .informer(
+            kind,
+            {
+              onEvent: (ev) => {
+                const ref: PolicyRef = {
+                  kind,
+                  namespace:
+                    kind === 'CiliumClusterwideNetworkPolicy'
+                      ? ''
+                      : (ev.object.metadata.namespace ?? 'default'),
+                  name: ev.object.metadata.name,
+                };
+                if (ev.type === 'deleted') this.enforcer.removePolicy(ref);
+                else this.enforcer.upsertPolicy(ev.object, ref);
+              },
+              onSynced: () => {
+                this.syncedKinds++;
+              },
             },
-            onSynced: () => {
-              this.syncedKinds++;
-            },
-          },
-          { log: this.log },
-        ).run(signal),
+            { log: this.log },
+          )
+          .run(signal),
       ),
     );
   }

@@ -353,10 +353,12 @@ export function registerDaemonCommands(program: Command, ctx: CliContext): void 
       ).argParser(parseDuration),
     )
     .addOption(policyDefaultLocalClusterOption())
+    .addOption(k8sKubeconfigOption())
     .action(
       async (
         opts: ClusterFlags &
-          RemoteTimingFlags & {
+          RemoteTimingFlags &
+          K8sFlags & {
             nodeName: string;
             clustermeshConfig?: string;
             apiAddr: string;
@@ -377,6 +379,7 @@ export function registerDaemonCommands(program: Command, ctx: CliContext): void 
             cacheTtlMs: opts.clustermeshCacheTtl,
             timing: remoteTiming(opts),
             policyDefaultLocalCluster: opts.policyDefaultLocalCluster === 'true',
+            kubernetes: kubernetesMode(opts),
             log,
           });
         });

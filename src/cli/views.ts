@@ -135,7 +135,20 @@ interface AgentStatusJson {
   readonly cluster: { readonly name: string; readonly id: number };
   readonly node: string;
   readonly kvstore: string;
+  /** Kubernetes mode only. */
+  readonly kubernetes?: {
+    readonly server: string;
+    readonly ok: boolean;
+    readonly resources: readonly { resource: string; connected: boolean; lastError?: string }[];
+  };
   readonly clustermesh: Parameters<typeof formatClusterMeshStatus>[0];
+}
+
+/** Cilium's `Kubernetes:` line: Ok, or the first resource that fails and why. */
+function kubernetesLine(k: NonNullable<AgentStatusJson['kubernetes']>): string {
+  if (k.ok) return `Ok (${k.server})`;
+  const bad = k.resources.find((r) => !r.connected);
+  return `Unreachable (${k.server})${bad === undefined ? '' : `: ${bad.resource}: ${bad.lastError ?? 'not listed yet'}`}`;
 }
 
 interface ServiceJson {
@@ -205,6 +218,7 @@ export function registerViewCommands(program: Command, ctx: CliContext): void {
           ['Cluster:', `${st.cluster.name} (${st.cluster.id})`],
           ['Node:', st.node],
           ['KVStore:', st.kvstore],
+          ...(st.kubernetes === undefined ? [] : [['Kubernetes:', kubernetesLine(st.kubernetes)]]),
         ])
           .trimEnd()
           .split('\n'),

@@ -6,7 +6,9 @@
  * created, changed and deleted with the real kubectl; the API server is stopped (the
  * apiserver keeps what it exported and says so in its status), changed behind its back,
  * compacted so the apiserver's resourceVersion expires, and restarted: the apiserver
- * re-lists and converges, losing nothing. A bad kubeconfig is refused in one line.
+ * re-lists and converges, losing nothing. An agent in Kubernetes mode reads its own
+ * cluster and its policies the same way, and `status` shows the API server's state. A bad
+ * kubeconfig is refused in one line.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -104,7 +106,7 @@ ports:
   protocol: TCP
 `;
 
-describe('clustermesh-apiserver in Kubernetes mode (client-node informers, real etcd)', () => {
+describe('apiserver and agent in Kubernetes mode (client-node informers, real etcd)', () => {
   let dir: string;
   let kubeconfig: string;
   let registryEtcd: EtcdServer;
@@ -114,6 +116,8 @@ describe('clustermesh-apiserver in Kubernetes mode (client-node informers, real 
   let server: KubeApiServer;
   let serverPort: number;
   let apiserver: DaemonProcess;
+  let agent: DaemonProcess;
+  let agentUrl: string;
   let healthUrl: string;
   let startServer: () => Promise<void>;
 
@@ -198,9 +202,31 @@ describe('clustermesh-apiserver in Kubernetes mode (client-node informers, real 
       join(dir, 'apiserver.log'),
     );
     apiserver.start();
+    agentUrl = `http://127.0.0.1:${await freePort('127.0.0.1')}`;
+    agent = new DaemonProcess(
+      'agent',
+      [
+        'agent',
+        '--cluster-name',
+        CLUSTER,
+        '--cluster-id',
+        '1',
+        '--node-name',
+        'node-1',
+        '--kvstore-opt',
+        `etcd.address=${kvstoreEtcd.clientUrl}`,
+        '--api-addr',
+        agentUrl.slice('http://'.length),
+        '--k8s-kubeconfig-path',
+        kubeconfig,
+      ],
+      join(dir, 'agent.log'),
+    );
+    agent.start();
   });
 
   after(async () => {
+    await agent.stop();
     await apiserver.stop();
     await server.stop();
     await backend.close();
@@ -252,6 +278,52 @@ describe('clustermesh-apiserver in Kubernetes mode (client-node informers, real 
     );
   });
 
+  it('an agent in Kubernetes mode sees its own cluster and enforces the policies kubectl applies', async () => {
+    const agentStatus = (): Promise<{ policy: { policies: number }; 'local-synced': boolean }> =>
+      getJson(`${agentUrl}/v1/status`);
+    await eventually(async () => {
+      assert.equal((await agentStatus())['local-synced'], true);
+      const nodes = await getJson<{ Name: string; Cluster: string }[]>(`${agentUrl}/v1/nodes`);
+      assert.deepEqual(
+        nodes.map((n) => `${n.Cluster}/${n.Name}`),
+        ['cluster1/node-1'],
+      );
+      const ips = await getJson<{ cidr: string; identity: number }[]>(`${agentUrl}/v1/ipcache`);
+      assert.ok(
+        ips.some((e) => e.cidr.startsWith('127.1.1.5') && e.identity === 65537),
+        JSON.stringify(ips),
+      );
+    }, 30_000).catch(async (err: unknown) => {
+      throw new Error(
+        `${String(err)}\n${(await readFile(join(dir, 'agent.log'), 'utf8').catch(() => '')).slice(-3000)}`,
+      );
+    });
+    await kubectl(
+      ['apply'],
+      `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: only-x-wing
+  namespace: default
+spec:
+  endpointSelector:
+    matchLabels:
+      app: rebel-base
+  ingress:
+  - fromEndpoints:
+    - matchLabels:
+        app: x-wing
+`,
+    );
+    await eventually(async () => {
+      assert.equal((await agentStatus()).policy.policies, 1);
+    }, 15_000);
+    const { stdout } = await run(BIN, ['-H', agentUrl, 'status'], {
+      env: { ...process.env, LOG_LEVEL: 'silent' },
+    });
+    assert.match(stdout, /^Kubernetes:\s+Ok \(https:\/\/127\.0\.0\.1:\d+\)$/m);
+  });
+
   it('follows changes and deletions made with kubectl', async () => {
     await kubectl(
       ['apply'],
@@ -277,6 +349,12 @@ describe('clustermesh-apiserver in Kubernetes mode (client-node informers, real 
         st.kubernetes.resources.some((r) => r.lastError !== undefined),
         JSON.stringify(st),
       );
+    }, 20_000);
+    await eventually(async () => {
+      const { stdout } = await run(BIN, ['-H', agentUrl, 'status'], {
+        env: { ...process.env, LOG_LEVEL: 'silent' },
+      });
+      assert.match(stdout, /^Kubernetes:\s+Unreachable \(https:\/\/127\.0\.0\.1:\d+\): \w+: /m);
     }, 20_000);
     const during = await keys('cilium/state/');
     assert.ok(during.has('cilium/state/ip/v1/default/127.1.1.5'), 'the endpoint stays exported');
@@ -306,6 +384,9 @@ describe('clustermesh-apiserver in Kubernetes mode (client-node informers, real 
       assert.ok(state.has('cilium/state/identities/v1/id/65537'), 'the identity is kept');
       const st = await status();
       assert.equal(st.kubernetes?.ok, true, JSON.stringify(st));
+      // The agent converges too: the withdrawn endpoint leaves its ipcache.
+      const ips = await getJson<{ cidr: string }[]>(`${agentUrl}/v1/ipcache`);
+      assert.ok(!ips.some((e) => e.cidr.startsWith('127.1.1.5')), JSON.stringify(ips));
     }, 30_000).catch(async (err: unknown) => {
       throw new Error(`${String(err)}\n${(await log()).slice(-3000)}`);
     });
