@@ -99,6 +99,11 @@ export interface ClusterCertOptions {
   readonly roles?: readonly UserRole[] | undefined;
   /** Issue the server certificate too (default true). */
   readonly server?: boolean | undefined;
+  /**
+   * Keep the certificates already in the directory and issue only the missing ones
+   * (`certs create` and `mesh enable` run again on a live etcd must not change its files).
+   */
+  readonly keepExisting?: boolean | undefined;
 }
 
 export function serverDnsNames(cluster: string, extra: readonly string[] = []): string[] {
@@ -126,7 +131,7 @@ export async function writeClusterCerts(
 ): Promise<ClusterCertFiles> {
   const files = clusterCertFiles(dir, opts.cluster);
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  let ca = await readCA(files).catch(() => undefined);
+  let ca = await readExistingCA(files);
   if (ca === undefined) {
     ca = await createCA(`clustermesh-${opts.cluster}-ca`, { validityDays: opts.validityDays });
     await writePem(files.caFile, ca.cert, false);
@@ -179,7 +184,10 @@ async function issueLeaves(
   const users = clusterUsers(opts.cluster);
   const validityDays = opts.validityDays ?? DEFAULT_VALIDITY_DAYS;
   const leaves: [CertPaths, PemKeyPair][] = [];
-  if (opts.server !== false) {
+  const wanted = async (paths: CertPaths): Promise<boolean> =>
+    opts.keepExisting !== true ||
+    !((await exists(paths.certFile)) && (await exists(paths.keyFile)));
+  if (opts.server !== false && (await wanted(files.server))) {
     const server = await issueCert(ca, {
       commonName: APISERVER_SERVICE_NAME,
       serverAuth: true,
@@ -192,12 +200,37 @@ async function issueLeaves(
     leaves.push([files.server, server]);
   }
   for (const role of opts.roles ?? USER_ROLES) {
+    if (!(await wanted(files.clients[role]))) continue;
     const leaf = await issueCert(ca, { commonName: users[role], clientAuth: true, validityDays });
     leaves.push([files.clients[role], leaf]);
   }
   for (const [paths, pem] of leaves) {
     await writePem(paths.keyFile, pem.key, true);
     await writePem(paths.certFile, pem.cert, false);
+  }
+}
+
+/**
+ * The CA of `files`; undefined when there is none yet. A CA that is there but unreadable
+ * (garbage, a key that does not match) is an error: silently replacing it would invalidate
+ * every certificate already handed out.
+ */
+async function readExistingCA(files: ClusterCertFiles): Promise<CertificateAuthority | undefined> {
+  const [cert, key] = await Promise.all([exists(files.caFile), exists(files.caKeyFile)]);
+  if (!cert && !key) return undefined;
+  if (!cert || !key) {
+    throw new ClusterMeshError(
+      ErrorCode.ConfigNotFound,
+      `CA of ${files.dir}: ${cert ? files.caKeyFile : files.caFile} is missing (ca.crt and ca.key go together)`,
+    );
+  }
+  try {
+    return await readCA(files);
+  } catch (err) {
+    throw new ClusterMeshError(
+      ErrorCode.InvalidConfig,
+      `CA in ${files.caFile}: not a PEM certificate and PKCS#8 key pair (${errorMessage(err).slice(0, 80)})`,
+    );
   }
 }
 

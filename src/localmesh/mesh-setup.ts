@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { clusterCertFiles, rotateClusterCerts, type UserRole } from '../certs/index.js';
 import {
@@ -14,7 +15,13 @@ import {
   writeClusterRecord,
   type ClusterRecord,
 } from './cluster-record.js';
-import { enableSecureEtcd, readCredentials } from './secure-etcd.js';
+import {
+  enableSecureEtcd,
+  initHandStartedEtcd,
+  prepareHandStartedEtcd,
+  readCredentials,
+  type HandStartedEtcd,
+} from './secure-etcd.js';
 
 /**
  * The seeds' setup, step by step, on clusters recorded in a state dir (cluster-record.ts):
@@ -31,22 +38,55 @@ function portOf(url: string): number {
 /** A cluster whose daemons were started by hand: what `mesh enable` records for it. */
 export interface HandStartedCluster {
   readonly id: number;
-  /** The etcd endpoint other clusters dial (plaintext). */
+  /**
+   * Where its etcd listens: `http://…` (plaintext, dialled as is) or, with `tlsDir`,
+   * `https://<ip>:<port>` (dialled as `https://<cluster>.mesh.cilium.io:<port>`).
+   */
   readonly endpoint: string;
+  /** The cluster's certificate directory (created if missing): its etcd serves TLS. */
+  readonly tlsDir?: string | undefined;
   readonly configDir: string;
   readonly kvstoremeshConfigDir?: string | undefined;
   readonly agents: readonly { node: string; api: string }[];
 }
 
 /**
+ * The IP and port of a hand-started etcd serving TLS, from `https://<ip>:<port>`: the
+ * address its server certificate covers and `<cluster>.mesh.cilium.io` maps to.
+ */
+export function parseTlsEndpoint(endpoint: string): { host: string; port: number } {
+  let url: URL | undefined;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    url = undefined;
+  }
+  const host = url?.hostname.replace(/^\[(.*)\]$/, '$1') ?? '';
+  if (url === undefined || url.protocol !== 'https:' || isIP(host) === 0) {
+    throw new ClusterMeshError(
+      ErrorCode.InvalidArgument,
+      `--kvstore-endpoint ${JSON.stringify(endpoint.slice(0, 80))}: expected https://<ip>:<port> (the address etcd listens on) with --tls-dir`,
+    );
+  }
+  return { host, port: portOf(endpoint) };
+}
+
+/**
  * Creates the cluster's `remote`, `local` and `externalworkload` users and certificates.
- * `register` records a cluster started by hand first (its etcd as is: plaintext).
+ * `register` records a cluster started by hand first: plaintext as is, or with `tlsDir`
+ * its certificates created there and every etcdinit user created on its etcd (auth on).
  */
 export async function enableCluster(
   stateDir: string,
   name: string,
   register?: HandStartedCluster,
-): Promise<ClusterRecord> {
+): Promise<{ record: ClusterRecord; handStarted?: HandStartedEtcd | undefined }> {
+  let handStarted: HandStartedEtcd | undefined;
+  if (register?.tlsDir !== undefined) {
+    const { host, port } = parseTlsEndpoint(register.endpoint);
+    handStarted = await prepareHandStartedEtcd({ cluster: name, dir: register.tlsDir, host, port });
+    await initHandStartedEtcd(handStarted);
+  }
   if (register !== undefined) {
     const { mkdir } = await import('node:fs/promises');
     await mkdir(join(stateDir, name), { recursive: true });
@@ -54,8 +94,14 @@ export async function enableCluster(
       version: 1,
       name,
       id: register.id,
-      kvstore: register.endpoint,
-      tls: false,
+      ...(handStarted === undefined
+        ? { kvstore: register.endpoint, tls: false }
+        : {
+            kvstore: handStarted.url,
+            tls: true,
+            etcdIP: handStarted.host,
+            etcdDir: handStarted.dir,
+          }),
       configDir: register.configDir,
       ...(register.kvstoremeshConfigDir === undefined
         ? {}
@@ -65,7 +111,7 @@ export async function enableCluster(
     });
   }
   const rec = await readClusterRecord(stateDir, name);
-  if (rec.tls) {
+  if (rec.tls && handStarted === undefined) {
     if (rec.etcdDir === undefined || rec.etcdIP === undefined) {
       throw new ClusterMeshError(
         ErrorCode.InvalidConfig,
@@ -81,7 +127,7 @@ export async function enableCluster(
   }
   const enabled = { ...rec, enabled: true };
   await writeClusterRecord(stateDir, enabled);
-  return enabled;
+  return { record: enabled, handStarted };
 }
 
 function requireEnabled(rec: ClusterRecord): void {
