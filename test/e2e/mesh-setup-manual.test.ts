@@ -487,6 +487,81 @@ void describe(
       assert.doesNotMatch(w.stdout, /⚠️/);
     });
 
+    it('enable again changes nothing; certs rotate --context renews what the agents hold', async () => {
+      const [c1, c2] = [get(0), get(1)];
+      const files = ['ca.key', 'server.crt', 'remote.crt', `admin-${c1.name}.key`];
+      const kept = await Promise.all(files.map((f) => readFile(join(c1.tlsDir, f), 'utf8')));
+      const again = await cli([
+        'mesh',
+        'enable',
+        '--context',
+        c1.name,
+        '--state-dir',
+        state,
+        '--cluster-id',
+        String(c1.id),
+        '--tls-dir',
+        c1.tlsDir,
+        '--kvstore-endpoint',
+        `https://127.0.0.1:${c1.port}`,
+        '--clustermesh-config',
+        c1.configDir,
+        '--agent-api',
+        `${c1.name}-node-1=${c1.agentUrl ?? ''}`,
+      ]);
+      assert.equal(again.code, 0, again.stderr);
+      assert.deepEqual(
+        await Promise.all(files.map((f) => readFile(join(c1.tlsDir, f), 'utf8'))),
+        kept,
+        'enable again keeps every certificate and key',
+      );
+      const before = await readFile(join(c1.configDir, 'cluster2.etcd-client.crt'), 'utf8');
+      const r = await cli(['certs', 'rotate', '--context', c2.name, '--state-dir', state]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /Rotated the certificates of cluster2; updated cluster1\/cluster2/);
+      const after = await readFile(join(c1.configDir, 'cluster2.etcd-client.crt'), 'utf8');
+      assert.notEqual(after, before, 'cluster1 holds the new remote certificate');
+      // The agent reconnected with it (365 days, same 10-day CA) and kept cluster2's nodes.
+      await eventually(async () => {
+        const v = await cli(['-H', c1.agentUrl ?? '', 'status', '--verbose']);
+        assert.match(
+          v.stdout,
+          /certificates: cert-file CN=remote expires \d{4}-\d\d-\d\d \((364|365) days\), trusted-ca-file CN=clustermesh-cluster2-ca expires \d{4}-\d\d-\d\d \((9|10) days\)/,
+        );
+        assert.doesNotMatch(v.stdout, /certificate cert-file \(CN=remote\) expires in/);
+        assert.match(
+          v.stdout,
+          /certificate trusted-ca-file \(CN=clustermesh-cluster2-ca\) expires in/,
+        );
+        assert.match(v.stdout, /cluster2: ready, 2 nodes/);
+      }, 30_000);
+    });
+
+    it('disconnect --context removes exactly the pair; the agents drop it', async () => {
+      const [c1, c2] = [get(0), get(1)];
+      const r = await cli([
+        'mesh',
+        'disconnect',
+        '--context',
+        c2.name,
+        '--destination-context',
+        c1.name,
+        '--state-dir',
+        state,
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /Disconnected cluster cluster2 <=> cluster1/);
+      for (const c of [c1, c2]) {
+        assert.deepEqual(await readdir(c.configDir), ['hostaliases.yaml'], `${c.name} config dir`);
+        await eventually(async () => {
+          const st = await getJson<{ clusters: RemoteStatus[] }>(
+            `${c.agentUrl ?? ''}/v1/clustermesh`,
+          );
+          assert.deepEqual(st.clusters, [], `${c.name} has no remote`);
+        }, 30_000);
+      }
+    });
+
     it('bad input: one-line errors naming the input', async () => {
       const c1 = get(0);
       const cases: [string[], RegExp][] = [
