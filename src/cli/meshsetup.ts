@@ -424,21 +424,53 @@ Files already there are kept. Prints the flags etcd and the daemons are started 
     true,
     true,
   )
+    .addOption(
+      new Option('--ca <step>', 'replace the CA itself, in three steps (see below)').choices([
+        'start',
+        'reissue',
+        'finish',
+      ]),
+    )
     .addHelpText(
       'after',
       `
 New certificates from the same CA: etcd serves the new server certificate on the next
 handshake, and the copies of the cluster's client certificates in other clusters'
 clustermesh config directories are replaced; agents reconnect with them, keeping every
-entry.`,
+entry.
+
+With --ca, the CA itself is replaced without dropping a connection. etcd reads the CAs it
+verifies clients with only when it starts, hence three steps:
+  --ca start     a new CA; ca.crt and every copy other clusters hold trust both CAs.
+                 Then restart the cluster's etcd (same flags).
+  --ca reissue   server and client certificates from the new CA, handed out.
+  --ca finish    ca.crt and the copies trust only the new CA (restart etcd later to make
+                 it refuse the old one).`,
     )
-    .action(async (f: ClusterFlags & { stateDir: string }, cmd: Command) => {
+    .action(async (f: ClusterFlags & { stateDir: string; ca?: string }, cmd: Command) => {
       const name = clusterName(cmd, f, true);
-      const { rotateCluster } = await import('../localmesh/mesh-setup.js');
-      const { updated } = await rotateCluster(f.stateDir, name);
+      const { rotateCluster, rotateClusterCa } = await import('../localmesh/mesh-setup.js');
+      const step = f.ca as 'start' | 'reissue' | 'finish' | undefined;
+      const { updated } =
+        step === undefined
+          ? await rotateCluster(f.stateDir, name)
+          : await rotateClusterCa(f.stateDir, name, step);
+      const what =
+        step === undefined
+          ? `Rotated the certificates of ${name}`
+          : step === 'start'
+            ? `Started the CA rotation of ${name}: its CA file and the copies trust the old and the new CA`
+            : step === 'reissue'
+              ? `Issued ${name}'s certificates from its new CA`
+              : `Finished the CA rotation of ${name}: only the new CA is trusted`;
+      const next =
+        step === 'start'
+          ? `ℹ️  Restart ${name}'s etcd (it reads trusted-ca-file only at start), then run "clustermesh certs rotate --cluster ${name} --ca reissue"\n`
+          : step === 'reissue'
+            ? `ℹ️  Once every party runs with the new certificates: "clustermesh certs rotate --cluster ${name} --ca finish"\n`
+            : '';
       ctx.io.stdout(
-        `✅ Rotated the certificates of ${name}` +
-          (updated.length > 0 ? `; updated ${updated.join(', ')}\n` : '\n'),
+        `✅ ${what}` + (updated.length > 0 ? `; updated ${updated.join(', ')}\n` : '\n') + next,
       );
     });
 }

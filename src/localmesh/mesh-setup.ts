@@ -1,7 +1,14 @@
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
-import { clusterCertFiles, rotateClusterCerts, type UserRole } from '../certs/index.js';
+import {
+  clusterCertFiles,
+  finishCaRotation,
+  rotateClusterCerts,
+  startCaRotation,
+  trustedCAs,
+  type UserRole,
+} from '../certs/index.js';
 import {
   removeRemoteConfig,
   updateRemoteCerts,
@@ -223,15 +230,13 @@ export async function configuredRemotes(rec: ClusterRecord): Promise<string[]> {
   return out;
 }
 
-/**
- * New server and client certificates for `name` from its CA, then the copies other clusters
- * hold (its `remote` certificate, and its `local` one in its own agents' directory) replaced
- * in place: the config-dir watchers see the new files and reconnect with them.
- */
-export async function rotateCluster(
+/** A CA rotation step of `certs rotate --ca` (see `rotateClusterCa`). */
+export type CaRotationStep = 'start' | 'reissue' | 'finish';
+
+async function tlsRecord(
   stateDir: string,
   name: string,
-): Promise<{ updated: string[] }> {
+): Promise<ClusterRecord & { etcdDir: string }> {
   const rec = await readClusterRecord(stateDir, name);
   if (!rec.tls || rec.etcdDir === undefined) {
     throw new ClusterMeshError(
@@ -239,22 +244,81 @@ export async function rotateCluster(
       `cluster ${name} runs without TLS (up --insecure): it has no certificates to rotate`,
     );
   }
+  return { ...rec, etcdDir: rec.etcdDir };
+}
+
+/**
+ * The copies other clusters hold of `rec`'s access (its CA file and `remote` certificate),
+ * and of its `local` one in its own agents' directory, replaced in place from its
+ * directory: the config-dir watchers see the new files and reconnect with them.
+ */
+async function redistribute(stateDir: string, rec: ClusterRecord): Promise<string[]> {
+  const updated: string[] = [];
+  const remoteCreds = (await accessOf(rec, 'remote')).tls;
+  if (remoteCreds === undefined) return updated;
+  for (const other of await listClusterRecords(stateDir)) {
+    if (other.name === rec.name) continue;
+    const dir = other.kvstoremeshConfigDir ?? other.configDir;
+    if (await updateRemoteCerts(dir, rec.name, remoteCreds)) {
+      updated.push(`${other.name}/${rec.name}`);
+    }
+    if (rec.kvstoremeshConfigDir !== undefined) {
+      const local = (await accessOf(rec, 'local')).tls;
+      if (local !== undefined && (await updateRemoteCerts(rec.configDir, other.name, local))) {
+        updated.push(`${rec.name}/${other.name} (local)`);
+      }
+    }
+  }
+  return updated;
+}
+
+/**
+ * New server and client certificates for `name` from its CA, then the copies other clusters
+ * hold replaced in place.
+ */
+export async function rotateCluster(
+  stateDir: string,
+  name: string,
+): Promise<{ updated: string[] }> {
+  const rec = await tlsRecord(stateDir, name);
   await rotateClusterCerts(rec.etcdDir, {
     cluster: name,
     addresses: rec.etcdIP === undefined ? [] : [rec.etcdIP],
   });
-  const updated: string[] = [];
-  const remoteCreds = (await accessOf(rec, 'remote')).tls;
-  for (const other of await listClusterRecords(stateDir)) {
-    if (other.name === name || remoteCreds === undefined) continue;
-    const dir = other.kvstoremeshConfigDir ?? other.configDir;
-    if (await updateRemoteCerts(dir, name, remoteCreds)) updated.push(`${other.name}/${name}`);
-    if (rec.kvstoremeshConfigDir !== undefined) {
-      const local = (await accessOf(rec, 'local')).tls;
-      if (local !== undefined && (await updateRemoteCerts(rec.configDir, other.name, local))) {
-        updated.push(`${name}/${other.name} (local)`);
-      }
+  return { updated: await redistribute(stateDir, rec) };
+}
+
+/**
+ * Replacing a cluster's CA without dropping a connection, in three steps, because etcd
+ * reads the CAs it verifies client certificates with only when it starts:
+ * - `start`: a new CA; `ca.crt` and every copy other clusters hold trust both CAs (agents
+ *   reconnect with the bundle, their certificates unchanged). Then restart the etcd.
+ * - `reissue`: (etcd now trusts both) server and client certificates from the new CA,
+ *   handed out as by `rotateCluster`.
+ * - `finish`: `ca.crt` and the copies trust only the new CA (a restart of etcd later makes
+ *   it stop accepting the old one).
+ */
+export async function rotateClusterCa(
+  stateDir: string,
+  name: string,
+  step: CaRotationStep,
+): Promise<{ updated: string[] }> {
+  const rec = await tlsRecord(stateDir, name);
+  if (step === 'start') {
+    await startCaRotation(rec.etcdDir, name);
+  } else if (step === 'reissue') {
+    if ((await trustedCAs(rec.etcdDir, name)).length < 2) {
+      throw new ClusterMeshError(
+        ErrorCode.InvalidArgument,
+        `certs of ${name}: no CA rotation under way (start one with "--ca start")`,
+      );
     }
+    await rotateClusterCerts(rec.etcdDir, {
+      cluster: name,
+      addresses: rec.etcdIP === undefined ? [] : [rec.etcdIP],
+    });
+  } else {
+    await finishCaRotation(rec.etcdDir, name);
   }
-  return { updated };
+  return { updated: await redistribute(stateDir, rec) };
 }

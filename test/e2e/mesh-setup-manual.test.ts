@@ -537,6 +537,161 @@ void describe(
       }, 30_000);
     });
 
+    it('certs rotate --ca start|reissue|finish replaces cluster2’s CA, keeping the connection', async () => {
+      const [c1, c2] = [get(0), get(1)];
+      const copy = join(c1.configDir, 'cluster2.etcd-client-ca.crt');
+      const certsIn = (pem: string): number => pem.split('-----BEGIN CERTIFICATE-----').length - 1;
+      const oldCa = await readFile(join(c2.tlsDir, 'ca.crt'), 'utf8');
+      // Throughout, cluster1's agent stays ready with cluster2's nodes: sampled in the background.
+      let samples = 0;
+      const lost: string[] = [];
+      const run = { sampling: true };
+      const sampler = (async () => {
+        while (run.sampling) {
+          const st = await getJson<{ clusters: RemoteStatus[] }>(
+            `${c1.agentUrl ?? ''}/v1/clustermesh`,
+          ).catch(() => undefined);
+          const rs = st?.clusters.find((x) => x.name === 'cluster2');
+          samples++;
+          if (rs === undefined || rs['num-nodes'] !== 2) lost.push(JSON.stringify(rs ?? st));
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      })();
+      const ready = (why: string): Promise<void> =>
+        eventually(async () => {
+          const st = await getJson<{ clusters: RemoteStatus[] }>(
+            `${c1.agentUrl ?? ''}/v1/clustermesh`,
+          );
+          const rs = st.clusters.find((x) => x.name === 'cluster2');
+          assert.equal(rs?.ready, true, `${why}: ${rs?.status ?? JSON.stringify(st)}`);
+        }, 30_000);
+      try {
+        const reissueEarly = await cli([
+          'certs',
+          'rotate',
+          '--context',
+          c2.name,
+          '--state-dir',
+          state,
+          '--ca',
+          'reissue',
+        ]);
+        assert.equal(reissueEarly.code, 1);
+        assert.match(reissueEarly.stderr, /no CA rotation under way/);
+
+        const start = await cli([
+          'certs',
+          'rotate',
+          '--context',
+          c2.name,
+          '--state-dir',
+          state,
+          '--ca',
+          'start',
+        ]);
+        assert.equal(start.code, 0, start.stderr);
+        assert.match(start.stdout, /Restart cluster2's etcd/);
+        const bundle = await readFile(join(c2.tlsDir, 'ca.crt'), 'utf8');
+        assert.equal(certsIn(bundle), 2);
+        assert.ok(
+          bundle.trimEnd().endsWith(oldCa.trimEnd()),
+          'the old CA stays trusted, after the new one',
+        );
+        assert.equal(await readFile(copy, 'utf8'), bundle, 'cluster1 trusts both');
+        const again = await cli([
+          'certs',
+          'rotate',
+          '--context',
+          c2.name,
+          '--state-dir',
+          state,
+          '--ca',
+          'start',
+        ]);
+        assert.equal(again.code, 1);
+        assert.match(again.stderr, /a CA rotation is under way/);
+        await eventually(async () => {
+          const v = await cli(['-H', c1.agentUrl ?? '', 'status', '--verbose']);
+          assert.equal(
+            v.stdout.match(/trusted-ca-file CN=clustermesh-cluster2-ca/g)?.length,
+            2,
+            v.stdout,
+          );
+        }, 30_000);
+        await ready('after start');
+
+        // etcd reads its client CAs at start: restarted with the same flags, it trusts both.
+        const etcd = c2.etcd;
+        assert.ok(etcd !== undefined, 'cluster2 etcd');
+        await etcd.stop();
+        await etcd.start();
+        await ready('after the etcd restart');
+
+        const reissue = await cli([
+          'certs',
+          'rotate',
+          '--context',
+          c2.name,
+          '--state-dir',
+          state,
+          '--ca',
+          'reissue',
+        ]);
+        assert.equal(reissue.code, 0, reissue.stderr);
+        const newSubject = certificateInfo(bundle).subject;
+        const held = certificateInfo(
+          await readFile(join(c1.configDir, 'cluster2.etcd-client.crt'), 'utf8'),
+        );
+        assert.equal(held.issuer, newSubject, 'cluster1 holds a remote certificate of the new CA');
+        const server = certificateInfo(await readFile(join(c2.tlsDir, 'server.crt'), 'utf8'));
+        assert.equal(server.issuer, newSubject);
+        await ready('after reissue');
+
+        const finish = await cli([
+          'certs',
+          'rotate',
+          '--context',
+          c2.name,
+          '--state-dir',
+          state,
+          '--ca',
+          'finish',
+        ]);
+        assert.equal(finish.code, 0, finish.stderr);
+        assert.equal(certsIn(await readFile(join(c2.tlsDir, 'ca.crt'), 'utf8')), 1);
+        assert.equal(certsIn(await readFile(copy, 'utf8')), 1);
+        assert.notEqual(await readFile(copy, 'utf8'), oldCa);
+        await eventually(async () => {
+          const v = await cli(['-H', c1.agentUrl ?? '', 'status', '--verbose']);
+          assert.equal(
+            v.stdout.match(/trusted-ca-file CN=clustermesh-cluster2-ca/g)?.length,
+            1,
+            v.stdout,
+          );
+          assert.match(v.stdout, /cluster2: ready, 2 nodes/);
+        }, 30_000);
+        // A fresh etcdctl with the new remote certificate and only the new CA reads; still no write.
+        const base = [
+          `--endpoints=https://127.0.0.1:${c2.port}`,
+          `--cacert=${copy}`,
+          `--cert=${join(c1.configDir, 'cluster2.etcd-client.crt')}`,
+          `--key=${join(c1.configDir, 'cluster2.etcd-client.key')}`,
+        ];
+        const read = await exec(
+          'etcdctl',
+          [...base, 'get', '--prefix', '--keys-only', 'cilium/state/nodes/'],
+          dir,
+        );
+        assert.equal(read.code, 0, read.stderr);
+        assert.match(read.stdout, /cluster2-node-1/);
+      } finally {
+        run.sampling = false;
+        await sampler;
+      }
+      assert.ok(samples > 10, `sampled ${samples} times`);
+      assert.deepEqual(lost, [], 'cluster2 stayed known to cluster1 with its 2 nodes throughout');
+    });
+
     it('disconnect --context removes exactly the pair; the agents drop it', async () => {
       const [c1, c2] = [get(0), get(1)];
       const r = await cli([
