@@ -429,6 +429,10 @@ void describe(
       assert.match(st.stdout, /Cluster cluster1 \(ID 1\):/);
       assert.match(st.stdout, /🔒 etcd: TLS, client certificates/);
       assert.match(st.stdout, /✅ All 1 nodes are connected to all clusters/);
+      const one = await cli(['mesh', 'status', '--context', 'cluster2', '--state-dir', state]);
+      assert.equal(one.code, 0, one.stderr);
+      assert.match(one.stdout, /^Cluster cluster2 \(ID 2\):/);
+      assert.doesNotMatch(one.stdout, /Cluster cluster1/);
     });
 
     it('etcdctl with the remote certificate reads the remote ranges and cannot write', async () => {
@@ -781,6 +785,19 @@ void describe(
             'https://127.0.0.1:1',
           ],
           /https:\/\/ needs --tls-dir/,
+        ],
+        [
+          [
+            'mesh',
+            'status',
+            '--cluster',
+            'cluster1',
+            '--context',
+            'cluster2',
+            '--state-dir',
+            state,
+          ],
+          /--cluster cluster1 and --context cluster2 name different clusters/,
         ],
         [
           ['mesh', 'enable', '--context', 'x', '--state-dir', state, '--tls-dir', join(dir, 'x')],
