@@ -99,6 +99,11 @@ export interface ClusterCertOptions {
   readonly roles?: readonly UserRole[] | undefined;
   /** Issue the server certificate too (default true). */
   readonly server?: boolean | undefined;
+  /**
+   * Keep the certificates already in the directory and issue only the missing ones
+   * (`certs create` and `mesh enable` run again on a live etcd must not change its files).
+   */
+  readonly keepExisting?: boolean | undefined;
 }
 
 export function serverDnsNames(cluster: string, extra: readonly string[] = []): string[] {
@@ -126,7 +131,7 @@ export async function writeClusterCerts(
 ): Promise<ClusterCertFiles> {
   const files = clusterCertFiles(dir, opts.cluster);
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  let ca = await readCA(files).catch(() => undefined);
+  let ca = await readExistingCA(files);
   if (ca === undefined) {
     ca = await createCA(`clustermesh-${opts.cluster}-ca`, { validityDays: opts.validityDays });
     await writePem(files.caFile, ca.cert, false);
@@ -179,7 +184,10 @@ async function issueLeaves(
   const users = clusterUsers(opts.cluster);
   const validityDays = opts.validityDays ?? DEFAULT_VALIDITY_DAYS;
   const leaves: [CertPaths, PemKeyPair][] = [];
-  if (opts.server !== false) {
+  const wanted = async (paths: CertPaths): Promise<boolean> =>
+    opts.keepExisting !== true ||
+    !((await exists(paths.certFile)) && (await exists(paths.keyFile)));
+  if (opts.server !== false && (await wanted(files.server))) {
     const server = await issueCert(ca, {
       commonName: APISERVER_SERVICE_NAME,
       serverAuth: true,
@@ -192,6 +200,7 @@ async function issueLeaves(
     leaves.push([files.server, server]);
   }
   for (const role of opts.roles ?? USER_ROLES) {
+    if (!(await wanted(files.clients[role]))) continue;
     const leaf = await issueCert(ca, { commonName: users[role], clientAuth: true, validityDays });
     leaves.push([files.clients[role], leaf]);
   }
@@ -201,12 +210,121 @@ async function issueLeaves(
   }
 }
 
+/**
+ * The CA of `files`; undefined when there is none yet. A CA that is there but unreadable
+ * (garbage, a key that does not match) is an error: silently replacing it would invalidate
+ * every certificate already handed out.
+ */
+async function readExistingCA(files: ClusterCertFiles): Promise<CertificateAuthority | undefined> {
+  const [cert, key] = await Promise.all([exists(files.caFile), exists(files.caKeyFile)]);
+  if (!cert && !key) return undefined;
+  if (!cert || !key) {
+    throw new ClusterMeshError(
+      ErrorCode.ConfigNotFound,
+      `CA of ${files.dir}: ${cert ? files.caKeyFile : files.caFile} is missing (ca.crt and ca.key go together)`,
+    );
+  }
+  try {
+    return await readCA(files);
+  } catch (err) {
+    throw new ClusterMeshError(
+      ErrorCode.InvalidConfig,
+      `CA in ${files.caFile}: not a PEM certificate and PKCS#8 key pair (${errorMessage(err).slice(0, 80)})`,
+    );
+  }
+}
+
+const PEM_CERT = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g;
+
+/** The certificates of a PEM bundle, each as its own PEM. */
+export function pemCertificates(pem: string): string[] {
+  return (pem.match(PEM_CERT) ?? []).map((c) => (c.endsWith('\n') ? c : `${c}\n`));
+}
+
+/**
+ * The signing CA of `files`: the first certificate of `ca.crt` (during a CA rotation the
+ * file also trusts the previous CA, after it) with `ca.key`.
+ */
 async function readCA(files: ClusterCertFiles): Promise<CertificateAuthority> {
-  const [cert, key] = await Promise.all([
+  const [bundle, key] = await Promise.all([
     readFile(files.caFile, 'utf8'),
     readFile(files.caKeyFile, 'utf8'),
   ]);
-  return loadCA({ cert, key });
+  return loadCA({ cert: pemCertificates(bundle)[0] ?? bundle, key });
+}
+
+/**
+ * CA rotation, step 1: a new CA signs from now on; `ca.crt` trusts both (new first, then
+ * the previous one), so that every party given the bundle accepts certificates of either.
+ * Nothing else changes: etcd verifies client certificates against the CAs it read at start,
+ * so leaves from the new CA are issued only once etcd runs with the bundle
+ * (`reissueAfterCaRotation`).
+ */
+export async function startCaRotation(
+  dir: string,
+  cluster: string,
+  validityDays?: number,
+): Promise<{ bundle: string }> {
+  const files = clusterCertFiles(dir, cluster);
+  const bundle = await readFile(files.caFile, 'utf8').catch(() => '');
+  const present = pemCertificates(bundle);
+  if (present.length === 0) {
+    throw new ClusterMeshError(
+      ErrorCode.ConfigNotFound,
+      `certs of ${cluster}: no CA in ${files.caFile}; run "clustermesh mesh enable" first`,
+    );
+  }
+  if (present.length > 1) {
+    throw new ClusterMeshError(
+      ErrorCode.InvalidArgument,
+      `certs of ${cluster}: a CA rotation is under way (${files.caFile} holds ${present.length} CAs): run "--ca reissue" then "--ca finish"`,
+    );
+  }
+  await readCA(files);
+  const ca = await createCA(`clustermesh-${cluster}-ca-${new Date().toISOString().slice(0, 19)}`, {
+    validityDays,
+  });
+  // One certificate per line block, each ending in a newline: parsers split on them.
+  const next = (pemCertificates(ca.cert)[0] ?? `${ca.cert}\n`) + (present[0] ?? '');
+  // Key first: a reader pairing the new ca.crt with the old key would issue unverifiable leaves.
+  await writePem(files.caKeyFile, ca.key, true);
+  await writePem(files.caFile, next, false);
+  return { bundle: next };
+}
+
+/** The CAs `ca.crt` trusts: more than one while a rotation is under way. */
+export async function trustedCAs(dir: string, cluster: string): Promise<string[]> {
+  return pemCertificates(await readFile(clusterCertFiles(dir, cluster).caFile, 'utf8'));
+}
+
+/**
+ * CA rotation, last step: `ca.crt` trusts only the new CA. Refused while a certificate in
+ * the directory is still signed by the previous one.
+ */
+export async function finishCaRotation(dir: string, cluster: string): Promise<{ ca: string }> {
+  const files = clusterCertFiles(dir, cluster);
+  const cas = await trustedCAs(dir, cluster);
+  const current = cas[0];
+  if (current === undefined || cas.length < 2) {
+    throw new ClusterMeshError(
+      ErrorCode.InvalidArgument,
+      `certs of ${cluster}: no CA rotation under way (start one with "--ca start")`,
+    );
+  }
+  const subject = certificateInfo(current).subject;
+  const leaves = [files.server, ...USER_ROLES.map((r) => files.clients[r])];
+  for (const leaf of leaves) {
+    const pem = await readFile(leaf.certFile, 'utf8').catch(() => undefined);
+    if (pem === undefined) continue;
+    if (certificateInfo(pem).issuer !== subject) {
+      throw new ClusterMeshError(
+        ErrorCode.InvalidArgument,
+        `certs of ${cluster}: ${leaf.certFile} is still signed by the previous CA: run "--ca reissue" first`,
+      );
+    }
+  }
+  await writePem(files.caFile, current, false);
+  return { ca: current };
 }
 
 /** Writes through a temp file and a rename; keys 0600, certificates 0644. */

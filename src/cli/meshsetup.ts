@@ -32,6 +32,55 @@ interface EnableFlags extends ClusterFlags {
   readonly clustermeshConfig?: string | undefined;
   readonly kvstoremeshConfig?: string | undefined;
   readonly agentApi?: string[] | undefined;
+  readonly tlsDir?: string | undefined;
+}
+
+interface CertsCreateFlags extends ClusterFlags {
+  readonly tlsDir?: string | undefined;
+  readonly kvstoreEndpoint?: string | undefined;
+  readonly validityDays?: string | undefined;
+}
+
+/** What `certs create` and `mesh enable --tls-dir` print: the files and the flags to start with. */
+interface HandStartedView {
+  readonly cluster: string;
+  readonly dir: string;
+  readonly url: string;
+  readonly host: string;
+  readonly port: number;
+  readonly files: { readonly caFile: string };
+  readonly configs: Readonly<Record<string, string>>;
+  readonly etcdFlags: readonly string[];
+  readonly daemonFlags: readonly string[];
+  readonly caNotAfter: Date;
+}
+
+function handStartedJson(e: HandStartedView): Record<string, unknown> {
+  return {
+    cluster: e.cluster,
+    tlsDir: e.dir,
+    endpoint: e.url,
+    hostAlias: { ip: e.host, hostnames: [new URL(e.url).hostname] },
+    caFile: e.files.caFile,
+    caNotAfter: e.caNotAfter.toISOString(),
+    configs: e.configs,
+    etcdFlags: e.etcdFlags,
+    daemonFlags: e.daemonFlags,
+  };
+}
+
+function handStartedText(e: HandStartedView): string {
+  const name = new URL(e.url).hostname;
+  return [
+    `🔑 Certificates of ${e.cluster} in ${e.dir} (CA valid until ${e.caNotAfter.toISOString().slice(0, 10)})`,
+    `   ${name} → ${e.host} (hostaliases.yaml); other clusters dial ${e.url}`,
+    'ℹ️  Start etcd with:',
+    `   etcd --name ${e.cluster} --data-dir <dir> \\`,
+    `     ${e.etcdFlags.join(' \\\n     ')}`,
+    `ℹ️  Start the cluster's apiserver, KVStoreMesh and agents with:`,
+    `   ${e.daemonFlags.join(' ')}`,
+    '',
+  ].join('\n');
 }
 
 interface StatusFlags extends ClusterFlags {
@@ -103,6 +152,10 @@ export function registerMeshSetupCommands(mesh: Command, program: Command, ctx: 
     .option('--kvstore-endpoint <url>', 'daemons started by hand: the etcd URL other clusters dial')
     .option('--kvstoremesh-config <dir>', "daemons started by hand: KVStoreMesh's config directory")
     .option(
+      '--tls-dir <dir>',
+      'daemons started by hand: the certificate directory (created); etcd serves TLS at --kvstore-endpoint https://<ip>:<port>',
+    )
+    .option(
       '--agent-api <node=url>',
       'daemons started by hand: an agent API (repeatable), for status',
       (v: string, prev: string[] | undefined) => [...(prev ?? []), v],
@@ -115,10 +168,15 @@ creates those etcd users and roles (Cilium's etcdinit), and records the cluster 
 so that "mesh connect" can hand its access to other clusters. Idempotent.
 
 Clusters of "clustermesh up" are recorded in its state dir already. Daemons started by hand
-are recorded by naming their config directory, ID, etcd and agents (plaintext etcd):
+are recorded by naming their config directory, ID, etcd and agents. With --tls-dir, the
+cluster's CA and certificates are created there (kept when present; "clustermesh certs
+create" makes them before etcd starts), etcd at --kvstore-endpoint is reached as
+admin-<cluster>, every etcdinit user is created and auth enabled; the flags to start etcd
+and the daemons with are printed:
   clustermesh mesh enable --cluster cluster1 --state-dir /tmp/cm/state --cluster-id 1 \\
-    --kvstore-endpoint http://127.0.0.1:23800 --clustermesh-config /tmp/cm/mesh1 \\
-    --agent-api node-1=http://127.0.0.1:9891`,
+    --tls-dir /tmp/cm/tls1 --kvstore-endpoint https://127.0.0.1:23791 \\
+    --clustermesh-config /tmp/cm/mesh1 --agent-api node-1=http://127.0.0.1:9891
+Without --tls-dir the etcd is plaintext (--kvstore-endpoint http://<host>:<port>).`,
     )
     .action(async (f: EnableFlags, cmd: Command) => {
       const name = clusterName(cmd, f, true);
@@ -135,12 +193,19 @@ are recorded by naming their config directory, ID, etcd and agents (plaintext et
         if (f.kvstoreEndpoint === undefined) {
           usageError(cmd, '--kvstore-endpoint URL is required with --clustermesh-config');
         }
+        if (f.tlsDir === undefined && !f.kvstoreEndpoint.startsWith('http://')) {
+          usageError(
+            cmd,
+            `--kvstore-endpoint ${f.kvstoreEndpoint.slice(0, 80)}: https:// needs --tls-dir (the cluster's certificates); plaintext etcd is http://`,
+          );
+        }
         const path = await import('node:path');
         const resolve = (p: string): string => path.resolve(p);
         register = {
           id,
           endpoint: f.kvstoreEndpoint,
           configDir: resolve(f.clustermeshConfig),
+          tlsDir: f.tlsDir === undefined ? undefined : resolve(f.tlsDir),
           kvstoremeshConfigDir:
             f.kvstoremeshConfig === undefined ? undefined : resolve(f.kvstoremeshConfig),
           agents: (f.agentApi ?? []).map((a) => {
@@ -150,9 +215,29 @@ are recorded by naming their config directory, ID, etcd and agents (plaintext et
           }),
         };
       }
-      const rec = await enableCluster(stateDirOf(cmd), name, register);
+      if (f.clustermeshConfig === undefined && f.tlsDir !== undefined) {
+        usageError(cmd, '--tls-dir is for daemons started by hand: give --clustermesh-config too');
+      }
+      const { record: rec, handStarted } = await enableCluster(stateDirOf(cmd), name, register);
+      const { output } = globalOptions(cmd);
+      if (output !== 'text') {
+        ctx.io.stdout(
+          await formatStructured(
+            {
+              cluster: rec.name,
+              enabled: rec.enabled,
+              kvstore: rec.kvstore,
+              tls: rec.tls,
+              ...(handStarted === undefined ? {} : handStartedJson(handStarted)),
+            },
+            output,
+          ),
+        );
+        return;
+      }
       ctx.io.stdout(
-        `✅ ClusterMesh enabled in ${rec.name}: etcd at ${rec.kvstore}${rec.tls ? ' (TLS, remote users created)' : ' (plaintext)'}\n`,
+        `✅ ClusterMesh enabled in ${rec.name}: etcd at ${rec.kvstore}${rec.tls ? ' (TLS, remote users created)' : ' (plaintext)'}\n` +
+          (handStarted === undefined ? '' : handStartedText(handStarted)),
       );
     });
 
@@ -277,25 +362,115 @@ within --wait-duration.`,
 
   const certs = commandGroup(program, 'certs', 'the mesh etcd certificates');
   clusterOptions(
+    certs
+      .command('create')
+      .description("create a hand-started cluster's CA, etcd server and client certificates"),
+    true,
+  )
+    .option('--tls-dir <dir>', 'where the certificates and client configs go (required)')
+    .option(
+      '--kvstore-endpoint <url>',
+      'https://<ip>:<port> where etcd will listen (required): the server certificate covers the IP',
+    )
+    .option('--validity-days <n>', 'validity of the CA and certificates (default 365)')
+    .addHelpText(
+      'after',
+      `
+For etcd and daemons started by hand, before etcd starts: in --tls-dir, ca.crt/ca.key,
+server.crt/key (SANs *.mesh.cilium.io, <cluster>.mesh.cilium.io,
+clustermesh-apiserver.kube-system.svc, localhost, 127.0.0.1, ::1 and the endpoint's IP),
+<user>.crt/key for admin-<cluster>, remote, local-<cluster> and externalworkload, an etcd
+client config per role (admin.yaml, remote.yaml, local.yaml, externalworkload.yaml naming
+https://<cluster>.mesh.cilium.io:<port>) and hostaliases.yaml mapping that name to the IP.
+Files already there are kept. Prints the flags etcd and the daemons are started with; then
+"clustermesh mesh enable ... --tls-dir" creates the users.`,
+    )
+    .action(async (f: CertsCreateFlags, cmd: Command) => {
+      const name = clusterName(cmd, f, true);
+      if (f.tlsDir === undefined)
+        usageError(cmd, "required option '--tls-dir <dir>' not specified");
+      if (f.kvstoreEndpoint === undefined) {
+        usageError(cmd, "required option '--kvstore-endpoint <url>' not specified");
+      }
+      let validityDays: number | undefined;
+      if (f.validityDays !== undefined) {
+        validityDays = Number(f.validityDays);
+        if (!Number.isInteger(validityDays) || validityDays < 1 || validityDays > 36_500) {
+          usageError(cmd, `--validity-days ${f.validityDays.slice(0, 80)}: expected 1..36500`);
+        }
+      }
+      const [{ parseTlsEndpoint }, { prepareHandStartedEtcd }, path] = await Promise.all([
+        import('../localmesh/mesh-setup.js'),
+        import('../localmesh/secure-etcd.js'),
+        import('node:path'),
+      ]);
+      const { host, port } = parseTlsEndpoint(f.kvstoreEndpoint);
+      const e = await prepareHandStartedEtcd({
+        cluster: name,
+        dir: path.resolve(f.tlsDir),
+        host,
+        port,
+        validityDays,
+      });
+      const { output } = globalOptions(cmd);
+      ctx.io.stdout(
+        output === 'text'
+          ? `✅ Certificates of ${name} ready\n${handStartedText(e)}`
+          : await formatStructured(handStartedJson(e), output),
+      );
+    });
+  clusterOptions(
     certs.command('rotate').description("replace a cluster's server and client certificates"),
     true,
     true,
   )
+    .addOption(
+      new Option('--ca <step>', 'replace the CA itself, in three steps (see below)').choices([
+        'start',
+        'reissue',
+        'finish',
+      ]),
+    )
     .addHelpText(
       'after',
       `
 New certificates from the same CA: etcd serves the new server certificate on the next
 handshake, and the copies of the cluster's client certificates in other clusters'
 clustermesh config directories are replaced; agents reconnect with them, keeping every
-entry.`,
+entry.
+
+With --ca, the CA itself is replaced without dropping a connection. etcd reads the CAs it
+verifies clients with only when it starts, hence three steps:
+  --ca start     a new CA; ca.crt and every copy other clusters hold trust both CAs.
+                 Then restart the cluster's etcd (same flags).
+  --ca reissue   server and client certificates from the new CA, handed out.
+  --ca finish    ca.crt and the copies trust only the new CA (restart etcd later to make
+                 it refuse the old one).`,
     )
-    .action(async (f: ClusterFlags & { stateDir: string }, cmd: Command) => {
+    .action(async (f: ClusterFlags & { stateDir: string; ca?: string }, cmd: Command) => {
       const name = clusterName(cmd, f, true);
-      const { rotateCluster } = await import('../localmesh/mesh-setup.js');
-      const { updated } = await rotateCluster(f.stateDir, name);
+      const { rotateCluster, rotateClusterCa } = await import('../localmesh/mesh-setup.js');
+      const step = f.ca as 'start' | 'reissue' | 'finish' | undefined;
+      const { updated } =
+        step === undefined
+          ? await rotateCluster(f.stateDir, name)
+          : await rotateClusterCa(f.stateDir, name, step);
+      const what =
+        step === undefined
+          ? `Rotated the certificates of ${name}`
+          : step === 'start'
+            ? `Started the CA rotation of ${name}: its CA file and the copies trust the old and the new CA`
+            : step === 'reissue'
+              ? `Issued ${name}'s certificates from its new CA`
+              : `Finished the CA rotation of ${name}: only the new CA is trusted`;
+      const next =
+        step === 'start'
+          ? `ℹ️  Restart ${name}'s etcd (it reads trusted-ca-file only at start), then run "clustermesh certs rotate --cluster ${name} --ca reissue"\n`
+          : step === 'reissue'
+            ? `ℹ️  Once every party runs with the new certificates: "clustermesh certs rotate --cluster ${name} --ca finish"\n`
+            : '';
       ctx.io.stdout(
-        `✅ Rotated the certificates of ${name}` +
-          (updated.length > 0 ? `; updated ${updated.join(', ')}\n` : '\n'),
+        `✅ ${what}` + (updated.length > 0 ? `; updated ${updated.join(', ')}\n` : '\n') + next,
       );
     });
 }

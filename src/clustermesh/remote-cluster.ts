@@ -14,6 +14,7 @@ import { ClusterMeshError, ErrorCode, errorMessage, toError } from '../lib/error
 import { silentLogger } from '../lib/logger.js';
 import { defaultRemoteBackendFactory, type RemoteBackendFactory } from './backend-factory.js';
 import { observeWatchEvents, RemoteFreshness } from './freshness.js';
+import { readRemoteCertificates, type RemoteCertificate } from './remote-certs.js';
 import type { ClusterIdsManager } from './idsmgr.js';
 import {
   WaitingForConnection,
@@ -167,6 +168,8 @@ export class RemoteCluster {
   private knownId: number | undefined;
   /** Kept across reconnects: while cut off, the ages say how old the view is. */
   private readonly freshness: RemoteFreshness;
+  /** What the config file's certificates are, as of the last connection attempt. */
+  private certificates: readonly RemoteCertificate[] = [];
 
   constructor(private readonly opts: RemoteClusterOptions) {
     this.name = opts.name;
@@ -259,6 +262,7 @@ export class RemoteCluster {
         ...(s.serviceExports === undefined ? {} : { 'service-exports': s.serviceExports }),
       },
       freshness: this.freshness.status(),
+      ...(this.certificates.length === 0 ? {} : { certificates: this.certificates }),
     };
   }
 
@@ -421,6 +425,8 @@ export class RemoteCluster {
   }
 
   private async createBackend(signal: AbortSignal): Promise<Backend> {
+    // Every attempt follows a config or certificate change: the expiry shown stays current.
+    this.certificates = await readRemoteCertificates(this.configPath);
     const pending = this.factory({
       clusterName: this.name,
       configPath: this.configPath,

@@ -1,4 +1,5 @@
 import { freshnessAges } from './freshness.js';
+import { CERT_EXPIRY_WARNING_DAYS, daysLeft } from './remote-certs.js';
 import type { ClusterMeshStatus, RemoteClusterStatus } from './status.js';
 
 export interface StatusTextOptions {
@@ -39,11 +40,54 @@ export function formatClusterMeshStatus(
   const now = opts.now ?? new Date();
   const verbose = opts.verbose === true;
   for (const c of status.clusters) {
-    if (verbose) lines.push(...formatRemoteCluster(c, now), ...formatFreshness(c, now));
-    else if (!c.ready) lines.push(...formatRemoteCluster(c, now));
+    if (verbose) {
+      lines.push(
+        ...formatRemoteCluster(c, now),
+        ...formatFreshness(c, now),
+        ...formatCertificates(c, now),
+      );
+    } else if (!c.ready) lines.push(...formatRemoteCluster(c, now));
     else if (kvstoremesh) lines.push(...formatRemoteCluster(c, now).slice(0, 1));
+    // Shown with or without --verbose: an expiring certificate is about to cut the cluster off.
+    lines.push(...formatExpiryWarnings(c, now));
   }
   return lines;
+}
+
+/**
+ * `--verbose` only, for a remote reached over TLS: its client certificate and CA(s) with
+ * their expiry dates.
+ *
+ *     └  certificates: cert-file CN=remote expires 2027-12-05 (364 days), trusted-ca-file CN=clustermesh-c2-ca expires 2027-12-05 (364 days)
+ */
+export function formatCertificates(c: RemoteClusterStatus, now: Date = new Date()): string[] {
+  const certs = c.certificates ?? [];
+  if (certs.length === 0) return [];
+  return [
+    `   └  certificates: ${certs
+      .map(
+        (x) =>
+          `${x.file} CN=${x.subject} expires ${x['not-after'].slice(0, 10)} (${daysLeft(x['not-after'], now)} days)`,
+      )
+      .join(', ')}`,
+  ];
+}
+
+/** A line per certificate of `c` that expires within 30 days or has expired, with the fix. */
+export function formatExpiryWarnings(c: RemoteClusterStatus, now: Date = new Date()): string[] {
+  const out: string[] = [];
+  for (const x of c.certificates ?? []) {
+    const days = daysLeft(x['not-after'], now);
+    if (days >= CERT_EXPIRY_WARNING_DAYS) continue;
+    const what = `${c.name}: certificate ${x.file} (CN=${x.subject})`;
+    const date = x['not-after'].slice(0, 10);
+    out.push(
+      Date.parse(x['not-after']) <= now.getTime()
+        ? `   ❌  ${what} expired on ${date}: renew with "clustermesh certs rotate --cluster ${c.name}"`
+        : `   ⚠️  ${what} expires in ${days} days (${date}): renew with "clustermesh certs rotate --cluster ${c.name}"`,
+    );
+  }
+  return out;
 }
 
 /**

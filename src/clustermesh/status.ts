@@ -1,3 +1,7 @@
+import type { RemoteCertificate } from './remote-certs.js';
+
+export type { RemoteCertificate } from './remote-certs.js';
+
 /**
  * The ClusterMesh status model, with the field names of the reference's
  * `api/v1/models/remote_cluster*.go` (the JSON keys). In memory and on the daemons'
@@ -69,6 +73,11 @@ export interface RemoteClusterStatus {
    * JSON); each field absent until its first sample.
    */
   readonly freshness?: RemoteClusterFreshness;
+  /**
+   * The certificates its config file names, with their expiry (not in the reference, so
+   * left out of its JSON); absent for a plaintext remote.
+   */
+  readonly certificates?: readonly RemoteCertificate[];
 }
 
 /** See freshness.ts. Times are RFC 3339 with milliseconds, of the local clock. */

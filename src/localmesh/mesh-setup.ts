@@ -1,6 +1,14 @@
 import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { join } from 'node:path';
-import { clusterCertFiles, rotateClusterCerts, type UserRole } from '../certs/index.js';
+import {
+  clusterCertFiles,
+  finishCaRotation,
+  rotateClusterCerts,
+  startCaRotation,
+  trustedCAs,
+  type UserRole,
+} from '../certs/index.js';
 import {
   removeRemoteConfig,
   updateRemoteCerts,
@@ -14,7 +22,13 @@ import {
   writeClusterRecord,
   type ClusterRecord,
 } from './cluster-record.js';
-import { enableSecureEtcd, readCredentials } from './secure-etcd.js';
+import {
+  enableSecureEtcd,
+  initHandStartedEtcd,
+  prepareHandStartedEtcd,
+  readCredentials,
+  type HandStartedEtcd,
+} from './secure-etcd.js';
 
 /**
  * The seeds' setup, step by step, on clusters recorded in a state dir (cluster-record.ts):
@@ -31,22 +45,55 @@ function portOf(url: string): number {
 /** A cluster whose daemons were started by hand: what `mesh enable` records for it. */
 export interface HandStartedCluster {
   readonly id: number;
-  /** The etcd endpoint other clusters dial (plaintext). */
+  /**
+   * Where its etcd listens: `http://…` (plaintext, dialled as is) or, with `tlsDir`,
+   * `https://<ip>:<port>` (dialled as `https://<cluster>.mesh.cilium.io:<port>`).
+   */
   readonly endpoint: string;
+  /** The cluster's certificate directory (created if missing): its etcd serves TLS. */
+  readonly tlsDir?: string | undefined;
   readonly configDir: string;
   readonly kvstoremeshConfigDir?: string | undefined;
   readonly agents: readonly { node: string; api: string }[];
 }
 
 /**
+ * The IP and port of a hand-started etcd serving TLS, from `https://<ip>:<port>`: the
+ * address its server certificate covers and `<cluster>.mesh.cilium.io` maps to.
+ */
+export function parseTlsEndpoint(endpoint: string): { host: string; port: number } {
+  let url: URL | undefined;
+  try {
+    url = new URL(endpoint);
+  } catch {
+    url = undefined;
+  }
+  const host = url?.hostname.replace(/^\[(.*)\]$/, '$1') ?? '';
+  if (url === undefined || url.protocol !== 'https:' || isIP(host) === 0) {
+    throw new ClusterMeshError(
+      ErrorCode.InvalidArgument,
+      `--kvstore-endpoint ${JSON.stringify(endpoint.slice(0, 80))}: expected https://<ip>:<port> (the address etcd listens on) with --tls-dir`,
+    );
+  }
+  return { host, port: portOf(endpoint) };
+}
+
+/**
  * Creates the cluster's `remote`, `local` and `externalworkload` users and certificates.
- * `register` records a cluster started by hand first (its etcd as is: plaintext).
+ * `register` records a cluster started by hand first: plaintext as is, or with `tlsDir`
+ * its certificates created there and every etcdinit user created on its etcd (auth on).
  */
 export async function enableCluster(
   stateDir: string,
   name: string,
   register?: HandStartedCluster,
-): Promise<ClusterRecord> {
+): Promise<{ record: ClusterRecord; handStarted?: HandStartedEtcd | undefined }> {
+  let handStarted: HandStartedEtcd | undefined;
+  if (register?.tlsDir !== undefined) {
+    const { host, port } = parseTlsEndpoint(register.endpoint);
+    handStarted = await prepareHandStartedEtcd({ cluster: name, dir: register.tlsDir, host, port });
+    await initHandStartedEtcd(handStarted);
+  }
   if (register !== undefined) {
     const { mkdir } = await import('node:fs/promises');
     await mkdir(join(stateDir, name), { recursive: true });
@@ -54,8 +101,14 @@ export async function enableCluster(
       version: 1,
       name,
       id: register.id,
-      kvstore: register.endpoint,
-      tls: false,
+      ...(handStarted === undefined
+        ? { kvstore: register.endpoint, tls: false }
+        : {
+            kvstore: handStarted.url,
+            tls: true,
+            etcdIP: handStarted.host,
+            etcdDir: handStarted.dir,
+          }),
       configDir: register.configDir,
       ...(register.kvstoremeshConfigDir === undefined
         ? {}
@@ -65,7 +118,7 @@ export async function enableCluster(
     });
   }
   const rec = await readClusterRecord(stateDir, name);
-  if (rec.tls) {
+  if (rec.tls && handStarted === undefined) {
     if (rec.etcdDir === undefined || rec.etcdIP === undefined) {
       throw new ClusterMeshError(
         ErrorCode.InvalidConfig,
@@ -81,7 +134,7 @@ export async function enableCluster(
   }
   const enabled = { ...rec, enabled: true };
   await writeClusterRecord(stateDir, enabled);
-  return enabled;
+  return { record: enabled, handStarted };
 }
 
 function requireEnabled(rec: ClusterRecord): void {
@@ -177,15 +230,13 @@ export async function configuredRemotes(rec: ClusterRecord): Promise<string[]> {
   return out;
 }
 
-/**
- * New server and client certificates for `name` from its CA, then the copies other clusters
- * hold (its `remote` certificate, and its `local` one in its own agents' directory) replaced
- * in place: the config-dir watchers see the new files and reconnect with them.
- */
-export async function rotateCluster(
+/** A CA rotation step of `certs rotate --ca` (see `rotateClusterCa`). */
+export type CaRotationStep = 'start' | 'reissue' | 'finish';
+
+async function tlsRecord(
   stateDir: string,
   name: string,
-): Promise<{ updated: string[] }> {
+): Promise<ClusterRecord & { etcdDir: string }> {
   const rec = await readClusterRecord(stateDir, name);
   if (!rec.tls || rec.etcdDir === undefined) {
     throw new ClusterMeshError(
@@ -193,22 +244,81 @@ export async function rotateCluster(
       `cluster ${name} runs without TLS (up --insecure): it has no certificates to rotate`,
     );
   }
+  return { ...rec, etcdDir: rec.etcdDir };
+}
+
+/**
+ * The copies other clusters hold of `rec`'s access (its CA file and `remote` certificate),
+ * and of its `local` one in its own agents' directory, replaced in place from its
+ * directory: the config-dir watchers see the new files and reconnect with them.
+ */
+async function redistribute(stateDir: string, rec: ClusterRecord): Promise<string[]> {
+  const updated: string[] = [];
+  const remoteCreds = (await accessOf(rec, 'remote')).tls;
+  if (remoteCreds === undefined) return updated;
+  for (const other of await listClusterRecords(stateDir)) {
+    if (other.name === rec.name) continue;
+    const dir = other.kvstoremeshConfigDir ?? other.configDir;
+    if (await updateRemoteCerts(dir, rec.name, remoteCreds)) {
+      updated.push(`${other.name}/${rec.name}`);
+    }
+    if (rec.kvstoremeshConfigDir !== undefined) {
+      const local = (await accessOf(rec, 'local')).tls;
+      if (local !== undefined && (await updateRemoteCerts(rec.configDir, other.name, local))) {
+        updated.push(`${rec.name}/${other.name} (local)`);
+      }
+    }
+  }
+  return updated;
+}
+
+/**
+ * New server and client certificates for `name` from its CA, then the copies other clusters
+ * hold replaced in place.
+ */
+export async function rotateCluster(
+  stateDir: string,
+  name: string,
+): Promise<{ updated: string[] }> {
+  const rec = await tlsRecord(stateDir, name);
   await rotateClusterCerts(rec.etcdDir, {
     cluster: name,
     addresses: rec.etcdIP === undefined ? [] : [rec.etcdIP],
   });
-  const updated: string[] = [];
-  const remoteCreds = (await accessOf(rec, 'remote')).tls;
-  for (const other of await listClusterRecords(stateDir)) {
-    if (other.name === name || remoteCreds === undefined) continue;
-    const dir = other.kvstoremeshConfigDir ?? other.configDir;
-    if (await updateRemoteCerts(dir, name, remoteCreds)) updated.push(`${other.name}/${name}`);
-    if (rec.kvstoremeshConfigDir !== undefined) {
-      const local = (await accessOf(rec, 'local')).tls;
-      if (local !== undefined && (await updateRemoteCerts(rec.configDir, other.name, local))) {
-        updated.push(`${name}/${other.name} (local)`);
-      }
+  return { updated: await redistribute(stateDir, rec) };
+}
+
+/**
+ * Replacing a cluster's CA without dropping a connection, in three steps, because etcd
+ * reads the CAs it verifies client certificates with only when it starts:
+ * - `start`: a new CA; `ca.crt` and every copy other clusters hold trust both CAs (agents
+ *   reconnect with the bundle, their certificates unchanged). Then restart the etcd.
+ * - `reissue`: (etcd now trusts both) server and client certificates from the new CA,
+ *   handed out as by `rotateCluster`.
+ * - `finish`: `ca.crt` and the copies trust only the new CA (a restart of etcd later makes
+ *   it stop accepting the old one).
+ */
+export async function rotateClusterCa(
+  stateDir: string,
+  name: string,
+  step: CaRotationStep,
+): Promise<{ updated: string[] }> {
+  const rec = await tlsRecord(stateDir, name);
+  if (step === 'start') {
+    await startCaRotation(rec.etcdDir, name);
+  } else if (step === 'reissue') {
+    if ((await trustedCAs(rec.etcdDir, name)).length < 2) {
+      throw new ClusterMeshError(
+        ErrorCode.InvalidArgument,
+        `certs of ${name}: no CA rotation under way (start one with "--ca start")`,
+      );
     }
+    await rotateClusterCerts(rec.etcdDir, {
+      cluster: name,
+      addresses: rec.etcdIP === undefined ? [] : [rec.etcdIP],
+    });
+  } else {
+    await finishCaRotation(rec.etcdDir, name);
   }
-  return { updated };
+  return { updated: await redistribute(stateDir, rec) };
 }

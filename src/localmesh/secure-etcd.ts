@@ -1,9 +1,11 @@
 import { readFile, writeFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { join } from 'node:path';
 import {
   USER_ROLES,
   clusterCertFiles,
   meshHostname,
+  readCertificateInfo,
   writeClusterCerts,
   type ClusterCertFiles,
   type UserRole,
@@ -17,7 +19,11 @@ import {
   etcdMeshPlan,
   initEtcdAuth,
 } from '../etcd/users.js';
+import { HeartbeatPath } from '../keyspace/index.js';
+import { withTimeout } from '../lib/abort.js';
+import { ClusterMeshError, ErrorCode, errorMessage, isClusterMeshError } from '../lib/errors.js';
 import { formatEtcdConfig } from '../kvstore/config.js';
+import { EtcdBackend } from '../kvstore/etcd.js';
 import { HOST_ALIASES_FILE, formatHostAliases } from '../kvstore/host-aliases.js';
 
 /**
@@ -209,4 +215,119 @@ export function adminClient(
     { endpoints: [`https://${host}:${port}`], tls: creds },
     { grpcOptions: { 'grpc.ssl_target_name_override': name, 'grpc.default_authority': name } },
   );
+}
+
+/**
+ * An etcd and daemons started by hand (not by `up`): the cluster's certificate directory,
+ * laid out as `up` lays it out, and what to start them with.
+ */
+export interface HandStartedEtcd {
+  readonly cluster: string;
+  readonly dir: string;
+  /** The IP etcd listens on: what `<cluster>.mesh.cilium.io` maps to. */
+  readonly host: string;
+  readonly port: number;
+  /** `https://<cluster>.mesh.cilium.io:<port>`: what other clusters dial. */
+  readonly url: string;
+  readonly files: ClusterCertFiles;
+  readonly configs: Readonly<Record<UserRole, string>>;
+  /** The TLS flags etcd must be started with (besides its own name and data dir). */
+  readonly etcdFlags: readonly string[];
+  /** What the cluster's own daemons (apiserver, KVStoreMesh, agents) are started with. */
+  readonly daemonFlags: readonly string[];
+  readonly caNotAfter: Date;
+}
+
+function hostPort(host: string, port: number): string {
+  return `${isIP(host) === 6 ? `[${host}]` : host}:${port}`;
+}
+
+/**
+ * `clustermesh certs create` and the first half of `mesh enable` for a hand-started etcd:
+ * the CA, server and client certificates (the ones already there are kept, so running it
+ * again against a live etcd changes nothing), the per-user client configs and the host
+ * alias, in `dir`.
+ */
+export async function prepareHandStartedEtcd(opts: {
+  readonly cluster: string;
+  readonly dir: string;
+  readonly host: string;
+  readonly port: number;
+  readonly validityDays?: number | undefined;
+}): Promise<HandStartedEtcd> {
+  const files = await writeClusterCerts(opts.dir, {
+    cluster: opts.cluster,
+    addresses: [opts.host],
+    keepExisting: true,
+    validityDays: opts.validityDays,
+  });
+  const { url, configs } = await writeAccessFiles(opts.dir, opts.cluster, opts.host, opts.port);
+  const listen = `https://${hostPort(opts.host, opts.port)}`;
+  const ca = await readCertificateInfo(files.caFile);
+  return {
+    cluster: opts.cluster,
+    dir: opts.dir,
+    host: opts.host,
+    port: opts.port,
+    url,
+    files,
+    configs,
+    etcdFlags: [
+      `--listen-client-urls=${listen}`,
+      `--advertise-client-urls=${listen}`,
+      '--client-cert-auth',
+      `--trusted-ca-file=${files.caFile}`,
+      `--cert-file=${files.server.certFile}`,
+      `--key-file=${files.server.keyFile}`,
+    ],
+    daemonFlags: [`--kvstore-opt`, `etcd.config=${configs.admin}`],
+    caNotAfter: ca.notAfter,
+  };
+}
+
+/**
+ * The second half of `mesh enable` for a hand-started etcd: proves it serves TLS with the
+ * cluster's certificates (as `admin-<cluster>`), then creates every user and role of
+ * Cilium's etcdinit and enables auth. Idempotent: once auth is on, `admin-<cluster>` (root
+ * role) is who may add what is missing.
+ */
+export async function initHandStartedEtcd(e: HandStartedEtcd, timeoutMs = 10_000): Promise<void> {
+  const creds = await readCredentials(e.files, 'admin');
+  const name = meshHostname(e.cluster);
+  const probe = new EtcdBackend({
+    endpoints: [e.url],
+    tls: {
+      ca: Buffer.from(creds.ca),
+      cert: Buffer.from(creds.cert),
+      key: Buffer.from(creds.key),
+    },
+    hostAliases: new Map([[name, e.host]]),
+    callTimeoutMs: timeoutMs,
+  });
+  try {
+    await withTimeout(probe.get(HeartbeatPath), timeoutMs, `reaching etcd of ${e.cluster}`);
+  } catch (err) {
+    const code = isClusterMeshError(err) ? err.code : ErrorCode.KvstoreUnreachable;
+    throw new ClusterMeshError(
+      code === ErrorCode.Timeout ? ErrorCode.KvstoreUnreachable : code,
+      `etcd of ${e.cluster} at https://${hostPort(e.host, e.port)}: ${errorMessage(err).slice(0, 300)}; ` +
+        `start it with the flags "clustermesh certs create" prints, then run enable again`,
+      { cause: err },
+    );
+  } finally {
+    await probe.close();
+  }
+  const client = adminClient(e.cluster, e.host, e.port, creds);
+  try {
+    await initEtcdAuth(client, etcdAuthPlan(e.cluster));
+  } catch (err) {
+    throw new ClusterMeshError(
+      ErrorCode.KvstoreOperation,
+      `etcd of ${e.cluster}: creating the users as admin-${e.cluster} failed: ${errorMessage(err).slice(0, 200)} ` +
+        `(an etcd with auth already on must know admin-${e.cluster} as a root user)`,
+      { cause: err },
+    );
+  } finally {
+    client.close();
+  }
 }

@@ -33,6 +33,11 @@ export interface TestEtcdOptions extends Omit<StartEtcdOptions, 'tls'> {
   tls?: boolean;
   /** The CA to issue them from instead of a fresh one (only with `tls`). */
   authority?: CertificateAuthority;
+  /**
+   * Serve clients over mutual TLS with these files (certificates made elsewhere, e.g. by
+   * `clustermesh certs create`); the client files are what the health probes present.
+   */
+  tlsFiles?: EtcdTlsFiles;
 }
 
 let signalHooksInstalled = false;
@@ -74,7 +79,8 @@ async function writeTestCerts(dir: string, authority: CertificateAuthority): Pro
 
 async function productOptions(opts: TestEtcdOptions): Promise<StartEtcdOptions> {
   installSignalHooks();
-  const { tls, authority, ...rest } = opts;
+  const { tls, authority, tlsFiles, ...rest } = opts;
+  if (tlsFiles !== undefined) return { ...rest, tls: tlsFiles };
   if (tls !== true) return rest;
   const ca = authority ?? (await createCA('clustermesh-test-etcd-ca'));
   return { ...rest, tls: (dir) => writeTestCerts(dir, ca) };
