@@ -22,6 +22,8 @@ export interface PodExecContext {
   /** The pod's node decides on each outgoing connection (egress policy). */
   readonly beforeConnect?:
     ((ip: string, port: number) => Promise<'allowed' | 'dropped'>) | undefined;
+  /** Programs the pod's image adds to the ones every image has (`cilium` in the agent's). */
+  readonly commands?: ReadonlyMap<string, PodCommand> | undefined;
 }
 
 export interface PodExecIO {
@@ -36,7 +38,12 @@ export interface PodExecIO {
 /** The shell's "command not found". */
 export const EXIT_NOT_FOUND = 127;
 
-type Command = (args: readonly string[], ctx: PodExecContext, io: PodExecIO) => Promise<number>;
+export type PodCommand = (
+  args: readonly string[],
+  ctx: PodExecContext,
+  io: PodExecIO,
+) => Promise<number>;
+type Command = PodCommand;
 
 const COMMANDS: ReadonlyMap<string, Command> = new Map<string, Command>([
   ['curl', curl],
@@ -68,7 +75,8 @@ export async function runPodCommand(
     return EXIT_NOT_FOUND;
   }
   // `/usr/bin/curl` and `curl` are the same program.
-  const cmd = COMMANDS.get(prog.slice(prog.lastIndexOf('/') + 1));
+  const base = prog.slice(prog.lastIndexOf('/') + 1);
+  const cmd = ctx.commands?.get(base) ?? COMMANDS.get(base);
   if (cmd === undefined) {
     io.stderr(`sh: ${prog}: not found\n`);
     return EXIT_NOT_FOUND;

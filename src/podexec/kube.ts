@@ -5,7 +5,7 @@ import { ApiError, badRequest } from '../kubeapi/status.js';
 import type { Registry } from '../registry/registry.js';
 import type { PodLogs, RunningPodInfo } from '../workloads/cluster-runtime.js';
 import type { PodLogSource, PodLogStream } from '../kubeapi/logs.js';
-import { runPodCommand, type PodExecContext } from './commands.js';
+import { runPodCommand, type PodCommand, type PodExecContext } from './commands.js';
 
 /**
  * `kubectl exec` into the pods of one cluster: the pod must be running in the workload
@@ -20,6 +20,9 @@ export interface PodExecCluster {
   readonly dns: () => string;
   /** The agent API URL of a node, for its egress verdicts. */
   readonly agentApi: (node: string) => string | undefined;
+  /** Programs a container's image adds (the Cilium agent's `cilium`), by image and node. */
+  readonly imageCommands?:
+    ((image: string, node: string) => ReadonlyMap<string, PodCommand> | undefined) | undefined;
   readonly log: Logger;
 }
 
@@ -65,6 +68,7 @@ export function podExecutor(c: PodExecCluster): PodExecutor {
         agent === undefined
           ? undefined
           : (ip, port) => agentEgressVerdict(agent, running.ip, ip, port),
+      commands: c.imageCommands?.(container.image, running.node),
     };
     c.log.debug({ pod: `${req.namespace}/${req.pod}`, command: req.command }, 'exec');
     return (io) => runPodCommand(req.command, ctx, io);

@@ -7,7 +7,7 @@ import type { Controller } from './controller.js';
 import { DeploymentController } from './deployments.js';
 import { EndpointSliceController } from './endpointslices.js';
 import { IdentityAllocator } from './identity-allocator.js';
-import type { ConnectionHook } from './images.js';
+import type { ConnectionHook, Image } from './images.js';
 import { SharedInformers } from './informers.js';
 import { registerNodes, validateNodes, type RuntimeNode } from './nodes.js';
 import { PodController, type RunningPodInfo, type SystemEndpoint } from './pods.js';
@@ -34,6 +34,8 @@ export interface ClusterRuntimeOptions {
   readonly systemEndpoints?: readonly SystemEndpoint[] | undefined;
   /** Every connection a workload accepts (the lead records it as an ingress flow). */
   readonly onConnection?: ConnectionHook | undefined;
+  /** Images beyond the built-in ones (kube-system's), by name without tag. */
+  readonly images?: ReadonlyMap<string, Image> | undefined;
 }
 
 /**
@@ -159,6 +161,7 @@ export class ClusterRuntime {
       log,
       onConnection: o.onConnection,
       logs: this.logs,
+      images: o.images,
     });
     const deployCtl = new DeploymentController({ registry, informers, deployments, pods, log });
     const ipCtl = new ServiceIPController({ registry, services, allocator, log });

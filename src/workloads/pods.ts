@@ -13,7 +13,14 @@ import {
   writeEndpoint,
 } from './endpoints.js';
 import { IdentityAllocator, podSecurityLabels } from './identity-allocator.js';
-import { BUILTIN_IMAGES, resolveImage, type Workload, type ConnectionHook } from './images.js';
+import {
+  BUILTIN_IMAGES,
+  imageName,
+  resolveImage,
+  type ConnectionHook,
+  type Image,
+  type Workload,
+} from './images.js';
 import { PodIPAM } from './ipam.js';
 import type { RuntimeNode } from './nodes.js';
 import { PodLogs } from './pod-logs.js';
@@ -40,6 +47,16 @@ export interface PodControllerOptions {
   readonly now?: (() => Date) | undefined;
   /** Where containers write their output (default: a store of the controller's own). */
   readonly logs?: PodLogs | undefined;
+  /**
+   * Images of this cluster beyond the built-in ones, by name without tag (the Cilium
+   * agent and clustermesh-apiserver images of kube-system, which the mesh provides).
+   */
+  readonly images?: ReadonlyMap<string, Image> | undefined;
+}
+
+/** `spec.hostNetwork: true`: the pod shares its node's address and has no endpoint. */
+export function isHostNetwork(pod: Pod): boolean {
+  return pod.spec.hostNetwork === true;
 }
 
 /** A pod whose workloads run in this process. */
@@ -132,6 +149,7 @@ export class PodController {
       const ip = pod.status?.podIP;
       const placement = placementOf(pod, this.o.nodes);
       if (ip === undefined || isPodTerminal(pod) || placement.kind !== 'bound') continue;
+      if (isHostNetwork(pod)) continue;
       this.ipam.claim(keyOf(pod.metadata.namespace, pod.metadata.name), placement.node.name, ip);
     }
     for (const cep of this.o.endpoints.list()) {
@@ -208,7 +226,7 @@ export class PodController {
     if (node === undefined) return;
     const log = this.log.child({ node: node.name, pod: key });
 
-    const unknown = pod.spec.containers.find((c) => resolveImage(c.image) === undefined);
+    const unknown = pod.spec.containers.find((c) => this.image(c.image) === undefined);
     if (unknown !== undefined) {
       await this.notRunning(pod, 'Failed', PodReason.UnknownImage, {
         node,
@@ -217,6 +235,10 @@ export class PodController {
       return;
     }
 
+    if (isHostNetwork(pod)) {
+      await this.reconcileHostNetwork(key, pod, node, log);
+      return;
+    }
     const ip = this.address(key, pod, node);
     if (ip === undefined) {
       await this.notRunning(pod, 'Pending', PodReason.IPExhausted, {
@@ -277,6 +299,53 @@ export class PodController {
     );
   }
 
+  private image(ref: string): Image | undefined {
+    return this.o.images?.get(imageName(ref)) ?? resolveImage(ref);
+  }
+
+  /**
+   * A host-network pod (the Cilium agent's): its node's address, no pod IP, no identity
+   * and no CiliumEndpoint, as Cilium leaves host-network pods to the host endpoint.
+   */
+  private async reconcileHostNetwork(
+    key: string,
+    pod: Pod,
+    node: RuntimeNode,
+    log: Logger,
+  ): Promise<void> {
+    const uid = pod.metadata.uid ?? '';
+    const signature = JSON.stringify([uid, node.name, 'host', pod.spec.containers]);
+    const run = this.running.get(key);
+    if (run?.signature !== signature) {
+      if (run !== undefined) {
+        this.running.delete(key);
+        await closeWorkloads(run.workloads, log);
+      }
+      // An address it held before it became host-network goes back to the node.
+      const freed = this.ipam.release(key);
+      if (freed !== undefined) this.wakeWaiting(freed.node);
+      const started = await this.start(pod, node, node.ip, log);
+      if (!started.ok) {
+        await this.notRunning(pod, 'Failed', started.reason, { node, message: started.message });
+        return;
+      }
+      this.running.set(key, {
+        uid,
+        namespace: pod.metadata.namespace ?? 'default',
+        name: pod.metadata.name,
+        node,
+        ip: node.ip,
+        signature,
+        workloads: started.workloads,
+        identity: 0,
+      });
+      log.info({ ip: node.ip }, 'host-network pod started');
+    }
+    await this.writeStatus(pod, node, (cur) =>
+      runningStatus(cur, { podIP: node.ip, hostIP: node.ip }, this.now()),
+    );
+  }
+
   /**
    * A node for an unbound pod: the one where it already holds an address (its binding was
    * not written yet), else the least loaded.
@@ -310,7 +379,7 @@ export class PodController {
   ): Promise<{ ok: true; workloads: Workload[] } | { ok: false; reason: string; message: string }> {
     const workloads: Workload[] = [];
     for (const container of pod.spec.containers) {
-      const image = resolveImage(container.image);
+      const image = this.image(container.image);
       if (image === undefined) continue;
       const r = await image.start({
         cluster: this.o.cluster.name,
