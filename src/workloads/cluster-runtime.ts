@@ -148,6 +148,7 @@ export class ClusterRuntime {
     const endpoints = informers.subscribe('CiliumEndpoint');
     informers.subscribe('CiliumIdentity');
     const namespaces = informers.subscribe('Namespace');
+    const configMaps = informers.subscribe('ConfigMap');
 
     const identities = new IdentityAllocator(registry, o.cluster, log);
     const podCtl = new PodController({
@@ -162,6 +163,7 @@ export class ClusterRuntime {
       onConnection: o.onConnection,
       logs: this.logs,
       images: o.images,
+      configMaps,
     });
     const deployCtl = new DeploymentController({ registry, informers, deployments, pods, log });
     const ipCtl = new ServiceIPController({ registry, services, allocator, log });
@@ -188,6 +190,9 @@ export class ClusterRuntime {
     });
     informers.subscribe('Namespace', (ev) => {
       podCtl.onNamespace(ev);
+    });
+    informers.subscribe('ConfigMap', (ev) => {
+      podCtl.onConfigMap(ev);
     });
     informers.subscribe('CiliumIdentity', (ev) => {
       identities.observe(ev);

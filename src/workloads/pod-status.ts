@@ -21,6 +21,8 @@ export const PodReason = {
   NodeNotFound: 'NodeNotFound',
   /** The node's pod CIDR has no free address; the pod starts once one is released. */
   IPExhausted: 'IPExhausted',
+  /** A ConfigMap volume cannot be mounted yet; the pod starts once the ConfigMap exists. */
+  ContainerCreating: 'ContainerCreating',
 } as const;
 
 const CONDITION_TYPES = ['PodScheduled', 'Initialized', 'ContainersReady', 'Ready'] as const;

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { errorMessage } from '../lib/errors.js';
 import { sameJson } from '../registry/codec.js';
-import type { Namespace, Pod, PodStatus } from '../registry/objects.js';
+import type { ConfigMap, Namespace, Pod, PodStatus } from '../registry/objects.js';
 import type { Registry } from '../registry/registry.js';
 import type { CiliumEndpoint, CiliumIdentity, Informer, ObjectEvent } from '../registry/types.js';
 import { Controller, keyOf, oldestFirst, splitKey } from './controller.js';
@@ -26,6 +26,7 @@ import type { RuntimeNode } from './nodes.js';
 import { PodLogs } from './pod-logs.js';
 import { PodReason, isPodTerminal, notRunningStatus, runningStatus } from './pod-status.js';
 import { pickNode, placementOf } from './scheduler.js';
+import { configMapsOf, containerFiles, missingConfigMap } from './volumes.js';
 
 /**
  * The kubelet and scheduler of the local cluster in one controller: it places pods on
@@ -52,6 +53,8 @@ export interface PodControllerOptions {
    * agent and clustermesh-apiserver images of kube-system, which the mesh provides).
    */
   readonly images?: ReadonlyMap<string, Image> | undefined;
+  /** The ConfigMaps pods mount (a pod waits for a missing one). */
+  readonly configMaps?: Informer<ConfigMap> | undefined;
 }
 
 /** `spec.hostNetwork: true`: the pod shares its node's address and has no endpoint. */
@@ -128,6 +131,17 @@ export class PodController {
   onNamespace(ev: ObjectEvent<Namespace>): void {
     for (const key of this.running.keys()) {
       if (splitKey(key).namespace === ev.object.metadata.name) this.controller.enqueue(key);
+    }
+  }
+
+  /** A ConfigMap that appears lets the pods waiting to mount it start. */
+  onConfigMap(ev: ObjectEvent<ConfigMap>): void {
+    const ns = ev.object.metadata.namespace ?? 'default';
+    for (const pod of this.o.pods.list()) {
+      if ((pod.metadata.namespace ?? 'default') !== ns) continue;
+      if (configMapsOf(pod).includes(ev.object.metadata.name)) {
+        this.controller.enqueue(keyOf(ns, pod.metadata.name));
+      }
     }
   }
 
@@ -232,6 +246,13 @@ export class PodController {
         node,
         message: `container ${JSON.stringify(unknown.name)}: image ${JSON.stringify(unknown.image)} is not a built-in image (built-in: ${BUILTIN_IMAGES.join(', ')}, any tag)`,
       });
+      return;
+    }
+
+    const mount = missingConfigMap(pod, (n) => this.o.configMaps?.get(namespace, n));
+    if (mount !== undefined && this.o.configMaps !== undefined) {
+      // As the kubelet: the pod stays ContainerCreating until the ConfigMap exists.
+      await this.notRunning(pod, 'Pending', PodReason.ContainerCreating, { node, message: mount });
       return;
     }
 
@@ -389,6 +410,10 @@ export class PodController {
         podIP: ip,
         container,
         onConnection: this.o.onConnection,
+        files: () =>
+          containerFiles(pod, container, (n) =>
+            this.o.configMaps?.get(pod.metadata.namespace ?? 'default', n),
+          ),
         log: log.child({ container: container.name }),
         output: (line) => {
           this.logs.write(

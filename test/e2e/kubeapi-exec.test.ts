@@ -9,11 +9,14 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { readMeshState, type MeshState } from '../../src/localmesh/mesh-state.js';
 import { eventually } from '../support/eventually.js';
 import { UpProcess } from '../support/up-process.js';
 import { acquireUpLock, releaseUpLock } from '../support/up-lock.js';
+
+const FIXTURES = fileURLToPath(new URL('../fixtures/kubeapi/', import.meta.url));
 
 interface Run {
   code: number | null;
@@ -305,5 +308,68 @@ spec:
     ]);
     assert.equal(remote.code, 0, remote.stderr);
     assert.match(remote.stdout, /"Cluster":"cluster2"/);
+  });
+
+  void it("Cilium's example manifests apply unchanged (nginx serving a ConfigMap, json-mock) and serve the global service from both clusters", async () => {
+    for (const [i, cluster] of ['cluster1', 'cluster2'].entries()) {
+      const applied = await kubectl(cluster, [
+        'apply',
+        '-f',
+        join(FIXTURES, `cluster${i + 1}.yaml`),
+      ]);
+      assert.equal(applied.code, 0, applied.stderr);
+      assert.match(applied.stdout, /^configmap\/rebel-base-response created$/m, applied.stdout);
+      assert.match(applied.stdout, /^deployment\.apps\/rebel-base configured$/m, applied.stdout);
+    }
+    for (const cluster of ['cluster1', 'cluster2']) {
+      const rolled = await run(
+        'kubectl',
+        [
+          '--kubeconfig',
+          state.kubeconfig ?? '',
+          '--context',
+          cluster,
+          'rollout',
+          'status',
+          'deployment/rebel-base',
+          '--timeout=60s',
+        ],
+        dir,
+        undefined,
+        90_000,
+      );
+      assert.equal(rolled.code, 0, rolled.stdout + rolled.stderr);
+    }
+    // The seed's command, from cluster1 (cluster2's policy above admits only cluster1's x-wing).
+    const seen = new Set<string>();
+    await eventually(async () => {
+      const r = await kubectl('cluster1', [
+        'exec',
+        '-ti',
+        'deployment/x-wing',
+        '--',
+        'curl',
+        '-s',
+        'rebel-base',
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      const answer = JSON.parse(r.stdout) as { Galaxy?: string; Cluster?: string };
+      assert.equal(answer.Galaxy, 'Alderaan', r.stdout);
+      seen.add(answer.Cluster ?? '');
+      assert.deepEqual([...seen].sort(), ['Cluster-1', 'Cluster-2']);
+    }, 60_000);
+    const images = await kubectl('cluster1', [
+      'get',
+      'pods',
+      '-l',
+      'name=x-wing',
+      '-o',
+      'jsonpath={.items[*].spec.containers[0].image}',
+    ]);
+    assert.match(
+      images.stdout,
+      /^quay\.io\/cilium\/json-mock:v1\.3\.8( quay\.io\/cilium\/json-mock:v1\.3\.8)*$/,
+      images.stdout,
+    );
   });
 });
