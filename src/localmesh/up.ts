@@ -35,7 +35,7 @@ import { KvstoreMesh } from '../kvstoremesh/module.js';
 import { execSubresource } from '../kubeapi/exec.js';
 import { logSubresource } from '../kubeapi/logs.js';
 import { startMeshKubeApis, type MeshKubeApis } from '../kubeapi/mesh.js';
-import { podExecutor, podLogSource } from '../podexec/kube.js';
+import { execProbeRunner, podExecutor, podLogSource } from '../podexec/kube.js';
 import { ciliumCommands, type CliRunner } from '../podexec/cilium.js';
 import {
   CILIUM_IMAGE,
@@ -265,6 +265,12 @@ export class LocalMesh {
             log: o.log,
             onConnection: (conn) => this.admit(c, conn),
             images: systemImages({ apiserverLog: c.apiserverLog }),
+            // Exec probes run their command as `kubectl exec` would.
+            execProbe: execProbeRunner({
+              name: c.addr.name,
+              dns: () => c.dns?.address ?? '',
+              agentApi: (node) => c.agents.find((a) => a.node.name === node)?.agent.apiUrl,
+            }),
           });
           await c.runtime.start(stopping(c));
         });

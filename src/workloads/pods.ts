@@ -27,6 +27,7 @@ import { PodLogs } from './pod-logs.js';
 import { PodReason, isPodTerminal, notRunningStatus, runningStatus } from './pod-status.js';
 import { pickNode, placementOf } from './scheduler.js';
 import { configMapsOf, containerFiles, missingConfigMap } from './volumes.js';
+import { PodProbes, type ExecProbeRunner } from './probes.js';
 
 /**
  * The kubelet and scheduler of the local cluster in one controller: it places pods on
@@ -53,6 +54,8 @@ export interface PodControllerOptions {
    * agent and clustermesh-apiserver images of kube-system, which the mesh provides).
    */
   readonly images?: ReadonlyMap<string, Image> | undefined;
+  /** Runs exec probes' commands in a pod (without it, exec probes pass). */
+  readonly execProbe?: ExecProbeRunner | undefined;
   /** The ConfigMaps pods mount (a pod waits for a missing one). */
   readonly configMaps?: Informer<ConfigMap> | undefined;
 }
@@ -73,6 +76,8 @@ interface RunningPod {
   readonly signature: string;
   readonly workloads: readonly Workload[];
   identity: number;
+  /** Its readiness and liveness probes, while it runs. */
+  probes?: PodProbes | undefined;
 }
 
 /**
@@ -101,6 +106,10 @@ export class PodController {
   private readonly ipam: PodIPAM;
   private readonly endpointIds = new EndpointIds();
   private readonly running = new Map<string, RunningPod>();
+  /** Containers whose liveness probe failed, to restart at the pod's next reconcile. */
+  private readonly toRestart = new Map<string, Set<string>>();
+  /** Restarts per `namespace/pod/container` (containerStatuses' restartCount). */
+  private readonly restarts = new Map<string, number>();
   /** Pods waiting for an address on a full node → the node. */
   private readonly waitingForIP = new Map<string, string>();
   private readonly log: Logger;
@@ -216,6 +225,7 @@ export class PodController {
   async closeAll(): Promise<void> {
     const all = [...this.running.values()];
     this.running.clear();
+    for (const r of all) r.probes?.stop();
     await Promise.all(all.map((r) => closeWorkloads(r.workloads, this.log)));
   }
 
@@ -279,10 +289,17 @@ export class PodController {
     const uid = pod.metadata.uid ?? '';
     const signature = JSON.stringify([uid, node.name, ip, pod.spec.containers]);
     let run = this.running.get(key);
-    if (run?.signature !== signature) {
+    const restart = this.toRestart.get(key);
+    this.toRestart.delete(key);
+    if (run?.signature !== signature || restart !== undefined) {
       if (run !== undefined) {
         this.running.delete(key);
+        run.probes?.stop();
         await closeWorkloads(run.workloads, log);
+      }
+      for (const c of restart ?? []) {
+        const rk = `${key}/${c}`;
+        this.restarts.set(rk, (this.restarts.get(rk) ?? 0) + 1);
       }
       const started = await this.start(pod, node, ip, log);
       if (!started.ok) {
@@ -299,6 +316,7 @@ export class PodController {
         workloads: started.workloads,
         identity: identity.id,
       };
+      run.probes = this.probe(key, pod, node, ip, log);
       this.running.set(key, run);
       log.info({ ip, identity: identity.id }, 'pod started');
     }
@@ -315,8 +333,55 @@ export class PodController {
     } else {
       log.warn('no free endpoint ID on the node; the pod runs without a CiliumEndpoint');
     }
+    const probes = run.probes;
     await this.writeStatus(pod, node, (cur) =>
-      runningStatus(cur, { podIP: ip, hostIP: node.ip }, this.now()),
+      runningStatus(
+        cur,
+        {
+          podIP: ip,
+          hostIP: node.ip,
+          ready: (c) => probes?.isReady(c) ?? true,
+          restartCount: (c) => this.restarts.get(`${key}/${c}`) ?? 0,
+        },
+        this.now(),
+      ),
+    );
+  }
+
+  /** The kubelet's probes of a started pod; their verdicts come back as reconciles. */
+  private probe(
+    key: string,
+    pod: Pod,
+    node: RuntimeNode,
+    ip: string,
+    log: Logger,
+  ): PodProbes | undefined {
+    const probed = pod.spec.containers.some(
+      (c) => c.readinessProbe !== undefined || c.livenessProbe !== undefined,
+    );
+    if (!probed) return undefined;
+    return new PodProbes(
+      {
+        namespace: pod.metadata.namespace ?? 'default',
+        pod: pod.metadata.name,
+        ip,
+        nodeIP: node.ip,
+        node: node.name,
+      },
+      pod.spec.containers,
+      {
+        exec: this.o.execProbe,
+        log,
+        onChange: () => {
+          this.controller.enqueue(key);
+        },
+        onLivenessFailure: (container) => {
+          const set = this.toRestart.get(key) ?? new Set<string>();
+          set.add(container);
+          this.toRestart.set(key, set);
+          this.controller.enqueue(key);
+        },
+      },
     );
   }
 
@@ -460,9 +525,12 @@ export class PodController {
     const run = this.running.get(key);
     if (run !== undefined) {
       this.running.delete(key);
+      run.probes?.stop();
       await closeWorkloads(run.workloads, this.log);
       this.log.info({ pod: key, node: run.node.name, ip: run.ip }, 'pod stopped');
     }
+    this.toRestart.delete(key);
+    for (const rk of this.restarts.keys()) if (rk.startsWith(`${key}/`)) this.restarts.delete(rk);
     this.endpointIds.release(key);
     const freed = this.ipam.release(key);
     if (freed !== undefined) this.wakeWaiting(freed.node);

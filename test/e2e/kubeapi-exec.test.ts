@@ -372,4 +372,106 @@ spec:
       images.stdout,
     );
   });
+
+  void it('a readiness probe flips Ready and the EndpointSlice, as kubectl wait and get show', async () => {
+    const manifest = (withHealthz: boolean): string => `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: probed-html
+data:
+  index.html: "hello\\n"
+${withHealthz ? '  healthz: "ok\\n"\n' : ''}---
+apiVersion: v1
+kind: Service
+metadata:
+  name: probed
+spec:
+  ports:
+  - port: 80
+  selector:
+    app: probed
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: probed
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: probed
+  template:
+    metadata:
+      labels:
+        app: probed
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.25
+        volumeMounts:
+        - name: html
+          mountPath: /usr/share/nginx/html
+        readinessProbe:
+          httpGet:
+            path: /healthz
+            port: 80
+          periodSeconds: 1
+          failureThreshold: 1
+      volumes:
+      - name: html
+        configMap:
+          name: probed-html
+`;
+    const file = join(dir, 'probed.yaml');
+    const slices = async (): Promise<string> =>
+      (
+        await kubectl('cluster1', [
+          'get',
+          'endpointslices',
+          '-l',
+          'kubernetes.io/service-name=probed',
+          '-o',
+          'jsonpath={.items[*].endpoints[*].conditions.ready}',
+        ])
+      ).stdout;
+    await writeFile(file, manifest(false));
+    assert.equal((await kubectl('cluster1', ['apply', '-f', file])).code, 0);
+    await eventually(async () => {
+      const pods = await kubectl('cluster1', ['get', 'pods', '-l', 'app=probed', '--no-headers']);
+      assert.match(pods.stdout, /^probed-\S+\s+0\/1\s+Running\s/, pods.stdout);
+      assert.equal(await slices(), 'false');
+    }, 30_000);
+    await writeFile(file, manifest(true));
+    assert.equal((await kubectl('cluster1', ['apply', '-f', file])).code, 0);
+    const waited = await kubectl('cluster1', [
+      'wait',
+      '--for=condition=Ready',
+      'pod',
+      '-l',
+      'app=probed',
+      '--timeout=30s',
+    ]);
+    assert.equal(waited.code, 0, waited.stderr);
+    await eventually(async () => assert.equal(await slices(), 'true'), 30_000);
+    const served = await kubectl('cluster1', [
+      'exec',
+      'deploy/x-wing',
+      '--',
+      'curl',
+      '-s',
+      'probed',
+    ]);
+    assert.equal(served.stdout, 'hello\n');
+    await writeFile(file, manifest(false));
+    assert.equal((await kubectl('cluster1', ['apply', '-f', file])).code, 0);
+    const unready = await kubectl('cluster1', [
+      'wait',
+      '--for=condition=Ready=false',
+      'pod',
+      '-l',
+      'app=probed',
+      '--timeout=30s',
+    ]);
+    assert.equal(unready.code, 0, unready.stderr);
+  });
 });
