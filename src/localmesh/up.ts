@@ -404,7 +404,9 @@ export class LocalMesh {
             ),
           );
           // kube-system's agent and clustermesh-apiserver pods, which kubectl reaches them by.
-          await registry.apply(kubeSystemObjects(c.addr.name, c.addr.nodes));
+          await registry.apply(
+            kubeSystemObjects(c.addr.name, c.addr.nodes, { dnsIP: c.addr.dnsIP }),
+          );
           const runtime = c.runtime;
           if (runtime !== undefined) {
             server.addSubresource(

@@ -35,10 +35,44 @@ export function agentPodName(cluster: string, node: string): string {
   return `cilium-${suffix}`;
 }
 
+/**
+ * `kube-system/kube-dns` on the cluster DNS server's address. The server runs outside any
+ * pod, so the Service has no selector and its EndpointSlice is written here, naming the
+ * server itself. UDP only: the TCP service proxy must not take the server's own port.
+ */
+function kubeDns(dnsIP: string): RegistryObject[] {
+  const labels = { 'k8s-app': 'kube-dns', 'kubernetes.io/name': 'CoreDNS' };
+  return [
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { namespace: KUBE_SYSTEM, name: 'kube-dns', labels },
+      spec: {
+        type: 'ClusterIP',
+        clusterIP: dnsIP,
+        ports: [{ name: 'dns', port: 53, targetPort: 53, protocol: 'UDP' }],
+      },
+    },
+    {
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: {
+        namespace: KUBE_SYSTEM,
+        name: 'kube-dns-coredns',
+        labels: { ...labels, 'kubernetes.io/service-name': 'kube-dns' },
+      },
+      addressType: 'IPv4',
+      endpoints: [{ addresses: [dnsIP], conditions: { ready: true, serving: true } }],
+      ports: [{ name: 'dns', port: 53, protocol: 'UDP' }],
+    },
+  ];
+}
+
 /** The kube-system objects of one cluster, for `registry.apply`. */
 export function kubeSystemObjects(
   cluster: string,
   nodes: readonly RuntimeNode[],
+  opts: { readonly dnsIP?: string | undefined } = {},
 ): RegistryObject[] {
   const agents = nodes.map((n): Pod => ({
     apiVersion: 'v1',
@@ -77,7 +111,7 @@ export function kubeSystemObjects(
       },
     },
   };
-  return [...agents, apiserver];
+  return [...agents, apiserver, ...(opts.dnsIP === undefined ? [] : kubeDns(opts.dnsIP))];
 }
 
 /** pino's numeric level of `info`. */

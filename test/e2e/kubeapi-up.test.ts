@@ -357,7 +357,7 @@ void describe('Kubernetes API of clustermesh up (2 clusters, etcd)', { timeout: 
     assert.equal(none.code, 127, none.stderr);
   });
 
-  void it('clustermesh-apiserver is a kube-system Deployment whose pod logs the apiserver', async () => {
+  void it('clustermesh-apiserver is a kube-system Deployment whose pod logs the apiserver; DNS is kube-dns', async () => {
     await eventually(async () => {
       const pods = await kubectl('cluster2', [
         'get',
@@ -388,5 +388,15 @@ void describe('Kubernetes API of clustermesh up (2 clusters, etcd)', { timeout: 
     assert.match(logs, /^time=\S+ level=info msg="clustermesh-apiserver started" /m, logs);
     assert.match(logs, /msg="bootstrap completed: all canaries written"/, logs);
     assert.doesNotMatch(logs, /"level":/, 'logfmt, not pino JSON');
+    // The cluster DNS as kube-dns, on the DNS server's address.
+    const dns = await kubectl('cluster2', [
+      'get',
+      'svc',
+      '-n',
+      'kube-system',
+      'kube-dns',
+      '--no-headers',
+    ]);
+    assert.match(dns, /^kube-dns\s+ClusterIP\s+127\.2\.128\.10\s+<none>\s+53\/UDP\s/, dns);
   });
 });
