@@ -341,8 +341,19 @@ export class ResourceHandlers {
     res.on('close', close);
     res.on('error', close);
 
+    let corked = false;
     const send = (line: string): void => {
       if (w.closed) return;
+      // Events of one kvstore watch response arrive in one tick: one TLS record and one
+      // write for all of them rather than one each.
+      if (!corked) {
+        corked = true;
+        res.cork();
+        process.nextTick(() => {
+          corked = false;
+          res.uncork();
+        });
+      }
       res.write(line);
       if (res.writableLength > MAX_WATCH_BACKLOG) {
         this.deps.log.warn({ resource: r.resource }, 'dropping a watch whose client does not read');
