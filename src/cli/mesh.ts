@@ -139,6 +139,8 @@ Stops everything it started on Ctrl-C (SIGINT) or SIGTERM.`,
         tls: flags.insecure !== true,
         connect: flags.connect,
         log,
+        // `kubectl exec … cilium-xxxxx -- cilium-dbg status` runs this CLI's own views.
+        podCli: async (argv, io) => (await import('./program.js')).runCli(argv, io),
       });
       const stopping = untilSignal();
       let state;

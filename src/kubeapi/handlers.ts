@@ -31,7 +31,7 @@ import {
   unsupportedMediaType,
 } from './status.js';
 import { tableRow, toTable } from './tables.js';
-import type { CacheEvent, WatchCaches } from './watch-cache.js';
+import { type CacheEvent, type KindWatchCache, type WatchCaches } from './watch-cache.js';
 import { wantsTable } from './discovery.js';
 
 /** What a request addresses once the router resolved its path. */
@@ -186,7 +186,12 @@ export class ResourceHandlers {
     }
     if (cache?.ready === true && rv !== '' && cache.revision >= wanted) {
       // "Not older than": the watch cache is as recent as asked for.
-      items = cache.snapshot().sort(byNamespaceName);
+      items = cache.sortedSnapshot();
+      revision = cache.revision;
+    } else if (cache?.ready === true && (await this.cacheIsCurrent(r, cache))) {
+      // A consistent list the cache can answer: it has applied every change up to the
+      // store's current revision.
+      items = cache.sortedSnapshot();
       revision = cache.revision;
     } else {
       try {
@@ -211,6 +216,21 @@ export class ResourceHandlers {
     });
     const body = `${head.slice(0, -1)},"items":[${selected.map((o) => this.encoded(r, o)).join(',')}]}`;
     sendJson(ctx.res, 200, body);
+  }
+
+  /**
+   * Whether the watch cache of `r` has seen every change up to the store's revision now.
+   * The kvstore watch delivers a prefix's changes in revision order, so a cache at or past
+   * that revision holds exactly what a read from the store would return. One cheap range
+   * read; when other keys changed since the kind's last change, the store is read instead.
+   */
+  private async cacheIsCurrent(r: ApiResource, cache: KindWatchCache): Promise<boolean> {
+    try {
+      const head = await this.deps.registry.backend.listPage(resourcePrefix(r.info), { limit: 1 });
+      return cache.revision >= head.revision;
+    } catch {
+      return false;
+    }
   }
 
   private readonly json = new WeakMap<RegistryObject, { groupVersion: string; text: string }>();
@@ -246,10 +266,7 @@ export class ResourceHandlers {
     let initial: RegistryObject[] = [];
     if (rv === '' || rv === '0') {
       from = cache.revision;
-      initial = cache
-        .snapshot()
-        .filter((o) => matchesFilter(filter, o))
-        .sort(byNamespaceName);
+      initial = cache.sortedSnapshot().filter((o) => matchesFilter(filter, o));
     } else {
       from = Number(rv);
       if (!Number.isInteger(from) || from < 0) {
@@ -324,8 +341,19 @@ export class ResourceHandlers {
     res.on('close', close);
     res.on('error', close);
 
+    let corked = false;
     const send = (line: string): void => {
       if (w.closed) return;
+      // Events of one kvstore watch response arrive in one tick: one TLS record and one
+      // write for all of them rather than one each.
+      if (!corked) {
+        corked = true;
+        res.cork();
+        process.nextTick(() => {
+          corked = false;
+          res.uncork();
+        });
+      }
       res.write(line);
       if (res.writableLength > MAX_WATCH_BACKLOG) {
         this.deps.log.warn({ resource: r.resource }, 'dropping a watch whose client does not read');
@@ -723,13 +751,6 @@ function isDryRun(ctx: RequestContext): boolean {
 
 function isTrue(v: string | null): boolean {
   return v === 'true' || v === '1';
-}
-
-function byNamespaceName(a: RegistryObject, b: RegistryObject): number {
-  const na = a.metadata.namespace ?? '';
-  const nb = b.metadata.namespace ?? '';
-  if (na !== nb) return na < nb ? -1 : 1;
-  return a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0;
 }
 
 function randomSuffix(): string {

@@ -84,6 +84,24 @@ export class KindWatchCache {
     return [...this.objects.values()];
   }
 
+  private sorted:
+    { readonly revision: number; readonly items: readonly RegistryObject[] } | undefined;
+
+  /**
+   * The current objects ordered by namespace and name, as lists return them: sorted once
+   * per change rather than once per list.
+   */
+  sortedSnapshot(): readonly RegistryObject[] {
+    if (this.sorted?.revision !== this.changes) {
+      const items = [...this.objects.values()].sort(byNamespaceName);
+      this.sorted = { revision: this.changes, items };
+    }
+    return this.sorted.items;
+  }
+
+  /** Counts applied changes (a re-list's included), for `sortedSnapshot`. */
+  private changes = 0;
+
   /** Runs until `signal` aborts. */
   async run(signal: AbortSignal): Promise<void> {
     const prefix = resourcePrefix(this.info);
@@ -106,6 +124,7 @@ export class KindWatchCache {
           const prev = this.objects.get(ev.key);
           if (prev === undefined) continue;
           this.objects.delete(ev.key);
+          this.changes++;
           const object = withRv(prev, ev.modRevision);
           this.record('DELETED', ev.modRevision, object, undefined);
           continue;
@@ -122,6 +141,7 @@ export class KindWatchCache {
         }
         const prev = this.objects.get(ev.key);
         this.objects.set(ev.key, object);
+        this.changes++;
         this.record(prev === undefined ? 'ADDED' : 'MODIFIED', ev.modRevision, object, prev);
       }
     } catch (err) {
@@ -174,6 +194,14 @@ export class KindWatchCache {
   get watchers(): number {
     return this.listeners.size;
   }
+}
+
+/** The order of list items: namespace, then name. */
+export function byNamespaceName(a: RegistryObject, b: RegistryObject): number {
+  const an = a.metadata.namespace ?? '';
+  const bn = b.metadata.namespace ?? '';
+  if (an !== bn) return an < bn ? -1 : 1;
+  return a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0;
 }
 
 function withRv(obj: RegistryObject, revision: number): RegistryObject {

@@ -35,7 +35,16 @@ import { KvstoreMesh } from '../kvstoremesh/module.js';
 import { execSubresource } from '../kubeapi/exec.js';
 import { logSubresource } from '../kubeapi/logs.js';
 import { startMeshKubeApis, type MeshKubeApis } from '../kubeapi/mesh.js';
-import { podExecutor, podLogSource } from '../podexec/kube.js';
+import { execProbeRunner, podExecutor, podLogSource } from '../podexec/kube.js';
+import { ciliumCommands, type CliRunner } from '../podexec/cilium.js';
+import {
+  CILIUM_IMAGE,
+  LogTap,
+  kubeSystemObjects,
+  systemImages,
+  teeLogger,
+} from '../workloads/system-pods.js';
+import { imageName } from '../workloads/images.js';
 import { sleep } from '../lib/abort.js';
 import { ClusterMeshError, ErrorCode } from '../lib/errors.js';
 import { Lifecycle } from '../lib/lifecycle.js';
@@ -98,6 +107,11 @@ export interface UpOptions {
    * false: the clusters start unmeshed, for `clustermesh mesh enable` / `connect`.
    */
   readonly connect?: boolean | undefined;
+  /**
+   * Runs our CLI in-process: `kubectl exec` into a kube-system `cilium-…` pod runs
+   * `cilium-dbg …` through it against that node's agent. Without it the pods have no `cilium`.
+   */
+  readonly podCli?: CliRunner | undefined;
 }
 
 /** One running agent as a benchmark observes it in-process. */
@@ -136,6 +150,8 @@ interface MeshCluster {
   operator?: Operator;
   proxy?: ServiceProxy;
   dns?: RunningDnsServer;
+  /** The apiserver's log, as the kube-system clustermesh-apiserver pod prints it. */
+  apiserverLog?: LogTap;
 }
 
 export class LocalMesh {
@@ -204,7 +220,11 @@ export class LocalMesh {
       name: 'apiservers',
       start: () =>
         this.eachCluster(async (c) => {
-          c.apiserver = new Apiserver(this.daemonOptions(c));
+          c.apiserverLog = new LogTap();
+          c.apiserver = new Apiserver({
+            ...this.daemonOptions(c),
+            log: teeLogger(o.log, c.apiserverLog),
+          });
           await c.apiserver.start();
         }),
       stop: () => this.eachCluster(async (c) => c.apiserver?.stop()),
@@ -256,6 +276,13 @@ export class LocalMesh {
             ],
             log: o.log,
             onConnection: (conn) => this.admit(c, conn),
+            images: systemImages({ apiserverLog: c.apiserverLog }),
+            // Exec probes run their command as `kubectl exec` would.
+            execProbe: execProbeRunner({
+              name: c.addr.name,
+              dns: () => c.dns?.address ?? '',
+              agentApi: (node) => c.agents.find((a) => a.node.name === node)?.agent.apiUrl,
+            }),
           });
           await c.runtime.start(stopping(c));
         });
@@ -376,10 +403,21 @@ export class LocalMesh {
                 pods: () => c.runtime?.pods() ?? [],
                 dns: () => c.dns?.address ?? '',
                 agentApi: (node) => c.agents.find((a) => a.node.name === node)?.agent.apiUrl,
+                imageCommands: (image, node) =>
+                  o.podCli === undefined || imageName(image) !== CILIUM_IMAGE
+                    ? undefined
+                    : ciliumCommands(
+                        { stateDir: this.stateDir, cluster: c.addr.name, node },
+                        o.podCli,
+                      ),
                 log: o.log.child({ cluster: c.addr.name, subsys: 'pod-exec' }),
               }),
               o.log.child({ cluster: c.addr.name, subsys: 'kube-apiserver' }),
             ),
+          );
+          // kube-system's agent and clustermesh-apiserver pods, which kubectl reaches them by.
+          await registry.apply(
+            kubeSystemObjects(c.addr.name, c.addr.nodes, { dnsIP: c.addr.dnsIP }),
           );
           const runtime = c.runtime;
           if (runtime !== undefined) {
@@ -727,7 +765,9 @@ export class LocalMesh {
     const deadline = performance.now() + 30_000;
     while (performance.now() < deadline) {
       const running = this.clusters.every(
-        (c) => (c.runtime?.pods().filter((p) => p.phase === 'Running').length ?? 0) >= pods,
+        (c) =>
+          (c.runtime?.pods().filter((p) => p.phase === 'Running' && p.namespace !== 'kube-system')
+            .length ?? 0) >= pods,
       );
       const ready = this.clusters.every((c) =>
         c.agents.every(

@@ -22,6 +22,8 @@ export interface PodExecContext {
   /** The pod's node decides on each outgoing connection (egress policy). */
   readonly beforeConnect?:
     ((ip: string, port: number) => Promise<'allowed' | 'dropped'>) | undefined;
+  /** Programs the pod's image adds to the ones every image has (`cilium` in the agent's). */
+  readonly commands?: ReadonlyMap<string, PodCommand> | undefined;
 }
 
 export interface PodExecIO {
@@ -36,7 +38,12 @@ export interface PodExecIO {
 /** The shell's "command not found". */
 export const EXIT_NOT_FOUND = 127;
 
-type Command = (args: readonly string[], ctx: PodExecContext, io: PodExecIO) => Promise<number>;
+export type PodCommand = (
+  args: readonly string[],
+  ctx: PodExecContext,
+  io: PodExecIO,
+) => Promise<number>;
+type Command = PodCommand;
 
 const COMMANDS: ReadonlyMap<string, Command> = new Map<string, Command>([
   ['curl', curl],
@@ -68,7 +75,8 @@ export async function runPodCommand(
     return EXIT_NOT_FOUND;
   }
   // `/usr/bin/curl` and `curl` are the same program.
-  const cmd = COMMANDS.get(prog.slice(prog.lastIndexOf('/') + 1));
+  const base = prog.slice(prog.lastIndexOf('/') + 1);
+  const cmd = ctx.commands?.get(base) ?? COMMANDS.get(base);
   if (cmd === undefined) {
     io.stderr(`sh: ${prog}: not found\n`);
     return EXIT_NOT_FOUND;
@@ -81,10 +89,35 @@ export async function runPodCommand(
   }
 }
 
-async function curl(args: readonly string[], ctx: PodExecContext, io: PodExecIO): Promise<number> {
+/**
+ * `-o FILE` / `--output FILE`: the body goes to the file instead of stdout. A pod has no
+ * filesystem here, so every file is /dev/null (what probes and checks write to).
+ */
+function withoutOutputFile(args: readonly string[]): { args: string[]; discard: boolean } {
+  const out: string[] = [];
+  let discard = false;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] ?? '';
+    if ((a === '-o' || a === '--output') && i + 1 < args.length) {
+      discard = true;
+      i++;
+    } else if (/^-o./.test(a)) discard = true;
+    else out.push(a);
+  }
+  return { args: out, discard };
+}
+
+/** The pod's own address for `localhost`: its servers listen on the pod IP. */
+function podLocal(url: string, ip: string): string {
+  return url.replace(/^((?:https?:\/\/)?)(localhost|127\.0\.0\.1)(?=[:/]|$)/i, `$1${ip}`);
+}
+
+async function curl(argv: readonly string[], ctx: PodExecContext, io: PodExecIO): Promise<number> {
   let parsed;
+  const { args, discard } = withoutOutputFile(argv);
   try {
-    parsed = parseCurlArgs(['curl', ...args]);
+    const p = parseCurlArgs(['curl', ...args]);
+    parsed = { ...p, url: podLocal(p.url, ctx.ip) };
   } catch (err) {
     if (err instanceof CurlUsageError) {
       io.stderr(`${err.message}\n`);
@@ -102,7 +135,7 @@ async function curl(args: readonly string[], ctx: PodExecContext, io: PodExecIO)
         dns: ctx.dns,
         beforeConnect: ctx.beforeConnect,
       },
-      { stdout: io.stdout, stderr: io.stderr },
+      { stdout: discard ? () => undefined : io.stdout, stderr: io.stderr },
     );
     return 0;
   } catch (err) {

@@ -7,7 +7,8 @@ import type { Controller } from './controller.js';
 import { DeploymentController } from './deployments.js';
 import { EndpointSliceController } from './endpointslices.js';
 import { IdentityAllocator } from './identity-allocator.js';
-import type { ConnectionHook } from './images.js';
+import type { ConnectionHook, Image } from './images.js';
+import type { ExecProbeRunner } from './probes.js';
 import { SharedInformers } from './informers.js';
 import { registerNodes, validateNodes, type RuntimeNode } from './nodes.js';
 import { PodController, type RunningPodInfo, type SystemEndpoint } from './pods.js';
@@ -15,6 +16,7 @@ import { ServiceIPAllocator, ServiceIPController } from './service-ips.js';
 
 export type { RuntimeNode } from './nodes.js';
 export type { ConnectionHook, WorkloadConnection } from './images.js';
+export type { ExecProbeRunner } from './probes.js';
 export type { RunningPodInfo, SystemEndpoint } from './pods.js';
 export { PodLogs } from './pod-logs.js';
 import { PodLogs } from './pod-logs.js';
@@ -34,6 +36,10 @@ export interface ClusterRuntimeOptions {
   readonly systemEndpoints?: readonly SystemEndpoint[] | undefined;
   /** Every connection a workload accepts (the lead records it as an ingress flow). */
   readonly onConnection?: ConnectionHook | undefined;
+  /** Runs exec probes' commands as the pod (without it, exec probes pass). */
+  readonly execProbe?: ExecProbeRunner | undefined;
+  /** Images beyond the built-in ones (kube-system's), by name without tag. */
+  readonly images?: ReadonlyMap<string, Image> | undefined;
 }
 
 /**
@@ -146,6 +152,7 @@ export class ClusterRuntime {
     const endpoints = informers.subscribe('CiliumEndpoint');
     informers.subscribe('CiliumIdentity');
     const namespaces = informers.subscribe('Namespace');
+    const configMaps = informers.subscribe('ConfigMap');
 
     const identities = new IdentityAllocator(registry, o.cluster, log);
     const podCtl = new PodController({
@@ -159,6 +166,9 @@ export class ClusterRuntime {
       log,
       onConnection: o.onConnection,
       logs: this.logs,
+      images: o.images,
+      configMaps,
+      execProbe: o.execProbe,
     });
     const deployCtl = new DeploymentController({ registry, informers, deployments, pods, log });
     const ipCtl = new ServiceIPController({ registry, services, allocator, log });
@@ -185,6 +195,9 @@ export class ClusterRuntime {
     });
     informers.subscribe('Namespace', (ev) => {
       podCtl.onNamespace(ev);
+    });
+    informers.subscribe('ConfigMap', (ev) => {
+      podCtl.onConfigMap(ev);
     });
     informers.subscribe('CiliumIdentity', (ev) => {
       identities.observe(ev);

@@ -36,6 +36,8 @@ export interface WorkloadContext {
   readonly log: Logger;
   /** The container's output, one line per call (what `kubectl logs` shows). */
   readonly output?: ((line: string) => void) | undefined;
+  /** The files under the container's volume mounts (absolute path → content), as they are now. */
+  readonly files?: (() => ReadonlyMap<string, string>) | undefined;
 }
 
 /** A started container: everything it opened is released by `close`. */
@@ -85,9 +87,33 @@ const IDLE: Image = {
   start: () => Promise.resolve({ ok: true, workload: { close: () => Promise.resolve() } }),
 };
 
-const IMAGES: ReadonlyMap<string, Image> = new Map([ECHO, IDLE].map((i) => [i.name, i]));
+const NGINX: Image = {
+  name: 'nginx',
+  description: 'nginx: serves /usr/share/nginx/html (mounted ConfigMaps included) on port 80',
+  start: startNginx,
+};
 
-export const BUILTIN_IMAGES: readonly string[] = [...IMAGES.keys()];
+const JSON_MOCK: Image = {
+  name: 'quay.io/cilium/json-mock',
+  description: "Cilium's json-mock: answers HTTP with JSON on port 80",
+  start: startJsonMock,
+};
+
+/** Other names a registry or Docker Hub's `library/` prefix gives the same image. */
+const ALIASES: readonly (readonly [string, Image])[] = [
+  ['docker.io/nginx', NGINX],
+  ['docker.io/library/nginx', NGINX],
+  ['library/nginx', NGINX],
+  ['cilium/json-mock', JSON_MOCK],
+  ['docker.io/cilium/json-mock', JSON_MOCK],
+];
+
+const IMAGES: ReadonlyMap<string, Image> = new Map([
+  ...[ECHO, IDLE, NGINX, JSON_MOCK].map((i) => [i.name, i] as const),
+  ...ALIASES,
+]);
+
+export const BUILTIN_IMAGES: readonly string[] = [ECHO, IDLE, NGINX, JSON_MOCK].map((i) => i.name);
 
 export function resolveImage(ref: string): Image | undefined {
   return IMAGES.get(imageName(ref));
@@ -130,7 +156,8 @@ function plainIP(address: string | undefined): string {
 
 async function startEcho(ctx: WorkloadContext): Promise<StartResult> {
   const extra = messageFields(ctx.container);
-  const answer = (req: IncomingMessage, res: ServerResponse): void => {
+  const ports = echoPorts(ctx.container);
+  return serveHttp(ctx, ports, 'echo server', (req, res) => {
     // The body is not read; drain it so the connection can serve the next request.
     req.resume();
     const body = `${JSON.stringify({
@@ -151,7 +178,19 @@ async function startEcho(ctx: WorkloadContext): Promise<StartResult> {
     ctx.output?.(
       `${plainIP(req.socket.remoteAddress)} - - [${new Date().toISOString()}] "${req.method ?? 'GET'} ${req.url ?? '/'} HTTP/${req.httpVersion}" 200 ${Buffer.byteLength(body)} "-" "${req.headers['user-agent'] ?? '-'}"`,
     );
-  };
+  });
+}
+
+/**
+ * An HTTP server on the pod's IP at `ports`: every connection first meets the mesh's
+ * ingress policy (a dropped one is held unanswered), then reaches `answer`.
+ */
+async function serveHttp(
+  ctx: WorkloadContext,
+  ports: readonly number[],
+  label: string,
+  answer: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<StartResult> {
   const http = createServer(answer);
   const held = new Set<Socket>();
   /** Whether the mesh lets the connection reach the workload (its ingress policy). */
@@ -203,9 +242,9 @@ async function startEcho(ctx: WorkloadContext): Promise<StartResult> {
     await closing;
   };
   http.on('error', (err) => {
-    ctx.log.warn({ err: errorMessage(err) }, 'echo server error');
+    ctx.log.warn({ err: errorMessage(err) }, `${label} error`);
   });
-  for (const port of echoPorts(ctx.container)) {
+  for (const port of ports) {
     const server = createNetServer({ pauseOnConnect: true }, onConnection);
     try {
       await listen(server, ctx.podIP, port);
@@ -219,16 +258,128 @@ async function startEcho(ctx: WorkloadContext): Promise<StartResult> {
     }
     // After a successful listen, errors are per connection and must not crash the process.
     server.on('error', (err) => {
-      ctx.log.warn({ port, err: errorMessage(err) }, 'echo server error');
+      ctx.log.warn({ port, err: errorMessage(err) }, `${label} error`);
     });
     servers.push(server);
   }
-  ctx.output?.(
-    `echo server listening on ${echoPorts(ctx.container)
-      .map((p) => `${ctx.podIP}:${p}`)
-      .join(', ')}`,
-  );
+  ctx.output?.(`${label} listening on ${ports.map((p) => `${ctx.podIP}:${p}`).join(', ')}`);
   return { ok: true, workload: { close: closeAll } };
+}
+
+/** Where the nginx image's default configuration serves files from. */
+export const NGINX_HTML_ROOT = '/usr/share/nginx/html';
+const NGINX_PORT = 80;
+
+function imageTag(ref: string): string {
+  const name = imageName(ref);
+  const rest = ref.slice(name.length);
+  return rest.startsWith(':') ? rest.slice(1) : 'latest';
+}
+
+const NGINX_WELCOME = `<!DOCTYPE html>
+<html>
+<head>
+<title>Welcome to nginx!</title>
+</head>
+<body>
+<h1>Welcome to nginx!</h1>
+<p>If you see this page, the nginx web server is successfully installed and
+working. Further configuration is required.</p>
+</body>
+</html>
+`;
+
+const CONTENT_TYPES: Readonly<Record<string, string>> = {
+  html: 'text/html',
+  htm: 'text/html',
+  json: 'application/json',
+  css: 'text/css',
+  js: 'application/javascript',
+  txt: 'text/plain',
+};
+
+function nginxError(status: number, text: string, version: string): string {
+  return `<html>\r\n<head><title>${status} ${text}</title></head>\r\n<body>\r\n<center><h1>${status} ${text}</h1></center>\r\n<hr><center>${version}</center>\r\n</body>\r\n</html>\r\n`;
+}
+
+/** nginx's `$time_local`: `05/Dec/2026:14:30:00 +0000`. */
+function timeLocal(d: Date): string {
+  const months = [
+    'Jan',
+    'Feb',
+    'Mar',
+    'Apr',
+    'May',
+    'Jun',
+    'Jul',
+    'Aug',
+    'Sep',
+    'Oct',
+    'Nov',
+    'Dec',
+  ];
+  const p = (n: number): string => String(n).padStart(2, '0');
+  return `${p(d.getUTCDate())}/${months[d.getUTCMonth()] ?? ''}/${d.getUTCFullYear()}:${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`;
+}
+
+/**
+ * nginx with its default configuration: port 80, files from its html root (a mounted
+ * ConfigMap hides the image's own welcome page, as a mount hides the directory under it),
+ * `index.html` for a directory, nginx's error pages and its combined access log.
+ */
+function startNginx(ctx: WorkloadContext): Promise<StartResult> {
+  const version = `nginx/${imageTag(ctx.container.image).replace(/^v/, '')}`;
+  const files = (): ReadonlyMap<string, string> => {
+    const mounted = ctx.files?.() ?? new Map<string, string>();
+    const hidden = [...mounted.keys()].some((p) => p.startsWith(`${NGINX_HTML_ROOT}/`));
+    return hidden
+      ? mounted
+      : new Map([...mounted, [`${NGINX_HTML_ROOT}/index.html`, NGINX_WELCOME]]);
+  };
+  return serveHttp(ctx, [NGINX_PORT], 'nginx', (req, res) => {
+    req.resume();
+    const path = decodeURIComponent((req.url ?? '/').split('?')[0] ?? '/');
+    const all = files();
+    const target = path.endsWith('/') ? `${path}index.html` : path;
+    const file = path.includes('..') ? undefined : all.get(`${NGINX_HTML_ROOT}${target}`);
+    let status = 200;
+    let body: string;
+    let type: string;
+    if (file !== undefined) {
+      body = file;
+      const ext = target.slice(target.lastIndexOf('.') + 1).toLowerCase();
+      type = CONTENT_TYPES[ext] ?? 'application/octet-stream';
+    } else {
+      // A directory without an index is refused (autoindex is off), anything else missing.
+      const isDir = path.endsWith('/');
+      status = isDir ? 403 : 404;
+      body = nginxError(status, isDir ? 'Forbidden' : 'Not Found', version);
+      type = 'text/html';
+    }
+    res.writeHead(status, {
+      server: version,
+      'content-type': type,
+      'content-length': Buffer.byteLength(body),
+    });
+    res.end(req.method === 'HEAD' ? undefined : body);
+    ctx.output?.(
+      `${plainIP(req.socket.remoteAddress)} - - [${timeLocal(new Date())}] "${req.method ?? 'GET'} ${req.url ?? '/'} HTTP/${req.httpVersion}" ${status} ${Buffer.byteLength(body)} "-" "${req.headers['user-agent'] ?? '-'}" "-"`,
+    );
+  });
+}
+
+/** json-mock: any GET answers a JSON document naming the pod, on port 80. */
+function startJsonMock(ctx: WorkloadContext): Promise<StartResult> {
+  return serveHttp(ctx, [NGINX_PORT], 'json-mock', (req, res) => {
+    req.resume();
+    const body = `${JSON.stringify({ hostname: ctx.pod, path: req.url ?? '/' })}\n`;
+    res.writeHead(200, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+    });
+    res.end(req.method === 'HEAD' ? undefined : body);
+    ctx.output?.(`${req.method ?? 'GET'} ${req.url ?? '/'} 200`);
+  });
 }
 
 function listen(server: Server, host: string, port: number): Promise<void> {

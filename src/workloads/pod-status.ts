@@ -21,6 +21,8 @@ export const PodReason = {
   NodeNotFound: 'NodeNotFound',
   /** The node's pod CIDR has no free address; the pod starts once one is released. */
   IPExhausted: 'IPExhausted',
+  /** A ConfigMap volume cannot be mounted yet; the pod starts once the ConfigMap exists. */
+  ContainerCreating: 'ContainerCreating',
 } as const;
 
 const CONDITION_TYPES = ['PodScheduled', 'Initialized', 'ContainersReady', 'Ready'] as const;
@@ -28,18 +30,24 @@ const CONDITION_TYPES = ['PodScheduled', 'Initialized', 'ContainersReady', 'Read
 export interface RunningState {
   readonly podIP: string;
   readonly hostIP: string;
+  /** Whether a container passes its readiness probe (default: every container is ready). */
+  readonly ready?: ((container: string) => boolean) | undefined;
+  /** How often a container was restarted (its liveness probe failed). */
+  readonly restartCount?: ((container: string) => number) | undefined;
 }
 
 export function runningStatus(pod: Pod, s: RunningState, now: Date): PodStatus {
   const cur = pod.status;
   const startTime = cur?.startTime ?? rfc3339Now(now);
+  const ready = (c: string): boolean => s.ready?.(c) ?? true;
+  const all: ConditionStatus = pod.spec.containers.every((c) => ready(c.name)) ? 'True' : 'False';
   return {
     phase: 'Running',
     conditions: conditions(cur, now, {
       PodScheduled: 'True',
       Initialized: 'True',
-      ContainersReady: 'True',
-      Ready: 'True',
+      ContainersReady: all,
+      Ready: all,
     }),
     hostIP: s.hostIP,
     hostIPs: [{ ip: s.hostIP }],
@@ -49,9 +57,9 @@ export function runningStatus(pod: Pod, s: RunningState, now: Date): PodStatus {
     containerStatuses: pod.spec.containers.map((c) => ({
       name: c.name,
       image: c.image,
-      ready: true,
+      ready: ready(c.name),
       started: true,
-      restartCount: 0,
+      restartCount: s.restartCount?.(c.name) ?? 0,
       state: { running: { startedAt: startTime } },
     })),
   };

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { errorMessage } from '../lib/errors.js';
 import { sameJson } from '../registry/codec.js';
-import type { Namespace, Pod, PodStatus } from '../registry/objects.js';
+import type { ConfigMap, Namespace, Pod, PodStatus } from '../registry/objects.js';
 import type { Registry } from '../registry/registry.js';
 import type { CiliumEndpoint, CiliumIdentity, Informer, ObjectEvent } from '../registry/types.js';
 import { Controller, keyOf, oldestFirst, splitKey } from './controller.js';
@@ -13,12 +13,21 @@ import {
   writeEndpoint,
 } from './endpoints.js';
 import { IdentityAllocator, podSecurityLabels } from './identity-allocator.js';
-import { BUILTIN_IMAGES, resolveImage, type Workload, type ConnectionHook } from './images.js';
+import {
+  BUILTIN_IMAGES,
+  imageName,
+  resolveImage,
+  type ConnectionHook,
+  type Image,
+  type Workload,
+} from './images.js';
 import { PodIPAM } from './ipam.js';
 import type { RuntimeNode } from './nodes.js';
 import { PodLogs } from './pod-logs.js';
 import { PodReason, isPodTerminal, notRunningStatus, runningStatus } from './pod-status.js';
 import { pickNode, placementOf } from './scheduler.js';
+import { configMapsOf, containerFiles, missingConfigMap } from './volumes.js';
+import { PodProbes, type ExecProbeRunner } from './probes.js';
 
 /**
  * The kubelet and scheduler of the local cluster in one controller: it places pods on
@@ -40,6 +49,20 @@ export interface PodControllerOptions {
   readonly now?: (() => Date) | undefined;
   /** Where containers write their output (default: a store of the controller's own). */
   readonly logs?: PodLogs | undefined;
+  /**
+   * Images of this cluster beyond the built-in ones, by name without tag (the Cilium
+   * agent and clustermesh-apiserver images of kube-system, which the mesh provides).
+   */
+  readonly images?: ReadonlyMap<string, Image> | undefined;
+  /** Runs exec probes' commands in a pod (without it, exec probes pass). */
+  readonly execProbe?: ExecProbeRunner | undefined;
+  /** The ConfigMaps pods mount (a pod waits for a missing one). */
+  readonly configMaps?: Informer<ConfigMap> | undefined;
+}
+
+/** `spec.hostNetwork: true`: the pod shares its node's address and has no endpoint. */
+export function isHostNetwork(pod: Pod): boolean {
+  return pod.spec.hostNetwork === true;
 }
 
 /** A pod whose workloads run in this process. */
@@ -53,6 +76,8 @@ interface RunningPod {
   readonly signature: string;
   readonly workloads: readonly Workload[];
   identity: number;
+  /** Its readiness and liveness probes, while it runs. */
+  probes?: PodProbes | undefined;
 }
 
 /**
@@ -81,6 +106,10 @@ export class PodController {
   private readonly ipam: PodIPAM;
   private readonly endpointIds = new EndpointIds();
   private readonly running = new Map<string, RunningPod>();
+  /** Containers whose liveness probe failed, to restart at the pod's next reconcile. */
+  private readonly toRestart = new Map<string, Set<string>>();
+  /** Restarts per `namespace/pod/container` (containerStatuses' restartCount). */
+  private readonly restarts = new Map<string, number>();
   /** Pods waiting for an address on a full node → the node. */
   private readonly waitingForIP = new Map<string, string>();
   private readonly log: Logger;
@@ -114,6 +143,17 @@ export class PodController {
     }
   }
 
+  /** A ConfigMap that appears lets the pods waiting to mount it start. */
+  onConfigMap(ev: ObjectEvent<ConfigMap>): void {
+    const ns = ev.object.metadata.namespace ?? 'default';
+    for (const pod of this.o.pods.list()) {
+      if ((pod.metadata.namespace ?? 'default') !== ns) continue;
+      if (configMapsOf(pod).includes(ev.object.metadata.name)) {
+        this.controller.enqueue(keyOf(ns, pod.metadata.name));
+      }
+    }
+  }
+
   /** A deleted identity is replaced for the pods that used it. */
   onIdentity(ev: ObjectEvent<CiliumIdentity>): void {
     if (ev.type !== 'deleted') return;
@@ -132,6 +172,7 @@ export class PodController {
       const ip = pod.status?.podIP;
       const placement = placementOf(pod, this.o.nodes);
       if (ip === undefined || isPodTerminal(pod) || placement.kind !== 'bound') continue;
+      if (isHostNetwork(pod)) continue;
       this.ipam.claim(keyOf(pod.metadata.namespace, pod.metadata.name), placement.node.name, ip);
     }
     for (const cep of this.o.endpoints.list()) {
@@ -184,6 +225,7 @@ export class PodController {
   async closeAll(): Promise<void> {
     const all = [...this.running.values()];
     this.running.clear();
+    for (const r of all) r.probes?.stop();
     await Promise.all(all.map((r) => closeWorkloads(r.workloads, this.log)));
   }
 
@@ -208,7 +250,7 @@ export class PodController {
     if (node === undefined) return;
     const log = this.log.child({ node: node.name, pod: key });
 
-    const unknown = pod.spec.containers.find((c) => resolveImage(c.image) === undefined);
+    const unknown = pod.spec.containers.find((c) => this.image(c.image) === undefined);
     if (unknown !== undefined) {
       await this.notRunning(pod, 'Failed', PodReason.UnknownImage, {
         node,
@@ -217,6 +259,17 @@ export class PodController {
       return;
     }
 
+    const mount = missingConfigMap(pod, (n) => this.o.configMaps?.get(namespace, n));
+    if (mount !== undefined && this.o.configMaps !== undefined) {
+      // As the kubelet: the pod stays ContainerCreating until the ConfigMap exists.
+      await this.notRunning(pod, 'Pending', PodReason.ContainerCreating, { node, message: mount });
+      return;
+    }
+
+    if (isHostNetwork(pod)) {
+      await this.reconcileHostNetwork(key, pod, node, log);
+      return;
+    }
     const ip = this.address(key, pod, node);
     if (ip === undefined) {
       await this.notRunning(pod, 'Pending', PodReason.IPExhausted, {
@@ -236,10 +289,17 @@ export class PodController {
     const uid = pod.metadata.uid ?? '';
     const signature = JSON.stringify([uid, node.name, ip, pod.spec.containers]);
     let run = this.running.get(key);
-    if (run?.signature !== signature) {
+    const restart = this.toRestart.get(key);
+    this.toRestart.delete(key);
+    if (run?.signature !== signature || restart !== undefined) {
       if (run !== undefined) {
         this.running.delete(key);
+        run.probes?.stop();
         await closeWorkloads(run.workloads, log);
+      }
+      for (const c of restart ?? []) {
+        const rk = `${key}/${c}`;
+        this.restarts.set(rk, (this.restarts.get(rk) ?? 0) + 1);
       }
       const started = await this.start(pod, node, ip, log);
       if (!started.ok) {
@@ -256,6 +316,7 @@ export class PodController {
         workloads: started.workloads,
         identity: identity.id,
       };
+      run.probes = this.probe(key, pod, node, ip, log);
       this.running.set(key, run);
       log.info({ ip, identity: identity.id }, 'pod started');
     }
@@ -272,8 +333,102 @@ export class PodController {
     } else {
       log.warn('no free endpoint ID on the node; the pod runs without a CiliumEndpoint');
     }
+    const probes = run.probes;
     await this.writeStatus(pod, node, (cur) =>
-      runningStatus(cur, { podIP: ip, hostIP: node.ip }, this.now()),
+      runningStatus(
+        cur,
+        {
+          podIP: ip,
+          hostIP: node.ip,
+          ready: (c) => probes?.isReady(c) ?? true,
+          restartCount: (c) => this.restarts.get(`${key}/${c}`) ?? 0,
+        },
+        this.now(),
+      ),
+    );
+  }
+
+  /** The kubelet's probes of a started pod; their verdicts come back as reconciles. */
+  private probe(
+    key: string,
+    pod: Pod,
+    node: RuntimeNode,
+    ip: string,
+    log: Logger,
+  ): PodProbes | undefined {
+    const probed = pod.spec.containers.some(
+      (c) => c.readinessProbe !== undefined || c.livenessProbe !== undefined,
+    );
+    if (!probed) return undefined;
+    return new PodProbes(
+      {
+        namespace: pod.metadata.namespace ?? 'default',
+        pod: pod.metadata.name,
+        ip,
+        nodeIP: node.ip,
+        node: node.name,
+      },
+      pod.spec.containers,
+      {
+        exec: this.o.execProbe,
+        log,
+        onChange: () => {
+          this.controller.enqueue(key);
+        },
+        onLivenessFailure: (container) => {
+          const set = this.toRestart.get(key) ?? new Set<string>();
+          set.add(container);
+          this.toRestart.set(key, set);
+          this.controller.enqueue(key);
+        },
+      },
+    );
+  }
+
+  private image(ref: string): Image | undefined {
+    return this.o.images?.get(imageName(ref)) ?? resolveImage(ref);
+  }
+
+  /**
+   * A host-network pod (the Cilium agent's): its node's address, no pod IP, no identity
+   * and no CiliumEndpoint, as Cilium leaves host-network pods to the host endpoint.
+   */
+  private async reconcileHostNetwork(
+    key: string,
+    pod: Pod,
+    node: RuntimeNode,
+    log: Logger,
+  ): Promise<void> {
+    const uid = pod.metadata.uid ?? '';
+    const signature = JSON.stringify([uid, node.name, 'host', pod.spec.containers]);
+    const run = this.running.get(key);
+    if (run?.signature !== signature) {
+      if (run !== undefined) {
+        this.running.delete(key);
+        await closeWorkloads(run.workloads, log);
+      }
+      // An address it held before it became host-network goes back to the node.
+      const freed = this.ipam.release(key);
+      if (freed !== undefined) this.wakeWaiting(freed.node);
+      const started = await this.start(pod, node, node.ip, log);
+      if (!started.ok) {
+        await this.notRunning(pod, 'Failed', started.reason, { node, message: started.message });
+        return;
+      }
+      this.running.set(key, {
+        uid,
+        namespace: pod.metadata.namespace ?? 'default',
+        name: pod.metadata.name,
+        node,
+        ip: node.ip,
+        signature,
+        workloads: started.workloads,
+        identity: 0,
+      });
+      log.info({ ip: node.ip }, 'host-network pod started');
+    }
+    await this.writeStatus(pod, node, (cur) =>
+      runningStatus(cur, { podIP: node.ip, hostIP: node.ip }, this.now()),
     );
   }
 
@@ -310,7 +465,7 @@ export class PodController {
   ): Promise<{ ok: true; workloads: Workload[] } | { ok: false; reason: string; message: string }> {
     const workloads: Workload[] = [];
     for (const container of pod.spec.containers) {
-      const image = resolveImage(container.image);
+      const image = this.image(container.image);
       if (image === undefined) continue;
       const r = await image.start({
         cluster: this.o.cluster.name,
@@ -320,6 +475,10 @@ export class PodController {
         podIP: ip,
         container,
         onConnection: this.o.onConnection,
+        files: () =>
+          containerFiles(pod, container, (n) =>
+            this.o.configMaps?.get(pod.metadata.namespace ?? 'default', n),
+          ),
         log: log.child({ container: container.name }),
         output: (line) => {
           this.logs.write(
@@ -366,9 +525,12 @@ export class PodController {
     const run = this.running.get(key);
     if (run !== undefined) {
       this.running.delete(key);
+      run.probes?.stop();
       await closeWorkloads(run.workloads, this.log);
       this.log.info({ pod: key, node: run.node.name, ip: run.ip }, 'pod stopped');
     }
+    this.toRestart.delete(key);
+    for (const rk of this.restarts.keys()) if (rk.startsWith(`${key}/`)) this.restarts.delete(rk);
     this.endpointIds.release(key);
     const freed = this.ipam.release(key);
     if (freed !== undefined) this.wakeWaiting(freed.node);

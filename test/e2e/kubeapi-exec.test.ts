@@ -9,11 +9,14 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { readMeshState, type MeshState } from '../../src/localmesh/mesh-state.js';
 import { eventually } from '../support/eventually.js';
 import { UpProcess } from '../support/up-process.js';
 import { acquireUpLock, releaseUpLock } from '../support/up-lock.js';
+
+const FIXTURES = fileURLToPath(new URL('../fixtures/kubeapi/', import.meta.url));
 
 interface Run {
   code: number | null;
@@ -305,5 +308,170 @@ spec:
     ]);
     assert.equal(remote.code, 0, remote.stderr);
     assert.match(remote.stdout, /"Cluster":"cluster2"/);
+  });
+
+  void it("Cilium's example manifests apply unchanged (nginx serving a ConfigMap, json-mock) and serve the global service from both clusters", async () => {
+    for (const [i, cluster] of ['cluster1', 'cluster2'].entries()) {
+      const applied = await kubectl(cluster, [
+        'apply',
+        '-f',
+        join(FIXTURES, `cluster${i + 1}.yaml`),
+      ]);
+      assert.equal(applied.code, 0, applied.stderr);
+      assert.match(applied.stdout, /^configmap\/rebel-base-response created$/m, applied.stdout);
+      assert.match(applied.stdout, /^deployment\.apps\/rebel-base configured$/m, applied.stdout);
+    }
+    for (const cluster of ['cluster1', 'cluster2']) {
+      const rolled = await run(
+        'kubectl',
+        [
+          '--kubeconfig',
+          state.kubeconfig ?? '',
+          '--context',
+          cluster,
+          'rollout',
+          'status',
+          'deployment/rebel-base',
+          '--timeout=60s',
+        ],
+        dir,
+        undefined,
+        90_000,
+      );
+      assert.equal(rolled.code, 0, rolled.stdout + rolled.stderr);
+    }
+    // The seed's command, from cluster1 (cluster2's policy above admits only cluster1's x-wing).
+    const seen = new Set<string>();
+    await eventually(async () => {
+      const r = await kubectl('cluster1', [
+        'exec',
+        '-ti',
+        'deployment/x-wing',
+        '--',
+        'curl',
+        '-s',
+        'rebel-base',
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      const answer = JSON.parse(r.stdout) as { Galaxy?: string; Cluster?: string };
+      assert.equal(answer.Galaxy, 'Alderaan', r.stdout);
+      seen.add(answer.Cluster ?? '');
+      assert.deepEqual([...seen].sort(), ['Cluster-1', 'Cluster-2']);
+    }, 60_000);
+    const images = await kubectl('cluster1', [
+      'get',
+      'pods',
+      '-l',
+      'name=x-wing',
+      '-o',
+      'jsonpath={.items[*].spec.containers[0].image}',
+    ]);
+    assert.match(
+      images.stdout,
+      /^quay\.io\/cilium\/json-mock:v1\.3\.8( quay\.io\/cilium\/json-mock:v1\.3\.8)*$/,
+      images.stdout,
+    );
+  });
+
+  void it('a readiness probe flips Ready and the EndpointSlice, as kubectl wait and get show', async () => {
+    const manifest = (withHealthz: boolean): string => `apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: probed-html
+data:
+  index.html: "hello\\n"
+${withHealthz ? '  healthz: "ok\\n"\n' : ''}---
+apiVersion: v1
+kind: Service
+metadata:
+  name: probed
+spec:
+  ports:
+  - port: 80
+  selector:
+    app: probed
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: probed
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: probed
+  template:
+    metadata:
+      labels:
+        app: probed
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.25
+        volumeMounts:
+        - name: html
+          mountPath: /usr/share/nginx/html
+        readinessProbe:
+          httpGet:
+            path: /healthz
+            port: 80
+          periodSeconds: 1
+          failureThreshold: 1
+      volumes:
+      - name: html
+        configMap:
+          name: probed-html
+`;
+    const file = join(dir, 'probed.yaml');
+    const slices = async (): Promise<string> =>
+      (
+        await kubectl('cluster1', [
+          'get',
+          'endpointslices',
+          '-l',
+          'kubernetes.io/service-name=probed',
+          '-o',
+          'jsonpath={.items[*].endpoints[*].conditions.ready}',
+        ])
+      ).stdout;
+    await writeFile(file, manifest(false));
+    assert.equal((await kubectl('cluster1', ['apply', '-f', file])).code, 0);
+    await eventually(async () => {
+      const pods = await kubectl('cluster1', ['get', 'pods', '-l', 'app=probed', '--no-headers']);
+      assert.match(pods.stdout, /^probed-\S+\s+0\/1\s+Running\s/, pods.stdout);
+      assert.equal(await slices(), 'false');
+    }, 30_000);
+    await writeFile(file, manifest(true));
+    assert.equal((await kubectl('cluster1', ['apply', '-f', file])).code, 0);
+    const waited = await kubectl('cluster1', [
+      'wait',
+      '--for=condition=Ready',
+      'pod',
+      '-l',
+      'app=probed',
+      '--timeout=30s',
+    ]);
+    assert.equal(waited.code, 0, waited.stderr);
+    await eventually(async () => assert.equal(await slices(), 'true'), 30_000);
+    const served = await kubectl('cluster1', [
+      'exec',
+      'deploy/x-wing',
+      '--',
+      'curl',
+      '-s',
+      'probed',
+    ]);
+    assert.equal(served.stdout, 'hello\n');
+    await writeFile(file, manifest(false));
+    assert.equal((await kubectl('cluster1', ['apply', '-f', file])).code, 0);
+    const unready = await kubectl('cluster1', [
+      'wait',
+      '--for=condition=Ready=false',
+      'pod',
+      '-l',
+      'app=probed',
+      '--timeout=30s',
+    ]);
+    assert.equal(unready.code, 0, unready.stderr);
   });
 });

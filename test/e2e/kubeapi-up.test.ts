@@ -222,4 +222,181 @@ void describe('Kubernetes API of clustermesh up (2 clusters, etcd)', { timeout: 
     ) as { metadata: { annotations?: Record<string, string> } };
     assert.equal(svc.metadata.annotations?.['service.cilium.io/affinity'], 'local');
   });
+
+  void it('kube-system has a cilium pod per node; exec into one runs cilium-dbg against its agent', async () => {
+    const out = await eventually(async () => {
+      const o = await kubectl('cluster1', [
+        '-n',
+        'kube-system',
+        'get',
+        'pods',
+        '-l',
+        'k8s-app=cilium',
+        '-o',
+        'wide',
+        '--no-headers',
+      ]);
+      const rows = o
+        .trim()
+        .split('\n')
+        .map((l) => l.split(/\s+/));
+      assert.equal(rows.length, 2, o);
+      for (const r of rows) assert.equal(r[2], 'Running', o);
+      return rows;
+    }, 30_000);
+    // Host network: the pod's IP is its node's.
+    const byNode = new Map(out.map((r) => [r[6] ?? '', { pod: r[0] ?? '', ip: r[5] ?? '' }]));
+    assert.match(
+      byNode.get('cluster1-node1')?.pod ?? '',
+      /^cilium-[bcdfghjklmnpqrstvwxz2456789]{5}$/,
+    );
+    assert.equal(byNode.get('cluster1-node1')?.ip, '127.1.0.1');
+    const pod = byNode.get('cluster1-node2')?.pod ?? '';
+
+    // The seed's command, verbatim but for `--` (kubectl ≥ 1.26 requires it).
+    const nodes = await kubectl('cluster1', [
+      '-n',
+      'kube-system',
+      'exec',
+      '-ti',
+      pod,
+      '--',
+      'cilium',
+      'node',
+      'list',
+    ]);
+    const names = nodes
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((l) => l.split(/\s+/)[0]);
+    assert.deepEqual(names, [
+      'cluster1/cluster1-node1',
+      'cluster1/cluster1-node2',
+      'cluster2/cluster2-node1',
+      'cluster2/cluster2-node2',
+    ]);
+    // `cilium-dbg status` is asked of this pod's node's agent.
+    const status = await kubectl('cluster1', [
+      '-n',
+      'kube-system',
+      'exec',
+      pod,
+      '--',
+      'cilium-dbg',
+      'status',
+    ]);
+    assert.match(status, /^Node:\s+cluster1-node2$/m, status);
+    assert.match(status, /^ClusterMesh:\s+1\/1 remote clusters ready/m, status);
+    const verbose = await kubectl('cluster1', [
+      '-n',
+      'kube-system',
+      'exec',
+      pod,
+      '--',
+      'cilium',
+      'status',
+      '--verbose',
+    ]);
+    assert.match(verbose, /cluster2/, verbose);
+    const services = await kubectl('cluster1', [
+      '-n',
+      'kube-system',
+      'exec',
+      pod,
+      '--',
+      'cilium',
+      'service',
+      'list',
+    ]);
+    assert.match(services, /\[cluster2\]/, services);
+    // Unknown subcommands fail as cobra fails them; exit code 1 reaches kubectl.
+    const bad = await run(
+      'kubectl',
+      [
+        '--kubeconfig',
+        state.kubeconfig ?? '',
+        '--context',
+        'cluster1',
+        '--cache-dir',
+        join(dir, 'cache'),
+        '-n',
+        'kube-system',
+        'exec',
+        pod,
+        '--',
+        'cilium',
+        'frobnicate',
+      ],
+      dir,
+    );
+    assert.equal(bad.code, 1, bad.stderr);
+    assert.match(bad.stderr, /^Error: unknown command "frobnicate" for "cilium-dbg"$/m);
+    // Other images have no cilium binary.
+    const xwing =
+      (await kubectl('cluster1', ['get', 'pods', '-l', 'name=x-wing', '-o', 'name']))
+        .trim()
+        .split('\n')[0] ?? '';
+    const none = await run(
+      'kubectl',
+      [
+        '--kubeconfig',
+        state.kubeconfig ?? '',
+        '--context',
+        'cluster1',
+        '--cache-dir',
+        join(dir, 'cache'),
+        'exec',
+        xwing,
+        '--',
+        'cilium',
+        'status',
+      ],
+      dir,
+    );
+    assert.equal(none.code, 127, none.stderr);
+  });
+
+  void it('clustermesh-apiserver is a kube-system Deployment whose pod logs the apiserver; DNS is kube-dns', async () => {
+    await eventually(async () => {
+      const pods = await kubectl('cluster2', [
+        'get',
+        'pods',
+        '-n',
+        'kube-system',
+        '-l',
+        'k8s-app=clustermesh-apiserver',
+        '--no-headers',
+      ]);
+      assert.match(pods, /^clustermesh-apiserver-[a-z0-9]+-[a-z0-9]{5}\s+1\/1\s+Running\s/, pods);
+    }, 30_000);
+    const deploy = await kubectl('cluster2', [
+      'get',
+      'deploy',
+      '-n',
+      'kube-system',
+      'clustermesh-apiserver',
+      '--no-headers',
+    ]);
+    assert.match(deploy, /^clustermesh-apiserver\s+1\/1\s+1\s+1\s/, deploy);
+    const logs = await kubectl('cluster2', [
+      'logs',
+      '-n',
+      'kube-system',
+      'deployment/clustermesh-apiserver',
+    ]);
+    assert.match(logs, /^time=\S+ level=info msg="clustermesh-apiserver started" /m, logs);
+    assert.match(logs, /msg="bootstrap completed: all canaries written"/, logs);
+    assert.doesNotMatch(logs, /"level":/, 'logfmt, not pino JSON');
+    // The cluster DNS as kube-dns, on the DNS server's address.
+    const dns = await kubectl('cluster2', [
+      'get',
+      'svc',
+      '-n',
+      'kube-system',
+      'kube-dns',
+      '--no-headers',
+    ]);
+    assert.match(dns, /^kube-dns\s+ClusterIP\s+127\.2\.128\.10\s+<none>\s+53\/UDP\s/, dns);
+  });
 });

@@ -783,4 +783,47 @@ void describe('Kubernetes API over the registry, with the real kubectl', () => {
     assert.deepEqual(await c1().registry.list('Deployment'), []);
     assert.equal((await c2().registry.list('Deployment')).length, 2, 'cluster2 untouched');
   });
+
+  void it('answers a consistent list from the watch cache when it is current, and from etcd when it cannot tell', async () => {
+    const c = c2();
+    const names = async (): Promise<string[]> => {
+      const r = await api(c, '/api/v1/namespaces/cachecheck/configmaps');
+      assert.equal(r.code, 200, r.body);
+      return (JSON.parse(r.body) as { items: { metadata: { name: string } }[] }).items.map(
+        (i) => i.metadata.name,
+      );
+    };
+    const cmOf = (name: string): RegistryObject => ({
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name, namespace: 'cachecheck' },
+      data: { k: name },
+    });
+    const backend = c.backend;
+    const original = backend.listPage.bind(backend);
+    let storeReads = 0;
+    backend.listPage = (prefix, opts) => {
+      if (opts?.limit !== 1) storeReads++;
+      return original(prefix, opts);
+    };
+    try {
+      await c.registry.apply([cmOf('b'), cmOf('a')]);
+      // Sorted, and at once: a write is never missing from the list that follows it.
+      assert.deepEqual(await names(), ['a', 'b']);
+      // Once the cache applied the last change of the store, lists do not read etcd.
+      await eventually(async () => {
+        const before = storeReads;
+        assert.deepEqual(await names(), ['a', 'b']);
+        assert.equal(storeReads, before, 'served from the watch cache');
+      }, 10_000);
+      // A change elsewhere in etcd: the cache cannot prove it is current, etcd answers.
+      await c.registry.delete('ConfigMap', 'cachecheck', 'b');
+      await backend.put('cilium/state/unrelated/v1/x', '1');
+      const before = storeReads;
+      assert.deepEqual(await names(), ['a']);
+      assert.ok(storeReads > before, 'read from etcd');
+    } finally {
+      backend.listPage = original;
+    }
+  });
 });

@@ -124,7 +124,9 @@ void describe('workload allocators', () => {
     assert.equal(imageName('localhost:5000/clustermesh/echo'), 'localhost:5000/clustermesh/echo');
     assert.equal(resolveImage('clustermesh/idle:latest')?.name, 'clustermesh/idle');
     assert.equal(resolveImage('docker.io/clustermesh/echo'), undefined);
-    assert.equal(resolveImage('nginx'), undefined);
+    assert.equal(resolveImage('nginx:1.15.8')?.name, 'nginx');
+    assert.equal(resolveImage('docker.io/library/nginx')?.name, 'nginx');
+    assert.equal(resolveImage('redis'), undefined);
   });
 
   it('hashes pod templates independently of key order', () => {

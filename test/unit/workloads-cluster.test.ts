@@ -284,7 +284,7 @@ void describe('cluster runtime', () => {
   it('fails pods it cannot run, with a reason', async () => {
     const { registry, runtime } = await start();
     await registry.apply([
-      pod('nginx', { containers: [{ name: 'web', image: 'nginx:1.25' }] }),
+      pod('redis', { containers: [{ name: 'web', image: 'redis:7' }] }),
       pod('lost', {
         nodeName: 'elsewhere',
         containers: [{ name: 'c', image: 'clustermesh/idle' }],
@@ -302,7 +302,7 @@ void describe('cluster runtime', () => {
     const byName = await eventually(async () => {
       const list = await registry.list('Pod', 'default');
       const m = new Map(list.map((p) => [p.metadata.name, p]));
-      assert.equal(phaseOf(m.get('nginx') as Pod), 'Failed/UnknownImage');
+      assert.equal(phaseOf(m.get('redis') as Pod), 'Failed/UnknownImage');
       assert.equal(phaseOf(m.get('lost') as Pod), 'Failed/NodeNotFound');
       assert.equal(phaseOf(m.get('clash') as Pod), 'Failed/BindFailed');
       assert.equal(phaseOf(m.get('tagged') as Pod), 'Running/-');
@@ -310,8 +310,8 @@ void describe('cluster runtime', () => {
       return m;
     });
     assert.equal(
-      byName.get('nginx')?.status?.message,
-      'container "web": image "nginx:1.25" is not a built-in image (built-in: clustermesh/echo, clustermesh/idle, any tag)',
+      byName.get('redis')?.status?.message,
+      'container "web": image "redis:7" is not a built-in image (built-in: clustermesh/echo, clustermesh/idle, nginx, quay.io/cilium/json-mock, any tag)',
     );
     assert.match(
       byName.get('lost')?.status?.message ?? '',
@@ -321,7 +321,7 @@ void describe('cluster runtime', () => {
       byName.get('clash')?.status?.message ?? '',
       /container "b": cannot listen on 127\.202\.2\.\d+:8082/,
     );
-    assert.equal(byName.get('nginx')?.status?.podIP, undefined);
+    assert.equal(byName.get('redis')?.status?.podIP, undefined);
     // The failed pods hold no address, endpoint or socket.
     const ceps = (await registry.list('CiliumEndpoint', 'default')).map((c) => c.metadata.name);
     assert.deepEqual(ceps.sort(), ['idle', 'tagged']);

@@ -9,6 +9,7 @@ import type { RegistryObject } from '../../src/registry/types.js';
 import { Registry } from '../../src/registry/registry.js';
 import {
   ClusterRuntime,
+  type ExecProbeRunner,
   type RuntimeNode,
   type WorkloadConnection,
 } from '../../src/workloads/cluster-runtime.js';
@@ -46,6 +47,7 @@ export async function startRuntime(
     backend?: MemoryBackend;
     nodes?: RuntimeNode[];
     reservedServiceIPs?: string[];
+    execProbe?: ExecProbeRunner;
   } = {},
 ): Promise<Harness> {
   const p = plan(id);
@@ -57,6 +59,7 @@ export async function startRuntime(
     backend,
     serviceCIDR: p.serviceCIDR,
     reservedServiceIPs: opts.reservedServiceIPs,
+    execProbe: opts.execProbe,
     log,
     onConnection: (c) => {
       connections.push(c);
