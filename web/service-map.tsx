@@ -330,7 +330,8 @@ export function ServiceMap({
                 data-from={e.from}
                 data-to={e.to}
                 data-verdict={e.verdict}
-                tabIndex={0}
+                // Lower case: on SVG elements Preact sets attributes verbatim, and SVG's are case-sensitive.
+                tabindex={0}
                 role="button"
                 aria-label={text}
                 aria-pressed={selected === e.id}
