@@ -363,8 +363,12 @@ export class MeshCollector {
           } catch {
             return;
           }
+          const prev = cur.next;
+          // A cursor going back is a restarted flow log: everything it sends is new.
+          const restarted = prev === undefined || (page.next ?? prev) < prev;
           if (typeof page.next === 'number') cur.next = page.next;
           for (const f of page.flows ?? []) {
+            if (!restarted && f.seq <= prev) continue;
             fresh.push({ ...f, cluster: c.name, id: `${c.name}/${a.node}#${f.seq}` });
           }
         }),
