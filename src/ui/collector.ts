@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import { errorMessage } from '../lib/errors.js';
 import { readMeshState, type MeshState } from '../localmesh/mesh-state.js';
@@ -69,6 +70,8 @@ export class MeshCollector {
   private readonly timeoutMs: number;
 
   constructor(private readonly opts: CollectorOptions) {
+    // Every request in flight listens for the stop (a few per agent and cluster at once).
+    setMaxListeners(10_000, this.ac.signal);
     this.windowSec = opts.windowSec ?? 60;
     this.timeoutMs = opts.requestTimeoutMs ?? 1500;
   }
