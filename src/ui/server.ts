@@ -1,6 +1,7 @@
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { ClusterMeshError, ErrorCode, errorMessage, isClusterMeshError } from '../lib/errors.js';
@@ -62,12 +63,32 @@ export async function startUiServer(opts: UiServerOptions): Promise<UiServer> {
   const assetsDir = opts.assetsDir ?? DEFAULT_ASSETS_DIR;
   const streams = new Set<ServerResponse>();
 
-  const asset = async (name: string, type: string): Promise<Reply> => {
+  // The bundle is read into memory once: a page and its lazily loaded chunks then come from
+  // one build even while `npm run build` replaces dist/ under a running mesh.
+  let bundle: Map<string, Buffer> | undefined;
+  const loadBundle = async (): Promise<Map<string, Buffer> | undefined> => {
+    if (bundle !== undefined) return bundle;
     try {
-      return { status: 200, type, body: await readFile(`${assetsDir}/${name}`) };
+      const names = (await readdir(assetsDir)).filter((n) => /\.(js|css)$/.test(n));
+      if (!names.includes('app.js')) return undefined;
+      const files = await Promise.all(
+        names.map(async (n) => [n, await readFile(join(assetsDir, n))] as const),
+      );
+      bundle = new Map(files);
+      return bundle;
     } catch {
-      return text(503, `the UI bundle is not built (${assetsDir}${name}): run npm run build\n`);
+      return undefined;
     }
+  };
+  const asset = async (name: string, type: string): Promise<Reply> => {
+    const body = (await loadBundle())?.get(name);
+    if (body === undefined) {
+      return text(
+        503,
+        `the UI bundle is not built (${join(assetsDir, name)}): run npm run build\n`,
+      );
+    }
+    return { status: 200, type, body };
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<Reply> => {
