@@ -125,6 +125,24 @@ export function FlowsPanel({
             <option value="DROPPED">DROPPED</option>
           </select>
         </label>
+        <label>
+          Type{' '}
+          <select
+            value={filter.type ?? ''}
+            onChange={(ev) => {
+              const v = ev.currentTarget.value;
+              set({
+                type: v === 'policy-verdict' || v === 'drop' || v === 'trace' ? v : undefined,
+              });
+            }}
+            data-testid="filter-type"
+          >
+            <option value="">any</option>
+            <option value="policy-verdict">policy-verdict</option>
+            <option value="drop">drop</option>
+            <option value="trace">trace</option>
+          </select>
+        </label>
         <button
           type="button"
           onClick={() => setPaused(paused === undefined ? [...flows] : undefined)}

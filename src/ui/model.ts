@@ -514,10 +514,16 @@ export interface FlowFilter {
   /** A pod name, or a prefix of one (a workload name). */
   readonly pod?: string | undefined;
   readonly verdict?: 'FORWARDED' | 'DROPPED' | undefined;
+  /** Hubble's event type, as `observe --type` reads it (flows before the field: trace/drop). */
+  readonly type?: 'policy-verdict' | 'drop' | 'trace' | undefined;
 }
 
 export function flowMatches(f: UiFlowRow, filter: FlowFilter): boolean {
   if (filter.verdict !== undefined && f.verdict !== filter.verdict) return false;
+  if (filter.type !== undefined) {
+    const type = f.type ?? (f.verdict === 'DROPPED' ? 'drop' : 'trace');
+    if (type !== filter.type) return false;
+  }
   const ends = [f.source, f.destination, ...(f.backend === undefined ? [] : [f.backend])];
   if (
     filter.cluster !== undefined &&

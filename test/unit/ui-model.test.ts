@@ -133,6 +133,13 @@ describe('ui model: workloads and edges', () => {
     assert.ok(flowMatches(f, { pod: 'x-wing' }), 'pod prefix');
     assert.ok(!flowMatches(f, { pod: 'tie' }), 'other pod');
     assert.ok(!flowMatches(f, { verdict: 'DROPPED' }), 'verdict');
+    assert.ok(flowMatches(f, { type: 'trace' }), 'a forwarded flow without a type is a trace');
+    assert.ok(!flowMatches(f, { type: 'policy-verdict' }), 'not a policy verdict');
+    const denied = flow({ at: 0, verdict: 'DROPPED', type: 'policy-verdict' });
+    assert.ok(
+      flowMatches(denied, { type: 'policy-verdict', verdict: 'DROPPED' }),
+      'type + verdict',
+    );
   });
 });
 
