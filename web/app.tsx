@@ -1,3 +1,4 @@
+import { Component, type ComponentChildren } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { UiFlowRow, UiSnapshot } from '../src/ui/model.js';
 import { FlowsPanel } from './flows.js';
@@ -8,6 +9,23 @@ import { ServicesPanel } from './services.js';
 
 /** Flows the page keeps (newest last); the server keeps more. */
 const MAX_FLOWS = 2_000;
+
+/**
+ * Renders only when the snapshot changes: panels that show no flows skip the redraws that
+ * a flood of flows causes.
+ */
+class SnapshotOnly extends Component<{
+  snapshot: UiSnapshot;
+  render: (s: UiSnapshot) => ComponentChildren;
+}> {
+  override shouldComponentUpdate(next: { snapshot: UiSnapshot }): boolean {
+    return next.snapshot !== this.props.snapshot;
+  }
+
+  override render(): ComponentChildren {
+    return this.props.render(this.props.snapshot);
+  }
+}
 
 export type StreamState = 'connecting' | 'live' | 'reconnecting';
 
@@ -112,11 +130,11 @@ export function App() {
         </p>
       ) : (
         <main>
-          <MeshMap snapshot={snapshot} />
+          <SnapshotOnly snapshot={snapshot} render={(s) => <MeshMap snapshot={s} />} />
           <ServiceMap snapshot={snapshot} flows={flows} />
-          <ServicesPanel snapshot={snapshot} />
+          <SnapshotOnly snapshot={snapshot} render={(s) => <ServicesPanel snapshot={s} />} />
           <FlowsPanel snapshot={snapshot} flows={flows} />
-          <PolicyPanel snapshot={snapshot} />
+          <SnapshotOnly snapshot={snapshot} render={(s) => <PolicyPanel snapshot={s} />} />
         </main>
       )}
     </div>

@@ -47,6 +47,7 @@ export type CollectorEvent =
 
 const POLICY_KINDS = ['CiliumNetworkPolicy', 'CiliumClusterwideNetworkPolicy', 'NetworkPolicy'];
 const MAX_FLOWS = 5_000;
+const SNAPSHOT_MIN_INTERVAL_MS = 200;
 
 interface FlowCursor {
   next: number | undefined;
@@ -65,7 +66,8 @@ export class MeshCollector {
   private policies = new Map<string, readonly UiPolicy[]>();
   private readonly cursors = new Map<string, FlowCursor>();
   private flows: UiFlowRow[] = [];
-  private pendingSnapshot: NodeJS.Immediate | undefined;
+  private pendingSnapshot: NodeJS.Timeout | undefined;
+  private lastSnapshotAt = 0;
   private readonly windowSec: number;
   private readonly timeoutMs: number;
 
@@ -87,7 +89,7 @@ export class MeshCollector {
 
   async stop(): Promise<void> {
     this.ac.abort();
-    if (this.pendingSnapshot !== undefined) clearImmediate(this.pendingSnapshot);
+    if (this.pendingSnapshot !== undefined) clearTimeout(this.pendingSnapshot);
     await Promise.allSettled(this.loops);
     this.listeners.clear();
   }
@@ -231,13 +233,19 @@ export class MeshCollector {
     }
   }
 
-  /** Coalesces the updates of one turn of the event loop into one snapshot event. */
+  /**
+   * Coalesces updates into at most one snapshot event per `SNAPSHOT_MIN_INTERVAL_MS`: under
+   * a flood of flows the page redraws its maps a few times a second, not on every poll
+   * (new flows themselves go out at once, as `flows` events).
+   */
   private scheduleSnapshot(): void {
     if (this.pendingSnapshot !== undefined || this.listeners.size === 0) return;
-    this.pendingSnapshot = setImmediate(() => {
+    const wait = Math.max(0, this.lastSnapshotAt + SNAPSHOT_MIN_INTERVAL_MS - performance.now());
+    this.pendingSnapshot = setTimeout(() => {
       this.pendingSnapshot = undefined;
+      this.lastSnapshotAt = performance.now();
       this.emit({ type: 'snapshot', data: this.snapshot() });
-    });
+    }, wait);
   }
 
   private async pollStatus(): Promise<void> {
