@@ -16,6 +16,7 @@ const benches: Record<string, () => Promise<{ main: (args: string[]) => Promise<
   'mcsapi-dns': () => import('./mcsapi-dns.js'),
   kubeapi: () => import('./kubeapi.js'),
   tls: () => import('./tls.js'),
+  ui: () => import('./ui.js'),
 };
 
 const [name, ...args] = process.argv.slice(2);

@@ -57,6 +57,8 @@ const stateSchema = z.object({
   control: z.string().min(1),
   /** `<state-dir>/kubeconfig`: one kubectl context per cluster (`cluster1`, …). */
   kubeconfig: z.string().min(1).optional(),
+  /** `http://127.0.0.1:port` of the browser view (`clustermesh ui`); absent in older files. */
+  ui: z.string().min(1).optional(),
   clusters: z.array(clusterSchema),
 });
 

@@ -31,6 +31,7 @@ export function formatMeshSummary(
   const first = state.clusters[0];
   const dir = opts.stateDir === DEFAULT_STATE_DIR ? '' : ` --state-dir ${opts.stateDir}`;
   lines.push(`state: ${opts.stateDir}/mesh.json (control API ${state.control})`);
+  if (state.ui !== undefined) lines.push(`ui: ${state.ui}/ (clustermesh ui${dir})`);
   if (state.kubeconfig !== undefined) lines.push(`kubectl: export KUBECONFIG=${state.kubeconfig}`);
   lines.push('try:');
   // Views ask the first agent unless --node names another.

@@ -67,6 +67,7 @@ import { startControlApi, type ControlApi, type Fault } from './control-api.js';
 import { example, type ExampleName } from './example.js';
 import { readMeshState, stateFile, type MeshState } from './mesh-state.js';
 import { writeClusterRecord } from './cluster-record.js';
+import { startUiServer, type UiServer } from '../ui/server.js';
 
 export interface UpOptions {
   readonly clusters: number;
@@ -161,6 +162,7 @@ export class LocalMesh {
   private readonly stateDir: string;
   private control: ControlApi | undefined;
   private kubeApis: MeshKubeApis | undefined;
+  private ui: UiServer | undefined;
   private kind: 'etcd' | 'memory' = 'memory';
   private state: MeshState | undefined;
   private createdStateDir = false;
@@ -432,6 +434,16 @@ export class LocalMesh {
       },
       stop: async () => {
         await this.kubeApis?.stop();
+      },
+    });
+    this.lifecycle.append({
+      name: 'ui',
+      start: async () => {
+        // Reads mesh.json and the APIs above like the CLI; shows "starting" until ready.
+        this.ui = await startUiServer({ stateDir: this.stateDir, log: o.log });
+      },
+      stop: async () => {
+        await this.ui?.close();
       },
     });
     this.lifecycle.append({
@@ -795,6 +807,7 @@ export class LocalMesh {
       connected: this.opts.connect !== false,
       control: this.control?.url ?? '',
       ...(this.kubeApis === undefined ? {} : { kubeconfig: this.kubeApis.kubeconfig }),
+      ...(this.ui === undefined ? {} : { ui: this.ui.url }),
       clusters: this.clusters.map((c) => ({
         name: c.addr.name,
         id: c.addr.id,
