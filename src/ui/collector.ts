@@ -125,16 +125,18 @@ export class MeshCollector {
       }),
     }));
     const connections = [];
-    if (st !== undefined && st.connected !== false) {
-      for (const from of st.clusters) {
-        const answers = from.agents.flatMap((a) => {
-          const ans = this.statusAnswers.get(a.api);
-          return ans === undefined ? [] : [ans];
-        });
-        for (const to of st.clusters) {
-          if (to.name === from.name) continue;
-          connections.push(connectionOf(from.name, to.name, answers, now));
-        }
+    for (const from of st?.clusters ?? []) {
+      const answers = from.agents.flatMap((a) => {
+        const ans = this.statusAnswers.get(a.api);
+        return ans === undefined ? [] : [ans];
+      });
+      for (const to of st?.clusters ?? []) {
+        if (to.name === from.name) continue;
+        // Not meshed (`up --no-connect`, before `mesh connect`): no agent that answers
+        // lists the remote, so there is no connection to draw, rather than a failing one.
+        const listed = answers.some((a) => !a.ok || a.remotes.some((r) => r.name === to.name));
+        if (!listed && (answers.length > 0 || st?.connected === false)) continue;
+        connections.push(connectionOf(from.name, to.name, answers, now));
       }
     }
     const mcs = new Set<string>();
