@@ -2,9 +2,9 @@
  * The browser view of `clustermesh up --clusters 2 --example rebel-base` (etcd), in headless
  * Chromium (Debian's, driven by playwright-core): the page shows both clusters connected and
  * rebel-base with four backends; requests from x-wing draw edges to rebel-base in both
- * clusters; a deny policy turns them dropped; a frozen cluster2 etcd turns its connection
- * failing within the detection time. `up` binds fixed addresses: the lock serializes it with
- * the other files that start one (test/support/up-lock.ts).
+ * clusters; a deny policy turns them dropped; a frozen cluster8 etcd turns its connection
+ * failing within the detection time. The mesh runs on IDs 7–8 (cluster7, cluster8) under
+ * that block's lock (test/support/up-lock.ts), beside the files on IDs 1–3.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -48,17 +48,17 @@ spec:
   - toEndpoints:
     - matchLabels:
         name: rebel-base
-        io.cilium.k8s.policy.cluster: cluster1
+        io.cilium.k8s.policy.cluster: cluster7
     - matchLabels:
         name: rebel-base
-        io.cilium.k8s.policy.cluster: cluster2
+        io.cilium.k8s.policy.cluster: cluster8
 `;
 
 before(async () => {
-  await acquireUpLock(1_800_000);
+  await acquireUpLock(1_800_000, 7);
 });
 after(async () => {
-  await releaseUpLock();
+  await releaseUpLock(7);
 });
 
 describe('the browser view of clustermesh up', { timeout: 240_000 }, () => {
@@ -78,20 +78,29 @@ describe('the browser view of clustermesh up', { timeout: 240_000 }, () => {
         timeout: 30_000,
       })
     ).stdout;
-  /** A request from cluster1's x-wing; a dropped one fails (curl exit 28), which is expected. */
+  /** A request from cluster7's x-wing; a dropped one fails (curl exit 28), which is expected. */
   const curl = async (target: string): Promise<void> => {
-    await cli(['exec', 'cluster1/x-wing', '--', 'curl', '-s', '-m', '1', target]).catch(
+    await cli(['exec', 'cluster7/x-wing', '--', 'curl', '-s', '-m', '1', target]).catch(
       () => undefined,
     );
   };
   const edge = (to: string): string =>
-    `[data-testid="edge"][data-from="cluster1/default/x-wing"][data-to="${to}"]`;
+    `[data-testid="edge"][data-from="cluster7/default/x-wing"][data-to="${to}"]`;
 
   before(async () => {
     assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: .ci/run installs Debian's chromium`);
     dir = await mkdtemp(join(tmpdir(), 'cm-ui-'));
     up = new UpProcess(dir);
-    up.start(['--clusters', '2', '--example', 'rebel-base', '--kvstore', 'etcd']);
+    up.start([
+      '--clusters',
+      '2',
+      '--first-cluster-id',
+      '7',
+      '--example',
+      'rebel-base',
+      '--kvstore',
+      'etcd',
+    ]);
     state = await eventually(() => readMeshState(stateDir()), {
       timeoutMs: 90_000,
       intervalMs: 200,
@@ -118,18 +127,18 @@ describe('the browser view of clustermesh up', { timeout: 240_000 }, () => {
   it('shows two clusters connected and rebel-base with four backends', async () => {
     await page.goto(`${state.ui ?? ''}/`);
     for (const [from, to] of [
-      ['cluster1', 'cluster2'],
-      ['cluster2', 'cluster1'],
+      ['cluster7', 'cluster8'],
+      ['cluster8', 'cluster7'],
     ] as const) {
       const row = page.locator(`[data-testid="connection-${from}-${to}"]`);
       await row.and(page.locator('[data-state="ready"]')).waitFor({ timeout: 20_000 });
       assert.match(await row.innerText(), /ready\s+2\/2/, 'both agents see the remote ready');
       assert.match(await row.innerText(), /synced/, 'the remote is synced');
     }
-    assert.equal(await page.locator('[data-testid="cluster-cluster1"] text').count(), 3);
+    assert.equal(await page.locator('[data-testid="cluster-cluster7"] text').count(), 3);
     const service = page.locator('[data-testid="service-default/rebel-base"]');
     await service.and(page.locator('[data-backends="4"]')).waitFor({ timeout: 20_000 });
-    assert.match(await service.innerText(), /127\.1\.128\.\d+:80\/TCP/, 'cluster1 frontend');
+    assert.match(await service.innerText(), /127\.7\.128\.\d+:80\/TCP/, 'cluster7 frontend');
     // The same frontend the CLI lists.
     const services = JSON.parse(await cli(['-o', 'json', 'service', 'list'])) as {
       frontend: string;
@@ -146,18 +155,18 @@ describe('the browser view of clustermesh up', { timeout: 240_000 }, () => {
     for (let i = 0; i < 40; i++) {
       await curl('rebel-base');
       const both = await Promise.all(
-        ['cluster1', 'cluster2'].map((c) => page.locator(edge(`${c}/default/rebel-base`)).count()),
+        ['cluster7', 'cluster8'].map((c) => page.locator(edge(`${c}/default/rebel-base`)).count()),
       );
       if (both.every((n) => n > 0)) break;
     }
-    for (const c of ['cluster1', 'cluster2']) {
+    for (const c of ['cluster7', 'cluster8']) {
       const e = page.locator(edge(`${c}/default/rebel-base`));
       await e.waitFor({ timeout: 5_000 });
       assert.equal(await e.getAttribute('data-verdict'), 'forwarded');
       assert.match((await e.getAttribute('aria-label')) ?? '', /forwarded, [\d.]+\/s/);
     }
     // Keyboard: Enter on a focused edge opens its recent flows.
-    await page.locator(edge('cluster1/default/rebel-base')).focus();
+    await page.locator(edge('cluster7/default/rebel-base')).focus();
     await page.keyboard.press('Enter');
     const panel = page.locator('[data-testid="edge-flows"]');
     await panel.waitFor({ timeout: 5_000 });
@@ -173,10 +182,10 @@ describe('the browser view of clustermesh up', { timeout: 240_000 }, () => {
   it('turns the edges dropped after a deny policy, and traces it', async () => {
     const file = join(dir, 'deny.yaml');
     await writeFile(file, DENY);
-    await cli(['apply', '--cluster', 'cluster1', '-f', file]);
+    await cli(['apply', '--cluster', 'cluster7', '-f', file]);
     const dropped = async (): Promise<boolean> => {
       const v = await Promise.all(
-        ['cluster1', 'cluster2'].map((c) =>
+        ['cluster7', 'cluster8'].map((c) =>
           page.locator(edge(`${c}/default/rebel-base`)).getAttribute('data-verdict'),
         ),
       );
@@ -189,11 +198,11 @@ describe('the browser view of clustermesh up', { timeout: 240_000 }, () => {
       5_000,
     );
     const label =
-      (await page.locator(edge('cluster1/default/rebel-base')).getAttribute('aria-label')) ?? '';
+      (await page.locator(edge('cluster7/default/rebel-base')).getAttribute('aria-label')) ?? '';
     assert.match(label, /policy-dropped, [\d.]+\/s/);
     // The policy panel: the trace form runs policy trace through the server.
-    await page.locator('[data-testid="trace-src"]').selectOption('cluster1/default/x-wing');
-    await page.locator('[data-testid="trace-dst"]').selectOption('cluster2/default/rebel-base');
+    await page.locator('[data-testid="trace-src"]').selectOption('cluster7/default/x-wing');
+    await page.locator('[data-testid="trace-dst"]').selectOption('cluster8/default/rebel-base');
     await page.locator('[data-testid="trace-port"]').fill('80/TCP');
     await page.locator('form.trace button[type="submit"]').click();
     const result = page.locator('[data-testid="trace-result"]');
@@ -202,14 +211,14 @@ describe('the browser view of clustermesh up', { timeout: 240_000 }, () => {
     assert.match(await result.innerText(), /deny-rebel-base/);
   });
 
-  it("turns cluster2's connection failing within the detection time when its etcd stops", async () => {
+  it("turns cluster8's connection failing within the detection time when its etcd stops", async () => {
     const fault = async (action: string): Promise<void> => {
-      const res = await fetch(`${state.control}/v1/fault?cluster=cluster2&action=${action}`, {
+      const res = await fetch(`${state.control}/v1/fault?cluster=cluster8&action=${action}`, {
         method: 'POST',
       });
       assert.equal(res.status, 200, await res.text());
     };
-    const row = page.locator('[data-testid="connection-cluster1-cluster2"]');
+    const row = page.locator('[data-testid="connection-cluster7-cluster8"]');
     assert.equal(await row.getAttribute('data-state'), 'ready');
     const t0 = Date.now();
     await fault('freeze-kvstore');
@@ -220,7 +229,7 @@ describe('the browser view of clustermesh up', { timeout: 240_000 }, () => {
       assert.ok(took < 10_000, `failing after ${took} ms`);
       assert.notEqual((await row.locator('.reason').innerText()).trim(), '', 'a reason is shown');
       assert.equal(
-        await page.locator('[data-testid="pair-cluster1-cluster2"]').getAttribute('data-state'),
+        await page.locator('[data-testid="pair-cluster7-cluster8"]').getAttribute('data-state'),
         'failing',
       );
     } finally {
