@@ -33,6 +33,7 @@ import {
   serviceExportConverter,
 } from './converters.js';
 import { joinServiceExports } from '../mcsapi/export.js';
+import { ExternalWorkloadController } from '../externalworkload/controller.js';
 import {
   createSynchronizer,
   informerSource,
@@ -54,6 +55,11 @@ export interface ApiserverOptions {
   readonly log: Logger;
   /** Memory kvstore only: the in-process store to join. */
   readonly memoryStoreName?: string | undefined;
+  /**
+   * `--enable-external-workloads`: VMs register through `cilium/state/noderegister/v1/`
+   * and get an identity, a CiliumNode and a CiliumEndpoint (src/externalworkload/).
+   */
+  readonly externalWorkloads?: boolean | undefined;
 }
 
 export function validateApiserverOptions(o: ApiserverOptions): void {
@@ -158,6 +164,20 @@ export class Apiserver {
         }
       },
     });
+    if (o.externalWorkloads === true) {
+      this.lifecycle.append({
+        name: 'external-workloads',
+        start: (ctx) => {
+          const controller = new ExternalWorkloadController({
+            backend: this.kvstore.require(),
+            cluster,
+            log: this.log,
+            metrics: this.metrics.registry,
+          });
+          ctx.spawn('external workloads', (signal) => controller.run(signal));
+        },
+      });
+    }
     this.lifecycle.append(this.health);
     this.lifecycle.append(this.metricsServer);
   }

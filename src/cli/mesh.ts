@@ -162,7 +162,10 @@ Stops everything it started on Ctrl-C (SIGINT) or SIGTERM.`,
   program
     .command('exec')
     .description('run a command as a pod of the running local mesh (today: curl)')
-    .argument('<cluster/pod>', 'a pod, or a Deployment meaning one of its running pods')
+    .argument(
+      '<cluster/pod>',
+      'a pod, or a Deployment meaning one of its running pods; vm/NAME: a VM',
+    )
     .argument('<command...>', 'after --: curl [-s] [-i] [-m SECS] [-H H] URL')
     .addOption(stateDirOption())
     .option('-n, --namespace <ns>', 'namespace of the pod', 'default')
@@ -183,6 +186,13 @@ Example:
         opts: { stateDir: string; namespace: string },
         cmd: Command,
       ) => {
+        if (target.startsWith('vm/') && target.length > 3) {
+          const { execOnVm } = await import('./vm.js');
+          await execOnVm(target.slice(3), command, opts.stateDir, ctx.io, (m) =>
+            usageError(cmd, m),
+          );
+          return;
+        }
         const slash = target.indexOf('/');
         if (slash <= 0 || slash === target.length - 1) {
           usageError(cmd, `expected CLUSTER/POD, got ${JSON.stringify(target)}`);

@@ -20,6 +20,7 @@ import { registerViewCommands } from './views.js';
 import { registerRegistryCommands } from './registry.js';
 import { registerHealthCommands } from './health.js';
 import { registerTroubleshootCommands } from './troubleshoot.js';
+import { registerVmCommands } from './vm.js';
 
 /**
  * Command groups in help order. Adding one is a single entry here: a `CommandGroup` function
@@ -38,6 +39,7 @@ const COMMAND_GROUPS: readonly CommandGroup[] = [
   registerPolicyCommands,
   registerTroubleshootCommands,
   registerHealthCommands,
+  registerVmCommands,
 ];
 
 export const processIo: CliIo = {

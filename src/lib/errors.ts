@@ -29,6 +29,8 @@ export const ErrorCode = {
   AgentUnreachable: 'ERR_AGENT_UNREACHABLE',
   /** A cluster's Kubernetes API server could not listen on its address (port in use). */
   KubeApiListen: 'ERR_KUBEAPI_LISTEN',
+  /** The cluster refused an external workload's registration (the reason follows). */
+  ExternalWorkloadRefused: 'ERR_EXTERNAL_WORKLOAD_REFUSED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

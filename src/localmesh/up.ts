@@ -93,6 +93,8 @@ export interface UpOptions {
    * false: the clusters start unmeshed, for `clustermesh mesh enable` / `connect`.
    */
   readonly connect?: boolean | undefined;
+  /** The apiservers accept external workloads (VMs) when on etcd (default true). */
+  readonly externalWorkloads?: boolean | undefined;
 }
 
 /** One running agent as a benchmark observes it in-process. */
@@ -192,7 +194,11 @@ export class LocalMesh {
       name: 'apiservers',
       start: () =>
         this.eachCluster(async (c) => {
-          c.apiserver = new Apiserver(this.daemonOptions(c));
+          c.apiserver = new Apiserver({
+            ...this.daemonOptions(c),
+            // VMs join over etcd (`clustermesh vm run`); an in-process store has no door for them.
+            externalWorkloads: this.kind === 'etcd' && o.externalWorkloads !== false,
+          });
           await c.apiserver.start();
         }),
       stop: () => this.eachCluster(async (c) => c.apiserver?.stop()),
