@@ -103,6 +103,8 @@ export class WorkloadRegistrar {
       }
     } catch (err) {
       if (err instanceof ClusterMeshError && err.code === ErrorCode.ExternalWorkloadRefused) {
+        // The refused request goes: nothing of it stays in the cluster's kvstore.
+        await this.unregister(backend).catch(() => undefined);
         throw err;
       }
       if (signal.aborted) throw err;

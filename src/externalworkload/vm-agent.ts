@@ -135,7 +135,7 @@ export class VmAgent {
     const started = await image.start({
       cluster: this.opts.cluster,
       node: this.opts.name,
-      namespace: 'external-workload',
+      namespace: 'default',
       pod: this.opts.name,
       podIP: this.opts.ip,
       container: {
