@@ -29,6 +29,7 @@ interface UpFlags extends HealthCheckFlags, BackendProbeFlags {
   readonly nodes: number;
   readonly kvstore?: 'etcd' | 'memory' | undefined;
   readonly kvstoremesh?: boolean | undefined;
+  readonly vms?: number | undefined;
   readonly example?: 'rebel-base' | 'rebel-base-mcsapi' | undefined;
   readonly stateDir: string;
   readonly dnsPort?: number | undefined;
@@ -67,6 +68,12 @@ export function registerMeshCommands(program: Command, ctx: CliContext): void {
       ).choices(['etcd', 'memory']),
     )
     .option('--kvstoremesh', 'run KVStoreMesh in every cluster; agents read its cache')
+    .addOption(
+      new Option(
+        '--vms <n>',
+        'also run VMs vm1..vmN joined to cluster1 as external workloads (clustermesh vm run)',
+      ).argParser(positiveInt),
+    )
     .option(
       '--insecure',
       "plaintext etcd without users (default: TLS, client certificates, Cilium's etcd users)",
@@ -117,6 +124,7 @@ Stops everything it started on Ctrl-C (SIGINT) or SIGTERM.`,
         nodes: flags.nodes,
         kvstore: flags.kvstore,
         kvstoremesh: flags.kvstoremesh,
+        vms: flags.vms,
         example: flags.example,
         stateDir: flags.stateDir,
         dnsPort: flags.dnsPort,

@@ -58,6 +58,7 @@ import { startControlApi, type ControlApi, type Fault } from './control-api.js';
 import { example, type ExampleName } from './example.js';
 import { readMeshState, stateFile, type MeshState } from './mesh-state.js';
 import { writeClusterRecord } from './cluster-record.js';
+import { startMeshVms, type MeshVms } from './vm.js';
 
 export interface UpOptions {
   readonly clusters: number;
@@ -95,6 +96,8 @@ export interface UpOptions {
   readonly connect?: boolean | undefined;
   /** The apiservers accept external workloads (VMs) when on etcd (default true). */
   readonly externalWorkloads?: boolean | undefined;
+  /** `--vms N`: VMs vm1..vmN joined to cluster1 once the mesh is ready (src/localmesh/vm.ts). */
+  readonly vms?: number | undefined;
 }
 
 /** One running agent as a benchmark observes it in-process. */
@@ -398,6 +401,32 @@ export class LocalMesh {
         await this.writeState();
       },
     });
+    const vms = o.vms ?? 0;
+    if (vms > 0) {
+      let running: MeshVms | undefined;
+      this.lifecycle.append({
+        name: 'vms',
+        start: async () => {
+          const first = this.clusters[0];
+          if (first?.registry === undefined || first.access === undefined) {
+            throw new ClusterMeshError(
+              ErrorCode.InvalidArgument,
+              '--vms: VMs join over etcd with TLS (not with --kvstore memory or --insecure)',
+            );
+          }
+          running = await startMeshVms({
+            stateDir: this.stateDir,
+            cluster: first.addr.name,
+            count: vms,
+            registry: first.registry,
+            log: this.log,
+          });
+        },
+        stop: async () => {
+          await running?.stop();
+        },
+      });
+    }
   }
 
   /**

@@ -4,8 +4,11 @@
  * ipv4-alloc-cidr), joining with the inputs of the install script. A record per running VM
  * in `<state-dir>/vms/<name>.json` tells `clustermesh exec vm/NAME` where it is.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { clusterCertFiles } from '../certs/index.js';
 import { resolveKvstoreConfig } from '../kvstore/config.js';
@@ -13,6 +16,8 @@ import { parseCIDR, formatIP } from '../keyspace/index.js';
 import { ClusterMeshError, ErrorCode } from '../lib/errors.js';
 import { writeJoinFiles, type JoinInputs } from '../externalworkload/install.js';
 import { VmAgent } from '../externalworkload/vm-agent.js';
+import { externalWorkloadObject } from '../externalworkload/workload.js';
+import type { RegistryObject } from '../registry/types.js';
 import { clusterOf, type MeshState } from './mesh-state.js';
 import { readCredentials } from './secure-etcd.js';
 
@@ -183,4 +188,69 @@ export async function runVm(o: RunVmOptions): Promise<RunningVm> {
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** `up --vms N`: VMs vm1..vmN of cluster1, each its own `clustermesh vm run` process. */
+export interface MeshVms {
+  stop(): Promise<void>;
+}
+
+const BIN = fileURLToPath(new URL('../../bin/clustermesh', import.meta.url));
+
+/**
+ * Creates the workloads (labels `app=vm`, `vm=<name>`) in `cluster`'s registry and starts a
+ * `vm run` per VM in `stateDir`; resolves once each has joined, throws with its output if
+ * one fails to.
+ */
+export async function startMeshVms(o: {
+  readonly stateDir: string;
+  readonly cluster: string;
+  readonly count: number;
+  readonly registry: { apply(objects: readonly RegistryObject[]): Promise<unknown> };
+  readonly log: Logger;
+  readonly timeoutMs?: number | undefined;
+}): Promise<MeshVms> {
+  const names = Array.from({ length: o.count }, (_, i) => `vm${i + 1}`);
+  await o.registry.apply(
+    names.map((name) => externalWorkloadObject(name, { labels: { app: 'vm', vm: name } })),
+  );
+  const children: { name: string; child: ChildProcess; exited: Promise<void> }[] = [];
+  const stop = async (): Promise<void> => {
+    for (const c of children) if (c.child.exitCode === null) c.child.kill('SIGINT');
+    await Promise.all(children.map((c) => c.exited));
+    await rm(vmsDir(o.stateDir), { recursive: true, force: true });
+  };
+  try {
+    // One after another: each picks the next free address.
+    for (const name of names) {
+      const child = spawn(
+        BIN,
+        ['vm', 'run', name, '--cluster', o.cluster, '--state-dir', o.stateDir],
+        {
+          stdio: ['ignore', 'pipe', 'pipe'],
+          env: process.env,
+        },
+      );
+      let output = '';
+      child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+      const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+      children.push({ name, child, exited });
+      const deadline = Date.now() + (o.timeoutMs ?? 60_000);
+      while (!output.includes('✅')) {
+        if (child.exitCode !== null || Date.now() > deadline) {
+          throw new ClusterMeshError(
+            ErrorCode.InvalidConfig,
+            `--vms: ${name} did not join ${o.cluster}: ${output.trim().split('\n').pop() ?? 'no output'}`,
+          );
+        }
+        await sleep(100);
+      }
+      o.log.info({ vm: name, line: output.trim().split('\n')[0] }, 'VM joined');
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { stop };
 }
