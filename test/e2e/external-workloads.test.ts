@@ -1,7 +1,7 @@
 /**
  * External workloads end to end on `clustermesh up --clusters 2 --example rebel-base` (etcd
- * with TLS): `vm create` in cluster1, `vm install` writes the script, `vm run` starts the
- * VM as its own process from that script. Then: the VM's identity in cluster2's ipcache,
+ * with TLS, `--vms 1`: vm1 runs from the start): `vm create web1` in cluster1, `vm install`
+ * writes the script, `vm run` starts the VM as its own process from that script. Then: the VM's identity in cluster2's ipcache,
  * identity list and node list; VM → the global service (answers from both clusters); pod →
  * VM by IP and through a Service selecting it; policy selecting the VM by its labels, at
  * its ingress and its egress; a VM restart keeps its identity; each bad input (unknown
@@ -24,7 +24,7 @@ import { acquireUpLock, releaseUpLock } from '../support/up-lock.js';
 
 const run = promisify(execFile);
 const BIN = fileURLToPath(new URL('../../bin/clustermesh', import.meta.url));
-const VM_IP = '127.1.250.1';
+const VM_IP = '127.1.250.2';
 
 interface CliResult {
   readonly code: number;
@@ -111,7 +111,7 @@ describe('external workloads: a VM in cluster1 of clustermesh up --clusters 2 --
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'cm-vm-e2e-'));
     up = new UpProcess(dir);
-    up.start(['--clusters', '2', '--kvstore', 'etcd', '--example', 'rebel-base']);
+    up.start(['--clusters', '2', '--kvstore', 'etcd', '--example', 'rebel-base', '--vms', '1']);
     await eventually(() => readMeshState(join(dir, '.clustermesh')), { timeoutMs: 180_000 }).catch(
       (err: unknown) => {
         throw new Error(`up did not become ready: ${String(err)}\n${up.log}`);
@@ -125,22 +125,40 @@ describe('external workloads: a VM in cluster1 of clustermesh up --clusters 2 --
     await rm(dir, { recursive: true, force: true });
   });
 
+  it('up --vms 1 runs vm1: connected, seen by cluster2, reaching the global service', async () => {
+    await eventually(async () => {
+      assert.match(
+        await ok(['vm', 'status', 'vm1']),
+        /\nvm1\s+-\s+127\.1\.250\.1\s+\d+\s+connected\s+app=vm,vm=vm1\n/,
+      );
+      assert.ok(
+        (await ipcache2()).some((e) => e.cidr === '127.1.250.1/32'),
+        'vm1 in cluster2’s ipcache',
+      );
+    });
+    const reply = JSON.parse(await ok(['exec', 'vm/vm1', '--', 'curl', '-s', 'rebel-base'])) as {
+      Galaxy: string;
+      Client: string;
+    };
+    assert.deepEqual([reply.Galaxy, reply.Client], ['Alderaan', '127.1.250.1']);
+  });
+
   it('vm create, vm install, vm run: the VM joins and gets an identity in cluster1’s range', async () => {
     assert.match(
       await ok([
         'vm',
         'create',
-        'vm1',
+        'web1',
         '--ipv4-alloc-cidr',
-        '127.1.250.0/30',
+        '127.1.250.0/29',
         '--labels',
         'app=vm-web,tier=legacy',
       ]),
-      /^✅ external workload vm1 created in cluster1\n$/,
+      /^✅ external workload web1 created in cluster1\n$/,
     );
     assert.match(
       await ok(['vm', 'status']),
-      /\nvm1\s+127\.1\.250\.0\/30\s+-\s+-\s+waiting for registration\s+app=vm-web,tier=legacy\n/,
+      /\nweb1\s+127\.1\.250\.0\/29\s+-\s+-\s+waiting for registration\s+app=vm-web,tier=legacy\n/,
     );
     assert.match(
       await ok(['vm', 'install', 'install-external-workload.sh']),
@@ -151,9 +169,9 @@ describe('external workloads: a VM in cluster1 of clustermesh up --clusters 2 --
     assert.match(script, /CLUSTER_ADDR='https:\/\/cluster1\.mesh\.cilium\.io:\d+'/);
     assert.match(script, /exec clustermesh agent --join-cluster/);
 
-    vm = new VmProcess(dir, ['vm1', '--script', 'install-external-workload.sh']);
+    vm = new VmProcess(dir, ['web1', '--script', 'install-external-workload.sh']);
     const line = await vm.joined();
-    const m = /^✅ vm1 joined cluster1 as 127\.1\.250\.1 \(identity (\d+)\)/.exec(line);
+    const m = /^✅ web1 joined cluster1 as 127\.1\.250\.2 \(identity (\d+)\)/.exec(line);
     assert.ok(m !== null, line);
     identity = Number(m[1]);
     assert.ok(
@@ -164,7 +182,7 @@ describe('external workloads: a VM in cluster1 of clustermesh up --clusters 2 --
       'vm',
       'status',
     ]);
-    assert.deepEqual(status[0]?.status, {
+    assert.deepEqual(status.find((o) => o.metadata.name === 'web1')?.status, {
       id: identity,
       ip: VM_IP,
       registered: true,
@@ -183,7 +201,7 @@ describe('external workloads: a VM in cluster1 of clustermesh up --clusters 2 --
       assert.deepEqual(id?.labels, [
         'k8s:app=vm-web',
         'k8s:io.cilium.k8s.policy.cluster=cluster1',
-        'k8s:io.kubernetes.pod.name=vm1',
+        'k8s:io.kubernetes.pod.name=web1',
         'k8s:io.kubernetes.pod.namespace=default',
         'k8s:tier=legacy',
       ]);
@@ -193,8 +211,8 @@ describe('external workloads: a VM in cluster1 of clustermesh up --clusters 2 --
         ...onCluster2,
       ]);
       assert.ok(
-        nodes.some((n) => n.Name === 'vm1' && n.Cluster === 'cluster1'),
-        'vm1 in cluster2’s nodes',
+        nodes.some((n) => n.Name === 'web1' && n.Cluster === 'cluster1'),
+        'web1 in cluster2’s nodes',
       );
     });
   });
@@ -202,7 +220,7 @@ describe('external workloads: a VM in cluster1 of clustermesh up --clusters 2 --
   it('the VM reaches the global service; answers come from both clusters', async () => {
     const clusters = new Set<string>();
     for (let i = 0; i < 12 && clusters.size < 2; i++) {
-      const body = await ok(['exec', 'vm/vm1', '--', 'curl', '-s', 'rebel-base']);
+      const body = await ok(['exec', 'vm/web1', '--', 'curl', '-s', 'rebel-base']);
       const reply = JSON.parse(body) as { Cluster: string; Client: string };
       assert.equal(reply.Client, VM_IP, 'the connection leaves from the VM’s address');
       clusters.add(reply.Cluster);
@@ -215,14 +233,14 @@ describe('external workloads: a VM in cluster1 of clustermesh up --clusters 2 --
       const reply = JSON.parse(await ok(['exec', pod, '--', 'curl', '-s', '-m', '5', VM_IP])) as {
         ExternalWorkload: string;
       };
-      assert.equal(reply.ExternalWorkload, 'vm1');
+      assert.equal(reply.ExternalWorkload, 'web1');
     }
     await apply(
       'apiVersion: v1\nkind: Service\nmetadata:\n  name: vm-web\nspec:\n  selector:\n    app: vm-web\n  ports:\n  - port: 80\n',
     );
     await eventually(async () => {
       const body = await ok(['exec', 'cluster1/x-wing', '--', 'curl', '-s', '-m', '3', 'vm-web']);
-      assert.equal((JSON.parse(body) as { ExternalWorkload: string }).ExternalWorkload, 'vm1');
+      assert.equal((JSON.parse(body) as { ExternalWorkload: string }).ExternalWorkload, 'web1');
     });
   });
 
@@ -239,7 +257,7 @@ describe('external workloads: a VM in cluster1 of clustermesh up --clusters 2 --
     await eventually(async () => {
       assert.equal((await toVm()).code, 0, 'allowed again');
     });
-    const fromVm = () => cli(['exec', 'vm/vm1', '--', 'curl', '-s', '-m', '2', 'rebel-base']);
+    const fromVm = () => cli(['exec', 'vm/web1', '--', 'curl', '-s', '-m', '2', 'rebel-base']);
     await apply(policy('vm-egress', 'egress'));
     await eventually(async () => {
       assert.equal((await fromVm()).code, 28, 'dropped at the VM’s egress');
@@ -254,14 +272,14 @@ describe('external workloads: a VM in cluster1 of clustermesh up --clusters 2 --
     await vm?.stop();
     await eventually(async () => {
       assert.match(
-        await ok(['vm', 'status', 'vm1']),
-        /\nvm1\s+\S+\s+127\.1\.250\.1\s+\d+\s+disconnected/,
+        await ok(['vm', 'status', 'web1']),
+        /\nweb1\s+\S+\s+127\.1\.250\.2\s+\d+\s+disconnected/,
       );
     });
-    vm = new VmProcess(dir, ['vm1']);
+    vm = new VmProcess(dir, ['web1']);
     assert.match(
       await vm.joined(),
-      new RegExp(`^✅ vm1 joined cluster1 as 127\\.1\\.250\\.1 \\(identity ${identity}\\)`),
+      new RegExp(`^✅ web1 joined cluster1 as 127\\.1\\.250\\.2 \\(identity ${identity}\\)`),
     );
   });
 
@@ -277,14 +295,19 @@ describe('external workloads: a VM in cluster1 of clustermesh up --clusters 2 --
       /^clustermesh: registration of ghost refused: no CiliumExternalWorkload named "ghost"/,
     );
     await refused(
-      ['vm1', '--ip', '127.1.251.1'],
-      /^clustermesh: registration of vm1 refused: 127\.1\.251\.1 is outside vm1's ipv4-alloc-cidr 127\.1\.250\.0\/30$/,
+      ['web1', '--ip', '127.1.251.1'],
+      /^clustermesh: registration of web1 refused: 127\.1\.251\.1 is outside web1's ipv4-alloc-cidr 127\.1\.250\.0\/29$/,
     );
     await refused(
-      ['vm1', '--ip', '127.1.250.2'],
-      /^clustermesh: registration of vm1 refused: vm1 is (already connected|registered) from 127\.1\.250\.1$/,
+      ['web1', '--ip', '127.1.250.3'],
+      /^clustermesh: registration of web1 refused: web1 is (already connected|registered) from 127\.1\.250\.2$/,
     );
-    // vm1's own certificate and key replaced by cluster2's: etcd refuses the handshake.
+    // Another VM's address (vm1's, which up --vms runs).
+    await refused(
+      ['web1', '--ip', '127.1.250.1'],
+      /^clustermesh: registration of web1 refused: 127\.1\.250\.1 is the address of external workload vm1$/,
+    );
+    // web1's own certificate and key replaced by cluster2's: etcd refuses the handshake.
     await ok(['vm', 'install', 'c2.sh', '--cluster', 'cluster2']);
     const mine = await readFile(join(dir, 'install-external-workload.sh'), 'utf8');
     const theirs = await readFile(join(dir, 'c2.sh'), 'utf8');
@@ -296,7 +319,7 @@ describe('external workloads: a VM in cluster1 of clustermesh up --clusters 2 --
     }
     await writeFile(join(dir, 'wrong-cert.sh'), wrong);
     await refused(
-      ['vm1', '--script', 'wrong-cert.sh', '--ip', '127.1.250.2'],
+      ['web1', '--script', 'wrong-cert.sh', '--ip', '127.1.250.3'],
       /^clustermesh: etcd at https:\/\/cluster1\.mesh\.cilium\.io:\d+: TLS handshake failed: .*bad certificate/,
     );
 
@@ -308,24 +331,31 @@ describe('external workloads: a VM in cluster1 of clustermesh up --clusters 2 --
     assert.match(up.log, /External workload registration refused: 127\.1\.251\.1 is outside/);
     const nodes = await json<{ Name: string }[]>(['node', 'list', ...onCluster2]);
     assert.deepEqual(
-      nodes.filter((n) => ['ghost', 'vm1'].includes(n.Name)).map((n) => n.Name),
-      ['vm1'],
+      nodes.filter((n) => ['ghost', 'web1'].includes(n.Name)).map((n) => n.Name),
+      ['web1'],
     );
-    assert.equal((await ipcache2()).filter((e) => e.cidr.startsWith('127.1.25')).length, 1);
-    // vm1 is untouched by the VM that tried its name.
+    assert.deepEqual(
+      (await ipcache2())
+        .filter((e) => e.cidr.startsWith('127.1.25'))
+        .map((e) => e.cidr)
+        .sort(),
+      ['127.1.250.1/32', `${VM_IP}/32`],
+      'only the two running VMs',
+    );
+    // web1 is untouched by the VM that tried its name.
     await eventually(async () => {
       assert.match(
-        await ok(['vm', 'status', 'vm1']),
-        /\nvm1\s+\S+\s+127\.1\.250\.1\s+\d+\s+connected/,
+        await ok(['vm', 'status', 'web1']),
+        /\nweb1\s+\S+\s+127\.1\.250\.2\s+\d+\s+connected/,
       );
     });
-    assert.equal(vm?.child.exitCode, null, 'vm1 still runs');
+    assert.equal(vm?.child.exitCode, null, 'web1 still runs');
   });
 
   it('vm delete removes the VM’s entries everywhere, and the running VM is told why', async () => {
     assert.match(
-      await ok(['vm', 'delete', 'vm1']),
-      /^✅ external workload vm1 deleted from cluster1\n$/,
+      await ok(['vm', 'delete', 'web1']),
+      /^✅ external workload web1 deleted from cluster1\n$/,
     );
     await eventually(async () => {
       assert.equal(
@@ -340,18 +370,18 @@ describe('external workloads: a VM in cluster1 of clustermesh up --clusters 2 --
       );
       const nodes = await json<{ Name: string }[]>(['node', 'list', ...onCluster2]);
       assert.equal(
-        nodes.some((n) => n.Name === 'vm1'),
+        nodes.some((n) => n.Name === 'web1'),
         false,
         'nodes',
       );
-      assert.doesNotMatch(await ok(['get', 'cep', '--cluster', 'cluster1']), /vm1/);
-      assert.doesNotMatch(await ok(['get', 'endpointslices', '--cluster', 'cluster1']), /vm-vm1/);
+      assert.doesNotMatch(await ok(['get', 'cep', '--cluster', 'cluster1']), /web1/);
+      assert.doesNotMatch(await ok(['get', 'endpointslices', '--cluster', 'cluster1']), /vm-web1/);
     });
     assert.equal(await vm?.exited, 1);
     assert.match(
       vm?.output ?? '',
-      /clustermesh: registration of vm1 refused: no CiliumExternalWorkload named "vm1"/,
+      /clustermesh: registration of web1 refused: no CiliumExternalWorkload named "web1"/,
     );
-    assert.equal((await cli(['vm', 'delete', 'vm1'])).code, 1, 'deleting it again fails');
+    assert.equal((await cli(['vm', 'delete', 'web1'])).code, 1, 'deleting it again fails');
   });
 });
