@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -350,6 +350,55 @@ describe('external workloads: a VM in cluster1 of clustermesh up --clusters 2 --
       );
     });
     assert.equal(vm?.child.exitCode, null, 'web1 still runs');
+  });
+
+  it('the install script itself joins a VM: clustermesh agent --join-cluster', async () => {
+    await ok(['vm', 'create', 'web2', '--labels', 'app=script']);
+    const child = spawn('sh', ['install-external-workload.sh'], {
+      cwd: dir,
+      env: {
+        ...process.env,
+        LOG_LEVEL: 'warn',
+        VM_NAME: 'web2',
+        VM_IP: '127.1.250.4',
+        CLUSTERMESH_ETCD_DIR: join(dir, 'web2-etcd'),
+        PATH: `${dirname(BIN)}:${process.env.PATH ?? ''}`,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    const exited = new Promise((resolve) => child.on('exit', resolve));
+    try {
+      await eventually(
+        async () => {
+          assert.equal(child.exitCode, null, `the agent runs:\n${output}`);
+          assert.match(
+            await ok(['vm', 'status', 'web2']),
+            /\nweb2\s+-\s+127\.1\.250\.4\s+\d+\s+connected\s+app=script\n/,
+          );
+        },
+        { timeoutMs: 60_000 },
+      );
+      assert.equal(
+        await readFile(join(dir, 'web2-etcd', 'hostaliases.yaml'), 'utf8').then((t) =>
+          /127\.1\.128\.2/.test(t),
+        ),
+        true,
+        'the script maps the mesh name to the etcd address',
+      );
+    } finally {
+      child.kill('SIGINT');
+      await exited;
+    }
+    await eventually(async () => {
+      assert.match(
+        await ok(['vm', 'status', 'web2']),
+        /\nweb2\s+-\s+127\.1\.250\.4\s+\d+\s+disconnected/,
+      );
+    });
+    await ok(['vm', 'delete', 'web2']);
   });
 
   it('vm delete removes the VM’s entries everywhere, and the running VM is told why', async () => {
