@@ -9,6 +9,7 @@ import { ClusterMesh } from '../clustermesh/clustermesh.js';
 import type { ClusterMeshStatus } from '../clustermesh/status.js';
 import type { KubeObjectSource } from '../kubesource/source.js';
 import { registryObjects, type ObjectSource } from '../registry/source.js';
+import type { Backend } from '../kvstore/backend.js';
 import type { KvstoreConfig } from '../kvstore/config.js';
 import { KvstoreHook } from '../kvstore/connect.js';
 import {
@@ -75,6 +76,18 @@ export interface AgentOptions {
    */
   readonly healthAddr?: string | undefined;
   readonly healthProbeIntervalMs?: number | undefined;
+  /**
+   * `--join-cluster` (external-workload mode): this agent runs on a VM, registers with its
+   * cluster before reading it, keeps the registration while it runs and removes it on stop.
+   */
+  readonly joinCluster?: AgentJoin | undefined;
+}
+
+/** What the agent needs of an external workload's registration (src/externalworkload/join.ts). */
+export interface AgentJoin {
+  register(backend: Backend, signal: AbortSignal): Promise<number>;
+  maintain(backend: Backend, signal: AbortSignal): Promise<void>;
+  unregister(backend: Backend): Promise<void>;
 }
 
 /** What the agent needs of a datapath: its flow log, and a way to stop it. */
@@ -180,6 +193,23 @@ export class Agent {
     };
 
     this.lifecycle.append(this.kvstore);
+    const join = o.joinCluster;
+    if (join !== undefined) {
+      this.lifecycle.append({
+        name: 'join-cluster',
+        start: async (ctx) => {
+          const backend = this.kvstore.require();
+          await join.register(backend, ctx.signal);
+          ctx.spawn('join-cluster', (signal) => join.maintain(backend, signal));
+        },
+        stop: async () => {
+          const backend = this.kvstore.require();
+          await join.unregister(backend).catch((err: unknown) => {
+            this.log.warn({ err: errorMessage(err) }, 'could not remove the registration');
+          });
+        },
+      });
+    }
     this.lifecycle.append({
       name: 'datapath',
       start: () => {

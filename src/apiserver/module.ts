@@ -35,6 +35,7 @@ import {
 import { joinServiceExports } from '../mcsapi/export.js';
 import type { KubeObjectSource } from '../kubesource/source.js';
 import { registryObjects, type ObjectSource } from '../registry/source.js';
+import { ExternalWorkloadController } from '../externalworkload/controller.js';
 import {
   createSynchronizer,
   informerSource,
@@ -62,6 +63,11 @@ export interface ApiserverOptions {
    * instead of the registry in the kvstore.
    */
   readonly kubernetes?: { readonly kubeconfigPath?: string | undefined } | undefined;
+  /**
+   * `--enable-external-workloads`: VMs register through `cilium/state/noderegister/v1/`
+   * and get an identity, a CiliumNode and a CiliumEndpoint (src/externalworkload/).
+   */
+  readonly externalWorkloads?: boolean | undefined;
 }
 
 export function validateApiserverOptions(o: ApiserverOptions): void {
@@ -179,6 +185,20 @@ export class Apiserver {
         }
       },
     });
+    if (o.externalWorkloads === true) {
+      this.lifecycle.append({
+        name: 'external-workloads',
+        start: (ctx) => {
+          const controller = new ExternalWorkloadController({
+            backend: this.kvstore.require(),
+            cluster,
+            log: this.log,
+            metrics: this.metrics.registry,
+          });
+          ctx.spawn('external workloads', (signal) => controller.run(signal));
+        },
+      });
+    }
     this.lifecycle.append(this.health);
     this.lifecycle.append(this.metricsServer);
   }

@@ -301,6 +301,10 @@ export function registerDaemonCommands(program: Command, ctx: CliContext): void 
     )
     .addOption(clusterConfigIntervalOption())
     .addOption(k8sKubeconfigOption())
+    .option(
+      '--enable-external-workloads',
+      'accept VM registrations (cilium/state/noderegister/v1/): identities, CiliumNodes, CiliumEndpoints',
+    )
     .action(
       async (
         opts: ClusterFlags &
@@ -309,6 +313,7 @@ export function registerDaemonCommands(program: Command, ctx: CliContext): void 
             metricsAddr?: string;
             heartbeatInterval: number;
             clusterConfigInterval: number;
+            enableExternalWorkloads?: boolean;
           },
       ) => {
         await runDaemon(
@@ -326,6 +331,7 @@ export function registerDaemonCommands(program: Command, ctx: CliContext): void 
               heartbeatIntervalMs: opts.heartbeatInterval,
               clusterConfigIntervalMs: opts.clusterConfigInterval,
               kubernetes: kubernetesMode(opts),
+              externalWorkloads: opts.enableExternalWorkloads === true,
               log,
             });
           },
@@ -354,6 +360,11 @@ export function registerDaemonCommands(program: Command, ctx: CliContext): void 
     )
     .addOption(policyDefaultLocalClusterOption())
     .addOption(k8sKubeconfigOption())
+    .option(
+      '--join-cluster',
+      'external-workload mode: this is a VM joining the cluster as --node-name (a CiliumExternalWorkload)',
+    )
+    .option('--ipv4-node <address>', 'with --join-cluster: the address of this VM')
     .action(
       async (
         opts: ClusterFlags &
@@ -364,8 +375,30 @@ export function registerDaemonCommands(program: Command, ctx: CliContext): void 
             apiAddr: string;
             clustermeshCacheTtl?: number;
             policyDefaultLocalCluster: 'true' | 'false';
+            joinCluster?: boolean;
+            ipv4Node?: string;
           },
+        cmd: Command,
       ) => {
+        if (opts.joinCluster === true) {
+          const ip = opts.ipv4Node;
+          if (ip === undefined) usageError(cmd, '--join-cluster needs --ipv4-node <address>');
+          await runDaemon('agent', opts, async ({ kvstore, log }) => {
+            const { VmAgent } = await import('../externalworkload/vm-agent.js');
+            return new VmAgent({
+              cluster: opts.clusterName,
+              clusterId: opts.clusterId,
+              name: opts.nodeName,
+              ip,
+              kvstore,
+              apiAddr: opts.apiAddr,
+              workload: false,
+              health: false,
+              log,
+            });
+          });
+          return;
+        }
         await runDaemon('agent', opts, async ({ maxConnectedClusters, kvstore, log }) => {
           const { Agent } = await import('../agent/module.js');
           return new Agent({

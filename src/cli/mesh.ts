@@ -30,6 +30,7 @@ interface UpFlags extends HealthCheckFlags, BackendProbeFlags {
   readonly nodes: number;
   readonly kvstore?: 'etcd' | 'memory' | undefined;
   readonly kvstoremesh?: boolean | undefined;
+  readonly vms?: number | undefined;
   readonly example?: 'rebel-base' | 'rebel-base-mcsapi' | undefined;
   readonly stateDir: string;
   readonly dnsPort?: number | undefined;
@@ -79,6 +80,12 @@ export function registerMeshCommands(program: Command, ctx: CliContext): void {
       ).choices(['etcd', 'memory']),
     )
     .option('--kvstoremesh', 'run KVStoreMesh in every cluster; agents read its cache')
+    .addOption(
+      new Option(
+        '--vms <n>',
+        'also run VMs vm1..vmN joined to cluster1 as external workloads (clustermesh vm run)',
+      ).argParser(positiveInt),
+    )
     .option(
       '--insecure',
       "plaintext etcd without users (default: TLS, client certificates, Cilium's etcd users)",
@@ -130,6 +137,7 @@ Stops everything it started on Ctrl-C (SIGINT) or SIGTERM.`,
         nodes: flags.nodes,
         kvstore: flags.kvstore,
         kvstoremesh: flags.kvstoremesh,
+        vms: flags.vms,
         example: flags.example,
         stateDir: flags.stateDir,
         dnsPort: flags.dnsPort,
@@ -177,7 +185,10 @@ Stops everything it started on Ctrl-C (SIGINT) or SIGTERM.`,
   program
     .command('exec')
     .description('run a command as a pod of the running local mesh (today: curl)')
-    .argument('<cluster/pod>', 'a pod, or a Deployment meaning one of its running pods')
+    .argument(
+      '<cluster/pod>',
+      'a pod, or a Deployment meaning one of its running pods; vm/NAME: a VM',
+    )
     .argument('<command...>', 'after --: curl [-s] [-i] [-m SECS] [-H H] URL')
     .addOption(stateDirOption())
     .option('-n, --namespace <ns>', 'namespace of the pod', 'default')
@@ -198,6 +209,13 @@ Example:
         opts: { stateDir: string; namespace: string },
         cmd: Command,
       ) => {
+        if (target.startsWith('vm/') && target.length > 3) {
+          const { execOnVm } = await import('./vm.js');
+          await execOnVm(target.slice(3), command, opts.stateDir, ctx.io, (m) =>
+            usageError(cmd, m),
+          );
+          return;
+        }
         const slash = target.indexOf('/');
         if (slash <= 0 || slash === target.length - 1) {
           usageError(cmd, `expected CLUSTER/POD, got ${JSON.stringify(target)}`);

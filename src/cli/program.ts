@@ -21,6 +21,7 @@ import { registerRegistryCommands } from './registry.js';
 import { registerHealthCommands } from './health.js';
 import { registerTroubleshootCommands } from './troubleshoot.js';
 import { registerUiCommands } from './ui.js';
+import { registerVmCommands } from './vm.js';
 
 /**
  * Command groups in help order. Adding one is a single entry here: a `CommandGroup` function
@@ -40,6 +41,7 @@ const COMMAND_GROUPS: readonly CommandGroup[] = [
   registerTroubleshootCommands,
   registerHealthCommands,
   registerUiCommands,
+  registerVmCommands,
 ];
 
 export const processIo: CliIo = {

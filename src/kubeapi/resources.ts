@@ -48,6 +48,7 @@ const STATUS_SUBRESOURCE = new Set([
   'ServiceImport',
   'CiliumNetworkPolicy',
   'CiliumClusterwideNetworkPolicy',
+  'CiliumExternalWorkload',
 ]);
 
 /** kubectl's `get all` category, as the Kubernetes API server assigns it. */

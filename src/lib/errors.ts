@@ -33,6 +33,8 @@ export const ErrorCode = {
   KubeApiUnreachable: 'ERR_KUBEAPI_UNREACHABLE',
   /** Kubernetes mode: the API server refused a request (RBAC); the message names the permission. */
   KubeApiForbidden: 'ERR_KUBEAPI_FORBIDDEN',
+  /** The cluster refused an external workload's registration (the reason follows). */
+  ExternalWorkloadRefused: 'ERR_EXTERNAL_WORKLOAD_REFUSED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

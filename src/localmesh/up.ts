@@ -68,6 +68,7 @@ import { example, type ExampleName } from './example.js';
 import { readMeshState, stateFile, type MeshState } from './mesh-state.js';
 import { writeClusterRecord } from './cluster-record.js';
 import { startUiServer, type UiServer } from '../ui/server.js';
+import { startMeshVms, type MeshVms } from './vm.js';
 
 export interface UpOptions {
   readonly clusters: number;
@@ -113,6 +114,10 @@ export interface UpOptions {
    * `cilium-dbg …` through it against that node's agent. Without it the pods have no `cilium`.
    */
   readonly podCli?: CliRunner | undefined;
+  /** The apiservers accept external workloads (VMs) when on etcd (default true). */
+  readonly externalWorkloads?: boolean | undefined;
+  /** `--vms N`: VMs vm1..vmN joined to cluster1 once the mesh is ready (src/localmesh/vm.ts). */
+  readonly vms?: number | undefined;
 }
 
 /** One running agent as a benchmark observes it in-process. */
@@ -226,6 +231,8 @@ export class LocalMesh {
           c.apiserver = new Apiserver({
             ...this.daemonOptions(c),
             log: teeLogger(o.log, c.apiserverLog),
+            // VMs join over etcd (`clustermesh vm run`); an in-process store has no door for them.
+            externalWorkloads: this.kind === 'etcd' && o.externalWorkloads !== false,
           });
           await c.apiserver.start();
         }),
@@ -454,6 +461,32 @@ export class LocalMesh {
         await this.writeState();
       },
     });
+    const vms = o.vms ?? 0;
+    if (vms > 0) {
+      let running: MeshVms | undefined;
+      this.lifecycle.append({
+        name: 'vms',
+        start: async () => {
+          const first = this.clusters[0];
+          if (first?.registry === undefined || first.access === undefined) {
+            throw new ClusterMeshError(
+              ErrorCode.InvalidArgument,
+              '--vms: VMs join over etcd with TLS (not with --kvstore memory or --insecure)',
+            );
+          }
+          running = await startMeshVms({
+            stateDir: this.stateDir,
+            cluster: first.addr.name,
+            count: vms,
+            registry: first.registry,
+            log: this.log,
+          });
+        },
+        stop: async () => {
+          await running?.stop();
+        },
+      });
+    }
   }
 
   /**

@@ -8,7 +8,6 @@ import {
   configMapSchema,
   deploymentSchema,
   endpointSliceSchema,
-  identityOnly,
   identitySchema,
   namespaceSchema,
   podSchema,
@@ -23,6 +22,7 @@ import {
   networkPolicySchema,
 } from './policy-schemas.js';
 import type { RegistryObject } from './types.js';
+import { ciliumExternalWorkloadSchema } from './external-workload-schema.js';
 
 /** The kinds the registry stores: how they are named, addressed and validated. */
 
@@ -196,7 +196,7 @@ const TABLE: { readonly [K in KindName]: KindInfo<K> } = {
     shortNames: ['cew'],
     namespaced: false,
     nameRule: NameRules.dns1123Subdomain,
-    schema: identityOnly,
+    schema: ciliumExternalWorkloadSchema,
   }),
   ServiceExport: entry({
     kind: 'ServiceExport',

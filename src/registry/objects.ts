@@ -1,5 +1,8 @@
 import type { NetworkPolicySpec, PolicyRule, PolicyStatus } from './policy-schemas.js';
 import type { CiliumEndpoint, CiliumIdentity, CiliumNode, RegistryObject } from './types.js';
+import type { CiliumExternalWorkload } from './external-workload-schema.js';
+
+export type { CiliumExternalWorkload } from './external-workload-schema.js';
 
 export type {
   CIDRRule,
@@ -318,7 +321,7 @@ export interface KindTypes {
   CiliumNetworkPolicy: CiliumNetworkPolicy;
   CiliumClusterwideNetworkPolicy: CiliumClusterwideNetworkPolicy;
   NetworkPolicy: NetworkPolicy;
-  CiliumExternalWorkload: RegistryObject;
+  CiliumExternalWorkload: CiliumExternalWorkload;
   ServiceExport: ServiceExport;
   ServiceImport: ServiceImport;
   ConfigMap: ConfigMap;

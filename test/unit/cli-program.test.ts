@@ -38,7 +38,7 @@ void describe('cli program', () => {
     const cases: [string[], string][] = [
       [
         ['nope'],
-        "error: unknown command 'nope' for 'clustermesh' (known: apiserver, agent, kvstoremesh, operator, kvstore, status, node, identity, service, lb, ipcache, endpoint, apply, get, delete, up, exec, mesh, certs, observe, policy, troubleshoot, health, ui)\n",
+        "error: unknown command 'nope' for 'clustermesh' (known: apiserver, agent, kvstoremesh, operator, kvstore, status, node, identity, service, lb, ipcache, endpoint, apply, get, delete, up, exec, mesh, certs, observe, policy, troubleshoot, health, ui, vm)\n",
       ],
       [
         ['kvstore', 'nope'],
