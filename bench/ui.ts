@@ -23,7 +23,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { launchChromium } from '../test/support/chromium.js';
 import { silentLogger } from '../src/lib/logger.js';
 import type { MeshState } from '../src/localmesh/mesh-state.js';
 import { LocalMesh } from '../src/localmesh/up.js';
@@ -31,15 +32,6 @@ import { flag, percentile, report, type Row } from './lib.js';
 
 const run = promisify(execFile);
 const BIN = fileURLToPath(new URL('../bin/clustermesh', import.meta.url));
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
 
 async function getJson(url: string): Promise<unknown> {
   const res = await fetch(url);
@@ -297,10 +289,7 @@ async function large(browser: Browser, rate: number): Promise<Row> {
 export async function main(args: string[]): Promise<void> {
   const samples = flag(args, '--samples', 'positive integer', 5);
   const rate = flag(args, '--rate', 'positive integer', 2000);
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: CHROMIUM_ARGS,
-  });
+  const browser = await launchChromium();
   try {
     const { rows, extra } = await paintAndFlow(browser, samples);
     const more: Record<string, unknown> = {};

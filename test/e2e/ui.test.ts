@@ -8,14 +8,14 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { launchChromium } from '../support/chromium.js';
 import { readMeshState, type MeshState } from '../../src/localmesh/mesh-state.js';
 import { eventually } from '../support/eventually.js';
 import { acquireUpLock, releaseUpLock } from '../support/up-lock.js';
@@ -23,17 +23,6 @@ import { UpProcess } from '../support/up-process.js';
 
 const run = promisify(execFile);
 const BIN = fileURLToPath(new URL('../../bin/clustermesh', import.meta.url));
-const CHROMIUM = '/usr/bin/chromium';
-
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--no-first-run',
-];
 
 const DENY = `apiVersion: cilium.io/v2
 kind: CiliumNetworkPolicy
@@ -88,7 +77,6 @@ describe('the browser view of clustermesh up', { timeout: 240_000 }, () => {
     `[data-testid="edge"][data-from="cluster7/default/x-wing"][data-to="${to}"]`;
 
   before(async () => {
-    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: .ci/run installs Debian's chromium`);
     dir = await mkdtemp(join(tmpdir(), 'cm-ui-'));
     up = new UpProcess(dir);
     up.start([
@@ -106,7 +94,7 @@ describe('the browser view of clustermesh up', { timeout: 240_000 }, () => {
       intervalMs: 200,
       message: () => `mesh.json never appeared; up printed:\n${up.log}`,
     });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    browser = await launchChromium();
     page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
   });
 
