@@ -30,7 +30,7 @@ import {
   notFound,
   unsupportedMediaType,
 } from './status.js';
-import { tableRow, toTable } from './tables.js';
+import { partialMetadata, tableCells, tableRow, toTable } from './tables.js';
 import { type CacheEvent, type KindWatchCache, type WatchCaches } from './watch-cache.js';
 import { wantsTable } from './discovery.js';
 
@@ -203,8 +203,16 @@ export class ResourceHandlers {
     const selected = items.filter((o) => matchesFilter(filter, o));
     const resourceVersion = String(revision);
     if (wantsTable(ctx.req.headers.accept ?? '')) {
-      const shown = selected.map((o) => inVersion(r, o));
-      sendJson(ctx.res, 200, toTable(r.kind, shown, resourceVersion, { now: this.now() }));
+      // The Table of `toTable`, serialised row by row: each row's metadata (most of its
+      // bytes) is reused from the last answer that showed the same object.
+      const now = this.now();
+      const empty = JSON.stringify(toTable(r.kind, [], resourceVersion, { now }));
+      const rows = selected.map((o) => {
+        const shown = inVersion(r, o);
+        return `{"cells":${JSON.stringify(tableCells(r.kind, shown, now))},"object":${this.metadataJson(r, o, shown)}}`;
+      });
+      // `"rows":[]` closes the empty Table's JSON.
+      sendJson(ctx.res, 200, `${empty.slice(0, -2)}${rows.join(',')}]}`);
       return;
     }
     // Objects unchanged since the last list are the same (immutable) objects: their JSON is
@@ -234,6 +242,15 @@ export class ResourceHandlers {
   }
 
   private readonly json = new WeakMap<RegistryObject, { groupVersion: string; text: string }>();
+  private readonly metaJson = new WeakMap<RegistryObject, { groupVersion: string; text: string }>();
+
+  private metadataJson(r: ApiResource, o: RegistryObject, shown: RegistryObject): string {
+    const hit = this.metaJson.get(o);
+    if (hit?.groupVersion === r.groupVersion) return hit.text;
+    const text = JSON.stringify(partialMetadata(shown));
+    this.metaJson.set(o, { groupVersion: r.groupVersion, text });
+    return text;
+  }
 
   private encoded(r: ApiResource, o: RegistryObject): string {
     const hit = this.json.get(o);

@@ -248,7 +248,12 @@ export function partialMetadata(o: RegistryObject): PartialObjectMetadata {
 }
 
 export function tableRow(kind: string, o: RegistryObject, now: Date): TableRow {
-  return { cells: columnsOf(kind).map((c) => c.cell(o, now)), object: partialMetadata(o) };
+  return { cells: tableCells(kind, o, now), object: partialMetadata(o) };
+}
+
+/** A row's cells (ages depend on `now`, so they are computed per answer). */
+export function tableCells(kind: string, o: RegistryObject, now: Date): (string | number)[] {
+  return columnsOf(kind).map((c) => c.cell(o, now));
 }
 
 export function toTable(

@@ -310,6 +310,25 @@ void describe('Kubernetes API of clustermesh up (2 clusters, etcd)', { timeout: 
       'list',
     ]);
     assert.match(services, /\[cluster2\]/, services);
+    const inPod = (args: readonly string[]): Promise<string> =>
+      kubectl('cluster1', ['-n', 'kube-system', 'exec', pod, '--', ...args]);
+    assert.match(
+      await inPod(['cilium', 'bpf', 'lb', 'list']),
+      /^SERVICE ADDRESS\s+BACKEND ADDRESS/,
+    );
+    assert.match(
+      await inPod(['cilium', 'bpf', 'ipcache', 'list']),
+      /^127\.2\.\d+\.\d+\/32\s+identity=/m,
+    );
+    assert.match(
+      await inPod(['cilium-dbg', 'identity', 'list']),
+      /k8s:io\.cilium\.k8s\.policy\.cluster=cluster2/,
+    );
+    assert.match(
+      await inPod(['cilium', 'kvstore', 'get', '--recursive', 'cilium/state/nodes/v1/']),
+      /^cilium\/state\/nodes\/v1\/cluster1\/cluster1-node2 => /m,
+    );
+    assert.match(await inPod(['cilium-health', 'status']), /cluster1-node2/);
     // Unknown subcommands fail as cobra fails them; exit code 1 reaches kubectl.
     const bad = await run(
       'kubectl',
