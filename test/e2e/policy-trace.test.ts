@@ -1,9 +1,9 @@
 /**
  * `clustermesh policy trace|get` online, against a real `clustermesh up --example
  * rebel-base` (memory kvstore, 2 clusters × 1 node): the seeds' allow-cross-cluster
- * policy applied to cluster1, then x-wing of cluster1 traced to rebel-base of both
- * clusters by pod and by IP. `up` uses fixed addresses, so this file holds the same lock
- * as up.test.ts while its mesh runs.
+ * policy applied to the first cluster, then its x-wing traced to rebel-base of both
+ * clusters by pod and by IP. The mesh runs on IDs 7–8 (cluster7, cluster8, the seeds'
+ * policy renamed to match) under that block's lock, beside the files on IDs 1–3.
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -55,7 +55,7 @@ describe('policy trace (online, clustermesh up)', { timeout: 240_000 }, () => {
   };
 
   before(async () => {
-    await acquireUpLock();
+    await acquireUpLock(600_000, 7);
     dir = await mkdtemp(join(tmpdir(), 'cm-policy-trace-'));
     stateDir = join(dir, '.clustermesh');
     const up = spawn(
@@ -64,6 +64,8 @@ describe('policy trace (online, clustermesh up)', { timeout: 240_000 }, () => {
         'up',
         '--clusters',
         '2',
+        '--first-cluster-id',
+        '7',
         '--nodes',
         '1',
         '--kvstore',
@@ -93,27 +95,31 @@ describe('policy trace (online, clustermesh up)', { timeout: 240_000 }, () => {
       clearTimeout(t);
     }
     await rm(dir, { recursive: true, force: true });
-    await releaseUpLock();
+    await releaseUpLock(7);
   });
 
-  it('traces x-wing of cluster1 to rebel-base of both clusters', async () => {
+  it('traces x-wing of cluster7 to rebel-base of both clusters', async () => {
     const file = join(dir, 'cross.yaml');
-    await writeFile(file, CROSS);
-    const applied = await cli('apply', '--cluster', 'cluster1', '-f', file);
+    // The seeds' policy, on this file's cluster names.
+    await writeFile(
+      file,
+      CROSS.replaceAll('cluster1', 'cluster7').replaceAll('cluster2', 'cluster8'),
+    );
+    const applied = await cli('apply', '--cluster', 'cluster7', '-f', file);
     assert.equal(applied.code, 0, applied.stderr);
 
     const [xwing] = await eventually(async () => {
-      const p = await podsOf('cluster1', 'x-wing');
-      assert.ok(p.length > 0, 'x-wing pod in cluster1');
+      const p = await podsOf('cluster7', 'x-wing');
+      assert.ok(p.length > 0, 'x-wing pod in cluster7');
       return p;
     }, 60_000);
-    const rebel1 = (await eventually(() => podsOf('cluster1', 'rebel-base'), 60_000))[0];
-    const rebel2 = (await eventually(() => podsOf('cluster2', 'rebel-base'), 60_000))[0];
+    const rebel1 = (await eventually(() => podsOf('cluster7', 'rebel-base'), 60_000))[0];
+    const rebel2 = (await eventually(() => podsOf('cluster8', 'rebel-base'), 60_000))[0];
     assert.ok(
       xwing !== undefined && rebel1 !== undefined && rebel2 !== undefined,
       'xwing !== undefined && rebel1 !== undefined && rebel2 !== undefined',
     );
-    const src = `cluster1/default/${xwing.metadata.name}`;
+    const src = `cluster7/default/${xwing.metadata.name}`;
 
     // Endpoints and identities appear shortly after the pods.
     const toRemote = await eventually(async () => {
@@ -125,7 +131,7 @@ describe('policy trace (online, clustermesh up)', { timeout: 240_000 }, () => {
         '--src-pod',
         src,
         '--dst-pod',
-        `cluster2/default/${rebel2.metadata.name}`,
+        `cluster8/default/${rebel2.metadata.name}`,
         '--dport',
         '80',
       );
@@ -139,9 +145,9 @@ describe('policy trace (online, clustermesh up)', { timeout: 240_000 }, () => {
     assert.equal(toRemote.verdict, 'ALLOWED');
     assert.deepEqual(
       [toRemote.egress.cluster, toRemote.egress.enforced, toRemote.egress.verdict],
-      ['cluster1', true, 'allowed'],
+      ['cluster7', true, 'allowed'],
     );
-    assert.deepEqual([toRemote.ingress.cluster, toRemote.ingress.enforced], ['cluster2', false]);
+    assert.deepEqual([toRemote.ingress.cluster, toRemote.ingress.enforced], ['cluster8', false]);
 
     const toLocal = await cli(
       'policy',
@@ -149,7 +155,7 @@ describe('policy trace (online, clustermesh up)', { timeout: 240_000 }, () => {
       '--src-pod',
       src,
       '--dst-pod',
-      `cluster1/default/${rebel1.metadata.name}`,
+      `cluster7/default/${rebel1.metadata.name}`,
       '--dport',
       '80',
     );
@@ -157,12 +163,12 @@ describe('policy trace (online, clustermesh up)', { timeout: 240_000 }, () => {
     assert.match(toLocal.stdout, /ALLOW CiliumNetworkPolicy default\/allow-cross-cluster/);
     assert.match(toLocal.stdout, /Final verdict: DENIED/);
 
-    // By address: the endpoint owning rebel-base's pod IP in cluster2.
+    // By address: the endpoint owning rebel-base's pod IP in cluster8.
     const ip = rebel2.status?.podIP;
     assert.ok(ip !== undefined, 'ip !== undefined');
     const byIp = await cli('policy', 'trace', '--src-pod', src, '--dst-ip', ip, '--dport', '80');
     assert.equal(byIp.code, 0, byIp.stderr);
-    assert.match(byIp.stdout, new RegExp(`To: +${ip.replaceAll('.', '\\.')} \\(cluster2/default/`));
+    assert.match(byIp.stdout, new RegExp(`To: +${ip.replaceAll('.', '\\.')} \\(cluster8/default/`));
     assert.match(byIp.stdout, /Final verdict: ALLOWED/);
 
     const world = await cli(
@@ -182,32 +188,32 @@ describe('policy trace (online, clustermesh up)', { timeout: 240_000 }, () => {
       'policy',
       'trace',
       '--src-pod',
-      'cluster1/default/nope',
+      'cluster7/default/nope',
       '--dst-ip',
       ip,
       '--dport',
       '80',
     );
     assert.equal(missing.code, 1);
-    assert.match(missing.stderr, /pod cluster1\/default\/nope not found/);
+    assert.match(missing.stderr, /pod cluster7\/default\/nope not found/);
   });
 
   it('policy get lists the policy and its rule', async () => {
-    const r = await cli('policy', 'get', '--cluster', 'cluster1');
+    const r = await cli('policy', 'get', '--cluster', 'cluster7');
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /CiliumNetworkPolicy default\/allow-cross-cluster/);
     assert.match(
       r.stdout,
       /spec\.egress\[0\]: allow egress of \[.*name=x-wing.*\] to .*rebel-base/,
     );
-    const j = await cli('-o', 'json', 'policy', 'get', '--cluster', 'cluster1');
+    const j = await cli('-o', 'json', 'policy', 'get', '--cluster', 'cluster7');
     const doc = JSON.parse(j.stdout) as { items: { metadata: { name: string } }[] };
     assert.deepEqual(
       doc.items.map((i) => i.metadata.name),
       ['allow-cross-cluster'],
     );
-    const empty = await cli('policy', 'get', '--cluster', 'cluster2');
+    const empty = await cli('policy', 'get', '--cluster', 'cluster8');
     assert.equal(empty.code, 0);
-    assert.match(empty.stderr, /No policies in cluster cluster2/);
+    assert.match(empty.stderr, /No policies in cluster cluster8/);
   });
 });
