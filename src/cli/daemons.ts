@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { inKubernetesPod } from '../kubesource/in-cluster.js';
 import type { Logger } from 'pino';
 import type { KvstoreConfig } from '../kvstore/config.js';
 import type { MaxConnectedClusters } from '../keyspace/index.js';
@@ -273,10 +273,7 @@ function k8sKubeconfigOption(): Option {
 /** Kubernetes mode with the flag, or inside a pod (its service account); else the registry. */
 function kubernetesMode(flags: K8sFlags): { kubeconfigPath?: string | undefined } | undefined {
   if (flags.k8sKubeconfigPath !== undefined) return { kubeconfigPath: flags.k8sKubeconfigPath };
-  const inPod =
-    process.env.KUBERNETES_SERVICE_HOST !== undefined &&
-    existsSync('/var/run/secrets/kubernetes.io/serviceaccount/token');
-  return inPod ? {} : undefined;
+  return inKubernetesPod() ? {} : undefined;
 }
 
 export function registerDaemonCommands(program: Command, ctx: CliContext): void {

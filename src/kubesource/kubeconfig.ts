@@ -1,9 +1,7 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { KubeConfig } from '@kubernetes/client-node';
 import { ClusterMeshError, ErrorCode, errorMessage } from '../lib/errors.js';
-
-/** Where a pod finds its ServiceAccount token: its presence means "running in a pod". */
-const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+import { inKubernetesPod } from './in-cluster.js';
 
 function cut(s: string, n = 80): string {
   return s.length > n ? `${s.slice(0, n - 1)}…` : s;
@@ -17,7 +15,7 @@ function cut(s: string, n = 80): string {
 export function loadKubeConfig(path: string | undefined): KubeConfig {
   const kc = new KubeConfig();
   if (path === undefined) {
-    if (process.env.KUBERNETES_SERVICE_HOST === undefined || !existsSync(SERVICE_ACCOUNT_TOKEN)) {
+    if (!inKubernetesPod()) {
       throw new ClusterMeshError(
         ErrorCode.InvalidConfig,
         'Kubernetes mode needs --k8s-kubeconfig-path FILE outside a pod (no in-cluster service account found)',

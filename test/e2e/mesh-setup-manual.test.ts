@@ -10,13 +10,11 @@
  * `--cluster`.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { certificateInfo } from '../../src/certs/index.js';
 import { createBackend, resolveKvstoreConfig } from '../../src/kvstore/config.js';
 import type { Backend } from '../../src/kvstore/backend.js';
@@ -26,33 +24,11 @@ import { startEtcd, type EtcdServer } from '../support/etcd.js';
 import { eventually } from '../support/eventually.js';
 import { DaemonProcess, getJson } from '../support/mesh.js';
 import { freePort } from '../support/ports.js';
+import { runProgram, type CapturedRun } from '../support/cli.js';
 
-const run = promisify(execFile);
 const BIN = fileURLToPath(new URL('../../bin/clustermesh', import.meta.url));
 
-interface Result {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-async function exec(cmd: string, args: readonly string[], cwd: string): Promise<Result> {
-  try {
-    const { stdout, stderr } = await run(cmd, args, {
-      env: { ...process.env, LOG_LEVEL: 'silent', ETCDCTL_API: '3' },
-      cwd,
-      timeout: 90_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string };
-    return {
-      code: typeof e.code === 'number' ? e.code : 1,
-      stdout: e.stdout ?? '',
-      stderr: e.stderr ?? '',
-    };
-  }
-}
+const exec = runProgram;
 
 interface CertsJson {
   readonly cluster: string;
@@ -77,6 +53,28 @@ interface Cluster {
   agent?: DaemonProcess;
   agentUrl?: string;
   backend?: Backend;
+}
+
+/** `mesh enable` for a cluster started by hand, over TLS, with its agent's API. */
+function enableArgs(c: Cluster, state: string): string[] {
+  return [
+    'mesh',
+    'enable',
+    '--context',
+    c.name,
+    '--state-dir',
+    state,
+    '--cluster-id',
+    String(c.id),
+    '--tls-dir',
+    c.tlsDir,
+    '--kvstore-endpoint',
+    `https://127.0.0.1:${c.port}`,
+    '--clustermesh-config',
+    c.configDir,
+    '--agent-api',
+    `${c.name}-node-1=${c.agentUrl ?? ''}`,
+  ];
 }
 
 interface RemoteStatus {
@@ -111,7 +109,7 @@ void describe(
     let dir: string;
     let state: string;
     const clusters: Cluster[] = [];
-    const cli = (args: readonly string[]): Promise<Result> => exec(BIN, args, dir);
+    const cli = (args: readonly string[]): Promise<CapturedRun> => exec(BIN, args, dir);
 
     before(async () => {
       dir = await mkdtemp(join(tmpdir(), 'cm-manual-'));
@@ -271,24 +269,7 @@ void describe(
         c.agent.start();
       }
       for (const c of clusters) {
-        const r = await cli([
-          'mesh',
-          'enable',
-          '--context',
-          c.name,
-          '--state-dir',
-          state,
-          '--cluster-id',
-          String(c.id),
-          '--tls-dir',
-          c.tlsDir,
-          '--kvstore-endpoint',
-          `https://127.0.0.1:${c.port}`,
-          '--clustermesh-config',
-          c.configDir,
-          '--agent-api',
-          `${c.name}-node-1=${c.agentUrl ?? ''}`,
-        ]);
+        const r = await cli(enableArgs(c, state));
         assert.equal(r.code, 0, r.stderr);
         assert.match(
           r.stdout,
@@ -495,24 +476,7 @@ void describe(
       const [c1, c2] = [get(0), get(1)];
       const files = ['ca.key', 'server.crt', 'remote.crt', `admin-${c1.name}.key`];
       const kept = await Promise.all(files.map((f) => readFile(join(c1.tlsDir, f), 'utf8')));
-      const again = await cli([
-        'mesh',
-        'enable',
-        '--context',
-        c1.name,
-        '--state-dir',
-        state,
-        '--cluster-id',
-        String(c1.id),
-        '--tls-dir',
-        c1.tlsDir,
-        '--kvstore-endpoint',
-        `https://127.0.0.1:${c1.port}`,
-        '--clustermesh-config',
-        c1.configDir,
-        '--agent-api',
-        `${c1.name}-node-1=${c1.agentUrl ?? ''}`,
-      ]);
+      const again = await cli(enableArgs(c1, state));
       assert.equal(again.code, 0, again.stderr);
       assert.deepEqual(
         await Promise.all(files.map((f) => readFile(join(c1.tlsDir, f), 'utf8'))),

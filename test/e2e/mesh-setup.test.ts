@@ -6,20 +6,18 @@
  * and `certs rotate` picked up without losing an entry or a connection.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readFile, mkdtemp, rm, stat, writeFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { createCA, issueCert, loadCA } from '../../src/certs/index.js';
 import { readMeshState } from '../../src/localmesh/mesh-state.js';
 import { eventually } from '../support/eventually.js';
 import { UpProcess } from '../support/up-process.js';
 import { acquireUpLock, releaseUpLock } from '../support/up-lock.js';
+import { runProgram, type CapturedRun } from '../support/cli.js';
 
-const run = promisify(execFile);
 const BIN = fileURLToPath(new URL('../../bin/clustermesh', import.meta.url));
 const CLUSTERS = ['cluster1', 'cluster2', 'cluster3'];
 
@@ -29,29 +27,7 @@ const lockHeld = process.env.CLUSTERMESH_UP_LOCK_HELD === '1';
 before(() => (lockHeld ? undefined : acquireUpLock()));
 after(() => (lockHeld ? undefined : releaseUpLock()));
 
-interface Result {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-async function exec(cmd: string, args: readonly string[], cwd: string): Promise<Result> {
-  try {
-    const { stdout, stderr } = await run(cmd, args, {
-      env: { ...process.env, LOG_LEVEL: 'silent', ETCDCTL_API: '3' },
-      cwd,
-      timeout: 90_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string };
-    return {
-      code: typeof e.code === 'number' ? e.code : 1,
-      stdout: e.stdout ?? '',
-      stderr: e.stderr ?? '',
-    };
-  }
-}
+const exec = runProgram;
 
 void describe(
   'the seeds’ setup: up --no-connect, enable, connect, status --wait',
@@ -62,7 +38,7 @@ void describe(
     const up = (): UpProcess => upProc;
     let upProc: UpProcess;
 
-    const cli = (args: readonly string[]): Promise<Result> => exec(BIN, args, dir);
+    const cli = (args: readonly string[]): Promise<CapturedRun> => exec(BIN, args, dir);
     const etcdDir = (c: string): string => join(state, c, 'etcd');
     const configDir = (c: string): string => join(state, c, 'clustermesh');
     const status = async (): Promise<string> => (await cli(['mesh', 'status'])).stdout;
