@@ -3,7 +3,7 @@
  * --nodes 2 --kvstore etcd --example rebel-base`. A healthy mesh passes every check; then
  * each injected fault turns exactly the right check red with the right hint, and
  * `--wait` sees the mesh green again once the fault is undone. The health matrix comes
- * last, as it kills cluster2. The mesh is `up`'s default: etcd over TLS with Cilium's users,
+ * last, as it kills cluster8. The mesh is `up`'s default: etcd over TLS with Cilium's users,
  * remotes reached as `<cluster>.mesh.cilium.io` through host aliases. More TLS and auth
  * faults (expiry, a user allowed to write) are in test/integration/troubleshoot-tls.test.ts.
  * `up` binds fixed addresses: this file holds the up lock (test/support/up-lock.ts).
@@ -54,10 +54,10 @@ function find(r: TroubleshootReport, id: string, node?: string): Check {
 
 // Taken outside the suite: waiting for another file's mesh must not eat the suite's timeout.
 before(async () => {
-  await acquireUpLock(1_800_000);
+  await acquireUpLock(1_800_000, 7);
 });
 after(async () => {
-  await releaseUpLock();
+  await releaseUpLock(7);
 });
 
 describe('troubleshoot and health status on clustermesh up (etcd)', { timeout: 420_000 }, () => {
@@ -135,7 +135,19 @@ describe('troubleshoot and health status on clustermesh up (etcd)', { timeout: 4
     dir = await mkdtemp(join(tmpdir(), 'cm-troubleshoot-'));
     child = spawn(
       BIN,
-      ['up', '--clusters', '2', '--nodes', '2', '--kvstore', 'etcd', '--example', 'rebel-base'],
+      [
+        'up',
+        '--first-cluster-id',
+        '7',
+        '--clusters',
+        '2',
+        '--nodes',
+        '2',
+        '--kvstore',
+        'etcd',
+        '--example',
+        'rebel-base',
+      ],
       { cwd: dir, env: { ...process.env, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] },
     );
     child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
@@ -173,8 +185,8 @@ describe('troubleshoot and health status on clustermesh up (etcd)', { timeout: 4
     assert.equal(report.summary.ok + report.summary.warn, report.checks.length);
     // Per pair: the config file, each step of the connection, then per agent its view.
     for (const [cluster, remote] of [
-      ['cluster1', 'cluster2'],
-      ['cluster2', 'cluster1'],
+      ['cluster7', 'cluster8'],
+      ['cluster8', 'cluster7'],
     ] as const) {
       const ids = report.checks
         .filter((c) => c.cluster === cluster && c.remote === remote && c.node === undefined)
@@ -216,18 +228,18 @@ describe('troubleshoot and health status on clustermesh up (etcd)', { timeout: 4
     ]) {
       assert.equal(report.checks.filter((c) => c.id === id).length, 2, id);
     }
-    const sync = find(report, 'sync.nodes', 'cluster1-node1');
+    const sync = find(report, 'sync.nodes', 'cluster7-node1');
     assert.match(
       sync.message,
       /^synced in \d+ ms; canary present; last event .*, last heartbeat .*/,
     );
     assert.match(
-      find(report, 'consistency.global-services', 'cluster1-node1').message,
-      /default\/rebel-base: 2 backends from cluster2/,
+      find(report, 'consistency.global-services', 'cluster7-node1').message,
+      /default\/rebel-base: 2 backends from cluster8/,
     );
     assert.match(
       find(report, 'connection.resolve').message,
-      /^cluster2\.mesh\.cilium\.io → 127\.2\.128\.2 \(host alias, hostaliases\.yaml\)$/,
+      /^cluster8\.mesh\.cilium\.io → 127\.8\.128\.2 \(host alias, hostaliases\.yaml\)$/,
     );
     assert.match(find(report, 'connection.tls').message, /^TLSv1\.[23] .*server CN=/);
     assert.match(find(report, 'connection.auth').message, /^user remote: .*read-only/);
@@ -240,22 +252,22 @@ describe('troubleshoot and health status on clustermesh up (etcd)', { timeout: 4
       ['cluster', 'id', 'message', 'status'],
     );
 
-    const text = await cli(['troubleshoot', '--cluster', 'cluster1']);
+    const text = await cli(['troubleshoot', '--cluster', 'cluster7']);
     assert.equal(text.code, 0, text.stderr);
     assert.match(
       text.stdout,
-      /^Cluster cluster1:\n {2}✅ agent\.api: \[cluster1-node1\] agent API http:\/\/127\.1\.0\.1:\d+ answers/,
+      /^Cluster cluster7:\n {2}✅ agent\.api: \[cluster7-node1\] agent API http:\/\/127\.7\.0\.1:\d+ answers/,
     );
-    assert.match(text.stdout, /\n {2}Remote cluster cluster2:\n {4}✅ config\.remote-file: /);
+    assert.match(text.stdout, /\n {2}Remote cluster cluster8:\n {4}✅ config\.remote-file: /);
     assert.match(text.stdout, /✅ connection\.tls: TLSv1/);
     assert.match(text.stdout, /\nSummary: \d+ ✅ {2}0 ⚠️ {2}0 ❌\n$/);
-    assert.doesNotMatch(text.stdout, /Cluster cluster2:/);
+    assert.doesNotMatch(text.stdout, /Cluster cluster8:/);
   });
 
   it("a stale and a missing key in the remote etcd, behind the agent's back: consistency.nodes lists them", async () => {
-    const prefix = 'cilium/state/nodes/v1/cluster2';
+    const prefix = 'cilium/state/nodes/v1/cluster8';
     const real = JSON.parse(
-      await etcdctl('cluster2', ['get', `${prefix}/cluster2-node1`, '--print-value-only']),
+      await etcdctl('cluster8', ['get', `${prefix}/cluster8-node1`, '--print-value-only']),
     ) as Record<string, unknown>;
     const ghost = (name: string, ip: string): string =>
       JSON.stringify({
@@ -266,148 +278,148 @@ describe('troubleshoot and health status on clustermesh up (etcd)', { timeout: 4
       });
     const stale = `${prefix}/ghost-stale`;
     const missing = `${prefix}/ghost-missing`;
-    await etcdctl('cluster2', ['put', stale, ghost('ghost-stale', '127.2.0.200')]);
-    for (const a of agents('cluster1')) {
+    await etcdctl('cluster8', ['put', stale, ghost('ghost-stale', '127.8.0.200')]);
+    for (const a of agents('cluster7')) {
       await eventually(async () => {
         assert.ok(
-          (await agentKeys(a.api, 'cluster2', 'nodes')).includes(stale),
+          (await agentKeys(a.api, 'cluster8', 'nodes')).includes(stale),
           'agent learnt the key',
         );
       }, 20_000);
-      await agentFault(a.api, 'drop-events', { remote: 'cluster2' });
+      await agentFault(a.api, 'drop-events', { remote: 'cluster8' });
     }
-    await etcdctl('cluster2', ['del', stale]);
-    await etcdctl('cluster2', ['put', missing, ghost('ghost-missing', '127.2.0.201')]);
+    await etcdctl('cluster8', ['del', stale]);
+    await etcdctl('cluster8', ['put', missing, ghost('ghost-missing', '127.8.0.201')]);
 
-    const { code, report } = await troubleshoot(['--cluster', 'cluster1', 'cluster2']);
+    const { code, report } = await troubleshoot(['--cluster', 'cluster7', 'cluster8']);
     assert.equal(code, 1);
     assert.deepEqual(failing(report), [
-      'consistency.nodes cluster1→cluster2 @cluster1-node1',
-      'consistency.nodes cluster1→cluster2 @cluster1-node2',
+      'consistency.nodes cluster7→cluster8 @cluster7-node1',
+      'consistency.nodes cluster7→cluster8 @cluster7-node2',
     ]);
-    const c = find(report, 'consistency.nodes', 'cluster1-node1');
+    const c = find(report, 'consistency.nodes', 'cluster7-node1');
     assert.deepEqual(c.details?.stale, [stale]);
     assert.deepEqual(c.details.missing, [missing]);
     assert.match(
       c.message,
-      /^3 keys in cluster2's etcd, 3 in the agent's view; stale \(gone from cluster2, still held\): cilium\/state\/nodes\/v1\/cluster2\/ghost-stale; missing \(in cluster2, not held\): cilium\/state\/nodes\/v1\/cluster2\/ghost-missing$/,
+      /^3 keys in cluster8's etcd, 3 in the agent's view; stale \(gone from cluster8, still held\): cilium\/state\/nodes\/v1\/cluster8\/ghost-stale; missing \(in cluster8, not held\): cilium\/state\/nodes\/v1\/cluster8\/ghost-missing$/,
     );
     assert.match(c.hint ?? '', /diverged/);
-    const text = await cli(['troubleshoot', '--cluster', 'cluster1']);
+    const text = await cli(['troubleshoot', '--cluster', 'cluster7']);
     assert.equal(text.code, 1);
     assert.match(
       text.stdout,
-      /❌ consistency\.nodes: \[cluster1-node1\] .*ghost-stale.*ghost-missing\n\s+💡 /,
+      /❌ consistency\.nodes: \[cluster7-node1\] .*ghost-stale.*ghost-missing\n\s+💡 /,
     );
 
-    for (const a of agents('cluster1'))
-      await agentFault(a.api, 'resume-events', { remote: 'cluster2' });
+    for (const a of agents('cluster7'))
+      await agentFault(a.api, 'resume-events', { remote: 'cluster8' });
     // Undone through the watch: re-create then delete the stale key, delete the other.
-    await etcdctl('cluster2', ['put', stale, ghost('ghost-stale', '127.2.0.200')]);
-    await etcdctl('cluster2', ['del', stale]);
-    await etcdctl('cluster2', ['del', missing]);
+    await etcdctl('cluster8', ['put', stale, ghost('ghost-stale', '127.8.0.200')]);
+    await etcdctl('cluster8', ['del', stale]);
+    await etcdctl('cluster8', ['del', missing]);
     await greenAgain();
   });
 
   it("a remote pod IP removed from the agent's view: consistency.ipcache names it (it would be world)", async () => {
-    const pods = (await (await fetch(`${state.control}/v1/pods?cluster=cluster2`)).json()) as {
+    const pods = (await (await fetch(`${state.control}/v1/pods?cluster=cluster8`)).json()) as {
       name: string;
       ip: string;
     }[];
     const ip = pods.find((p) => p.name.startsWith('rebel-base-'))?.ip ?? '';
     assert.notEqual(ip, '');
-    const node1 = agents('cluster1')[0];
-    assert.ok(node1 !== undefined, 'cluster1-node1');
+    const node1 = agents('cluster7')[0];
+    assert.ok(node1 !== undefined, 'cluster7-node1');
     await agentFault(node1.api, 'forget-ip', { ip });
     const { code, report } = await troubleshoot();
     assert.equal(code, 1);
-    assert.deepEqual(failing(report), ['consistency.ipcache cluster1→cluster2 @cluster1-node1']);
-    const c = find(report, 'consistency.ipcache', 'cluster1-node1');
+    assert.deepEqual(failing(report), ['consistency.ipcache cluster7→cluster8 @cluster7-node1']);
+    const c = find(report, 'consistency.ipcache', 'cluster7-node1');
     assert.deepEqual(c.details?.missing, [ip]);
     assert.match(
       c.message,
       new RegExp(
-        `^1 of \\d+ cluster2 endpoint IPs missing from the ipcache \\(policy sees them as world\\): ${ip.replace(/\./g, '\\.')}$`,
+        `^1 of \\d+ cluster8 endpoint IPs missing from the ipcache \\(policy sees them as world\\): ${ip.replace(/\./g, '\\.')}$`,
       ),
     );
     // The remote re-announces it (same value, new revision): the agent learns it again.
     const key = `cilium/state/ip/v1/default/${ip}`;
-    await etcdctl('cluster2', [
+    await etcdctl('cluster8', [
       'put',
       key,
-      (await etcdctl('cluster2', ['get', key, '--print-value-only'])).trim(),
+      (await etcdctl('cluster8', ['get', key, '--print-value-only'])).trim(),
     ]);
     await greenAgain();
   });
 
   it('overlapping pod CIDRs: config.pod-cidrs fails in both clusters, naming both nodes', async () => {
     const own = JSON.parse(
-      await etcdctl('cluster1', [
+      await etcdctl('cluster7', [
         'get',
-        'cilium/state/nodes/v1/cluster1/cluster1-node1',
+        'cilium/state/nodes/v1/cluster7/cluster7-node1',
         '--print-value-only',
       ]),
     ) as Record<string, unknown>;
     const real = JSON.parse(
-      await etcdctl('cluster2', [
+      await etcdctl('cluster8', [
         'get',
-        'cilium/state/nodes/v1/cluster2/cluster2-node1',
+        'cilium/state/nodes/v1/cluster8/cluster8-node1',
         '--print-value-only',
       ]),
     ) as Record<string, unknown>;
-    const key = 'cilium/state/nodes/v1/cluster2/overlap';
-    await etcdctl('cluster2', [
+    const key = 'cilium/state/nodes/v1/cluster8/overlap';
+    await etcdctl('cluster8', [
       'put',
       key,
       JSON.stringify({
         ...real,
         Name: 'overlap',
-        IPAddresses: [{ Type: 'InternalIP', IP: '127.2.0.202' }],
+        IPAddresses: [{ Type: 'InternalIP', IP: '127.8.0.202' }],
         IPv4AllocCIDR: own.IPv4AllocCIDR,
       }),
     ]);
     await eventually(async () => {
       const { report } = await troubleshoot();
       assert.deepEqual(failing(report), [
-        'config.pod-cidrs cluster1→ @',
-        'config.pod-cidrs cluster2→ @',
+        'config.pod-cidrs cluster7→ @',
+        'config.pod-cidrs cluster8→ @',
       ]);
       const c = find(report, 'config.pod-cidrs');
       assert.match(
         c.message,
-        /127\.1\.1\.0\/24 of cluster\d\/(overlap|cluster1-node1) overlaps 127\.1\.1\.0\/24 of cluster\d\/(overlap|cluster1-node1)/,
+        /127\.7\.1\.0\/24 of cluster\d\/(overlap|cluster7-node1) overlaps 127\.7\.1\.0\/24 of cluster\d\/(overlap|cluster7-node1)/,
       );
       assert.match(c.hint ?? '', /Pod CIDRs must be unique across the mesh/);
     }, 30_000);
-    await etcdctl('cluster2', ['del', key]);
+    await etcdctl('cluster8', ['del', key]);
     await greenAgain();
   });
 
   it('a remote advertising a cluster ID already in use: config.cluster-id-unique fails for that pair only', async () => {
-    const etcd = await startEtcd({ name: 'ts-cluster3' });
+    const etcd = await startEtcd({ name: 'ts-cluster9' });
     extraEtcds.push(etcd);
     await run('etcdctl', [
       `--endpoints=${etcd.clientUrl}`,
       'put',
-      'cilium/cluster-config/cluster3',
-      JSON.stringify({ id: 2, capabilities: { syncCanaries: true, maxConnectedClusters: 255 } }),
+      'cilium/cluster-config/cluster9',
+      JSON.stringify({ id: 8, capabilities: { syncCanaries: true, maxConnectedClusters: 255 } }),
     ]);
-    const file = join(dir, '.clustermesh', 'cluster1', 'clustermesh', 'cluster3');
+    const file = join(dir, '.clustermesh', 'cluster7', 'clustermesh', 'cluster9');
     await writeFile(file, `endpoints:\n  - ${etcd.clientUrl}\n`);
     try {
       await eventually(async () => {
-        const { code, report } = await troubleshoot(['--cluster', 'cluster1']);
+        const { code, report } = await troubleshoot(['--cluster', 'cluster7']);
         assert.equal(code, 1);
-        assert.deepEqual(failing(report), ['config.cluster-id-unique cluster1→cluster3 @']);
+        assert.deepEqual(failing(report), ['config.cluster-id-unique cluster7→cluster9 @']);
         const c = report.checks.find(
-          (x) => x.id === 'config.cluster-id-unique' && x.remote === 'cluster3',
+          (x) => x.id === 'config.cluster-id-unique' && x.remote === 'cluster9',
         );
-        assert.equal(c?.message, 'cluster3 advertises cluster ID 2, which cluster2 uses');
+        assert.equal(c?.message, 'cluster9 advertises cluster ID 8, which cluster8 uses');
         assert.match(c.hint ?? '', /own cluster ID/);
         assert.equal(c.log, 'cannot reserve the cluster ID of the remote cluster');
-        // cluster2, connected first, keeps its ID.
+        // cluster8, connected first, keeps its ID.
         assert.equal(
-          report.checks.find((x) => x.id === 'config.cluster-id-unique' && x.remote === 'cluster2')
+          report.checks.find((x) => x.id === 'config.cluster-id-unique' && x.remote === 'cluster8')
             ?.status,
           'ok',
         );
@@ -422,21 +434,21 @@ describe('troubleshoot and health status on clustermesh up (etcd)', { timeout: 4
     const file = join(
       dir,
       '.clustermesh',
-      'cluster1',
+      'cluster7',
       'clustermesh',
-      'cluster2.etcd-client-ca.crt',
+      'cluster8.etcd-client-ca.crt',
     );
     const good = await readFile(file, 'utf8');
-    const c1 = state.clusters.find((x) => x.name === 'cluster1');
-    assert.ok(c1?.etcdDir !== undefined, 'cluster1 has a TLS etcd directory');
-    // cluster1's own CA: valid, but not the one that signed cluster2's etcd certificate.
-    await writeFile(file, await readFile(clusterCertFiles(c1.etcdDir, 'cluster1').caFile, 'utf8'));
+    const c1 = state.clusters.find((x) => x.name === 'cluster7');
+    assert.ok(c1?.etcdDir !== undefined, 'cluster7 has a TLS etcd directory');
+    // cluster7's own CA: valid, but not the one that signed cluster8's etcd certificate.
+    await writeFile(file, await readFile(clusterCertFiles(c1.etcdDir, 'cluster7').caFile, 'utf8'));
     try {
-      const { code, report } = await troubleshoot(['--cluster', 'cluster1']);
+      const { code, report } = await troubleshoot(['--cluster', 'cluster7']);
       assert.equal(code, 1);
-      assert.deepEqual(failing(report), ['connection.tls cluster1→cluster2 @']);
+      assert.deepEqual(failing(report), ['connection.tls cluster7→cluster8 @']);
       const c = find(report, 'connection.tls');
-      assert.match(c.message, /^CA mismatch at https:\/\/cluster2\.mesh\.cilium\.io:\d+: /);
+      assert.match(c.message, /^CA mismatch at https:\/\/cluster8\.mesh\.cilium\.io:\d+: /);
       assert.match(c.hint ?? '', /share a CA/);
       assert.equal(find(report, 'connection.tcp').status, 'ok');
     } finally {
@@ -446,19 +458,19 @@ describe('troubleshoot and health status on clustermesh up (etcd)', { timeout: 4
   });
 
   it('a missing remote config file: config.remote-file fails with the path to write', async () => {
-    const file = join(dir, '.clustermesh', 'cluster1', 'clustermesh', 'cluster2');
+    const file = join(dir, '.clustermesh', 'cluster7', 'clustermesh', 'cluster8');
     const content = await readFile(file, 'utf8');
     await unlink(file);
     try {
       const { code, report } = await troubleshoot();
       assert.equal(code, 1);
-      assert.deepEqual(failing(report), ['config.remote-file cluster1→cluster2 @']);
+      assert.deepEqual(failing(report), ['config.remote-file cluster7→cluster8 @']);
       const c = find(report, 'config.remote-file');
       assert.match(
         c.message,
-        /^no configuration for cluster2: .*cluster1\/clustermesh\/cluster2 not found/,
+        /^no configuration for cluster8: .*cluster7\/clustermesh\/cluster8 not found/,
       );
-      assert.match(c.hint ?? '', /Write cluster2's etcd config/);
+      assert.match(c.hint ?? '', /Write cluster8's etcd config/);
       assert.equal(c.log, 'remote cluster added');
     } finally {
       await writeFile(file, content);
@@ -468,18 +480,18 @@ describe('troubleshoot and health status on clustermesh up (etcd)', { timeout: 4
 
   it('a stopped remote etcd: connection.etcd fails, then --wait sees it recover', async () => {
     const fault = async (action: string): Promise<void> => {
-      const res = await fetch(`${state.control}/v1/fault?cluster=cluster2&action=${action}`, {
+      const res = await fetch(`${state.control}/v1/fault?cluster=cluster8&action=${action}`, {
         method: 'POST',
       });
       assert.equal(res.status, 200, await res.text());
     };
     await fault('freeze-kvstore');
     try {
-      const { code, report } = await troubleshoot(['--cluster', 'cluster1']);
+      const { code, report } = await troubleshoot(['--cluster', 'cluster7']);
       assert.equal(code, 1);
-      assert.deepEqual(failing(report), ['connection.etcd cluster1→cluster2 @']);
+      assert.deepEqual(failing(report), ['connection.etcd cluster7→cluster8 @']);
       const c = find(report, 'connection.etcd');
-      assert.match(c.message, /^cluster2's etcd does not answer: /);
+      assert.match(c.message, /^cluster8's etcd does not answer: /);
       assert.match(c.hint ?? '', /etcd running/);
       assert.equal(find(report, 'connection.tcp').status, 'ok');
     } finally {
@@ -494,26 +506,26 @@ describe('troubleshoot and health status on clustermesh up (etcd)', { timeout: 4
       file,
       'apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExport\nmetadata:\n  name: rebel-base\n  namespace: default\n',
     );
-    for (const c of ['cluster1', 'cluster2']) {
+    for (const c of ['cluster7', 'cluster8']) {
       const r = await cli(['apply', '--cluster', c, '-f', file]);
       assert.equal(r.code, 0, r.stderr);
     }
     try {
       await eventually(async () => {
-        const { code, report } = await troubleshoot(['--cluster', 'cluster1']);
+        const { code, report } = await troubleshoot(['--cluster', 'cluster7']);
         assert.equal(code, 0, JSON.stringify(failing(report)));
         assert.match(
-          find(report, 'consistency.global-services', 'cluster1-node1').message,
-          /default\/derived-[0-9a-v]{10} \(MCS-API default\/rebel-base\): 2 backends from cluster2/,
+          find(report, 'consistency.global-services', 'cluster7-node1').message,
+          /default\/derived-[0-9a-v]{10} \(MCS-API default\/rebel-base\): 2 backends from cluster8/,
         );
         // Each resource has its own last-event age.
         assert.match(
-          find(report, 'sync.services', 'cluster1-node1').message,
+          find(report, 'sync.services', 'cluster7-node1').message,
           /; last event \d+(\.\d)? m?s ago, last heartbeat /,
         );
       }, 30_000);
     } finally {
-      for (const c of ['cluster1', 'cluster2']) {
+      for (const c of ['cluster7', 'cluster8']) {
         await cli(['delete', '--cluster', c, '-f', file]);
       }
     }
@@ -532,10 +544,10 @@ describe('troubleshoot and health status on clustermesh up (etcd)', { timeout: 4
         assert.deepEqual(
           e.status.nodes.map((n) => `${n.cluster}/${n.name} ${n.status}`),
           [
-            'cluster1/cluster1-node1 ok',
-            'cluster1/cluster1-node2 ok',
-            'cluster2/cluster2-node1 ok',
-            'cluster2/cluster2-node2 ok',
+            'cluster7/cluster7-node1 ok',
+            'cluster7/cluster7-node2 ok',
+            'cluster8/cluster8-node1 ok',
+            'cluster8/cluster8-node2 ok',
           ],
         );
         for (const n of e.status.nodes) {
@@ -552,34 +564,34 @@ describe('troubleshoot and health status on clustermesh up (etcd)', { timeout: 4
     const text = await cli(['health', 'status']);
     assert.match(
       text.stdout,
-      /^Probes from cluster1\/cluster1-node1:\nProbe time: {3}\S+\nNodes:\n {2}cluster1\/cluster1-node1 \(localhost\):\n {4}Host connectivity to 127\.1\.0\.1:\n {6}HTTP to agent: {3}OK, RTT p50=/,
+      /^Probes from cluster7\/cluster7-node1:\nProbe time: {3}\S+\nNodes:\n {2}cluster7\/cluster7-node1 \(localhost\):\n {4}Host connectivity to 127\.7\.0\.1:\n {6}HTTP to agent: {3}OK, RTT p50=/,
     );
     assert.match(text.stdout, /\nSummary: 16\/16 node probes OK, 0 agent\(s\) unreachable\n$/);
 
-    const res = await fetch(`${state.control}/v1/fault?cluster=cluster2&action=crash-cluster`, {
+    const res = await fetch(`${state.control}/v1/fault?cluster=cluster8&action=crash-cluster`, {
       method: 'POST',
     });
     assert.equal(res.status, 200);
     await eventually(async () => {
       const r = await cli(['health', 'status', '-o', 'json']);
       entries = JSON.parse(r.stdout) as HealthReportEntry[];
-      for (const e of entries.filter((x) => x.cluster === 'cluster1')) {
+      for (const e of entries.filter((x) => x.cluster === 'cluster7')) {
         const byName = new Map((e.status?.nodes ?? []).map((n) => [n.name, n]));
-        assert.equal(byName.get('cluster1-node2')?.status, 'ok');
-        for (const n of ['cluster2-node1', 'cluster2-node2']) {
+        assert.equal(byName.get('cluster7-node2')?.status, 'ok');
+        for (const n of ['cluster8-node1', 'cluster8-node2']) {
           assert.equal(byName.get(n)?.status, 'failed', n);
           assert.match(byName.get(n)?.lastError ?? '', /ECONNREFUSED/);
         }
       }
-      for (const e of entries.filter((x) => x.cluster === 'cluster2')) {
+      for (const e of entries.filter((x) => x.cluster === 'cluster8')) {
         assert.equal(e.status, undefined);
         assert.match(e.error ?? '', /ECONNREFUSED|fetch failed/);
       }
     }, 30_000);
-    const after = await cli(['health', 'status', '--node', 'cluster1/cluster1-node1']);
+    const after = await cli(['health', 'status', '--node', 'cluster7/cluster7-node1']);
     assert.match(
       after.stdout,
-      /cluster2\/cluster2-node1:\n {4}Host connectivity to 127\.2\.0\.1:\n {6}HTTP to agent: {3}FAILED, RTT p50=\S+ p95=\S+ p99=\S+\n {6}Last error: {6}.*ECONNREFUSED/,
+      /cluster8\/cluster8-node1:\n {4}Host connectivity to 127\.8\.0\.1:\n {6}HTTP to agent: {3}FAILED, RTT p50=\S+ p95=\S+ p99=\S+\n {6}Last error: {6}.*ECONNREFUSED/,
     );
   });
 });
