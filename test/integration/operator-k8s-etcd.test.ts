@@ -139,6 +139,7 @@ describe(
     let operatorConfig: string;
     let operator: DaemonProcess;
     let healthUrl: string;
+    let meshDir: string;
 
     const kubectl = async (args: readonly string[], input?: string): Promise<string> => {
       const file = join(dir, `in-${Math.random().toString(36).slice(2)}.yaml`);
@@ -217,7 +218,7 @@ describe(
         log: silentLogger,
       });
       await api1.start();
-      const meshDir = join(dir, 'clustermesh');
+      meshDir = join(dir, 'clustermesh');
       await run('mkdir', ['-p', meshDir]);
       await etcd1.writeClientConfig(join(meshDir, 'cluster1'));
 
@@ -453,6 +454,56 @@ describe(
       assert.ok(writer.status().conflicts > 0, `a 409 was met: ${JSON.stringify(writer.status())}`);
       assert.equal(await writer.delete('EndpointSlice', 'default', 'no-such-slice'), false);
       assert.equal(writer.status().failures, 0, JSON.stringify(writer.status()));
+    });
+
+    it('KVStoreMesh with --k8s-kubeconfig-path reports whether the API server answers', async () => {
+      const health = await freePort('127.0.0.1');
+      const kvm = new DaemonProcess(
+        'kvstoremesh',
+        [
+          'kvstoremesh',
+          '--cluster-name',
+          'cluster2',
+          '--cluster-id',
+          '2',
+          '--kvstore-opt',
+          `etcd.address=${etcd2.clientUrl}`,
+          '--clustermesh-config',
+          meshDir,
+          '--health-addr',
+          `127.0.0.1:${health}`,
+          '--k8s-kubeconfig-path',
+          operatorConfig,
+        ],
+        join(dir, 'kvstoremesh.log'),
+      );
+      kvm.start();
+      const url = `http://127.0.0.1:${health}/status`;
+      type KvmStatus = {
+        kubernetes?: { connected: boolean; version?: string; lastError?: string };
+      };
+      try {
+        await eventually(async () => {
+          const st = await getJson<KvmStatus>(url);
+          assert.equal(st.kubernetes?.connected, true, JSON.stringify(st));
+          assert.match(st.kubernetes.version ?? '', /^v1\./);
+        }, 30_000).catch(async (err: unknown) => {
+          throw new Error(`${String(err)}\n${await kvm.logTail(30)}`);
+        });
+        await proxy.block();
+        await eventually(async () => {
+          const st = await getJson<KvmStatus>(url);
+          assert.equal(st.kubernetes?.connected, false, JSON.stringify(st));
+          assert.match(st.kubernetes.lastError ?? '', /ECONNREFUSED|ECONNRESET|socket/);
+        }, 20_000);
+        await proxy.unblock();
+        await eventually(async () => {
+          assert.equal((await getJson<KvmStatus>(url)).kubernetes?.connected, true);
+        }, 20_000);
+      } finally {
+        await proxy.unblock();
+        await kvm.stop();
+      }
     });
   },
 );
