@@ -353,7 +353,7 @@ void describe(
       }, 20_000);
       await eventually(async () => {
         assert.deepEqual(
-          await answering(C2, 'echo.default.svc.clusterset.local', [C1, C2], 3),
+          await answering(C2, 'echo.default.svc.clusterset.local', [C1, C2], 2),
           [C1],
           'cluster8 reaches the only exporter',
         );
