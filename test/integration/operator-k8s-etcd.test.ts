@@ -17,6 +17,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { Apiserver } from '../../src/apiserver/module.js';
 import { freePort } from '../../src/etcd/index.js';
@@ -36,6 +37,7 @@ import { TcpProxy } from '../support/tcp-proxy.js';
 import { createCA, issueCert, loopbackServerCertOptions } from '../support/tls.js';
 
 const run = promisify(execFile);
+const BIN = fileURLToPath(new URL('../../bin/clustermesh', import.meta.url));
 
 interface Condition {
   readonly type: string;
@@ -504,6 +506,41 @@ describe(
         await proxy.unblock();
         await kvm.stop();
       }
+    });
+
+    it('refuses a missing kubeconfig in one line; the help says what KVStoreMesh does with one', async () => {
+      const r = await run(
+        process.execPath,
+        [
+          BIN,
+          'operator',
+          '--cluster-name',
+          'cluster2',
+          '--cluster-id',
+          '2',
+          '--kvstore-opt',
+          `etcd.address=${etcd2.clientUrl}`,
+          '--k8s-kubeconfig-path',
+          join(dir, 'missing'),
+        ],
+        { env: { ...process.env, LOG_LEVEL: 'silent' }, timeout: 30_000 },
+      ).then(
+        () => ({ code: 0, stderr: '' }),
+        (err: unknown) => {
+          const e = err as { code?: number; stderr?: string };
+          return { code: e.code ?? -1, stderr: e.stderr ?? '' };
+        },
+      );
+      assert.notEqual(r.code, 0, 'refused');
+      assert.match(r.stderr, /--k8s-kubeconfig-path .*missing: ENOENT/);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      const help = await run(process.execPath, [BIN, 'kvstoremesh', '--help'], {
+        env: { ...process.env, LOG_LEVEL: 'silent' },
+      });
+      assert.match(
+        help.stdout.replace(/\s+/g, ' '),
+        /--k8s-kubeconfig-path <file> Kubernetes mode: KVStoreMesh reads no Kubernetes object/,
+      );
     });
   },
 );
