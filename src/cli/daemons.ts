@@ -263,11 +263,10 @@ interface K8sFlags {
 }
 
 /** Cilium's flag: read the cluster's objects from a Kubernetes API server. */
-function k8sKubeconfigOption(): Option {
-  return new Option(
-    '--k8s-kubeconfig-path <file>',
-    "Kubernetes mode: read the cluster's objects from the API server this kubeconfig names (in a pod: its in-cluster config without the flag)",
-  );
+function k8sKubeconfigOption(
+  description = "Kubernetes mode: read the cluster's objects from the API server this kubeconfig names (in a pod: its in-cluster config without the flag)",
+): Option {
+  return new Option('--k8s-kubeconfig-path <file>', description);
 }
 
 /** Kubernetes mode with the flag, or inside a pod (its service account); else the registry. */
@@ -436,10 +435,16 @@ export function registerDaemonCommands(program: Command, ctx: CliContext): void 
         '30s',
       ),
     )
+    .addOption(
+      k8sKubeconfigOption(
+        'Kubernetes mode: read ServiceExports, Services, EndpointSlices and Namespaces from the API server this kubeconfig names and write ServiceImports, derived Services, MCS EndpointSlices and ServiceExport conditions back through it (in a pod: its in-cluster config without the flag)',
+      ),
+    )
     .action(
       async (
         opts: ClusterFlags &
-          RemoteTimingFlags & {
+          RemoteTimingFlags &
+          K8sFlags & {
             clustermeshConfig?: string;
             healthAddr?: string;
             remoteSyncTimeout: number;
@@ -457,6 +462,7 @@ export function registerDaemonCommands(program: Command, ctx: CliContext): void 
             remoteSyncTimeoutMs: opts.remoteSyncTimeout,
             timing: remoteTiming(opts),
             log,
+            kubernetes: kubernetesMode(opts),
           });
         });
       },
@@ -526,7 +532,12 @@ function registerKvstoreMeshCommand(program: Command, ctx: CliContext): void {
       ).hideHelp(),
     )
     .addOption(clusterConfigIntervalOption())
-    .action(async (opts: KvstoreMeshFlags, cmd: Command) => {
+    .addOption(
+      k8sKubeconfigOption(
+        "Kubernetes mode: KVStoreMesh reads no Kubernetes object (it copies remote kvstores into the local one); with this kubeconfig (in a pod: its in-cluster config without the flag) it checks the API server's reachability and reports it in /status and /healthz",
+      ),
+    )
+    .action(async (opts: KvstoreMeshFlags & K8sFlags, cmd: Command) => {
       const { clusterName, clusterId, clustermeshConfig } = opts;
       if (clusterName === undefined) {
         usageError(cmd, "required option '--cluster-name <name>' not specified");
@@ -555,6 +566,7 @@ function registerKvstoreMeshCommand(program: Command, ctx: CliContext): void {
           disableDrainOnDisconnection: opts.disableDrainOnDisconnection,
           timing: remoteTiming(opts),
           log,
+          kubernetes: kubernetesMode(opts),
         });
       });
     });

@@ -30,6 +30,7 @@ interface UpFlags extends HealthCheckFlags, BackendProbeFlags {
   readonly nodes: number;
   readonly kvstore?: 'etcd' | 'memory' | undefined;
   readonly kvstoremesh?: boolean | undefined;
+  readonly k8sMode?: boolean | undefined;
   readonly vms?: number | undefined;
   readonly example?: 'rebel-base' | 'rebel-base-mcsapi' | undefined;
   readonly stateDir: string;
@@ -80,6 +81,10 @@ export function registerMeshCommands(program: Command, ctx: CliContext): void {
       ).choices(['etcd', 'memory']),
     )
     .option('--kvstoremesh', 'run KVStoreMesh in every cluster; agents read its cache')
+    .option(
+      '--k8s-mode',
+      "Kubernetes mode: apiservers, agents, operators (and KVStoreMesh) read their cluster through its Kubernetes API (each its own context's kubeconfig, <state-dir>/<cluster>/kubeconfig) and the operators write back through it",
+    )
     .addOption(
       new Option(
         '--vms <n>',
@@ -137,6 +142,7 @@ Stops everything it started on Ctrl-C (SIGINT) or SIGTERM.`,
         nodes: flags.nodes,
         kvstore: flags.kvstore,
         kvstoremesh: flags.kvstoremesh,
+        k8sMode: flags.k8sMode,
         vms: flags.vms,
         example: flags.example,
         stateDir: flags.stateDir,

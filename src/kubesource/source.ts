@@ -26,6 +26,8 @@ export interface KubeSourceStatus {
 
 export interface KubeObjectSource extends ObjectSource {
   status(): KubeSourceStatus;
+  /** Counts a request made beside the informers (the writer's) in the same client metrics. */
+  observeCall(method: string, statusCode: number, seconds: number): void;
 }
 
 interface ResourceState {
@@ -114,6 +116,10 @@ export function kubeObjects(
         log: informerOpts?.log ?? opts.log,
         observer,
       });
+    },
+    observeCall: (method, statusCode, seconds) => {
+      calls.inc({ host, method, return_code: String(statusCode) });
+      latency.observe({ path: 'write', method }, seconds);
     },
     status: () => {
       const resources = [...states].map(([resource, s]) => ({ resource, ...s }));

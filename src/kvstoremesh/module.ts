@@ -28,6 +28,7 @@ import { KvstoreMetrics } from '../metrics/kvstore.js';
 import { WriteBatcher } from '../store/write-batcher.js';
 import type { ReflectorWriteOptions } from './reflector.js';
 import { KvstoreMeshRemoteCluster, type KvstoreMeshRemoteTiming } from './remote-cluster.js';
+import type { KubeApiProbe } from '../kubesource/probe.js';
 
 export const DefaultKvstoreMeshHealthAddr = '127.0.0.1:9881';
 export const DefaultPerClusterReadyTimeoutMs = 15_000;
@@ -63,6 +64,11 @@ export interface KvstoreMeshOptions {
   readonly backendFactory?: RemoteBackendFactory | undefined;
   /** Memory kvstore only: the in-process store to join as the local kvstore. */
   readonly memoryStoreName?: string | undefined;
+  /**
+   * `--k8s-kubeconfig-path` (or in-cluster inside a pod). KVStoreMesh reads no Kubernetes
+   * object: it only checks that the API server answers and reports it in /status.
+   */
+  readonly kubernetes?: { readonly kubeconfigPath?: string | undefined } | undefined;
   readonly log: Logger;
 }
 
@@ -105,6 +111,7 @@ export class KvstoreMesh {
   private readonly health: HttpHook;
   private readonly excluded = new Set<string>();
   private refreshMetrics: () => void = () => undefined;
+  private kube: KubeApiProbe | undefined;
 
   constructor(private readonly opts: KvstoreMeshOptions) {
     validateKvstoreMeshOptions(opts);
@@ -127,7 +134,10 @@ export class KvstoreMesh {
         contentType: this.metrics.registry.contentType,
         body: await this.metricsText(),
       }),
-      status: () => this.status(),
+      status: () =>
+        this.kube === undefined
+          ? this.status()
+          : { ...this.status(), kubernetes: this.kube.status() },
     });
     this.compose();
   }
@@ -135,6 +145,23 @@ export class KvstoreMesh {
   private compose(): void {
     const o = this.opts;
     this.lifecycle.append(this.kvstore);
+    const kubernetes = o.kubernetes;
+    if (kubernetes !== undefined) {
+      this.lifecycle.append({
+        name: 'kubernetes',
+        start: async (ctx) => {
+          // Loaded only in Kubernetes mode: the client costs most of a second to import.
+          const [{ KubeApiProbe }, { loadKubeConfig }] = await Promise.all([
+            import('../kubesource/probe.js'),
+            import('../kubesource/kubeconfig.js'),
+          ]);
+          const probe = new KubeApiProbe(loadKubeConfig(kubernetes.kubeconfigPath), this.log);
+          this.kube = probe;
+          await probe.check();
+          ctx.spawn('kubernetes probe', (signal) => probe.run(signal));
+        },
+      });
+    }
 
     this.lifecycle.append({
       name: 'clustermesh',

@@ -49,6 +49,8 @@ const stateSchema = z.object({
   startedAt: z.string(),
   kvstore: z.enum(['etcd', 'memory']),
   kvstoremesh: z.boolean(),
+  /** `up --k8s-mode`: the daemons read (and the operators write) through the Kubernetes APIs. */
+  k8sMode: z.boolean().optional(),
   /** etcd with TLS, client certificates and users (absent in files of older versions: false). */
   tls: z.boolean().optional(),
   /** Whether `up` meshed the clusters (false with --no-connect). */

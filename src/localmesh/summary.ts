@@ -10,7 +10,7 @@ export function formatMeshSummary(
   const n = state.clusters.length;
   const m = state.clusters[0]?.agents.length ?? 0;
   const lines: string[] = [];
-  const mode = `${state.kvstore} kvstore${state.kvstoremesh ? ', KVStoreMesh' : ''}`;
+  const mode = `${state.kvstore} kvstore${state.kvstoremesh ? ', KVStoreMesh' : ''}${state.k8sMode === true ? ', Kubernetes mode' : ''}`;
   const ready = opts.readyMs === undefined ? '' : ` ready in ${(opts.readyMs / 1000).toFixed(1)} s`;
   lines.push(
     `clustermesh: ${n} cluster${n === 1 ? '' : 's'} × ${m} node${m === 1 ? '' : 's'} (${mode})${ready}`,

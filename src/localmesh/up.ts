@@ -34,6 +34,7 @@ import { DefaultMaxConnectedClusters, type MaxConnectedClusters } from '../keysp
 import { KvstoreMesh } from '../kvstoremesh/module.js';
 import { execSubresource } from '../kubeapi/exec.js';
 import { logSubresource } from '../kubeapi/logs.js';
+import { kubeconfigYaml } from '../kubeapi/kubeconfig.js';
 import { startMeshKubeApis, type MeshKubeApis } from '../kubeapi/mesh.js';
 import { execProbeRunner, podExecutor, podLogSource } from '../podexec/kube.js';
 import { ciliumCommands, type CliRunner } from '../podexec/cilium.js';
@@ -118,6 +119,12 @@ export interface UpOptions {
   readonly externalWorkloads?: boolean | undefined;
   /** `--vms N`: VMs vm1..vmN joined to cluster1 once the mesh is ready (src/localmesh/vm.ts). */
   readonly vms?: number | undefined;
+  /**
+   * `--k8s-mode`: each cluster's Kubernetes API starts before its daemons, and its
+   * apiserver, agents, operator (and KVStoreMesh) run in Kubernetes mode against it, each
+   * with a kubeconfig naming only its own cluster's context.
+   */
+  readonly k8sMode?: boolean | undefined;
 }
 
 /** One running agent as a benchmark observes it in-process. */
@@ -158,6 +165,8 @@ interface MeshCluster {
   dns?: RunningDnsServer;
   /** The apiserver's log, as the kube-system clustermesh-apiserver pod prints it. */
   apiserverLog?: LogTap;
+  /** `--k8s-mode`: `<state-dir>/<cluster>/kubeconfig`, the daemons' `--k8s-kubeconfig-path`. */
+  kubeconfig?: string;
 }
 
 export class LocalMesh {
@@ -223,6 +232,21 @@ export class LocalMesh {
       start: () => this.startKvstores(),
       stop: () => this.eachCluster(async (c) => this.stopKvstore(c)),
     });
+    if (o.k8sMode === true) {
+      // The daemons read their cluster through its Kubernetes API: it runs before them.
+      this.lifecycle.append({
+        name: 'kube-apis',
+        start: async () => {
+          await this.eachCluster((c) => this.openRegistry(c));
+          await this.startKubeApis();
+          await this.writeClusterKubeconfigs();
+        },
+        stop: async () => {
+          await this.kubeApis?.stop();
+          await this.eachCluster(async (c) => c.backend?.close());
+        },
+      });
+    }
     this.lifecycle.append({
       name: 'apiservers',
       start: () =>
@@ -262,12 +286,7 @@ export class LocalMesh {
       start: ({ signal }) => {
         const stopping = this.perCluster(signal);
         return this.eachCluster(async (c) => {
-          const backend = await createBackend(this.kvstoreOf(c), {
-            log: o.log,
-            memoryStoreName: this.memoryStoreOf(c),
-          });
-          c.backend = backend;
-          c.registry = new Registry(backend, { log: o.log });
+          const backend = await this.openRegistry(c);
           c.runtime = new ClusterRuntime({
             cluster: { name: c.addr.name, id: c.addr.id },
             nodes: c.addr.nodes,
@@ -299,7 +318,8 @@ export class LocalMesh {
       stop: () =>
         this.eachCluster(async (c) => {
           await c.runtime?.stop();
-          await c.backend?.close();
+          // In Kubernetes mode the client outlives this hook: the Kubernetes API stops later.
+          if (o.k8sMode !== true) await c.backend?.close();
         }),
     });
     this.lifecycle.append({
@@ -388,18 +408,10 @@ export class LocalMesh {
       },
     });
     this.lifecycle.append({
-      name: 'kube-apis',
+      name: o.k8sMode === true ? 'kube-api-subresources' : 'kube-apis',
       start: async () => {
-        // The Kubernetes API of each cluster, on its first node's IP (kubectl's contexts).
-        this.kubeApis = await startMeshKubeApis({
-          stateDir: this.stateDir,
-          clusters: this.clusters.flatMap((c) =>
-            c.registry === undefined || c.addr.nodes[0] === undefined
-              ? []
-              : [{ name: c.addr.name, ip: c.addr.nodes[0].ip, registry: c.registry }],
-          ),
-          log: o.log,
-        });
+        if (this.kubeApis === undefined) await this.startKubeApis();
+        if (this.kubeApis === undefined) return;
         for (const c of this.clusters) {
           const server = this.kubeApis.servers.get(c.addr.name);
           const registry = c.registry;
@@ -440,7 +452,7 @@ export class LocalMesh {
         }
       },
       stop: async () => {
-        await this.kubeApis?.stop();
+        if (o.k8sMode !== true) await this.kubeApis?.stop();
       },
     });
     this.lifecycle.append({
@@ -486,6 +498,56 @@ export class LocalMesh {
           await running?.stop();
         },
       });
+    }
+  }
+
+  /** The cluster's registry client (control plane: runtime, DNS, control API, Kubernetes API). */
+  private async openRegistry(c: MeshCluster): Promise<Backend> {
+    if (c.backend !== undefined) return c.backend;
+    const backend = await createBackend(this.kvstoreOf(c), {
+      log: this.opts.log,
+      memoryStoreName: this.memoryStoreOf(c),
+    });
+    c.backend = backend;
+    c.registry = new Registry(backend, { log: this.opts.log });
+    return backend;
+  }
+
+  /** The Kubernetes API of each cluster, on its first node's IP (kubectl's contexts). */
+  private async startKubeApis(): Promise<void> {
+    this.kubeApis = await startMeshKubeApis({
+      stateDir: this.stateDir,
+      clusters: this.clusters.flatMap((c) =>
+        c.registry === undefined || c.addr.nodes[0] === undefined
+          ? []
+          : [{ name: c.addr.name, ip: c.addr.nodes[0].ip, registry: c.registry }],
+      ),
+      log: this.opts.log,
+    });
+  }
+
+  /**
+   * One kubeconfig per cluster with only its own context, as a daemon deployed in that
+   * cluster would have: a daemon cannot read another cluster's API by mistake.
+   */
+  private async writeClusterKubeconfigs(): Promise<void> {
+    for (const c of this.clusters) {
+      const server = this.kubeApis?.servers.get(c.addr.name);
+      if (server === undefined) continue;
+      const file = join(this.stateDir, c.addr.name, 'kubeconfig');
+      await writeFile(
+        file,
+        kubeconfigYaml([
+          {
+            name: c.addr.name,
+            server: server.url,
+            caPem: server.caPem,
+            token: server.tokenValue,
+          },
+        ]),
+        { mode: 0o600 },
+      );
+      c.kubeconfig = file;
     }
   }
 
@@ -606,6 +668,7 @@ export class LocalMesh {
     readonly kvstore: KvstoreConfig;
     readonly log: Logger;
     readonly memoryStoreName: string | undefined;
+    readonly kubernetes: { readonly kubeconfigPath: string } | undefined;
   } {
     return {
       clusterName: c.addr.name,
@@ -615,6 +678,7 @@ export class LocalMesh {
       kvstore: this.kvstoreOf(c),
       log: this.opts.log,
       memoryStoreName: this.memoryStoreOf(c),
+      kubernetes: c.kubeconfig === undefined ? undefined : { kubeconfigPath: c.kubeconfig },
     };
   }
 
@@ -836,6 +900,7 @@ export class LocalMesh {
       startedAt: new Date().toISOString(),
       kvstore: this.kind,
       kvstoremesh: this.opts.kvstoremesh === true,
+      ...(this.opts.k8sMode === true ? { k8sMode: true } : {}),
       tls: this.clusters.some((c) => c.access !== undefined),
       connected: this.opts.connect !== false,
       control: this.control?.url ?? '',

@@ -12,7 +12,7 @@ import type {
   ServiceImport,
 } from '../registry/objects.js';
 import { SERVICE_NAME_LABEL } from '../registry/objects.js';
-import type { Registry } from '../registry/registry.js';
+import type { ObjectWriter } from '../registry/source.js';
 import type { Condition } from '../registry/objects.js';
 import type { Informer, ObjectEvent, RegistryObject } from '../registry/types.js';
 import type { ApplyResult } from '../registry/registry.js';
@@ -61,7 +61,8 @@ export interface ReconcilerInformers {
 
 export interface ImportReconcilerOptions {
   readonly cluster: string;
-  readonly registry: Registry;
+  /** Where ServiceImports, derived Services, MCS slices and export conditions are written. */
+  readonly writer: ObjectWriter;
   readonly informers: ReconcilerInformers;
   readonly global: GlobalExports;
   /**
@@ -350,7 +351,7 @@ export class ImportReconciler {
       const headless = p.merged.type === 'Headless';
       if (existing !== undefined && (existing.spec.clusterIP === 'None') !== headless) {
         // clusterIP is immutable: a headlessness flip recreates the Service.
-        await this.o.registry.delete('Service', p.namespace, p.derived);
+        await this.o.writer.delete('Service', p.namespace, p.derived);
         this.log.info(
           { service: `${p.namespace}/${p.derived}` },
           'derived Service recreated: type flip',
@@ -382,12 +383,12 @@ export class ImportReconciler {
       }
     }
     await this.applyLogged(slices);
-    for (const d of deletes) await this.o.registry.delete('EndpointSlice', d.namespace, d.name);
+    for (const d of deletes) await this.o.writer.delete('EndpointSlice', d.namespace, d.name);
     return failed;
   }
 
   private async applyLogged(objects: readonly RegistryObject[]): Promise<ApplyResult[]> {
-    return objects.length === 0 ? [] : this.o.registry.apply(objects);
+    return objects.length === 0 ? [] : this.o.writer.apply(objects);
   }
 
   /**
@@ -486,7 +487,7 @@ export class ImportReconciler {
     const cached = svcExport.status?.conditions ?? [];
     if (sameConditions(cached, setConditions(cached, desired, removed, now))) return undefined;
     const { namespace, name } = svcExport.metadata;
-    return this.o.registry
+    return this.o.writer
       .patch('ServiceExport', namespace, name, (cur) => {
         if (cur.metadata.uid !== svcExport.metadata.uid) return undefined;
         const before = cur.status?.conditions;
@@ -562,14 +563,14 @@ export class ImportReconciler {
     const i = this.o.informers;
     const derived = derivedServiceName(namespace, name);
     for (const slice of [...(this.mirrorSlices.get(keyOf(namespace, name)) ?? [])]) {
-      await this.o.registry.delete('EndpointSlice', namespace, slice);
+      await this.o.writer.delete('EndpointSlice', namespace, slice);
     }
     const svc = i.services.get(namespace, derived);
     if (svc !== undefined && svc.metadata.labels?.[MCS_SERVICE_NAME_LABEL] === name) {
-      await this.o.registry.delete('Service', namespace, derived);
+      await this.o.writer.delete('Service', namespace, derived);
     }
     if (i.serviceImports.get(namespace, name) !== undefined) {
-      await this.o.registry.delete('ServiceImport', namespace, name);
+      await this.o.writer.delete('ServiceImport', namespace, name);
       this.log.info({ serviceImport: `${namespace}/${name}` }, 'ServiceImport deleted');
     }
   }

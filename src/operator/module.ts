@@ -1,6 +1,7 @@
 /**
  * The MCS-API operator (Cilium's cilium-operator ClusterMesh part): the table of
- * contents. One per cluster. Start order: local kvstore → registry informers → remote
+ * contents. One per cluster. Start order: local kvstore → object source and writer (the
+ * registry, or a Kubernetes API server in Kubernetes mode) → informers → remote
  * clusters (the config directory, as the agent reads it: each remote's own kvstore, or
  * the KVStoreMesh cache) → the import controller, started only once the informers and
  * every reachable remote listed their state → health server. Stop in reverse.
@@ -22,7 +23,15 @@ import { KvstoreMetrics } from '../metrics/kvstore.js';
 import { GlobalExports } from '../mcsapi/global-exports.js';
 import { ImportReconciler } from '../mcsapi/reconciler.js';
 import { OperatorRemoteCluster } from '../mcsapi/remote.js';
+import type { KubeObjectSource } from '../kubesource/source.js';
+import type { KubeObjectWriter } from '../kubesource/writer.js';
 import { Registry } from '../registry/registry.js';
+import {
+  registryObjects,
+  registryWriter,
+  type ObjectSource,
+  type ObjectWriter,
+} from '../registry/source.js';
 import { SharedInformers } from '../workloads/informers.js';
 
 export interface OperatorOptions {
@@ -42,6 +51,12 @@ export interface OperatorOptions {
   readonly timing?: Partial<RemoteClusterTiming> | undefined;
   readonly log: Logger;
   readonly memoryStoreName?: string | undefined;
+  /**
+   * Kubernetes mode (`--k8s-kubeconfig-path`, or in-cluster inside a pod): ServiceExports,
+   * Services, EndpointSlices and Namespaces are read from the API server, and what the
+   * operator writes goes back through it. undefined: the registry in the kvstore.
+   */
+  readonly kubernetes?: { readonly kubeconfigPath?: string | undefined } | undefined;
 }
 
 export class Operator {
@@ -55,6 +70,8 @@ export class Operator {
   private readonly remotes = new Map<string, OperatorRemoteCluster>();
   private reconciler: ImportReconciler | undefined;
   private started = false;
+  private objects: { source: ObjectSource; writer: ObjectWriter } | undefined;
+  private kube: { source: KubeObjectSource; writer: KubeObjectWriter } | undefined;
 
   constructor(private readonly opts: OperatorOptions) {
     validateClusterInfo({
@@ -106,16 +123,46 @@ export class Operator {
     };
 
     this.lifecycle.append(this.kvstore);
+    this.lifecycle.append({
+      name: 'objects',
+      start: async () => {
+        if (o.kubernetes === undefined) {
+          const backend = this.kvstore.require();
+          this.objects = {
+            source: registryObjects(backend),
+            writer: registryWriter(new Registry(backend, { log: this.log })),
+          };
+          return;
+        }
+        // Loaded only in Kubernetes mode: the client costs most of a second to import.
+        const [{ kubeObjects }, { kubeWriter }, { loadKubeConfig }] = await Promise.all([
+          import('../kubesource/source.js'),
+          import('../kubesource/writer.js'),
+          import('../kubesource/kubeconfig.js'),
+        ]);
+        const kc = loadKubeConfig(o.kubernetes.kubeconfigPath);
+        const source = kubeObjects(kc, { log: this.log, metrics: this.metrics.registry });
+        const writer = kubeWriter(kc, {
+          log: this.log,
+          onCall: (m, c, s) => {
+            source.observeCall(m, c, s);
+          },
+        });
+        this.kube = { source, writer };
+        this.objects = { source, writer };
+      },
+    });
     let informers: SharedInformers | undefined;
     this.lifecycle.append({
       name: 'informers',
       start: (ctx) => {
-        const backend = this.kvstore.require();
-        const shared = new SharedInformers(backend, this.log);
+        const objects = this.objects;
+        if (objects === undefined) throw new Error('operator: object source not started');
+        const shared = new SharedInformers(objects.source, this.log);
         informers = shared;
         const reconciler = new ImportReconciler({
           cluster: o.clusterName,
-          registry: new Registry(backend, { log: this.log }),
+          writer: objects.writer,
           informers: {
             serviceExports: shared.subscribe('ServiceExport', (ev) => {
               reconciler.enqueue(ev.object.metadata.namespace, ev.object.metadata.name);
@@ -268,6 +315,9 @@ export class Operator {
       cluster: this.opts.clusterName,
       ready: this.ready,
       kvstore: this.kvstore.status()?.message,
+      ...(this.kube === undefined
+        ? {}
+        : { kubernetes: { ...this.kube.source.status(), writes: this.kube.writer.status() } }),
       'remote-exports': Object.fromEntries(this.global.countByCluster()),
       clustermesh: this.clustermeshStatus(),
     };

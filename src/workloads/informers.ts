@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Backend } from '../kvstore/backend.js';
 import { abortError, aborted } from '../lib/abort.js';
-import { createInformer } from '../registry/informer.js';
+import { registryObjects, type ObjectSource } from '../registry/source.js';
 import type { KindName, KindTypes } from '../registry/objects.js';
 import type { Informer, ObjectEvent, RegistryObject } from '../registry/types.js';
 
@@ -23,11 +23,15 @@ interface Entry {
 export class SharedInformers {
   private readonly entries = new Map<KindName, Entry>();
   private readonly syncWaiters = new Set<() => void>();
+  private readonly source: ObjectSource;
 
+  /** `from`: a registry's kvstore, or any ObjectSource (Kubernetes mode's API server). */
   constructor(
-    private readonly backend: Backend,
+    from: Backend | ObjectSource,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.source = isObjectSource(from) ? from : registryObjects(from);
+  }
 
   /** The informer of `kind`, with `handler` (if any) receiving its events. Before `run`. */
   subscribe<K extends KindName>(kind: K, handler?: Handler<KindTypes[K]>): Informer<KindTypes[K]> {
@@ -37,8 +41,7 @@ export class SharedInformers {
         handlers: [],
         waiters: new Set(),
         synced: false,
-        informer: createInformer<RegistryObject>(
-          this.backend,
+        informer: this.source.informer(
           kind,
           {
             onEvent: (ev) => {
@@ -56,7 +59,7 @@ export class SharedInformers {
       entry = created;
       this.entries.set(kind, entry);
     }
-    // The registry decodes objects of `kind` to KindTypes[K]; the map just forgets which K.
+    // The source decodes objects of `kind` to KindTypes[K]; the map just forgets which K.
     if (handler !== undefined) entry.handlers.push(handler as unknown as Handler<RegistryObject>);
     return entry.informer as unknown as Informer<KindTypes[K]>;
   }
@@ -117,6 +120,10 @@ export class SharedInformers {
       entry.waiters.delete(check);
     }
   }
+}
+
+function isObjectSource(from: Backend | ObjectSource): from is ObjectSource {
+  return 'informer' in from && 'mode' in from;
 }
 
 /** `promise`, or `onAbort` once `signal` aborts; leaves no listener on `signal`. */
