@@ -477,8 +477,13 @@ const NAMESPACES = ['cip', 'eps', 'conflict', 'si3', 'tc', 'hl', 'ss', 'conn', '
  * The suite on one `clustermesh up` of `n` clusters whose IDs start at `firstClusterId`
  * (the caller holds that block's up lock).
  */
-export function scenario(n: number, kvstoremesh: boolean, firstClusterId = 1): void {
-  const title = `MCS-API conformance on clustermesh up (${n} clusters, etcd${kvstoremesh ? ', KVStoreMesh' : ''})`;
+export function scenario(
+  n: number,
+  kvstoremesh: boolean,
+  firstClusterId = 1,
+  k8sMode = false,
+): void {
+  const title = `MCS-API conformance on clustermesh up (${n} clusters, etcd${kvstoremesh ? ', KVStoreMesh' : ''}${k8sMode ? ', Kubernetes mode' : ''})`;
   describe(title, { timeout: 900_000 }, () => {
     const clusters = Array.from({ length: n }, (_, i) => `cluster${firstClusterId + i}`);
     const [c0 = '', c1 = ''] = clusters;
@@ -529,6 +534,7 @@ export function scenario(n: number, kvstoremesh: boolean, firstClusterId = 1): v
           '--example',
           NAME,
           ...(kvstoremesh ? ['--kvstoremesh'] : []),
+          ...(k8sMode ? ['--k8s-mode'] : []),
         ],
         process.env.MCS_E2E_LOG_LEVEL ?? 'warn',
       );
@@ -537,6 +543,7 @@ export function scenario(n: number, kvstoremesh: boolean, firstClusterId = 1): v
       }, 180_000).catch((err: unknown) => {
         throw new Error(`up did not become ready: ${String(err)}\n${up.log}`);
       });
+      assert.equal(m.state.k8sMode === true, k8sMode, 'the mode mesh.json records');
       await everywhere((c) => m.apply(c, NAMESPACES.map(namespaceYaml).join('')));
     });
 
