@@ -4,7 +4,7 @@
  * kubectl (a server dry-run first, which stores nothing), a token is issued with
  * `kubectl create token`, and the clustermesh-apiserver runs as a separate process in
  * Kubernetes mode with only that token: it exports the cluster into its kvstore (a second
- * real etcd). The same token is refused what the role does not grant, in the Kubernetes
+ * real etcd); the agent runs with only the `cilium` ServiceAccount's token. The same token is refused what the role does not grant, in the Kubernetes
  * API server's words. With one rule removed from the ClusterRole, a new apiserver process
  * is not ready, and its status and log name the permission it lacks.
  */
@@ -288,6 +288,72 @@ void describe('RBAC of the Kubernetes API with the chart ServiceAccounts (real e
     ]) {
       assert.ok(keys.includes(k), `${k} missing: ${keys.join(' ')}`);
     }
+  });
+
+  it('runs the agent with only the cilium ServiceAccount: it sees its cluster and its policies', async () => {
+    const token = (await ok(['create', 'token', 'cilium', '-n', 'kube-system'])).trim();
+    const config = join(dir, 'agent.kubeconfig');
+    await writeFile(config, kubeconfigYaml([{ name: CLUSTER, server: server.url, caPem, token }]));
+    const policy = join(dir, 'policy.yaml');
+    await writeFile(
+      policy,
+      `apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata:
+  name: only-x-wing
+  namespace: default
+spec:
+  endpointSelector:
+    matchLabels:
+      app: rebel-base
+  ingress:
+  - fromEndpoints:
+    - matchLabels:
+        app: x-wing
+`,
+    );
+    await ok(['apply', '-f', policy]);
+    const api = `127.0.0.1:${await freePort('127.0.0.1')}`;
+    const log = join(dir, 'agent.log');
+    const agent = new DaemonProcess(
+      'agent',
+      [
+        'agent',
+        '--cluster-name',
+        CLUSTER,
+        '--cluster-id',
+        '1',
+        '--node-name',
+        'node-1',
+        '--kvstore-opt',
+        `etcd.address=${kvstoreEtcd.clientUrl}`,
+        '--api-addr',
+        api,
+        '--k8s-kubeconfig-path',
+        config,
+      ],
+      log,
+    );
+    daemons.push(agent);
+    agent.start();
+    await eventually(async () => {
+      const st = await getJson<{ policy: { policies: number }; 'local-synced': boolean }>(
+        `http://${api}/v1/status`,
+      );
+      assert.equal(st['local-synced'], true);
+      assert.equal(st.policy.policies, 1);
+      const nodes = await getJson<{ Name: string; Cluster: string }[]>(`http://${api}/v1/nodes`);
+      assert.deepEqual(
+        nodes.map((n) => `${n.Cluster}/${n.Name}`),
+        ['cluster1/node-1'],
+      );
+    }, 30_000).catch(async (err: unknown) => {
+      throw new Error(
+        `${String(err)}\n${(await readFile(log, 'utf8').catch(() => '')).slice(-3000)}`,
+      );
+    });
+    // Nothing it reads was refused.
+    assert.doesNotMatch(await readFile(log, 'utf8'), /forbidden/i);
   });
 
   it('without one rule of its ClusterRole, an apiserver is not ready and names the missing permission', async () => {
