@@ -54,7 +54,13 @@ const STATUS_SUBRESOURCE = new Set([
 /** kubectl's `get all` category, as the Kubernetes API server assigns it. */
 const ALL_CATEGORY = new Set(['Pod', 'Service', 'Deployment']);
 
-const BUILTIN_GROUPS = new Set(['', 'apps', 'discovery.k8s.io', 'networking.k8s.io']);
+const BUILTIN_GROUPS = new Set([
+  '',
+  'apps',
+  'discovery.k8s.io',
+  'networking.k8s.io',
+  'rbac.authorization.k8s.io',
+]);
 
 /** Cilium's CRDs put their kinds in the `cilium` category (`kubectl get cilium`). */
 function categories(info: KindInfo): string[] {

@@ -24,6 +24,7 @@ import {
 import { ResourceHandlers, type SubresourceHandler, type Target } from './handlers.js';
 import { sendJson, sendStatus, sendText } from './http.js';
 import { ResourceTable } from './resources.js';
+import { forbiddenPath, Rbac, verbOf, type KubeUser } from './rbac.js';
 import {
   ApiError,
   badRequest,
@@ -74,6 +75,8 @@ export class KubeApiServer {
   private readonly token: Buffer;
   private server: Server | undefined;
   private readonly stopCaches = new AbortController();
+  /** ServiceAccount tokens and RBAC (the admin token bypasses it). */
+  readonly rbac: Rbac;
   private cachesDone: Promise<void> | undefined;
   private address: AddressInfo | undefined;
 
@@ -90,6 +93,8 @@ export class KubeApiServer {
       now: opts.now,
     });
     this.token = Buffer.from(opts.token);
+    this.rbac = new Rbac(opts.registry, opts.tls.key, opts.now);
+    this.addSubresource(this.rbac.tokenSubresource());
   }
 
   /** `https://host:port`. */
@@ -259,7 +264,8 @@ export class KubeApiServer {
       );
     });
     try {
-      if (!PUBLIC_PATHS.has(url.pathname) && !this.authorized(req)) throw unauthorized();
+      if (!PUBLIC_PATHS.has(url.pathname))
+        await this.authorize(await this.authenticate(req), req, url);
       await this.route(req, res, url);
     } catch (err) {
       if (err instanceof ApiError) {
@@ -268,6 +274,40 @@ export class KubeApiServer {
       }
       throw err;
     }
+  }
+
+  /** The admin (the server's token) or a ServiceAccount (a token it issued); else 401. */
+  private async authenticate(req: IncomingMessage): Promise<KubeUser> {
+    if (this.authorized(req)) return { kind: 'admin' };
+    const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
+    const user = m === null ? undefined : await this.rbac.authenticate(m[1]?.trim() ?? '');
+    if (user === undefined) throw unauthorized();
+    return user;
+  }
+
+  /** RBAC for ServiceAccounts: their bindings' rules for resources, discovery for the rest. */
+  private async authorize(user: KubeUser, req: IncomingMessage, url: URL): Promise<void> {
+    if (user.kind === 'admin') return;
+    const method = req.method ?? 'GET';
+    const path = url.pathname.replace(/\/+$/, '') || '/';
+    const segs = path
+      .split('/')
+      .filter((s) => s !== '')
+      .map(decodeURIComponent);
+    const target = this.resolve(segs);
+    if (target === undefined) {
+      if (!Rbac.discoveryPath(method, path))
+        throw forbiddenPath(user, method === 'HEAD' ? 'get' : method.toLowerCase(), path);
+      return;
+    }
+    await this.rbac.authorize(user, {
+      verb: verbOf(method, target, url),
+      apiGroup: target.r.group,
+      resource: target.r.resource,
+      subresource: target.subresource,
+      namespace: target.namespace,
+      name: target.name,
+    });
   }
 
   private async route(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {

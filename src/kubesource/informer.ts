@@ -88,6 +88,14 @@ async function listObjects(
     items?: KubernetesObject[];
     metadata?: { resourceVersion?: string };
   };
+  if (body.status === 403) {
+    // Which permission is missing, first: what an operator adds to the daemon's ClusterRole.
+    const group = info.group === '' ? '""' : info.group;
+    throw new ApiError(
+      403,
+      `list ${path}: forbidden: the ServiceAccount lacks RBAC verb "list" on resource "${info.resource}" in API group ${group}: ${doc.message ?? body.text.slice(0, 80)}`,
+    );
+  }
   if (body.status !== 200) {
     throw new ApiError(
       body.status,

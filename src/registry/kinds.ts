@@ -5,12 +5,19 @@ import {
   ciliumEndpointSchema,
   ciliumIdentitySchema,
   ciliumNodeSchema,
+  clusterRoleBindingSchema,
+  clusterRoleSchema,
   configMapSchema,
+  daemonSetSchema,
   deploymentSchema,
   endpointSliceSchema,
   identitySchema,
   namespaceSchema,
   podSchema,
+  roleBindingSchema,
+  roleSchema,
+  secretSchema,
+  serviceAccountSchema,
   serviceExportSchema,
   serviceImportSchema,
   serviceSchema,
@@ -76,6 +83,7 @@ function entry<K extends KindName>(e: KindEntry<K>): KindInfo<K> {
 }
 
 const CILIUM = 'cilium.io';
+const RBAC = 'rbac.authorization.k8s.io';
 const MCS = 'multicluster.x-k8s.io';
 // v1beta1 is the storage version of mcs-api v0.5.0; v1alpha1 is still served, field-identical.
 const MCS_VERSIONS = ['v1beta1', 'v1alpha1'];
@@ -226,6 +234,76 @@ const TABLE: { readonly [K in KindName]: KindInfo<K> } = {
     namespaced: true,
     nameRule: NameRules.dns1123Subdomain,
     schema: configMapSchema,
+  }),
+  // What deploying the daemons takes (deploy/helm/clustermesh): stored and served by the
+  // Kubernetes API; the RBAC kinds also authorize its ServiceAccount requests.
+  DaemonSet: entry({
+    kind: 'DaemonSet',
+    group: 'apps',
+    versions: ['v1'],
+    resource: 'daemonsets',
+    shortNames: ['ds'],
+    namespaced: true,
+    nameRule: NameRules.dns1123Subdomain,
+    schema: daemonSetSchema,
+  }),
+  ServiceAccount: entry({
+    kind: 'ServiceAccount',
+    versions: ['v1'],
+    resource: 'serviceaccounts',
+    shortNames: ['sa'],
+    namespaced: true,
+    nameRule: NameRules.dns1123Subdomain,
+    schema: serviceAccountSchema,
+  }),
+  Secret: entry({
+    kind: 'Secret',
+    versions: ['v1'],
+    resource: 'secrets',
+    shortNames: [],
+    namespaced: true,
+    nameRule: NameRules.dns1123Subdomain,
+    schema: secretSchema,
+  }),
+  Role: entry({
+    kind: 'Role',
+    group: RBAC,
+    versions: ['v1'],
+    resource: 'roles',
+    shortNames: [],
+    namespaced: true,
+    nameRule: NameRules.dns1123Subdomain,
+    schema: roleSchema,
+  }),
+  ClusterRole: entry({
+    kind: 'ClusterRole',
+    group: RBAC,
+    versions: ['v1'],
+    resource: 'clusterroles',
+    shortNames: [],
+    namespaced: false,
+    nameRule: NameRules.dns1123Subdomain,
+    schema: clusterRoleSchema,
+  }),
+  RoleBinding: entry({
+    kind: 'RoleBinding',
+    group: RBAC,
+    versions: ['v1'],
+    resource: 'rolebindings',
+    shortNames: [],
+    namespaced: true,
+    nameRule: NameRules.dns1123Subdomain,
+    schema: roleBindingSchema,
+  }),
+  ClusterRoleBinding: entry({
+    kind: 'ClusterRoleBinding',
+    group: RBAC,
+    versions: ['v1'],
+    resource: 'clusterrolebindings',
+    shortNames: [],
+    namespaced: false,
+    nameRule: NameRules.dns1123Subdomain,
+    schema: clusterRoleBindingSchema,
   }),
 };
 

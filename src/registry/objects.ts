@@ -304,6 +304,74 @@ export interface ConfigMap extends RegistryObject {
   readonly immutable?: boolean | undefined;
 }
 
+/** A DaemonSet: one pod per node (stored; local mode does not run it). */
+export interface DaemonSet extends RegistryObject {
+  readonly kind: 'DaemonSet';
+  readonly spec: {
+    readonly selector: { readonly matchLabels: Readonly<Record<string, string>> };
+    readonly template: PodTemplate;
+    readonly [field: string]: unknown;
+  };
+}
+
+export interface ServiceAccount extends RegistryObject {
+  readonly kind: 'ServiceAccount';
+  readonly automountServiceAccountToken?: boolean | undefined;
+}
+
+/** A Secret: base64 `data` (and write-only `stringData`). */
+export interface Secret extends RegistryObject {
+  readonly kind: 'Secret';
+  readonly type?: string | undefined;
+  readonly data?: Readonly<Record<string, string>> | undefined;
+  readonly stringData?: Readonly<Record<string, string>> | undefined;
+  readonly immutable?: boolean | undefined;
+}
+
+/** One RBAC rule: verbs on resources (with subresources `pods/log`) of API groups. */
+export interface RbacPolicyRule {
+  readonly verbs: readonly string[];
+  readonly apiGroups?: readonly string[] | undefined;
+  readonly resources?: readonly string[] | undefined;
+  readonly resourceNames?: readonly string[] | undefined;
+  readonly nonResourceURLs?: readonly string[] | undefined;
+}
+
+export interface RbacSubject {
+  readonly kind: 'ServiceAccount' | 'User' | 'Group';
+  readonly name: string;
+  readonly namespace?: string | undefined;
+  readonly apiGroup?: string | undefined;
+}
+
+export interface RoleRef {
+  readonly apiGroup: 'rbac.authorization.k8s.io';
+  readonly kind: 'Role' | 'ClusterRole';
+  readonly name: string;
+}
+
+export interface Role extends RegistryObject {
+  readonly kind: 'Role';
+  readonly rules: readonly RbacPolicyRule[];
+}
+
+export interface ClusterRole extends RegistryObject {
+  readonly kind: 'ClusterRole';
+  readonly rules: readonly RbacPolicyRule[];
+}
+
+export interface RoleBinding extends RegistryObject {
+  readonly kind: 'RoleBinding';
+  readonly roleRef: RoleRef;
+  readonly subjects: readonly RbacSubject[];
+}
+
+export interface ClusterRoleBinding extends RegistryObject {
+  readonly kind: 'ClusterRoleBinding';
+  readonly roleRef: RoleRef;
+  readonly subjects: readonly RbacSubject[];
+}
+
 /**
  * Kind name → the type its objects decode to. The registry's methods and informers are
  * generic over these names, so `createInformer(backend, 'CiliumNode', …)` yields CiliumNodes.
@@ -325,6 +393,13 @@ export interface KindTypes {
   ServiceExport: ServiceExport;
   ServiceImport: ServiceImport;
   ConfigMap: ConfigMap;
+  DaemonSet: DaemonSet;
+  ServiceAccount: ServiceAccount;
+  Secret: Secret;
+  Role: Role;
+  ClusterRole: ClusterRole;
+  RoleBinding: RoleBinding;
+  ClusterRoleBinding: ClusterRoleBinding;
 }
 
 export type KindName = keyof KindTypes;

@@ -417,6 +417,129 @@ export const configMapSchema = (
     immutable: z.boolean().optional(),
   });
 
+// ---- Kubernetes kinds a deployment of the daemons needs (the Helm chart's) ----
+
+const daemonSetSpec = z
+  .looseObject({
+    selector: z.looseObject({
+      matchLabels: labels.refine(
+        (m) => Object.keys(m).length > 0,
+        'must not be empty (a DaemonSet selects its pods by label)',
+      ),
+    }),
+    template: z.looseObject({
+      metadata: z.looseObject({ labels: labels.optional(), annotations: annotations.optional() }),
+      spec: podSpec,
+    }),
+  })
+  .superRefine((spec, ctx) => {
+    const have = spec.template.metadata.labels ?? {};
+    for (const [key, value] of Object.entries(spec.selector.matchLabels)) {
+      if (have[key] !== value) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `must match spec.selector.matchLabels (missing ${key}=${value})`,
+          path: ['template', 'metadata', 'labels'],
+        });
+        return;
+      }
+    }
+  });
+
+export const daemonSetSchema = (
+  identity: IdentitySchema<'DaemonSet'>,
+): z.ZodType<KindTypes['DaemonSet']> =>
+  identity.extend({ spec: daemonSetSpec, status: z.looseObject({}).optional() });
+
+export const serviceAccountSchema = (
+  identity: IdentitySchema<'ServiceAccount'>,
+): z.ZodType<KindTypes['ServiceAccount']> =>
+  identity.extend({ automountServiceAccountToken: z.boolean().optional() });
+
+const base64 = z
+  .string()
+  .refine((s) => /^[A-Za-z0-9+/]*={0,2}$/.test(s) && s.length % 4 === 0, 'illegal base64 data');
+
+export const secretSchema = (identity: IdentitySchema<'Secret'>): z.ZodType<KindTypes['Secret']> =>
+  identity.extend({
+    type: z.string().optional(),
+    data: z.record(z.string(), base64).optional(),
+    stringData: stringMap.optional(),
+    immutable: z.boolean().optional(),
+  });
+
+/** RBAC rules, checked as the Kubernetes API server checks them. */
+const policyRule = z
+  .looseObject({
+    verbs: z.array(nonEmpty).min(1, 'verbs must contain at least one value'),
+    apiGroups: z.array(z.string()).optional(),
+    resources: z.array(nonEmpty).optional(),
+    resourceNames: z.array(nonEmpty).optional(),
+    nonResourceURLs: z.array(nonEmpty).optional(),
+  })
+  .superRefine((r, ctx) => {
+    const urls = (r.nonResourceURLs ?? []).length > 0;
+    const res = (r.resources ?? []).length > 0;
+    if (!urls && !res) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'resource rules must supply at least one api group',
+      });
+    } else if (res && r.apiGroups === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'resource rules must supply at least one api group',
+        path: ['apiGroups'],
+      });
+    }
+  });
+
+const roleRef = z.looseObject({
+  apiGroup: z.literal('rbac.authorization.k8s.io'),
+  kind: z.enum(['Role', 'ClusterRole']),
+  name: nonEmpty,
+});
+
+const subject = z.looseObject({
+  kind: z.enum(['ServiceAccount', 'User', 'Group']),
+  name: nonEmpty,
+  namespace: z.string().optional(),
+  apiGroup: z.string().optional(),
+});
+
+export const roleSchema = (identity: IdentitySchema<'Role'>): z.ZodType<KindTypes['Role']> =>
+  identity.extend({ rules: z.array(policyRule).default([]) });
+
+export const clusterRoleSchema = (
+  identity: IdentitySchema<'ClusterRole'>,
+): z.ZodType<KindTypes['ClusterRole']> =>
+  identity.extend({ rules: z.array(policyRule).default([]) });
+
+export const roleBindingSchema = (
+  identity: IdentitySchema<'RoleBinding'>,
+): z.ZodType<KindTypes['RoleBinding']> =>
+  identity.extend({ roleRef, subjects: z.array(subject).default([]) });
+
+export const clusterRoleBindingSchema = (
+  identity: IdentitySchema<'ClusterRoleBinding'>,
+): z.ZodType<KindTypes['ClusterRoleBinding']> =>
+  identity.extend({
+    roleRef: roleRef.refine(
+      (r) => r.kind === 'ClusterRole',
+      'a ClusterRoleBinding may only reference a ClusterRole',
+    ),
+    subjects: z
+      .array(subject)
+      .default([])
+      .superRefine((subjects, ctx) => {
+        subjects.forEach((s, i) => {
+          if (s.kind === 'ServiceAccount' && (s.namespace ?? '') === '') {
+            ctx.addIssue({ code: 'custom', message: 'namespace: Required value', path: [i] });
+          }
+        });
+      }),
+  });
+
 // ---- Cilium kinds ----
 
 const ipPair = z.looseObject({ ipv4: ipv4.optional(), ipv6: ipv6.optional() });
