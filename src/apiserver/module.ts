@@ -246,6 +246,10 @@ export class Apiserver {
     return this.health.url;
   }
 
+  get metricsUrl(): string | undefined {
+    return this.metricsServer.url;
+  }
+
   statusJson(): unknown {
     return {
       cluster: this.opts.clusterName,

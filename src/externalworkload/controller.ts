@@ -267,6 +267,8 @@ export class ExternalWorkloadController {
       return;
     }
     const identity = await this.provide(cew, verdict.ip);
+    // The answer keeps the VM's lease: a VM that dies without unregistering loses its key
+    // when the lease runs out, which is what flips it to disconnected.
     const answered = await this.opts.backend.txnIf(
       [{ key: kv.key, modRevision: kv.modRevision }],
       [
@@ -274,6 +276,7 @@ export class ExternalWorkloadController {
           kind: 'put',
           key: kv.key,
           value: encodeRegistration({ node: { ...reg.node, NodeIdentity: identity } }),
+          keepLease: true,
         },
       ],
     );
@@ -313,6 +316,7 @@ export class ExternalWorkloadController {
               kind: 'put' as const,
               key: kv.key,
               value: encodeRegistration({ node: reg.node, refused: message }),
+              keepLease: true,
             },
           ];
     await this.opts.backend.txnIf([{ key: kv.key, modRevision: kv.modRevision }], ops);
@@ -420,6 +424,7 @@ export class ExternalWorkloadController {
               kind: 'put',
               key: kv.key,
               value: encodeRegistration({ node: { ...reg.node, NodeIdentity: identity } }),
+              keepLease: true,
             },
           ],
         );

@@ -23,6 +23,12 @@ import { WorkloadRegistrar } from './join.js';
 
 export const VM_API_PORT = 9876;
 export const VM_WORKLOAD_PORT = 80;
+/**
+ * The TTL of the VM's session lease (unless its etcd config sets etcd.leaseTTL): its
+ * registration lives on that lease, so a VM killed without unregistering shows
+ * disconnected this long after its last keepalive (sent every third of it).
+ */
+export const VM_LEASE_TTL_SECONDS = 10;
 
 export interface VmAgentOptions {
   readonly cluster: string;
@@ -103,7 +109,10 @@ export class VmAgent {
       clusterId: opts.clusterId,
       nodeName: opts.name,
       maxConnectedClusters: DefaultMaxConnectedClusters,
-      kvstore: opts.kvstore,
+      kvstore: {
+        ...opts.kvstore,
+        leaseTtlSeconds: opts.kvstore.leaseTtlSeconds ?? VM_LEASE_TTL_SECONDS,
+      },
       apiAddr: opts.apiAddr ?? `${opts.ip}:${VM_API_PORT}`,
       healthAddr: opts.health === false ? undefined : `${opts.ip}:${HEALTH_PORT}`,
       joinCluster: this.registrar,
