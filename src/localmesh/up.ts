@@ -239,6 +239,7 @@ export class LocalMesh {
             // On the clustermesh-apiserver Service's address, at the reference's ports.
             healthAddr: `${c.addr.etcdIP}:${APISERVER_HEALTH_PORT}`,
             metricsAddr: `${c.addr.etcdIP}:${APISERVER_METRICS_PORT}`,
+            etcdLogFile: c.etcd?.logFile,
           });
           await c.apiserver.start();
         }),
