@@ -336,11 +336,12 @@ describe('external workloads: a VM in cluster4 of clustermesh up --clusters 2 --
           /\nweb1\s+\S+\s+127\.4\.250\.2\s+\d+\s+disconnected/,
         );
       },
-      { timeoutMs: 20_000 },
+      { timeoutMs: 30_000 },
     );
     const seconds = (Date.now() - killed) / 1000;
-    // The bound: the VM's lease TTL (10 s) plus a watch delivery and a status poll.
-    assert.ok(seconds <= 13, `disconnected after ${seconds.toFixed(1)} s (bound 13 s)`);
+    // The bound: the VM's lease TTL (10 s; etcd drops the key at most that long after the
+    // kill) plus a watch delivery, with room for a `vm status` process on a busy machine.
+    assert.ok(seconds <= 16, `disconnected after ${seconds.toFixed(1)} s (bound 16 s)`);
     vm = new VmProcess(dir, ['web1']);
     assert.match(
       await vm.joined(),
