@@ -340,8 +340,9 @@ describe('external workloads: a VM in cluster4 of clustermesh up --clusters 2 --
     );
     const seconds = (Date.now() - killed) / 1000;
     // The bound: the VM's lease TTL (10 s; etcd drops the key at most that long after the
-    // kill) plus a watch delivery, with room for a `vm status` process on a busy machine.
-    assert.ok(seconds <= 16, `disconnected after ${seconds.toFixed(1)} s (bound 16 s)`);
+    // kill) plus a watch delivery, with room for `vm status` processes on a busy machine
+    // (13.8 s measured at load 11 on 2 cores); without the lease it stayed connected.
+    assert.ok(seconds <= 20, `disconnected after ${seconds.toFixed(1)} s (bound 20 s)`);
     vm = new VmProcess(dir, ['web1']);
     assert.match(
       await vm.joined(),
