@@ -319,6 +319,49 @@ describe('external workloads: the apiserver side and the VM side over one kvstor
     }
   });
 
+  it('a VM that dies without unregistering goes disconnected when its lease runs out', async () => {
+    const t = setup('ew-lease');
+    try {
+      await t.registry.apply([cew('vm1', { labels: { app: 'db' } })]);
+      const registrar = () =>
+        new WorkloadRegistrar({
+          name: 'vm1',
+          cluster: 'cluster1',
+          clusterId: 1,
+          ip: '127.1.250.1',
+          log: silentLogger,
+          answerTimeoutMs: 5000,
+        });
+      const dying = new MemoryBackend(sharedMemoryStore('ew-lease'), { leaseTtlSeconds: 1 });
+      const id = await registrar().register(dying, AbortSignal.timeout(10_000));
+      // The apiserver's answer stays on the VM's lease.
+      const key = 'cilium/state/noderegister/v1/vm1';
+      const vmLease = (await dying.get(key))?.lease;
+      assert.ok(vmLease !== undefined, 'the registration is on the VM’s lease');
+      await eventually(async () => {
+        const st = (await t.registry.get('CiliumExternalWorkload', undefined, 'vm1'))?.status;
+        assert.equal(st?.connected, true);
+      });
+      // A crash: no unregister, no revoke; the keepalive just stops.
+      const died = Date.now();
+      await dying.close();
+      await eventually(
+        async () => {
+          const st = (await t.registry.get('CiliumExternalWorkload', undefined, 'vm1'))?.status;
+          assert.equal(st?.connected, false);
+        },
+        { timeoutMs: 10_000 },
+      );
+      assert.ok(Date.now() - died < 5000, `disconnected ${Date.now() - died} ms after (TTL 1 s)`);
+      assert.equal(await t.backend.get(key), undefined, 'the registration went with the lease');
+      const back = new MemoryBackend(sharedMemoryStore('ew-lease'));
+      assert.equal(await registrar().register(back, AbortSignal.timeout(10_000)), id);
+      await back.close();
+    } finally {
+      await t.stop();
+    }
+  });
+
   it('refuses unknown names, addresses outside the CIDR, in use, and a second VM on a name', async () => {
     const t = setup('ew-refuse');
     try {
