@@ -1,7 +1,8 @@
 /**
  * VMs of the local mesh (`clustermesh vm run NAME`): each its own process on its own
- * loopback address (cluster c's VMs at 127.c.250.k, or inside the workload's
- * ipv4-alloc-cidr), joining with the inputs of the install script. A record per running VM
+ * loopback address (cluster c's VMs in 127.c.250.0/24, inside the workload's
+ * ipv4-alloc-cidr when that is a loopback range), joining with the inputs of the install
+ * script. A record per running VM
  * in `<state-dir>/vms/<name>.json` tells `clustermesh exec vm/NAME` where it is.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
