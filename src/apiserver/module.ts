@@ -68,6 +68,11 @@ export interface ApiserverOptions {
    * and get an identity, a CiliumNode and a CiliumEndpoint (src/externalworkload/).
    */
   readonly externalWorkloads?: boolean | undefined;
+  /**
+   * With external workloads: the log file of the cluster's etcd, when it runs beside this
+   * apiserver (the local mesh); the client certificates it rejects count as refusals.
+   */
+  readonly etcdLogFile?: string | undefined;
 }
 
 export function validateApiserverOptions(o: ApiserverOptions): void {
@@ -194,6 +199,7 @@ export class Apiserver {
             cluster,
             log: this.log,
             metrics: this.metrics.registry,
+            etcdLogFile: o.etcdLogFile,
           });
           ctx.spawn('external workloads', (signal) => controller.run(signal));
         },
@@ -244,6 +250,10 @@ export class Apiserver {
 
   get healthUrl(): string | undefined {
     return this.health.url;
+  }
+
+  get metricsUrl(): string | undefined {
+    return this.metricsServer.url;
   }
 
   statusJson(): unknown {

@@ -13,14 +13,18 @@ import {
  */
 
 interface ClusterFlags {
-  readonly cluster: string;
+  /** Default: the mesh's first cluster (cluster1, or cluster<N> after --first-cluster-id N). */
+  readonly cluster?: string | undefined;
   readonly stateDir: string;
 }
 
 function clusterOptions(cmd: Command): Command {
   return cmd
     .addOption(
-      new Option('--cluster <name>', 'a cluster of the running local mesh').default('cluster1'),
+      new Option(
+        '--cluster <name>',
+        'a cluster of the running local mesh (default: its first, e.g. cluster1)',
+      ),
     )
     .addOption(stateDirOption());
 }
@@ -31,7 +35,11 @@ async function controlOf(flags: ClusterFlags) {
     import('./mesh-client.js'),
   ]);
   const state = await readMeshState(flags.stateDir);
-  const cluster = clusterOf(state, flags.cluster);
+  const first = state.clusters[0];
+  const cluster =
+    flags.cluster === undefined && first !== undefined
+      ? first
+      : clusterOf(state, flags.cluster ?? 'cluster1');
   return { state, cluster, client: new MeshControlClient(state.control, cluster.name) };
 }
 
@@ -71,14 +79,14 @@ export function registerVmCommands(program: Command, ctx: CliContext): void {
       .description('the external workloads of the cluster, with their address, identity and state')
       .argument('[name]', 'one VM'),
   ).action(async (name: string | undefined, opts: ClusterFlags, cmd: Command) => {
-    const { client } = await controlOf(opts);
+    const { client, cluster } = await controlOf(opts);
     const { ClusterMeshError, ErrorCode } = await import('../lib/errors.js');
     const { formatVmStatus } = await import('../externalworkload/status.js');
     const objects = await client.objects('CiliumExternalWorkload', undefined, name);
     if (name !== undefined && objects.length === 0) {
       throw new ClusterMeshError(
         ErrorCode.KeyNotFound,
-        `no external workload ${JSON.stringify(name.slice(0, 80))} in ${opts.cluster}`,
+        `no external workload ${JSON.stringify(name.slice(0, 80))} in ${cluster.name}`,
       );
     }
     const { output } = globalOptions(cmd);
@@ -160,10 +168,10 @@ export function registerVmCommands(program: Command, ctx: CliContext): void {
         import('../lib/logger.js'),
         import('../lib/lifecycle.js'),
       ]);
-      const { state, client } = await controlOf(opts);
+      const { state, client, cluster } = await controlOf(opts);
       const inputs =
         opts.script === undefined
-          ? await vmMod.joinInputsOf(state, opts.cluster)
+          ? await vmMod.joinInputsOf(state, cluster.name)
           : install.parseInstallScript(await readFile(opts.script, 'utf8'), opts.script);
       const { clusterOf } = await import('../localmesh/mesh-state.js');
       const target = clusterOf(state, inputs.cluster);

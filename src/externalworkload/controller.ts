@@ -39,6 +39,7 @@ import {
   registrationName,
   type Registration,
 } from './registration.js';
+import { followRejectedConnections, type RejectedConnection } from './tls-refusals.js';
 import {
   CEW_API_VERSION,
   RefusalReason,
@@ -60,6 +61,11 @@ export interface ExternalWorkloadControllerOptions {
   readonly metrics: MetricsRegistry;
   /** Pause before a failed step is retried (default 1 s). */
   readonly retryMs?: number | undefined;
+  /**
+   * The log of the cluster's etcd, when it runs beside this apiserver: the TLS handshakes
+   * it rejects are counted and logged as refusals (src/externalworkload/tls-refusals.ts).
+   */
+  readonly etcdLogFile?: string | undefined;
 }
 
 type WorkItem =
@@ -142,7 +148,24 @@ export class ExternalWorkloadController {
       ...informers.map((i) => i.run(signal)),
       this.watch(signal),
       this.work(informers, signal),
+      ...(this.opts.etcdLogFile === undefined
+        ? []
+        : [
+            followRejectedConnections(
+              { file: this.opts.etcdLogFile, onRefusal: (r) => this.refuseConnection(r) },
+              signal,
+            ),
+          ]),
     ]);
+  }
+
+  /** A client etcd refused at the TLS handshake: nothing was written, so nothing to undo. */
+  private refuseConnection(r: RejectedConnection): void {
+    this.registrations.inc({ outcome: 'refused', reason: RefusalReason.BadCertificate });
+    this.log.warn(
+      { remote: r.remoteAddr, reason: RefusalReason.BadCertificate, err: r.error },
+      `External workload connection refused by etcd: ${r.error.slice(0, 160)}`,
+    );
   }
 
   private push(item: WorkItem): void {
@@ -267,6 +290,8 @@ export class ExternalWorkloadController {
       return;
     }
     const identity = await this.provide(cew, verdict.ip);
+    // The answer keeps the VM's lease: a VM that dies without unregistering loses its key
+    // when the lease runs out, which is what flips it to disconnected.
     const answered = await this.opts.backend.txnIf(
       [{ key: kv.key, modRevision: kv.modRevision }],
       [
@@ -274,6 +299,7 @@ export class ExternalWorkloadController {
           kind: 'put',
           key: kv.key,
           value: encodeRegistration({ node: { ...reg.node, NodeIdentity: identity } }),
+          keepLease: true,
         },
       ],
     );
@@ -313,6 +339,7 @@ export class ExternalWorkloadController {
               kind: 'put' as const,
               key: kv.key,
               value: encodeRegistration({ node: reg.node, refused: message }),
+              keepLease: true,
             },
           ];
     await this.opts.backend.txnIf([{ key: kv.key, modRevision: kv.modRevision }], ops);
@@ -420,6 +447,7 @@ export class ExternalWorkloadController {
               kind: 'put',
               key: kv.key,
               value: encodeRegistration({ node: { ...reg.node, NodeIdentity: identity } }),
+              keepLease: true,
             },
           ],
         );

@@ -17,12 +17,18 @@ import type { FlowLog } from '../datapath/flows.js';
 import { HEALTH_PORT } from '../health/prober.js';
 import { DefaultMaxConnectedClusters } from '../keyspace/index.js';
 import type { KvstoreConfig } from '../kvstore/config.js';
-import { errorMessage } from '../lib/errors.js';
+import { ClusterMeshError, ErrorCode, errorMessage, isClusterMeshError } from '../lib/errors.js';
 import { resolveImage, type Workload } from '../workloads/images.js';
 import { WorkloadRegistrar } from './join.js';
 
 export const VM_API_PORT = 9876;
 export const VM_WORKLOAD_PORT = 80;
+/**
+ * The TTL of the VM's session lease (unless its etcd config sets etcd.leaseTTL): its
+ * registration lives on that lease, so a VM killed without unregistering shows
+ * disconnected this long after its last keepalive (sent every third of it).
+ */
+export const VM_LEASE_TTL_SECONDS = 10;
 
 export interface VmAgentOptions {
   readonly cluster: string;
@@ -103,7 +109,10 @@ export class VmAgent {
       clusterId: opts.clusterId,
       nodeName: opts.name,
       maxConnectedClusters: DefaultMaxConnectedClusters,
-      kvstore: opts.kvstore,
+      kvstore: {
+        ...opts.kvstore,
+        leaseTtlSeconds: opts.kvstore.leaseTtlSeconds ?? VM_LEASE_TTL_SECONDS,
+      },
       apiAddr: opts.apiAddr ?? `${opts.ip}:${VM_API_PORT}`,
       healthAddr: opts.health === false ? undefined : `${opts.ip}:${HEALTH_PORT}`,
       joinCluster: this.registrar,
@@ -128,7 +137,23 @@ export class VmAgent {
   }
 
   async start(): Promise<void> {
-    await this.agent.start();
+    try {
+      await this.agent.start();
+    } catch (err) {
+      // etcd refused the certificate before the registration could be written: the
+      // cluster counts it from etcd's log; the VM says so in one line of its own.
+      if (!isClusterMeshError(err, ErrorCode.KvstoreTls)) throw err;
+      const e = new ClusterMeshError(
+        ErrorCode.ExternalWorkloadRefused,
+        `registration of ${this.opts.name} refused: ${errorMessage(err)}`,
+        { cause: err },
+      );
+      this.log.error(
+        { code: e.code, reason: 'bad-certificate', err: errorMessage(err) },
+        'External workload registration refused: the cluster’s etcd rejected the certificate',
+      );
+      throw e;
+    }
     if (this.opts.workload === false) return;
     const image = resolveImage('clustermesh/echo');
     if (image === undefined) return;

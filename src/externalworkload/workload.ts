@@ -33,6 +33,11 @@ export const RefusalReason = {
   NameInUse: 'name-in-use',
   /** The registration does not parse, or names another cluster. */
   InvalidRegistration: 'invalid-registration',
+  /**
+   * etcd refused the client's TLS handshake (a certificate not of this cluster's CA):
+   * read from etcd's log, since such a client never reaches the registration key.
+   */
+  BadCertificate: 'bad-certificate',
 } as const;
 export type RefusalReason = (typeof RefusalReason)[keyof typeof RefusalReason];
 

@@ -42,7 +42,17 @@ export interface PutOptions {
 }
 
 export type TxnOp =
-  | { readonly kind: 'put'; readonly key: string; readonly value: string; readonly lease?: boolean }
+  | {
+      readonly kind: 'put';
+      readonly key: string;
+      readonly value: string;
+      readonly lease?: boolean;
+      /**
+       * Keep the lease the key already has (etcd's ignore_lease): one party answers in a
+       * key another party keeps alive, and the key still goes when that party's lease does.
+       */
+      readonly keepLease?: boolean;
+    }
   | { readonly kind: 'delete'; readonly key: string };
 
 export interface ModRevisionCompare {

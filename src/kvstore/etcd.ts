@@ -355,7 +355,15 @@ export class EtcdBackend extends SessionBackend implements Backend {
     const reqs: IRequestOp[] = [];
     const leases = new Set<string>();
     for (const op of ops) {
-      if (op.kind === 'put') {
+      if (op.kind === 'put' && op.keepLease === true) {
+        reqs.push({
+          request_put: {
+            key: Buffer.from(op.key),
+            value: Buffer.from(op.value),
+            ignore_lease: true,
+          },
+        });
+      } else if (op.kind === 'put') {
         const lease = await this.leaseFor(op.key, op.lease);
         leases.add(lease);
         reqs.push({

@@ -149,7 +149,12 @@ export class MemoryStore {
     for (const op of ops) {
       const ev =
         op.kind === 'put'
-          ? this.applyPut(op.key, op.value, leaseOf(op), rev)
+          ? this.applyPut(
+              op.key,
+              op.value,
+              op.keepLease === true ? this.data.get(op.key)?.lease : leaseOf(op),
+              rev,
+            )
           : this.applyDelete(op.key, rev);
       if (ev !== undefined) events.push(ev);
     }

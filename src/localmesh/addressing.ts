@@ -8,6 +8,8 @@ import { ClusterMeshError, ErrorCode } from '../lib/errors.js';
  *   ClusterIPs    127.c.128.0/17
  *   etcd          127.c.128.2          (the clustermesh-apiserver Service's ClusterIP)
  *   DNS           127.c.128.10
+ *   apiserver     127.c.128.2:9880 (health, /metrics) and :9962 (/metrics)
+ *   VMs           127.c.250.0/24      (inside the ClusterIP range, which skips it)
  */
 
 export const MAX_CLUSTERS = 255;
@@ -15,6 +17,9 @@ export const MAX_CLUSTERS = 255;
 export const MAX_NODES = 127;
 /** Agent API port on each node IP; a free port is used when it is taken. */
 export const AGENT_API_PORT = 9876;
+/** The clustermesh-apiserver's health port (also serves /metrics) and metrics port. */
+export const APISERVER_HEALTH_PORT = 9880;
+export const APISERVER_METRICS_PORT = 9962;
 
 export interface NodeAddressing {
   readonly name: string;
@@ -30,6 +35,8 @@ export interface ClusterAddressing {
   readonly dnsIP: string;
   /** Where the cluster's etcd listens: what `<cluster>.mesh.cilium.io` stands for. */
   readonly etcdIP: string;
+  /** Where the cluster's VMs (`clustermesh vm run`) live. */
+  readonly vmCIDR: string;
   readonly nodes: readonly NodeAddressing[];
 }
 
@@ -54,6 +61,7 @@ export function clusterAddressing(id: number, nodes: number): ClusterAddressing 
     serviceCIDR: `127.${id}.128.0/17`,
     dnsIP: `127.${id}.128.10`,
     etcdIP: `127.${id}.128.2`,
+    vmCIDR: vmCIDR(id),
     nodes: Array.from({ length: nodes }, (_, i) => ({
       name: `${name}-node${i + 1}`,
       ip: `127.${id}.0.${i + 1}`,
@@ -115,4 +123,14 @@ export function nodeOfIP<N extends NodeAddressing>(nodes: readonly N[], ip: stri
     if (pm !== null && pm[1] === m[1] && Number(pm[2]) === third && fourth > 0) return n;
   }
   return undefined;
+}
+
+/** Cluster `id`'s VM range: outside every pod CIDR (node /24s end at 127.c.127.0/24). */
+export function vmCIDR(id: number): string {
+  return `127.${id}.250.0/24`;
+}
+
+/** Every address of a cluster's VM range: its ClusterIP allocator must never hand one out. */
+export function vmAddresses(c: Pick<ClusterAddressing, 'id'>): string[] {
+  return Array.from({ length: 256 }, (_, i) => `127.${c.id}.250.${i}`);
 }

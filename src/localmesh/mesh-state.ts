@@ -40,6 +40,12 @@ const clusterSchema = z.object({
   dns: z.string().min(1),
   podCIDR: z.string().min(1),
   serviceCIDR: z.string().min(1),
+  /** Where the cluster's VMs live (`127.c.250.0/24`); absent in older files. */
+  vmCIDR: z.string().min(1).optional(),
+  /** The cluster's clustermesh-apiserver: `http://ip:port` of its health and metrics servers. */
+  apiserver: z
+    .object({ health: z.string().min(1), metrics: z.string().min(1).optional() })
+    .optional(),
   agents: z.array(agentSchema),
 });
 

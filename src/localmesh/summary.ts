@@ -28,6 +28,15 @@ export function formatMeshSummary(
   }
   lines.push(...tabwrite(agents).trimEnd().split('\n'));
   lines.push('');
+  const apiservers = state.clusters.filter((c) => c.apiserver !== undefined);
+  if (apiservers.length > 0) {
+    const rows: string[][] = [['APISERVER', 'HEALTH', 'METRICS', 'VMS']];
+    for (const c of apiservers) {
+      rows.push([c.name, c.apiserver?.health ?? '', c.apiserver?.metrics ?? '-', c.vmCIDR ?? '-']);
+    }
+    lines.push(...tabwrite(rows).trimEnd().split('\n'));
+    lines.push('');
+  }
   const first = state.clusters[0];
   const dir = opts.stateDir === DEFAULT_STATE_DIR ? '' : ` --state-dir ${opts.stateDir}`;
   lines.push(`state: ${opts.stateDir}/mesh.json (control API ${state.control})`);

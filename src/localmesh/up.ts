@@ -57,10 +57,13 @@ import { ETCD_PORT, startSecureEtcd, type EtcdAccess } from './secure-etcd.js';
 import { ClusterRuntime, type WorkloadConnection } from '../workloads/cluster-runtime.js';
 import {
   AGENT_API_PORT,
+  APISERVER_HEALTH_PORT,
+  APISERVER_METRICS_PORT,
   MAX_CLUSTERS,
   clusterAddressing,
   nodeOfIP,
   validatePodCidrs,
+  vmAddresses,
   type ClusterAddressing,
   type NodeAddressing,
 } from './addressing.js';
@@ -257,6 +260,10 @@ export class LocalMesh {
             log: teeLogger(o.log, c.apiserverLog),
             // VMs join over etcd (`clustermesh vm run`); an in-process store has no door for them.
             externalWorkloads: this.kind === 'etcd' && o.externalWorkloads !== false,
+            // On the clustermesh-apiserver Service's address, at the reference's ports.
+            healthAddr: `${c.addr.etcdIP}:${APISERVER_HEALTH_PORT}`,
+            metricsAddr: `${c.addr.etcdIP}:${APISERVER_METRICS_PORT}`,
+            etcdLogFile: c.etcd?.logFile,
           });
           await c.apiserver.start();
         }),
@@ -292,7 +299,8 @@ export class LocalMesh {
             nodes: c.addr.nodes,
             backend,
             serviceCIDR: c.addr.serviceCIDR,
-            reservedServiceIPs: [c.addr.dnsIP, c.addr.etcdIP],
+            // VMs (`vm run`) take 127.c.250.x, inside the service CIDR: never a ClusterIP.
+            reservedServiceIPs: [c.addr.dnsIP, c.addr.etcdIP, ...vmAddresses(c.addr)],
             systemEndpoints: [
               {
                 namespace: 'kube-system',
@@ -916,6 +924,17 @@ export class LocalMesh {
         dns: c.dns?.address ?? '',
         podCIDR: c.addr.podCIDR,
         serviceCIDR: c.addr.serviceCIDR,
+        vmCIDR: c.addr.vmCIDR,
+        ...(c.apiserver?.healthUrl === undefined
+          ? {}
+          : {
+              apiserver: {
+                health: c.apiserver.healthUrl,
+                ...(c.apiserver.metricsUrl === undefined
+                  ? {}
+                  : { metrics: c.apiserver.metricsUrl }),
+              },
+            }),
         agents: c.agents.map((a) => ({
           node: a.node.name,
           ip: a.node.ip,

@@ -1,7 +1,8 @@
 /**
  * VMs of the local mesh (`clustermesh vm run NAME`): each its own process on its own
- * loopback address (cluster c's VMs at 127.c.250.k, or inside the workload's
- * ipv4-alloc-cidr), joining with the inputs of the install script. A record per running VM
+ * loopback address (cluster c's VMs in 127.c.250.0/24, inside the workload's
+ * ipv4-alloc-cidr when that is a loopback range), joining with the inputs of the install
+ * script. A record per running VM
  * in `<state-dir>/vms/<name>.json` tells `clustermesh exec vm/NAME` where it is.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -12,12 +13,13 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import { clusterCertFiles } from '../certs/index.js';
 import { resolveKvstoreConfig } from '../kvstore/config.js';
-import { parseCIDR, formatIP } from '../keyspace/index.js';
+import { parseCIDR } from '../keyspace/index.js';
 import { ClusterMeshError, ErrorCode } from '../lib/errors.js';
 import { writeJoinFiles, type JoinInputs } from '../externalworkload/install.js';
 import { VmAgent } from '../externalworkload/vm-agent.js';
 import { externalWorkloadObject } from '../externalworkload/workload.js';
 import type { RegistryObject } from '../registry/types.js';
+import { vmCIDR } from './addressing.js';
 import { clusterOf, type MeshState } from './mesh-state.js';
 import { readCredentials } from './secure-etcd.js';
 
@@ -96,33 +98,41 @@ export async function readVmRecord(stateDir: string, name: string): Promise<VmRe
 }
 
 /**
- * The VM's address: in its workload's ipv4-alloc-cidr when that is a loopback range,
- * else 127.<cluster id>.250.k; the first one no running VM holds.
+ * The VM's address: the first one no running VM holds in the cluster's VM range
+ * (127.<cluster id>.250.0/24, which no pod CIDR reaches and the ClusterIP allocator
+ * skips), inside its workload's ipv4-alloc-cidr when that is a loopback range. A loopback
+ * CIDR outside the VM range would hand a VM a node's, pod's or Service's address: refused.
  */
 export function pickVmAddress(
   clusterId: number,
   cidr: string | undefined,
   taken: ReadonlySet<string>,
 ): string {
+  const range = vmCIDR(clusterId);
   const c = cidr === undefined ? null : parseCIDR(cidr);
+  let candidates = Array.from({ length: 254 }, (_, k) => `127.${clusterId}.250.${k + 1}`);
   if (c !== null && c.bits === 32 && c.ip[0] === 127) {
     const base = c.ip.reduce((acc, b) => acc * 256 + b, 0);
     const size = 2 ** (32 - c.prefixLen);
     // A /31 or /32 has no network and broadcast address to skip.
-    const [first, last] = size <= 2 ? [0, size - 1] : [1, size - 2];
-    for (let k = first; k <= last; k++) {
-      const n = base + k;
-      const ip = formatIP(Uint8Array.of(n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255));
-      if (!taken.has(ip)) return ip;
+    const [first, last] = size <= 2 ? [base, base + size - 1] : [base + 1, base + size - 2];
+    const inCidr = (ip: string): boolean => {
+      const n = ip.split('.').reduce((acc, b) => acc * 256 + Number(b), 0);
+      return n >= first && n <= last;
+    };
+    candidates = candidates.filter(inCidr);
+    if (candidates.length === 0) {
+      throw new ClusterMeshError(
+        ErrorCode.InvalidArgument,
+        `ipv4-alloc-cidr ${cidr?.slice(0, 80) ?? ''} has no address in ${range}, where this mesh's VMs live (pods, nodes and ClusterIPs own the rest of 127.${clusterId}.0.0/16)`,
+      );
     }
   }
-  for (let k = 1; k <= 254; k++) {
-    const ip = `127.${clusterId}.250.${k}`;
-    if (!taken.has(ip)) return ip;
-  }
+  const free = candidates.find((ip) => !taken.has(ip));
+  if (free !== undefined) return free;
   throw new ClusterMeshError(
     ErrorCode.InvalidArgument,
-    `no free VM address left in 127.${clusterId}.250.0/24`,
+    `no free VM address left in ${cidr !== undefined && c?.ip[0] === 127 ? `${cidr} ∩ ` : ''}${range}`,
   );
 }
 

@@ -318,6 +318,30 @@ export function kvstoreContract(name: string, harness: () => ContractHarness): v
       assert.equal((await reader.get(`${p}plain`))?.value, 'v');
     });
 
+    it('an answer written with keepLease keeps the owner’s lease: the key still expires with it', async () => {
+      const h = harness();
+      const owner = await h.newBackend({ leaseTtlSeconds: h.minLeaseTtlSeconds });
+      const answerer = await open();
+      const p = uniquePrefix();
+      await owner.put(`${p}reg`, 'request', { lease: true });
+      const before = await answerer.get(`${p}reg`);
+      assert.ok(before?.lease !== undefined, 'the request is on the owner’s lease');
+      const applied = await answerer.txnIf(
+        [{ key: `${p}reg`, modRevision: before.modRevision }],
+        [{ kind: 'put', key: `${p}reg`, value: 'answer', keepLease: true }],
+      );
+      assert.equal(applied, true);
+      const after = await answerer.get(`${p}reg`);
+      assert.deepEqual([after?.value, after?.lease], ['answer', before.lease]);
+      await owner.close(); // keepalive stops; the lease is not revoked
+      await eventually(
+        async () => {
+          assert.equal(await answerer.get(`${p}reg`), undefined);
+        },
+        { timeoutMs: (h.minLeaseTtlSeconds + 10) * 1000 },
+      );
+    });
+
     it('reports keys whose lease was lost, and writes them again under a new lease', async () => {
       const h = harness();
       const kv = await open({ leaseTtlSeconds: Math.max(h.minLeaseTtlSeconds, 3) });

@@ -24,6 +24,13 @@ import { clusterIdentityRange } from '../../src/keyspace/index.js';
 import { ErrorCode, isClusterMeshError } from '../../src/lib/errors.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { pickVmAddress } from '../../src/localmesh/vm.js';
+import {
+  MAX_NODES,
+  clusterAddressing,
+  nodeOfIP,
+  vmAddresses,
+} from '../../src/localmesh/addressing.js';
+import { ServiceIPAllocator } from '../../src/workloads/service-ips.js';
 import type { CiliumExternalWorkload } from '../../src/registry/objects.js';
 import { Registry } from '../../src/registry/registry.js';
 import { parseObject as validateObject } from '../../src/registry/validation.js';
@@ -158,12 +165,50 @@ describe('external workloads: the kind and its rules', () => {
     assert.throws(() => parseInstallScript('#!/bin/sh\n', 'x.sh'), /x\.sh: not an install script/);
   });
 
-  it('picks VM addresses in the CIDR, else 127.<id>.250.k', () => {
+  it('picks VM addresses in the VM range 127.<id>.250.0/24, inside a loopback CIDR', () => {
     assert.equal(pickVmAddress(1, undefined, new Set()), '127.1.250.1');
     assert.equal(pickVmAddress(2, undefined, new Set(['127.2.250.1'])), '127.2.250.2');
-    assert.equal(pickVmAddress(1, '127.1.251.8/30', new Set()), '127.1.251.9');
-    assert.equal(pickVmAddress(1, '127.1.251.7/32', new Set()), '127.1.251.7');
+    assert.equal(pickVmAddress(4, undefined, new Set()), '127.4.250.1');
+    assert.equal(pickVmAddress(1, '127.1.250.8/30', new Set()), '127.1.250.9');
+    assert.equal(pickVmAddress(1, '127.1.250.7/32', new Set()), '127.1.250.7');
+    assert.equal(pickVmAddress(5, '127.0.0.0/8', new Set(['127.5.250.1'])), '127.5.250.2');
     assert.equal(pickVmAddress(1, '10.192.1.0/24', new Set()), '127.1.250.1');
+    // A loopback CIDR outside the VM range would hand out a node's, pod's or Service's address.
+    assert.throws(
+      () => pickVmAddress(1, '127.1.0.0/29', new Set()),
+      /^ClusterMeshError: ipv4-alloc-cidr 127\.1\.0\.0\/29 has no address in 127\.1\.250\.0\/24/,
+    );
+    assert.throws(
+      () => pickVmAddress(1, '127.1.250.4/31', new Set(['127.1.250.4', '127.1.250.5'])),
+      /no free VM address left in 127\.1\.250\.4\/31 ∩ 127\.1\.250\.0\/24/,
+    );
+  });
+
+  it('VM addresses never collide with pod CIDRs, node IPs, DNS, etcd or allocated ClusterIPs', () => {
+    for (const id of [1, 4, 5, 255]) {
+      const a = clusterAddressing(id, MAX_NODES);
+      assert.equal(a.vmCIDR, `127.${id}.250.0/24`);
+      const vms = vmAddresses(a);
+      assert.equal(vms.length, 256);
+      for (const ip of vms) {
+        assert.equal(nodeOfIP(a.nodes, ip), undefined, `${ip} is no node's or pod's`);
+        assert.ok(ip !== a.dnsIP && ip !== a.etcdIP, `${ip} is not DNS or etcd`);
+      }
+      // The ClusterIPs below the VM range all taken (as up reserves): the next ones skip it.
+      const alloc = new ServiceIPAllocator(a.serviceCIDR, [a.dnsIP, a.etcdIP, ...vms]);
+      for (let third = 128; third < 250; third++) {
+        for (let fourth = 0; fourth < 256; fourth++) {
+          alloc.claim(`default/c${third}-${fourth}`, `127.${id}.${third}.${fourth}`);
+        }
+      }
+      const given = Array.from({ length: 300 }, (_, i) => alloc.allocate(`default/s${i}`));
+      assert.equal(given[0], `127.${id}.251.0`, 'the first ClusterIP after the VM range');
+      assert.deepEqual(
+        given.filter((ip) => ip?.startsWith(`127.${id}.250.`) === true),
+        [],
+        'no ClusterIP in the VM range',
+      );
+    }
   });
 
   it('prints vm status as a table', () => {
@@ -269,6 +314,49 @@ describe('external workloads: the apiserver side and the VM side over one kvstor
         assert.deepEqual(await t.ctl.counts(), { accepted: 2, refused: {} });
       });
       await a.backend.close();
+    } finally {
+      await t.stop();
+    }
+  });
+
+  it('a VM that dies without unregistering goes disconnected when its lease runs out', async () => {
+    const t = setup('ew-lease');
+    try {
+      await t.registry.apply([cew('vm1', { labels: { app: 'db' } })]);
+      const registrar = () =>
+        new WorkloadRegistrar({
+          name: 'vm1',
+          cluster: 'cluster1',
+          clusterId: 1,
+          ip: '127.1.250.1',
+          log: silentLogger,
+          answerTimeoutMs: 5000,
+        });
+      const dying = new MemoryBackend(sharedMemoryStore('ew-lease'), { leaseTtlSeconds: 1 });
+      const id = await registrar().register(dying, AbortSignal.timeout(10_000));
+      // The apiserver's answer stays on the VM's lease.
+      const key = 'cilium/state/noderegister/v1/vm1';
+      const vmLease = (await dying.get(key))?.lease;
+      assert.ok(vmLease !== undefined, 'the registration is on the VM’s lease');
+      await eventually(async () => {
+        const st = (await t.registry.get('CiliumExternalWorkload', undefined, 'vm1'))?.status;
+        assert.equal(st?.connected, true);
+      });
+      // A crash: no unregister, no revoke; the keepalive just stops.
+      const died = Date.now();
+      await dying.close();
+      await eventually(
+        async () => {
+          const st = (await t.registry.get('CiliumExternalWorkload', undefined, 'vm1'))?.status;
+          assert.equal(st?.connected, false);
+        },
+        { timeoutMs: 10_000 },
+      );
+      assert.ok(Date.now() - died < 5000, `disconnected ${Date.now() - died} ms after (TTL 1 s)`);
+      assert.equal(await t.backend.get(key), undefined, 'the registration went with the lease');
+      const back = new MemoryBackend(sharedMemoryStore('ew-lease'));
+      assert.equal(await registrar().register(back, AbortSignal.timeout(10_000)), id);
+      await back.close();
     } finally {
       await t.stop();
     }
