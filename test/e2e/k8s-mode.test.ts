@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { readMeshState, type MeshState } from '../../src/localmesh/mesh-state.js';
+import type { MeshState } from '../../src/localmesh/mesh-state.js';
 import { derivedServiceName } from '../../src/mcsapi/types.js';
 import { eventually } from '../support/eventually.js';
 import { getJson } from '../support/mesh.js';
@@ -228,11 +228,7 @@ void describe(
         '--example',
         'rebel-base',
       ]);
-      await eventually(async () => {
-        state = await readMeshState(join(dir, '.clustermesh'));
-      }, 150_000).catch((err: unknown) => {
-        throw new Error(`up did not become ready: ${String(err)}\n${up.log}`);
-      });
+      state = await up.ready(150_000);
     });
 
     after(async () => {

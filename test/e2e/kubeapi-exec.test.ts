@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { readMeshState, type MeshState } from '../../src/localmesh/mesh-state.js';
+import type { MeshState } from '../../src/localmesh/mesh-state.js';
 import { eventually } from '../support/eventually.js';
 import { UpProcess } from '../support/up-process.js';
 import { acquireUpLock, releaseUpLock } from '../support/up-lock.js';
@@ -82,11 +82,7 @@ void describe('kubectl exec and logs on clustermesh up (2 clusters)', { timeout:
     dir = await mkdtemp(join(tmpdir(), 'cm-kubeexec-'));
     up = new UpProcess(dir);
     up.start(['--clusters', '2', '--nodes', '1', '--kvstore', 'etcd', '--example', 'rebel-base']);
-    await eventually(async () => {
-      state = await readMeshState(join(dir, '.clustermesh'));
-    }, 120_000).catch((err: unknown) => {
-      throw new Error(`up did not become ready: ${String(err)}\n${up.log}`);
-    });
+    state = await up.ready(120_000);
   });
 
   after(async () => {

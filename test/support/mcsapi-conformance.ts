@@ -31,7 +31,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { WebSocket } from 'ws';
 import { parse as parseYaml } from 'yaml';
-import { readMeshState, type MeshState } from '../../src/localmesh/mesh-state.js';
+import type { MeshState } from '../../src/localmesh/mesh-state.js';
 import { derivedServiceName } from '../../src/mcsapi/types.js';
 import { eventually } from './eventually.js';
 import { UpProcess } from './up-process.js';
@@ -538,11 +538,7 @@ export function scenario(
         ],
         process.env.MCS_E2E_LOG_LEVEL ?? 'warn',
       );
-      await eventually(async () => {
-        m.state = await readMeshState(join(dir, '.clustermesh'));
-      }, 180_000).catch((err: unknown) => {
-        throw new Error(`up did not become ready: ${String(err)}\n${up.log}`);
-      });
+      m.state = await up.ready(180_000);
       assert.equal(m.state.k8sMode === true, k8sMode, 'the mode mesh.json records');
       await everywhere((c) => m.apply(c, NAMESPACES.map(namespaceYaml).join('')));
     });

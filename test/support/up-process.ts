@@ -1,5 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { readMeshState, type MeshState } from '../../src/localmesh/mesh-state.js';
+import { eventually } from './eventually.js';
 
 const BIN = fileURLToPath(new URL('../../bin/clustermesh', import.meta.url));
 
@@ -24,6 +27,18 @@ export class UpProcess {
     child.stderr.on('data', (d: Buffer) => (this.output += d.toString()));
     this.exited = new Promise((resolve) => child.on('exit', () => resolve()));
     this.child = child;
+  }
+
+  /**
+   * Waits until `up` has written mesh.json (it does once every cluster is ready) and
+   * returns it; a timeout fails with everything `up` printed.
+   */
+  async ready(timeoutMs: number): Promise<MeshState> {
+    return eventually(() => readMeshState(join(this.dir, '.clustermesh')), timeoutMs).catch(
+      (err: unknown) => {
+        throw new Error(`up did not become ready: ${String(err)}\n${this.output}`);
+      },
+    );
   }
 
   /** Everything it printed so far (stdout and stderr). */
