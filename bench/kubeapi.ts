@@ -6,12 +6,17 @@
  * - `kubectl get pods` (a namespace of `--page` pods) against the same kubectl reading a
  *   static HTTPS server that replays our recorded answers (goal ≤ 1.2×);
  * - a list of `--pods` pods (JSON and Table) against a raw etcd3 paged list (goal ≤ 300 ms);
- * - `--watchers` watches receiving `--updates` updates: delivery p99 from the write's start,
- *   against one raw etcd3 watcher (goal ≤ 50 ms);
+ * - `--watchers` watches receiving `--updates` updates: delivery p99 from each write's
+ *   acknowledgement, against one raw etcd3 watcher of the same key in the same run (goal
+ *   ≤ 50 ms). The watchers and the writer run in processes of their own
+ *   (`kubeapi-watch-client.ts`), the writer with one write in flight: timed from the
+ *   write's start, or in the server's process, the number measured etcd's queue and the
+ *   shared event loop (the raw watcher was as late as ours), not the fan-out. The delay
+ *   from the write's start is still reported;
  * - `kubectl apply -f` of `--objects` ConfigMaps (create, then unchanged), against
  *   `clustermesh apply -f` of the same file (reported).
  */
-import { execFile } from 'node:child_process';
+import { execFile, fork, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, request, type Agent as HttpsAgent } from 'node:https';
 import { Agent } from 'node:https';
@@ -29,6 +34,13 @@ import { Registry } from '../src/registry/registry.js';
 import type { RegistryObject } from '../src/registry/types.js';
 import { startEtcd } from '../test/support/etcd.js';
 import { createCA, issueCert, loopbackServerCertOptions } from '../test/support/tls.js';
+import type {
+  ClientMessage,
+  CollectRequest,
+  Received,
+  WatchersConfig,
+  WriterConfig,
+} from './kubeapi-watch-client.js';
 import { flag, rawPagedList, report, summarize, type Row } from './lib.js';
 
 const BIN = fileURLToPath(new URL('../bin/clustermesh', import.meta.url));
@@ -48,6 +60,52 @@ function run(cmd: string, args: readonly string[], env: NodeJS.ProcessEnv = {}):
       },
     );
   });
+}
+
+const CLIENT = fileURLToPath(new URL('./kubeapi-watch-client.ts', import.meta.url));
+
+/** A process of `kubeapi-watch-client.ts`, awaiting its role. */
+function client(): ChildProcess {
+  return fork(CLIENT, [], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+}
+
+/** The next message of `type` from `child`; rejects when it exits first. */
+function nextMessage<T extends ClientMessage['type']>(
+  child: ChildProcess,
+  type: T,
+): Promise<Extract<ClientMessage, { type: T }>> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (msg: unknown): void => {
+      if ((msg as { type?: string }).type !== type) return;
+      child.off('exit', onExit);
+      child.off('message', onMessage);
+      resolve(msg as Extract<ClientMessage, { type: T }>);
+    };
+    const onExit = (code: number | null): void => {
+      child.off('message', onMessage);
+      reject(new Error(`watch client exited (${String(code)}) before '${type}'`));
+    };
+    child.on('message', onMessage);
+    child.once('exit', onExit);
+  });
+}
+
+/**
+ * Delay of each receive after its update's `since` time (the write's start or its
+ * acknowledgement), in ms. An event can reach a watcher before the writer hears back from
+ * etcd; that delivery counts as 0 after the acknowledgement.
+ */
+function delays(got: Received, since: readonly number[]): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < got.n.length; i++) {
+    const t0 = since[got.n[i] ?? -1];
+    const t = got.t[i];
+    if (t0 !== undefined && t !== undefined) out.push(Math.max(0, t - t0));
+  }
+  return out;
 }
 
 function median(xs: readonly number[]): number {
@@ -241,75 +299,45 @@ export async function main(args: string[]): Promise<void> {
     ]);
     const cm = await registry.get('ConfigMap', 'default', 'watched');
     const startRv = cm?.metadata.resourceVersion ?? '0';
-    const sentAt = new Map<string, number>();
-    const latencies: number[] = [];
-    let received = 0;
-    const streams = await Promise.all(
-      Array.from(
-        { length: watchers },
-        () =>
-          new Promise<{ destroy: () => void }>((resolve, reject) => {
-            const req = request(
-              new URL(
-                `/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=${startRv}&fieldSelector=metadata.name%3Dwatched`,
-                server.url,
-              ),
-              { agent, headers: { Authorization: `Bearer ${TOKEN}` } },
-              (res) => {
-                let buf = '';
-                res.on('data', (d: Buffer) => {
-                  const now = performance.now();
-                  buf += d.toString();
-                  let nl;
-                  while ((nl = buf.indexOf('\n')) >= 0) {
-                    const ev = JSON.parse(buf.slice(0, nl)) as {
-                      object: { data?: { n?: string } };
-                    };
-                    buf = buf.slice(nl + 1);
-                    const t = sentAt.get(ev.object.data?.n ?? '');
-                    if (t !== undefined) latencies.push(now - t);
-                    received++;
-                  }
-                });
-                resolve({ destroy: () => req.destroy() });
-              },
-            );
-            req.on('error', (err) => {
-              if (!/socket hang up|aborted/.test(err.message)) reject(err);
-            });
-            req.end();
-          }),
-      ),
-    );
-    // One raw etcd watcher of the same key: the floor of any watch path.
-    const rawLatencies: number[] = [];
-    const rawWatcher = await raw
-      .watch()
-      .key(`${resourcePrefix(kindInfo('ConfigMap'), 'default')}watched`)
-      .create();
-    rawWatcher.on('put', (kv) => {
-      const now = performance.now();
-      const n = (JSON.parse(kv.value.toString()) as { data?: { n?: string } }).data?.n ?? '';
-      const t = sentAt.get(n);
-      if (t !== undefined) rawLatencies.push(now - t);
-    });
-    for (let i = 1; i <= updates; i++) {
-      const n = String(i);
-      sentAt.set(n, performance.now());
-      await registry.apply([
-        {
-          apiVersion: 'v1',
-          kind: 'ConfigMap',
-          metadata: { name: 'watched', namespace: 'default' },
-          data: { n },
-        },
-      ]);
-    }
-    const deadline = Date.now() + 30_000;
-    while (received < watchers * updates && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 50));
-    for (const s of streams) s.destroy();
-    await rawWatcher.cancel();
+    const watchersProc = client();
+    const ready = nextMessage(watchersProc, 'ready');
+    watchersProc.send({
+      role: 'watchers',
+      url: new URL(
+        `/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=${startRv}&fieldSelector=metadata.name%3Dwatched`,
+        server.url,
+      ).toString(),
+      token: TOKEN,
+      ca,
+      watchers,
+      endpoints: etcd.endpoints,
+      rawKey: `${resourcePrefix(kindInfo('ConfigMap'), 'default')}watched`,
+    } satisfies WatchersConfig);
+    await ready;
+    const writerProc = client();
+    const writtenP = nextMessage(writerProc, 'written');
+    writerProc.send({
+      role: 'writer',
+      endpoints: etcd.endpoints,
+      updates,
+      namespace: 'default',
+      name: 'watched',
+    } satisfies WriterConfig);
+    const written = await writtenP;
+    // The watchers' process answers once every watcher has every update, or after 30 s.
+    const receivedP = nextMessage(watchersProc, 'received');
+    watchersProc.send({
+      type: 'collect',
+      http: watchers * updates,
+      raw: updates,
+      timeoutMs: 30_000,
+    } satisfies CollectRequest);
+    const got = await receivedP;
+    const received = got.http.n.length;
+    const fromAck = delays(got.http, written.ack);
+    const fromStart = delays(got.http, written.start);
+    const rawFromAck = delays(got.raw, written.ack);
+    const rawFromStart = delays(got.raw, written.start);
 
     // ---- kubectl apply of `objects` ConfigMaps, against clustermesh apply ----
     const docs = (prefix: string): string =>
@@ -344,8 +372,10 @@ export async function main(args: string[]): Promise<void> {
     const cliCreate = await run(BIN, cliArgs, { LOG_LEVEL: 'silent' });
     const cliAgain = await run(BIN, cliArgs, { LOG_LEVEL: 'silent' });
 
-    const w = summarize(latencies);
-    const rw = summarize(rawLatencies);
+    const w = summarize(fromAck);
+    const rw = summarize(rawFromAck);
+    const ws = summarize(fromStart);
+    const rws = summarize(rawFromStart);
     const rows: Row[] = [
       {
         metric: `kubectl get pods (${page} pods), median ms`,
@@ -372,19 +402,27 @@ export async function main(args: string[]): Promise<void> {
         goal: '≤ 300 ms',
       },
       {
-        metric: `${watchers} watchers × ${updates} updates, p50 ms`,
+        metric: `${watchers} watchers × ${updates} updates, p50 ms from ack`,
         ours: w.p50,
         raw: rw.p50,
         unit: 'ms',
         higherIsBetter: false,
       },
       {
-        metric: `${watchers} watchers × ${updates} updates, p99 ms`,
+        metric: `${watchers} watchers × ${updates} updates, p99 ms from ack`,
         ours: w.p99,
         raw: rw.p99,
         unit: 'ms',
         higherIsBetter: false,
         goal: '≤ 50 ms',
+      },
+      {
+        metric: `${watchers} watchers × ${updates} updates, p99 ms from write start`,
+        ours: ws.p99,
+        raw: rws.p99,
+        unit: 'ms',
+        higherIsBetter: false,
+        goal: 'report',
       },
       {
         metric: `apply ${objects} objects (create), ms`,
@@ -404,7 +442,8 @@ export async function main(args: string[]): Promise<void> {
       },
     ];
     console.log(
-      `baselines: static replay of recorded answers; raw etcd3 paged list (JSON.parse); one raw etcd3 watcher; clustermesh apply -f\n` +
+      `baselines: static replay of recorded answers; raw etcd3 paged list (JSON.parse); one raw etcd3 watcher (in the watchers' process); clustermesh apply -f\n` +
+        `watch delays: receive time minus the write's acknowledgement (0 when the event came first), the writer in its own process, one write in flight\n` +
         `watch events received: ${received} of ${watchers * updates}`,
     );
     report('kubeapi', rows, { pods, page, watchers, updates, objects, received }, [
