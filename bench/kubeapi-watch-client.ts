@@ -33,6 +33,8 @@ export interface WriterConfig {
   readonly role: 'writer';
   readonly endpoints: readonly string[];
   readonly updates: number;
+  /** Updates per second (0: as fast as etcd acknowledges them). */
+  readonly rate: number;
   readonly namespace: string;
   readonly name: string;
 }
@@ -150,8 +152,14 @@ async function writer(cfg: WriterConfig): Promise<void> {
   const start: number[] = [];
   const ack: number[] = [];
   // One write in flight at a time: the writer never queues work in etcd, so a receive time
-  // minus its write's acknowledgement is the watch path's delay, not etcd's backlog.
+  // minus its write's acknowledgement is the watch path's delay, not etcd's backlog. At a
+  // fixed rate, update i is due at i/rate s; a late write goes at once (never two at once).
+  const t0 = now();
   for (let i = 1; i <= cfg.updates; i++) {
+    if (cfg.rate > 0) {
+      const wait = t0 + (i * 1000) / cfg.rate - now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    }
     start[i] = now();
     await registry.apply([
       {
