@@ -347,15 +347,15 @@ export class ResourceHandlers {
       q.get('fieldSelector') ?? '',
     ].join('\u0000');
     const forEvent = (ev: CacheEvent): Buffer | null => {
-      const type = selectedAs(filter, ev);
-      if (type === undefined) return null;
       // A Table watch's first line is its own (it carries the columns).
-      if (table && !columnsSent) return encode(type, ev.object);
-      let out = ev.encoded.get(memoKey);
-      if (out === undefined) {
-        out = encode(type, ev.object);
-        ev.encoded.set(memoKey, out);
+      const first = table && !columnsSent;
+      if (!first) {
+        const hit = ev.encoded.get(memoKey);
+        if (hit !== undefined) return hit;
       }
+      const type = selectedAs(filter, ev);
+      const out = type === undefined ? null : encode(type, ev.object);
+      if (!first || out === null) ev.encoded.set(memoKey, out);
       return out;
     };
 
