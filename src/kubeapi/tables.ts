@@ -100,15 +100,28 @@ function podReady(o: RegistryObject): string {
 
 function podStatus(o: RegistryObject): string {
   if (field(o, 'metadata', 'deletionTimestamp') !== undefined) return 'Terminating';
-  return str(field(o, 'status', 'reason'), '') || str(field(o, 'status', 'phase'), 'Pending');
+  let reason = str(field(o, 'status', 'reason'), '') || str(field(o, 'status', 'phase'), 'Pending');
+  // As kubectl: a waiting container's reason (CrashLoopBackOff) names the pod's state.
+  for (const s of records(field(o, 'status', 'containerStatuses')).reverse()) {
+    const waiting = isRecord(s.state) ? s.state.waiting : undefined;
+    if (isRecord(waiting) && typeof waiting.reason === 'string' && waiting.reason !== '') {
+      reason = waiting.reason;
+    }
+  }
+  return reason;
 }
 
-function podRestarts(o: RegistryObject): string {
-  const n = records(field(o, 'status', 'containerStatuses')).reduce(
-    (sum, s) => sum + (typeof s.restartCount === 'number' ? s.restartCount : 0),
-    0,
-  );
-  return String(n);
+/** `3`, or `3 (25s ago)` once a container was killed: kubectl's RESTARTS. */
+function podRestarts(o: RegistryObject, now: Date): string {
+  let n = 0;
+  let last = '';
+  for (const s of records(field(o, 'status', 'containerStatuses'))) {
+    n += typeof s.restartCount === 'number' ? s.restartCount : 0;
+    const terminated = isRecord(s.lastState) ? s.lastState.terminated : undefined;
+    const at = isRecord(terminated) ? terminated.finishedAt : undefined;
+    if (typeof at === 'string' && (last === '' || Date.parse(at) > Date.parse(last))) last = at;
+  }
+  return n !== 0 && last !== '' ? `${n} (${formatAge(last, now)} ago)` : String(n);
 }
 
 function servicePorts(o: RegistryObject): string {
