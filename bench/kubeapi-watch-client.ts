@@ -14,7 +14,9 @@
  * Times are `performance.timeOrigin + performance.now()`, comparable across processes of one
  * machine.
  */
-import { request, Agent } from 'node:https';
+import type { ServerResponse } from 'node:http';
+import { createServer, request, Agent } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { Etcd3 } from 'etcd3';
 import { EtcdBackend } from '../src/kvstore/etcd.js';
 import { Registry } from '../src/registry/registry.js';
@@ -25,6 +27,20 @@ export interface WatchersConfig {
   readonly token: string;
   readonly ca: string;
   readonly watchers: number;
+  readonly endpoints: readonly string[];
+  readonly rawKey: string;
+}
+
+/**
+ * The fan-out baseline: the least any watch server could do, in a process of its own. One
+ * raw etcd3 watcher of the key, and each change written as the same bytes (one
+ * newline-terminated JSON line) to every HTTPS watch connected to it; no decoding, cache,
+ * selection or Kubernetes envelope beyond the line.
+ */
+export interface FanoutConfig {
+  readonly role: 'fanout';
+  readonly cert: string;
+  readonly key: string;
   readonly endpoints: readonly string[];
   readonly rawKey: string;
 }
@@ -55,6 +71,7 @@ export interface Received {
 
 export type ClientMessage =
   | { readonly type: 'ready' }
+  | { readonly type: 'listening'; readonly url: string }
   | { readonly type: 'received'; readonly http: Received; readonly raw: Received }
   | { readonly type: 'written'; readonly start: number[]; readonly ack: number[] };
 
@@ -145,6 +162,37 @@ async function watchers(cfg: WatchersConfig): Promise<void> {
   await send({ type: 'ready' });
 }
 
+async function fanout(cfg: FanoutConfig): Promise<void> {
+  const responses = new Set<ServerResponse>();
+  const server = createServer({ cert: cfg.cert, key: cfg.key }, (req, res) => {
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
+    res.flushHeaders();
+    responses.add(res);
+    req.on('close', () => responses.delete(res));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const client = new Etcd3({ hosts: [...cfg.endpoints] });
+  const watcher = await client.watch().key(cfg.rawKey).create();
+  watcher.on('put', (kv) => {
+    const line = Buffer.concat([
+      Buffer.from('{"type":"MODIFIED","object":'),
+      kv.value,
+      Buffer.from('}\n'),
+    ]);
+    for (const res of responses) res.write(line);
+  });
+  onCollect = () => {
+    for (const res of responses) res.destroy();
+    server.close();
+    void watcher.cancel().finally(() => {
+      client.close();
+      process.disconnect();
+    });
+  };
+  const { port } = server.address() as AddressInfo;
+  await send({ type: 'listening', url: `https://127.0.0.1:${String(port)}/` });
+}
+
 async function writer(cfg: WriterConfig): Promise<void> {
   const backend = new EtcdBackend({ endpoints: [...cfg.endpoints], callTimeoutMs: 30_000 });
   await backend.connect();
@@ -181,9 +229,10 @@ let onCollect: ((req: CollectRequest) => void) | undefined;
 // One listener for the process's life: it keeps the IPC channel (and the process) open
 // until the bench's last message.
 process.on('message', (msg: unknown) => {
-  const m = msg as WatchersConfig | WriterConfig | CollectRequest;
+  const m = msg as WatchersConfig | WriterConfig | FanoutConfig | CollectRequest;
   if ('type' in m) onCollect?.(m);
-  else (m.role === 'watchers' ? watchers(m) : writer(m)).catch(fail);
+  else
+    (m.role === 'watchers' ? watchers(m) : m.role === 'fanout' ? fanout(m) : writer(m)).catch(fail);
 });
 
 function fail(err: unknown): void {
