@@ -30,7 +30,7 @@ import {
   notFound,
   unsupportedMediaType,
 } from './status.js';
-import { partialMetadata, tableCells, tableRow, toTable } from './tables.js';
+import { partialMetadata, tableCells, tableRow, timedCells, toTable } from './tables.js';
 import {
   type CacheEvent,
   type KindWatchCache,
@@ -212,10 +212,7 @@ export class ResourceHandlers {
       // bytes) is reused from the last answer that showed the same object.
       const now = this.now();
       const empty = JSON.stringify(toTable(r.kind, [], resourceVersion, { now }));
-      const rows = selected.map((o) => {
-        const shown = inVersion(r, o);
-        return `{"cells":${JSON.stringify(tableCells(r.kind, shown, now))},"object":${this.metadataJson(r, o, shown)}}`;
-      });
+      const rows = selected.map((o) => this.rowJson(r, o, now));
       // `"rows":[]` closes the empty Table's JSON.
       sendJson(ctx.res, 200, `${empty.slice(0, -2)}${rows.join(',')}]}`);
       return;
@@ -248,6 +245,28 @@ export class ResourceHandlers {
 
   private readonly json = new WeakMap<RegistryObject, { groupVersion: string; text: string }>();
   private readonly metaJson = new WeakMap<RegistryObject, { groupVersion: string; text: string }>();
+
+  private readonly rows = new WeakMap<
+    RegistryObject,
+    { groupVersion: string; timed: string; text: string }
+  >();
+
+  /**
+   * One Table row's JSON. Objects are immutable, so a row is serialised again only when
+   * its time-dependent cells (ages) now read differently, for built-in kinds; a list of
+   * 10,000 unchanged pods is then mostly a concatenation.
+   */
+  private rowJson(r: ApiResource, o: RegistryObject, now: Date): string {
+    const shown = inVersion(r, o);
+    const timed = timedCells(r.kind, shown, now);
+    const hit = this.rows.get(o);
+    if (timed !== undefined && hit?.groupVersion === r.groupVersion && hit.timed === timed) {
+      return hit.text;
+    }
+    const text = `{"cells":${JSON.stringify(tableCells(r.kind, shown, now))},"object":${this.metadataJson(r, o, shown)}}`;
+    if (timed !== undefined) this.rows.set(o, { groupVersion: r.groupVersion, timed, text });
+    return text;
+  }
 
   private metadataJson(r: ApiResource, o: RegistryObject, shown: RegistryObject): string {
     const hit = this.metaJson.get(o);

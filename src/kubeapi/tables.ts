@@ -20,6 +20,8 @@ export interface ColumnDefinition {
 interface Column {
   readonly def: ColumnDefinition;
   readonly cell: (o: RegistryObject, now: Date) => string | number;
+  /** Whether the cell depends on `now` (ages). */
+  readonly timed?: boolean;
 }
 
 export interface TableRow {
@@ -39,6 +41,10 @@ export interface Table {
   readonly metadata: { resourceVersion?: string };
   readonly columnDefinitions: readonly ColumnDefinition[] | null;
   readonly rows: TableRow[];
+}
+
+function timed(c: Column): Column {
+  return { ...c, timed: true };
 }
 
 function col(
@@ -81,10 +87,12 @@ const nameCol = col('Name', (o) => o.metadata.name, {
   format: 'name',
   description: 'Name must be unique within a namespace.',
 });
-const ageCol = col('Age', (o, now) => formatAge(o.metadata.creationTimestamp, now), {
-  description:
-    'CreationTimestamp is a timestamp representing the server time when this object was created.',
-});
+const ageCol = timed(
+  col('Age', (o, now) => formatAge(o.metadata.creationTimestamp, now), {
+    description:
+      'CreationTimestamp is a timestamp representing the server time when this object was created.',
+  }),
+);
 
 function podReady(o: RegistryObject): string {
   const containers = records(field(o, 'spec', 'containers')).length;
@@ -173,9 +181,11 @@ const BUILTIN: Readonly<Record<string, { before: Column[]; after?: Column[] }>> 
       col('Status', podStatus, {
         description: 'The aggregate status of the containers in this pod.',
       }),
-      col('Restarts', podRestarts, {
-        description: 'The number of times the containers in this pod have been restarted.',
-      }),
+      timed(
+        col('Restarts', podRestarts, {
+          description: 'The number of times the containers in this pod have been restarted.',
+        }),
+      ),
     ],
     after: [
       col('IP', (o) => str(field(o, 'status', 'podIP')), {
@@ -262,6 +272,19 @@ export function partialMetadata(o: RegistryObject): PartialObjectMetadata {
 
 export function tableRow(kind: string, o: RegistryObject, now: Date): TableRow {
   return { cells: tableCells(kind, o, now), object: partialMetadata(o) };
+}
+
+/**
+ * The cells of a row that depend on `now`, when every other cell depends only on the
+ * object (the built-in kinds): a row whose timed cells read the same as when it was last
+ * serialised can be sent as it was. Undefined for kinds whose cells may read the clock.
+ */
+export function timedCells(kind: string, o: RegistryObject, now: Date): string | undefined {
+  if (BUILTIN[kind] === undefined) return undefined;
+  return columnsOf(kind)
+    .filter((c) => c.timed === true)
+    .map((c) => String(c.cell(o, now)))
+    .join('\u0000');
 }
 
 /** A row's cells (ages depend on `now`, so they are computed per answer). */
