@@ -15,6 +15,7 @@ const benches: Record<string, () => Promise<{ main: (args: string[]) => Promise<
   mcsapi: () => import('./mcsapi.js'),
   'mcsapi-dns': () => import('./mcsapi-dns.js'),
   kubeapi: () => import('./kubeapi.js'),
+  k8smode: () => import('./k8smode.js'),
   tls: () => import('./tls.js'),
   ui: () => import('./ui.js'),
 };

@@ -30,8 +30,13 @@ import {
   notFound,
   unsupportedMediaType,
 } from './status.js';
-import { partialMetadata, tableCells, tableRow, toTable } from './tables.js';
-import { type CacheEvent, type KindWatchCache, type WatchCaches } from './watch-cache.js';
+import { partialMetadata, tableCells, tableRow, timedCells, toTable } from './tables.js';
+import {
+  type CacheEvent,
+  type KindWatchCache,
+  type WatchCaches,
+  type WatchEventType,
+} from './watch-cache.js';
 import { wantsTable } from './discovery.js';
 
 /** What a request addresses once the router resolved its path. */
@@ -207,10 +212,7 @@ export class ResourceHandlers {
       // bytes) is reused from the last answer that showed the same object.
       const now = this.now();
       const empty = JSON.stringify(toTable(r.kind, [], resourceVersion, { now }));
-      const rows = selected.map((o) => {
-        const shown = inVersion(r, o);
-        return `{"cells":${JSON.stringify(tableCells(r.kind, shown, now))},"object":${this.metadataJson(r, o, shown)}}`;
-      });
+      const rows = selected.map((o) => this.rowJson(r, o, now));
       // `"rows":[]` closes the empty Table's JSON.
       sendJson(ctx.res, 200, `${empty.slice(0, -2)}${rows.join(',')}]}`);
       return;
@@ -243,6 +245,28 @@ export class ResourceHandlers {
 
   private readonly json = new WeakMap<RegistryObject, { groupVersion: string; text: string }>();
   private readonly metaJson = new WeakMap<RegistryObject, { groupVersion: string; text: string }>();
+
+  private readonly rows = new WeakMap<
+    RegistryObject,
+    { groupVersion: string; timed: string; text: string }
+  >();
+
+  /**
+   * One Table row's JSON. Objects are immutable, so a row is serialised again only when
+   * its time-dependent cells (ages) now read differently, for built-in kinds; a list of
+   * 10,000 unchanged pods is then mostly a concatenation.
+   */
+  private rowJson(r: ApiResource, o: RegistryObject, now: Date): string {
+    const shown = inVersion(r, o);
+    const timed = timedCells(r.kind, shown, now);
+    const hit = this.rows.get(o);
+    if (timed !== undefined && hit?.groupVersion === r.groupVersion && hit.timed === timed) {
+      return hit.text;
+    }
+    const text = `{"cells":${JSON.stringify(tableCells(r.kind, shown, now))},"object":${this.metadataJson(r, o, shown)}}`;
+    if (timed !== undefined) this.rows.set(o, { groupVersion: r.groupVersion, timed, text });
+    return text;
+  }
 
   private metadataJson(r: ApiResource, o: RegistryObject, shown: RegistryObject): string {
     const hit = this.metaJson.get(o);
@@ -312,24 +336,15 @@ export class ResourceHandlers {
     }
 
     let columnsSent = false;
-    const encode = (type: string, obj: RegistryObject, ev?: CacheEvent): string => {
+    /** One watch event's line; a Table watch's first one carries the column definitions. */
+    const encode = (type: WatchEventType, obj: RegistryObject): Buffer => {
       const shown = inVersion(r, obj);
-      if (!table) {
-        const key = `${r.groupVersion}|${type}`;
-        const cached = ev?.encoded.get(key);
-        if (cached !== undefined) return cached;
-        const line = `${JSON.stringify({ type, object: shown })}\n`;
-        ev?.encoded.set(key, line);
-        return line;
-      }
+      if (!table) return Buffer.from(`${JSON.stringify({ type, object: shown })}\n`);
       if (!columnsSent) {
         columnsSent = true;
         const t = toTable(r.kind, [shown], shown.metadata.resourceVersion, { now: this.now() });
-        return `${JSON.stringify({ type, object: t })}\n`;
+        return Buffer.from(`${JSON.stringify({ type, object: t })}\n`);
       }
-      const key = `table|${r.groupVersion}|${type}`;
-      const cached = ev?.encoded.get(key);
-      if (cached !== undefined) return cached;
       const t = {
         kind: 'Table',
         apiVersion: 'meta.k8s.io/v1',
@@ -337,9 +352,30 @@ export class ResourceHandlers {
         columnDefinitions: null,
         rows: [tableRow(r.kind, shown, this.now())],
       };
-      const line = `${JSON.stringify({ type, object: t })}\n`;
-      ev?.encoded.set(key, line);
-      return line;
+      return Buffer.from(`${JSON.stringify({ type, object: t })}\n`);
+    };
+    // Watchers with the same selection and format get the same bytes for an event: the
+    // first of them decides and serialises it, the others reuse the result (null: not for
+    // them). The selectors' query text is the key, so the filter is not re-parsed either.
+    const q = url.searchParams;
+    const memoKey = [
+      table ? 'table' : 'json',
+      r.groupVersion,
+      filter.namespace ?? '',
+      q.get('labelSelector') ?? '',
+      q.get('fieldSelector') ?? '',
+    ].join('\u0000');
+    const forEvent = (ev: CacheEvent): Buffer | null => {
+      // A Table watch's first line is its own (it carries the columns).
+      const first = table && !columnsSent;
+      if (!first) {
+        const hit = ev.encoded.get(memoKey);
+        if (hit !== undefined) return hit;
+      }
+      const type = selectedAs(filter, ev);
+      const out = type === undefined ? null : encode(type, ev.object);
+      if (!first || out === null) ev.encoded.set(memoKey, out);
+      return out;
     };
 
     const w: { closed: boolean; unsubscribe?: () => void; timer?: NodeJS.Timeout } = {
@@ -359,7 +395,7 @@ export class ResourceHandlers {
     res.on('error', close);
 
     let corked = false;
-    const send = (line: string): void => {
+    const send = (line: Buffer): void => {
       if (w.closed) return;
       // Events of one kvstore watch response arrive in one tick: one TLS record and one
       // write for all of them rather than one each.
@@ -380,19 +416,15 @@ export class ResourceHandlers {
     };
     for (const o of initial) send(encode('ADDED', o));
     const unsubscribe = cache.subscribe(from, (ev) => {
-      const now = matchesFilter(filter, ev.object);
-      if (ev.type === 'MODIFIED' && ev.previous !== undefined) {
-        // An object entering or leaving the selection is added or deleted for this watcher.
-        const before = matchesFilter(filter, ev.previous);
-        if (now && before) send(encode('MODIFIED', ev.object, ev));
-        else if (now) send(encode('ADDED', ev.object, ev));
-        else if (before) send(encode('DELETED', ev.object, ev));
-        return;
-      }
-      if (now) send(encode(ev.type, ev.object, ev));
+      const out = forEvent(ev);
+      if (out !== null) send(out);
     });
     if (unsubscribe === undefined) {
-      send(`${JSON.stringify({ type: 'ERROR', object: expired(rv, cache.floor).toStatus() })}\n`);
+      send(
+        Buffer.from(
+          `${JSON.stringify({ type: 'ERROR', object: expired(rv, cache.floor).toStatus() })}\n`,
+        ),
+      );
       close();
       return;
     }
@@ -747,6 +779,22 @@ function applyPatch(type: string, cur: Json, patch: Json, kind: string): Json {
     }
   }
   throw unsupportedMediaType(type);
+}
+
+/**
+ * How an event shows to a watch selecting `filter`: an object entering or leaving the
+ * selection is added or deleted for it; undefined when the watch does not see it.
+ */
+function selectedAs(filter: ObjectFilter, ev: CacheEvent): WatchEventType | undefined {
+  const now = matchesFilter(filter, ev.object);
+  if (ev.type === 'MODIFIED' && ev.previous !== undefined) {
+    const before = matchesFilter(filter, ev.previous);
+    if (now && before) return 'MODIFIED';
+    if (now) return 'ADDED';
+    if (before) return 'DELETED';
+    return undefined;
+  }
+  return now ? ev.type : undefined;
 }
 
 function writeLine(res: ServerResponse, value: unknown): void {

@@ -115,6 +115,8 @@ export function matchesLabels(
 
 export interface FieldRequirement {
   readonly field: string;
+  /** `field` split at its dots once, when parsed, rather than per object matched. */
+  readonly path: readonly string[];
   readonly op: 'eq' | 'neq';
   readonly value: string;
 }
@@ -157,21 +159,21 @@ export function parseFieldSelector(text: string, kind: string): FieldSelector {
         `field label not supported: ${field} (${kind} supports ${allowed.map((f) => JSON.stringify(f)).join(', ')})`,
       );
     }
-    reqs.push({ field, op: op === '!=' ? 'neq' : 'eq', value });
+    reqs.push({ field, path: field.split('.'), op: op === '!=' ? 'neq' : 'eq', value });
   }
   return reqs;
 }
 
-function fieldValue(obj: RegistryObject, path: string): string {
+function fieldValue(obj: RegistryObject, path: readonly string[]): string {
   let v: unknown = obj;
-  for (const p of path.split('.')) {
+  for (const p of path) {
     v = typeof v === 'object' && v !== null ? (v as Record<string, unknown>)[p] : undefined;
   }
   return typeof v === 'string' ? v : typeof v === 'number' ? String(v) : '';
 }
 
 export function matchesFields(selector: FieldSelector, obj: RegistryObject): boolean {
-  return selector.every((r) => (fieldValue(obj, r.field) === r.value) === (r.op === 'eq'));
+  return selector.every((r) => (fieldValue(obj, r.path) === r.value) === (r.op === 'eq'));
 }
 
 /** Everything a list or watch filters objects by. */

@@ -20,6 +20,8 @@ export interface ColumnDefinition {
 interface Column {
   readonly def: ColumnDefinition;
   readonly cell: (o: RegistryObject, now: Date) => string | number;
+  /** Whether the cell depends on `now` (ages). */
+  readonly timed?: boolean;
 }
 
 export interface TableRow {
@@ -39,6 +41,10 @@ export interface Table {
   readonly metadata: { resourceVersion?: string };
   readonly columnDefinitions: readonly ColumnDefinition[] | null;
   readonly rows: TableRow[];
+}
+
+function timed(c: Column): Column {
+  return { ...c, timed: true };
 }
 
 function col(
@@ -81,10 +87,12 @@ const nameCol = col('Name', (o) => o.metadata.name, {
   format: 'name',
   description: 'Name must be unique within a namespace.',
 });
-const ageCol = col('Age', (o, now) => formatAge(o.metadata.creationTimestamp, now), {
-  description:
-    'CreationTimestamp is a timestamp representing the server time when this object was created.',
-});
+const ageCol = timed(
+  col('Age', (o, now) => formatAge(o.metadata.creationTimestamp, now), {
+    description:
+      'CreationTimestamp is a timestamp representing the server time when this object was created.',
+  }),
+);
 
 function podReady(o: RegistryObject): string {
   const containers = records(field(o, 'spec', 'containers')).length;
@@ -100,15 +108,28 @@ function podReady(o: RegistryObject): string {
 
 function podStatus(o: RegistryObject): string {
   if (field(o, 'metadata', 'deletionTimestamp') !== undefined) return 'Terminating';
-  return str(field(o, 'status', 'reason'), '') || str(field(o, 'status', 'phase'), 'Pending');
+  let reason = str(field(o, 'status', 'reason'), '') || str(field(o, 'status', 'phase'), 'Pending');
+  // As kubectl: a waiting container's reason (CrashLoopBackOff) names the pod's state.
+  for (const s of records(field(o, 'status', 'containerStatuses')).reverse()) {
+    const waiting = isRecord(s.state) ? s.state.waiting : undefined;
+    if (isRecord(waiting) && typeof waiting.reason === 'string' && waiting.reason !== '') {
+      reason = waiting.reason;
+    }
+  }
+  return reason;
 }
 
-function podRestarts(o: RegistryObject): string {
-  const n = records(field(o, 'status', 'containerStatuses')).reduce(
-    (sum, s) => sum + (typeof s.restartCount === 'number' ? s.restartCount : 0),
-    0,
-  );
-  return String(n);
+/** `3`, or `3 (25s ago)` once a container was killed: kubectl's RESTARTS. */
+function podRestarts(o: RegistryObject, now: Date): string {
+  let n = 0;
+  let last = '';
+  for (const s of records(field(o, 'status', 'containerStatuses'))) {
+    n += typeof s.restartCount === 'number' ? s.restartCount : 0;
+    const terminated = isRecord(s.lastState) ? s.lastState.terminated : undefined;
+    const at = isRecord(terminated) ? terminated.finishedAt : undefined;
+    if (typeof at === 'string' && (last === '' || Date.parse(at) > Date.parse(last))) last = at;
+  }
+  return n !== 0 && last !== '' ? `${n} (${formatAge(last, now)} ago)` : String(n);
 }
 
 function servicePorts(o: RegistryObject): string {
@@ -160,9 +181,11 @@ const BUILTIN: Readonly<Record<string, { before: Column[]; after?: Column[] }>> 
       col('Status', podStatus, {
         description: 'The aggregate status of the containers in this pod.',
       }),
-      col('Restarts', podRestarts, {
-        description: 'The number of times the containers in this pod have been restarted.',
-      }),
+      timed(
+        col('Restarts', podRestarts, {
+          description: 'The number of times the containers in this pod have been restarted.',
+        }),
+      ),
     ],
     after: [
       col('IP', (o) => str(field(o, 'status', 'podIP')), {
@@ -249,6 +272,19 @@ export function partialMetadata(o: RegistryObject): PartialObjectMetadata {
 
 export function tableRow(kind: string, o: RegistryObject, now: Date): TableRow {
   return { cells: tableCells(kind, o, now), object: partialMetadata(o) };
+}
+
+/**
+ * The cells of a row that depend on `now`, when every other cell depends only on the
+ * object (the built-in kinds): a row whose timed cells read the same as when it was last
+ * serialised can be sent as it was. Undefined for kinds whose cells may read the clock.
+ */
+export function timedCells(kind: string, o: RegistryObject, now: Date): string | undefined {
+  if (BUILTIN[kind] === undefined) return undefined;
+  return columnsOf(kind)
+    .filter((c) => c.timed === true)
+    .map((c) => String(c.cell(o, now)))
+    .join('\u0000');
 }
 
 /** A row's cells (ages depend on `now`, so they are computed per answer). */

@@ -27,8 +27,11 @@ export interface CacheEvent {
   readonly object: RegistryObject;
   /** The object before a MODIFIED event (selectors that stop matching turn it into DELETED). */
   readonly previous?: RegistryObject | undefined;
-  /** Serialisations per watch format, computed once however many watchers receive them. */
-  readonly encoded: Map<string, string>;
+  /**
+   * What watchers of one selection and format are sent for this event (null: nothing),
+   * computed by the first of them and reused by the others.
+   */
+  readonly encoded: Map<string, Buffer | null>;
 }
 
 export type CacheListener = (ev: CacheEvent) => void;

@@ -38,6 +38,8 @@ export interface ClusterRuntimeOptions {
   readonly onConnection?: ConnectionHook | undefined;
   /** Runs exec probes' commands as the pod (without it, exec probes pass). */
   readonly execProbe?: ExecProbeRunner | undefined;
+  /** The restart back-off after liveness kills (default: the kubelet's 10 s → 5 min). */
+  readonly restartBackoff?: { readonly initialMs: number; readonly maxMs: number } | undefined;
   /** Images beyond the built-in ones (kube-system's), by name without tag. */
   readonly images?: ReadonlyMap<string, Image> | undefined;
 }
@@ -169,6 +171,7 @@ export class ClusterRuntime {
       images: o.images,
       configMaps,
       execProbe: o.execProbe,
+      restartBackoff: o.restartBackoff,
     });
     const deployCtl = new DeploymentController({ registry, informers, deployments, pods, log });
     const ipCtl = new ServiceIPController({ registry, services, allocator, log });

@@ -34,12 +34,27 @@ export interface RunningState {
   readonly ready?: ((container: string) => boolean) | undefined;
   /** How often a container was restarted (its liveness probe failed). */
   readonly restartCount?: ((container: string) => number) | undefined;
+  /** A container that does not run now: waiting to be restarted (`CrashLoopBackOff`). */
+  readonly waiting?: ((container: string) => ContainerWaiting | undefined) | undefined;
+  /** When a container last stopped (killed by its liveness probe), for `lastState`. */
+  readonly lastTerminated?: ((container: string) => ContainerTermination | undefined) | undefined;
+}
+
+export interface ContainerWaiting {
+  readonly reason: string;
+  readonly message: string;
+}
+
+export interface ContainerTermination {
+  readonly startedAt: string;
+  readonly finishedAt: string;
 }
 
 export function runningStatus(pod: Pod, s: RunningState, now: Date): PodStatus {
   const cur = pod.status;
   const startTime = cur?.startTime ?? rfc3339Now(now);
-  const ready = (c: string): boolean => s.ready?.(c) ?? true;
+  const waiting = (c: string): ContainerWaiting | undefined => s.waiting?.(c);
+  const ready = (c: string): boolean => waiting(c) === undefined && (s.ready?.(c) ?? true);
   const all: ConditionStatus = pod.spec.containers.every((c) => ready(c.name)) ? 'True' : 'False';
   return {
     phase: 'Running',
@@ -54,14 +69,34 @@ export function runningStatus(pod: Pod, s: RunningState, now: Date): PodStatus {
     podIP: s.podIP,
     podIPs: [{ ip: s.podIP }],
     startTime,
-    containerStatuses: pod.spec.containers.map((c) => ({
-      name: c.name,
-      image: c.image,
-      ready: ready(c.name),
-      started: true,
-      restartCount: s.restartCount?.(c.name) ?? 0,
-      state: { running: { startedAt: startTime } },
-    })),
+    containerStatuses: pod.spec.containers.map((c) => {
+      const w = waiting(c.name);
+      const last = s.lastTerminated?.(c.name);
+      return {
+        name: c.name,
+        image: c.image,
+        ready: ready(c.name),
+        started: w === undefined,
+        restartCount: s.restartCount?.(c.name) ?? 0,
+        state:
+          w === undefined
+            ? { running: { startedAt: last?.finishedAt ?? startTime } }
+            : { waiting: { reason: w.reason, message: w.message } },
+        // A liveness kill, as the kubelet reports it (SIGKILL: 137).
+        ...(last === undefined
+          ? {}
+          : {
+              lastState: {
+                terminated: {
+                  exitCode: 137,
+                  reason: 'Error',
+                  startedAt: last.startedAt,
+                  finishedAt: last.finishedAt,
+                },
+              },
+            }),
+      };
+    }),
   };
 }
 

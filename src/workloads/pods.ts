@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { rfc3339Now } from '../keyspace/index.js';
 import { errorMessage } from '../lib/errors.js';
 import { sameJson } from '../registry/codec.js';
 import type { ConfigMap, Namespace, Pod, PodStatus } from '../registry/objects.js';
@@ -58,6 +59,21 @@ export interface PodControllerOptions {
   readonly execProbe?: ExecProbeRunner | undefined;
   /** The ConfigMaps pods mount (a pod waits for a missing one). */
   readonly configMaps?: Informer<ConfigMap> | undefined;
+  /**
+   * The kubelet's restart back-off after a liveness kill: the first restart is at once,
+   * each later one waits `initialMs` doubled per restart up to `maxMs` (10 s and 5 min, as
+   * the kubelet); a container that ran `2 × maxMs` since its last kill starts over.
+   */
+  readonly restartBackoff?: { readonly initialMs: number; readonly maxMs: number } | undefined;
+}
+
+/** A pod whose killed containers wait for their restart (`CrashLoopBackOff`). */
+interface CrashLoop {
+  readonly containers: ReadonlySet<string>;
+  /** When the restart is due (epoch ms). */
+  readonly until: number;
+  readonly delayMs: number;
+  readonly timer: NodeJS.Timeout;
 }
 
 /** `spec.hostNetwork: true`: the pod shares its node's address and has no endpoint. */
@@ -112,6 +128,14 @@ export class PodController {
   private readonly restarts = new Map<string, number>();
   /** Pods waiting for an address on a full node → the node. */
   private readonly waitingForIP = new Map<string, string>();
+  /** Pods in a restart back-off. */
+  private readonly crashLoops = new Map<string, CrashLoop>();
+  /** Per `namespace/pod/container`: its last liveness kill (lastState.terminated). */
+  private readonly terminations = new Map<string, { startedAt: string; finishedAt: string }>();
+  /** Per `namespace/pod/container`: restarts counted towards the back-off. */
+  private readonly backoffSteps = new Map<string, number>();
+  /** When each running pod's containers last started (epoch ms). */
+  private readonly startedAt = new Map<string, number>();
   private readonly log: Logger;
   private readonly now: () => Date;
   /** What the pods' containers wrote (`kubectl logs`). */
@@ -289,8 +313,41 @@ export class PodController {
     const uid = pod.metadata.uid ?? '';
     const signature = JSON.stringify([uid, node.name, ip, pod.spec.containers]);
     let run = this.running.get(key);
-    const restart = this.toRestart.get(key);
+    let restart = this.toRestart.get(key);
     this.toRestart.delete(key);
+    const crash = this.crashLoops.get(key);
+    if (crash !== undefined && run === undefined && this.now().getTime() < crash.until) {
+      // Still backing off (this reconcile is another change's): the status says so.
+      await this.writeStatus(pod, node, (cur) => this.statusOf(key, cur, ip, node, undefined));
+      return;
+    }
+    if (crash !== undefined) {
+      clearTimeout(crash.timer);
+      this.crashLoops.delete(key);
+      restart = new Set([...(restart ?? []), ...crash.containers]);
+    } else if (restart !== undefined && run?.signature === signature) {
+      const delayMs = this.backoffOf(key, restart);
+      this.recordKill(key, restart);
+      if (delayMs > 0) {
+        // The kubelet kills the container now and starts it again only after the delay.
+        this.running.delete(key);
+        run.probes?.stop();
+        await closeWorkloads(run.workloads, log);
+        const timer = setTimeout(() => this.controller.enqueue(key), delayMs);
+        timer.unref();
+        this.crashLoops.set(key, {
+          containers: restart,
+          until: this.now().getTime() + delayMs,
+          delayMs,
+          timer,
+        });
+        log.info({ containers: [...restart], delayMs }, 'Back-off restarting failed container');
+        await this.writeStatus(pod, node, (cur) => this.statusOf(key, cur, ip, node, undefined));
+        return;
+      }
+    } else if (restart !== undefined) {
+      this.recordKill(key, restart);
+    }
     if (run?.signature !== signature || restart !== undefined) {
       if (run !== undefined) {
         this.running.delete(key);
@@ -318,6 +375,7 @@ export class PodController {
       };
       run.probes = this.probe(key, pod, node, ip, log);
       this.running.set(key, run);
+      this.startedAt.set(key, this.now().getTime());
       log.info({ ip, identity: identity.id }, 'pod started');
     }
     run.identity = identity.id;
@@ -334,18 +392,64 @@ export class PodController {
       log.warn('no free endpoint ID on the node; the pod runs without a CiliumEndpoint');
     }
     const probes = run.probes;
-    await this.writeStatus(pod, node, (cur) =>
-      runningStatus(
-        cur,
-        {
-          podIP: ip,
-          hostIP: node.ip,
-          ready: (c) => probes?.isReady(c) ?? true,
-          restartCount: (c) => this.restarts.get(`${key}/${c}`) ?? 0,
-        },
-        this.now(),
-      ),
+    await this.writeStatus(pod, node, (cur) => this.statusOf(key, cur, ip, node, probes));
+  }
+
+  /** A started pod's status: probes' readiness, restarts, and a back-off in progress. */
+  private statusOf(
+    key: string,
+    cur: Pod,
+    ip: string,
+    node: RuntimeNode,
+    probes: PodProbes | undefined,
+  ): PodStatus {
+    const crash = this.crashLoops.get(key);
+    const { namespace, name } = splitKey(key);
+    return runningStatus(
+      cur,
+      {
+        podIP: ip,
+        hostIP: node.ip,
+        ready: (c) => probes?.isReady(c) ?? true,
+        restartCount: (c) => this.restarts.get(`${key}/${c}`) ?? 0,
+        waiting: (c) =>
+          crash?.containers.has(c) === true
+            ? {
+                reason: 'CrashLoopBackOff',
+                message: `back-off ${formatSeconds(crash.delayMs)} restarting failed container=${c} pod=${name}_${namespace}(${cur.metadata.uid ?? ''})`,
+              }
+            : undefined,
+        lastTerminated: (c) => this.terminations.get(`${key}/${c}`),
+      },
+      this.now(),
     );
+  }
+
+  /** The delay before restarting `containers` after a liveness kill (the longest of them). */
+  private backoffOf(key: string, containers: ReadonlySet<string>): number {
+    const { initialMs, maxMs } = this.o.restartBackoff ?? { initialMs: 10_000, maxMs: 300_000 };
+    const now = this.now().getTime();
+    let delay = 0;
+    for (const c of containers) {
+      const rk = `${key}/${c}`;
+      const ranFor = now - (this.startedAt.get(key) ?? now);
+      // A container that ran long enough since its last kill starts over.
+      const steps = ranFor >= 2 * maxMs ? 0 : (this.backoffSteps.get(rk) ?? 0);
+      this.backoffSteps.set(rk, steps + 1);
+      if (steps > 0) delay = Math.max(delay, Math.min(maxMs, initialMs * 2 ** (steps - 1)));
+    }
+    return delay;
+  }
+
+  private recordKill(key: string, containers: ReadonlySet<string>): void {
+    const now = this.now();
+    const started = this.startedAt.get(key);
+    for (const c of containers) {
+      this.terminations.set(`${key}/${c}`, {
+        startedAt: rfc3339Now(started === undefined ? now : new Date(started)),
+        finishedAt: rfc3339Now(now),
+      });
+    }
   }
 
   /** The kubelet's probes of a started pod; their verdicts come back as reconciles. */
@@ -530,7 +634,13 @@ export class PodController {
       this.log.info({ pod: key, node: run.node.name, ip: run.ip }, 'pod stopped');
     }
     this.toRestart.delete(key);
-    for (const rk of this.restarts.keys()) if (rk.startsWith(`${key}/`)) this.restarts.delete(rk);
+    const crash = this.crashLoops.get(key);
+    if (crash !== undefined) clearTimeout(crash.timer);
+    this.crashLoops.delete(key);
+    this.startedAt.delete(key);
+    for (const m of [this.restarts, this.terminations, this.backoffSteps]) {
+      for (const rk of m.keys()) if (rk.startsWith(`${key}/`)) m.delete(rk);
+    }
     this.endpointIds.release(key);
     const freed = this.ipam.release(key);
     if (freed !== undefined) this.wakeWaiting(freed.node);
@@ -573,4 +683,10 @@ async function closeWorkloads(workloads: readonly Workload[], log: Logger): Prom
       }
     }),
   );
+}
+
+/** `10s`, `5m0s`: durations as the kubelet's back-off messages print them. */
+function formatSeconds(ms: number): string {
+  const s = Math.round(ms / 1000);
+  return s < 60 ? `${s}s` : `${Math.floor(s / 60)}m${s % 60}s`;
 }

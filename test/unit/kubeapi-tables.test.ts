@@ -13,7 +13,7 @@ import {
   parseLabelSelector,
 } from '../../src/kubeapi/selectors.js';
 import { ApiError, conflict, invalid, notFound } from '../../src/kubeapi/status.js';
-import { toTable } from '../../src/kubeapi/tables.js';
+import { tableCells, timedCells, toTable } from '../../src/kubeapi/tables.js';
 import type { RegistryObject } from '../../src/registry/types.js';
 
 const NOW = new Date('2026-12-05T10:00:00Z');
@@ -156,6 +156,40 @@ void describe('kubeapi tables', () => {
 
 void describe('kubeapi selectors', () => {
   const labels = { name: 'x-wing', tier: 'front', 'app.kubernetes.io/part-of': 'rebels' };
+
+  void it('names the cells that depend on the clock (age, restarts ago), for built-in kinds only', () => {
+    const later = new Date(NOW.getTime() + 60_000);
+    assert.equal(timedCells('Pod', pod, NOW), '0\u00005m');
+    assert.equal(timedCells('Pod', pod, later), '0\u00006m');
+    const restarted: RegistryObject = {
+      ...pod,
+      status: {
+        containerStatuses: [
+          {
+            name: 'c',
+            restartCount: 2,
+            lastState: { terminated: { exitCode: 137, finishedAt: '2026-12-05T09:59:45Z' } },
+            state: { waiting: { reason: 'CrashLoopBackOff', message: 'back-off 20s' } },
+          },
+        ],
+      },
+    };
+    assert.equal(timedCells('Pod', restarted, NOW), '2 (15s ago)\u00005m');
+    assert.deepEqual(tableCells('Pod', restarted, NOW).slice(1, 4), [
+      '0/1',
+      'CrashLoopBackOff',
+      '2 (15s ago)',
+    ]);
+    // Kinds whose printer columns come from the registry may read the clock themselves.
+    assert.equal(
+      timedCells(
+        'CiliumIdentity',
+        { ...pod, apiVersion: 'cilium.io/v2', kind: 'CiliumIdentity' },
+        NOW,
+      ),
+      undefined,
+    );
+  });
 
   void it('parses and matches every label selector operator', () => {
     const cases: [string, boolean][] = [

@@ -48,6 +48,7 @@ export async function startRuntime(
     nodes?: RuntimeNode[];
     reservedServiceIPs?: string[];
     execProbe?: ExecProbeRunner;
+    restartBackoff?: { initialMs: number; maxMs: number };
   } = {},
 ): Promise<Harness> {
   const p = plan(id);
@@ -60,6 +61,7 @@ export async function startRuntime(
     serviceCIDR: p.serviceCIDR,
     reservedServiceIPs: opts.reservedServiceIPs,
     execProbe: opts.execProbe,
+    restartBackoff: opts.restartBackoff,
     log,
     onConnection: (c) => {
       connections.push(c);

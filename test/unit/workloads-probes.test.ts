@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import type { Pod } from '../../src/registry/objects.js';
 import type { RegistryObject } from '../../src/registry/types.js';
+import { tableCells } from '../../src/kubeapi/tables.js';
 import type { Harness } from './workloads-helpers.js';
 import { deployment, eventually, podsOf, service, startRuntime } from './workloads-helpers.js';
 
@@ -93,13 +94,19 @@ void describe('probes', () => {
     });
   });
 
-  it('tcpSocket readiness passes on a listening port; a failing exec liveness probe restarts the container', async () => {
+  it('tcpSocket readiness passes on a listening port; a failing exec liveness probe restarts the container at once', async () => {
     let execs = 0;
+    let failed = false;
     const h = await startRuntime(ID + 2, {
       execProbe: (target, command) => {
         execs++;
         assert.equal(target.container.name, 'main');
-        return Promise.resolve(command[0] === 'false' ? 1 : 0);
+        // Fails once: the first restart is immediate, and the container stays up after it.
+        if (command[0] === 'false' && !failed) {
+          failed = true;
+          return Promise.resolve(1);
+        }
+        return Promise.resolve(0);
       },
     });
     running.push(h);
@@ -128,5 +135,56 @@ void describe('probes', () => {
       assert.equal(readyOf(dying), 'True');
     }, 15_000);
     assert.ok(execs >= 1, 'the exec probe ran through the runner');
+  });
+
+  it('a container its liveness probe keeps killing backs off: CrashLoopBackOff, doubling delays, RESTARTS with the last kill', async () => {
+    const h = await startRuntime(ID + 3, {
+      execProbe: () => Promise.resolve(1),
+      restartBackoff: { initialMs: 2000, maxMs: 4000 },
+    });
+    running.push(h);
+    const { registry } = h;
+    await registry.apply([
+      deployment('crashing', 1, {
+        image: 'clustermesh/echo',
+        livenessProbe: { exec: { command: ['false'] }, periodSeconds: 1, failureThreshold: 1 },
+      }),
+    ]);
+    interface Status {
+      restartCount: number;
+      ready: boolean;
+      state: { waiting?: { reason: string; message: string }; running?: unknown };
+      lastState?: { terminated?: { exitCode: number; finishedAt: string } };
+    }
+    const statusOf = async (): Promise<{ pod: Pod; c: Status | undefined }> => {
+      const [pod] = await podsOf(registry, 'crashing-');
+      if (pod === undefined) throw new Error('no crashing pod yet');
+      return { pod, c: (pod.status?.containerStatuses as Status[] | undefined)?.[0] };
+    };
+    // The first kill restarts at once; the second waits 2 s, in CrashLoopBackOff.
+    let backingOff = 0;
+    await eventually(async () => {
+      const { pod, c } = await statusOf();
+      assert.equal(c?.state.waiting?.reason, 'CrashLoopBackOff', JSON.stringify(c));
+      assert.match(
+        c.state.waiting.message,
+        /^back-off 2s restarting failed container=main pod=crashing-[a-z0-9-]+_default\(.+\)$/,
+      );
+      assert.equal(c.restartCount, 1);
+      assert.equal(c.ready, false);
+      assert.equal(c.lastState?.terminated?.exitCode, 137);
+      assert.equal(readyOf(pod), 'False', 'a container waiting to restart is not ready');
+      const cells = tableCells('Pod', pod, new Date());
+      assert.equal(cells[2], 'CrashLoopBackOff');
+      assert.match(String(cells[3]), /^1 \(\d+s ago\)$/);
+      backingOff = Date.now();
+    }, 15_000);
+    // Then restarted (after the delay), killed again, and backing off twice as long.
+    await eventually(async () => {
+      const { c } = await statusOf();
+      assert.equal(c?.restartCount, 2, JSON.stringify(c));
+      assert.match(c.state.waiting?.message ?? '', /^back-off 4s /);
+    }, 15_000);
+    assert.ok(Date.now() - backingOff >= 1500, 'the second restart waited for its back-off');
   });
 });
