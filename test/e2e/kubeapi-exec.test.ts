@@ -317,7 +317,10 @@ spec:
       assert.match(applied.stdout, /^configmap\/rebel-base-response created$/m, applied.stdout);
       assert.match(applied.stdout, /^deployment\.apps\/rebel-base configured$/m, applied.stdout);
     }
-    for (const cluster of ['cluster1', 'cluster2']) {
+    // Both Deployments change image (x-wing's old pods would still be listed below).
+    for (const [cluster, deployment] of ['cluster1', 'cluster2'].flatMap((c) =>
+      ['rebel-base', 'x-wing'].map((d) => [c, d] as const),
+    )) {
       const rolled = await run(
         'kubectl',
         [
@@ -327,7 +330,7 @@ spec:
           cluster,
           'rollout',
           'status',
-          'deployment/rebel-base',
+          `deployment/${deployment}`,
           '--timeout=60s',
         ],
         dir,
