@@ -198,39 +198,66 @@ void describe('Helm chart deploy/helm/clustermesh', () => {
     assert.equal(ci.spec.ports[0]?.nodePort, undefined);
   });
 
-  it('writes one etcd config per remote cluster into cilium-clustermesh, read by our config parser', () => {
-    const secret = find(mesh, 'Secret', 'cilium-clustermesh') as unknown as {
-      data: Record<string, string>;
-    };
-    const decoded = Object.fromEntries(
-      Object.entries(secret.data).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()]),
+  it('writes one etcd config per remote cluster, read by our config parser: into cilium-kvstoremesh with KVStoreMesh (the agents read its cache), else into cilium-clustermesh', async () => {
+    const decode = (docs: Doc[], name: string): Record<string, string> =>
+      Object.fromEntries(
+        Object.entries(
+          (find(docs, 'Secret', name) as unknown as { data: Record<string, string> }).data,
+        ).map(([k, v]) => [k, Buffer.from(v, 'base64').toString()]),
+      );
+    const direct = await renderDocs([
+      '--values',
+      MESH_VALUES,
+      '--set',
+      'clustermesh.apiserver.kvstoremesh.enabled=false',
+    ]);
+    assert.equal(
+      direct.some((d) => d.kind === 'Secret' && d.metadata.name === 'cilium-kvstoremesh'),
+      false,
+      'no cilium-kvstoremesh secret without KVStoreMesh',
     );
-    // The local cluster (cluster1) is not a remote of itself.
-    assert.deepEqual(Object.keys(decoded).sort(), [
+    const remotes = [decode(direct, 'cilium-clustermesh'), decode(mesh, 'cilium-kvstoremesh')];
+    for (const decoded of remotes) {
+      // The local cluster (cluster1) is not a remote of itself.
+      assert.deepEqual(Object.keys(decoded).sort(), [
+        'cluster2',
+        'cluster2.etcd-client-ca.crt',
+        'cluster2.etcd-client.crt',
+        'cluster2.etcd-client.key',
+        'cluster3',
+        'common-etcd-client-ca.crt',
+        'common-etcd-client.crt',
+        'common-etcd-client.key',
+      ]);
+      const c2 = parseEtcdConfig(decoded.cluster2 ?? '', 'cluster2');
+      assert.deepEqual(c2.endpoints, ['https://cluster2.mesh.cilium.io:32379']);
+      assert.equal(c2.trustedCaFile, '/var/lib/cilium/clustermesh/cluster2.etcd-client-ca.crt');
+      assert.equal(c2.certFile, '/var/lib/cilium/clustermesh/cluster2.etcd-client.crt');
+      assert.equal(c2.keyFile, '/var/lib/cilium/clustermesh/cluster2.etcd-client.key');
+      const c3 = parseEtcdConfig(decoded.cluster3 ?? '', 'cluster3');
+      assert.deepEqual(c3.endpoints, ['https://cluster3.example.net:2379']);
+      assert.equal(c3.certFile, '/var/lib/cilium/clustermesh/common-etcd-client.crt');
+      assert.equal(decoded['cluster2.etcd-client.crt'], 'C2-CERT');
+      assert.equal(decoded['common-etcd-client.crt'], 'REMOTE-CERT');
+    }
+    // With KVStoreMesh the agents' file for each remote names this cluster's own etcd, read
+    // with the local-<cluster> certificate: no remote endpoint, no remote certificate.
+    const agents = decode(mesh, 'cilium-clustermesh');
+    assert.deepEqual(Object.keys(agents).sort(), [
       'cluster2',
-      'cluster2.etcd-client-ca.crt',
-      'cluster2.etcd-client.crt',
-      'cluster2.etcd-client.key',
       'cluster3',
       'common-etcd-client-ca.crt',
-      'common-etcd-client.crt',
-      'common-etcd-client.key',
+      'local-etcd-client.crt',
+      'local-etcd-client.key',
     ]);
-    const c2 = parseEtcdConfig(decoded.cluster2 ?? '', 'cluster2');
-    assert.deepEqual(c2.endpoints, ['https://cluster2.mesh.cilium.io:32379']);
-    assert.equal(c2.trustedCaFile, '/var/lib/cilium/clustermesh/cluster2.etcd-client-ca.crt');
-    assert.equal(c2.certFile, '/var/lib/cilium/clustermesh/cluster2.etcd-client.crt');
-    assert.equal(c2.keyFile, '/var/lib/cilium/clustermesh/cluster2.etcd-client.key');
-    const c3 = parseEtcdConfig(decoded.cluster3 ?? '', 'cluster3');
-    assert.deepEqual(c3.endpoints, ['https://cluster3.example.net:2379']);
-    assert.equal(c3.certFile, '/var/lib/cilium/clustermesh/common-etcd-client.crt');
-    assert.equal(decoded['cluster2.etcd-client.crt'], 'C2-CERT');
-    assert.equal(decoded['common-etcd-client.crt'], 'REMOTE-CERT');
-    // KVStoreMesh gets the same configs; the agents resolve cluster2 through hostAliases.
-    const kvm = find(mesh, 'Secret', 'cilium-kvstoremesh') as unknown as {
-      data: Record<string, string>;
-    };
-    assert.deepEqual(kvm.data, secret.data);
+    assert.equal(agents['local-etcd-client.crt'], 'LOCAL-CERT');
+    for (const remote of ['cluster2', 'cluster3']) {
+      const c = parseEtcdConfig(agents[remote] ?? '', remote);
+      assert.deepEqual(c.endpoints, ['https://clustermesh-apiserver.kube-system.svc:2379']);
+      assert.equal(c.trustedCaFile, '/var/lib/cilium/clustermesh/common-etcd-client-ca.crt');
+      assert.equal(c.certFile, '/var/lib/cilium/clustermesh/local-etcd-client.crt');
+      assert.equal(c.keyFile, '/var/lib/cilium/clustermesh/local-etcd-client.key');
+    }
     const ds = find(mesh, 'DaemonSet', 'cilium') as unknown as {
       spec: { template: { spec: { hostAliases: { ip: string; hostnames: string[] }[] } } };
     };
