@@ -33,6 +33,16 @@ export interface FrontendAddress {
   readonly ip: string;
   readonly port: number;
   readonly protocol: string;
+  /**
+   * Every backend is the frontend's own address: a server listening on the ClusterIP
+   * itself (kube-dns on the cluster DNS server). Nothing to translate, and a proxy bound
+   * there would take the server's port.
+   */
+  readonly selfBacked: boolean;
+}
+
+function isSelfBacked(f: LbFrontend): boolean {
+  return f.backends.length > 0 && f.backends.every((b) => b.ip === f.ip && b.port === f.port);
 }
 
 /** `removed`: the frontends (`ip:port/proto`) that went away in this change. */
@@ -93,7 +103,13 @@ export class LoadBalancerMap {
   frontendAddresses(): FrontendAddress[] {
     const out: FrontendAddress[] = [];
     for (const f of this.byKey.values()) {
-      out.push({ key: f.key, ip: f.ip, port: f.port, protocol: f.protocol });
+      out.push({
+        key: f.key,
+        ip: f.ip,
+        port: f.port,
+        protocol: f.protocol,
+        selfBacked: isSelfBacked(f),
+      });
     }
     return out;
   }
@@ -106,7 +122,10 @@ export class LoadBalancerMap {
     return this.byKey.size;
   }
 
-  /** Called after frontends appear or disappear (not on backend-only changes). */
+  /**
+   * Called after frontends appear or disappear, or become (or stop being) served directly
+   * by their own address; not on other backend changes.
+   */
   onFrontendsChanged(cb: FrontendsChangedListener): () => void {
     this.listeners.add(cb);
     return () => this.listeners.delete(cb);
@@ -145,9 +164,12 @@ export class LoadBalancerMap {
         this.byKey.set(f.frontend, this.build(serviceId, f));
         changed = true;
       } else {
+        const wasSelfBacked = isSelfBacked(cur);
         cur.lb.update(f.backends);
         cur.backends = f.backends;
         cur.type = f.type;
+        // Whether the address is served directly decides whether a proxy listens on it.
+        if (isSelfBacked(cur) !== wasSelfBacked) changed = true;
       }
     }
     const removed: string[] = [];

@@ -182,7 +182,7 @@ export class ServiceProxy {
     if (this.stopped) return;
     const desired = new Map<string, { ip: string; port: number }>();
     for (const f of this.opts.frontends.frontendAddresses()) {
-      if (f.protocol === 'TCP') desired.set(f.key, f);
+      if (f.protocol === 'TCP' && !f.selfBacked) desired.set(f.key, f);
     }
     for (const [key, l] of this.listeners) {
       if (desired.has(key)) continue;

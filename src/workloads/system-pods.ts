@@ -36,9 +36,9 @@ export function agentPodName(cluster: string, node: string): string {
 }
 
 /**
- * `kube-system/kube-dns` on the cluster DNS server's address. The server runs outside any
- * pod, so the Service has no selector and its EndpointSlice is written here, naming the
- * server itself. UDP only: the TCP service proxy must not take the server's own port.
+ * `kube-system/kube-dns` on the cluster DNS server's address, 53/UDP and 53/TCP. The server
+ * runs outside any pod, so the Service has no selector and its EndpointSlice is written
+ * here, naming the server itself (so the service proxy leaves the address to it).
  */
 function kubeDns(dnsIP: string): RegistryObject[] {
   const labels = { 'k8s-app': 'kube-dns', 'kubernetes.io/name': 'CoreDNS' };
@@ -50,7 +50,10 @@ function kubeDns(dnsIP: string): RegistryObject[] {
       spec: {
         type: 'ClusterIP',
         clusterIP: dnsIP,
-        ports: [{ name: 'dns', port: 53, targetPort: 53, protocol: 'UDP' }],
+        ports: [
+          { name: 'dns', port: 53, targetPort: 53, protocol: 'UDP' },
+          { name: 'dns-tcp', port: 53, targetPort: 53, protocol: 'TCP' },
+        ],
       },
     },
     {
@@ -63,7 +66,10 @@ function kubeDns(dnsIP: string): RegistryObject[] {
       },
       addressType: 'IPv4',
       endpoints: [{ addresses: [dnsIP], conditions: { ready: true, serving: true } }],
-      ports: [{ name: 'dns', port: 53, protocol: 'UDP' }],
+      ports: [
+        { name: 'dns', port: 53, protocol: 'UDP' },
+        { name: 'dns-tcp', port: 53, protocol: 'TCP' },
+      ],
     },
   ];
 }

@@ -412,6 +412,25 @@ void describe('Kubernetes API of clustermesh up (2 clusters, etcd)', { timeout: 
       'kube-dns',
       '--no-headers',
     ]);
-    assert.match(dns, /^kube-dns\s+ClusterIP\s+127\.2\.128\.10\s+<none>\s+53\/UDP\s/, dns);
+    assert.match(dns, /^kube-dns\s+ClusterIP\s+127\.2\.128\.10\s+<none>\s+53\/UDP,53\/TCP\s/, dns);
+    // Over TCP as well: the service proxy leaves the address to the DNS server.
+    const server = state.clusters.find((c) => c.name === 'cluster2')?.dns ?? '';
+    const at = server.lastIndexOf(':');
+    const tcp = await run(
+      'dig',
+      [
+        `@${server.slice(0, at)}`,
+        '-p',
+        server.slice(at + 1),
+        '+tcp',
+        '+short',
+        '+tries=2',
+        '+time=3',
+        'rebel-base.default.svc.cluster.local',
+      ],
+      dir,
+    );
+    assert.equal(tcp.code, 0, tcp.stderr);
+    assert.match(tcp.stdout, /^127\.2\.128\.\d+\n$/, tcp.stdout);
   });
 });

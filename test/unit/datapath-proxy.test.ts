@@ -377,6 +377,51 @@ void describe('ServiceProxy + NodeDatapath', () => {
     }
   });
 
+  it('leaves a frontend served by its own address to that server (kube-dns on the DNS server), and takes it back once it is not', async () => {
+    const cip = '127.204.128.8';
+    const key = `${cip}:${frontendPort}/TCP`;
+    const selfBacked = (backends: Record<string, PortConfiguration>): void => {
+      fx.table.upsertLocal({
+        service: makeClusterService({
+          cluster: LOCAL,
+          clusterID: 1,
+          namespace: 'kube-system',
+          name: 'kube-dns',
+          frontends: { [cip]: ports(frontendPort) },
+          backends,
+          includeExternal: true,
+          shared: true,
+        }),
+        global: false,
+        affinity: 'none',
+        type: 'ClusterIP',
+      });
+    };
+    const fx = await fixture(() => undefined);
+    // The server listens on the ClusterIP itself, as the cluster DNS server does.
+    const own = createHttpServer((_req, res) => res.end(`own ${cip}`));
+    await new Promise<void>((resolve) => own.listen(frontendPort, cip, resolve));
+    try {
+      selfBacked({ [cip]: ports(frontendPort) });
+      await fx.proxy.settled();
+      assert.ok(!fx.proxy.bound().includes(key), 'no proxy on a self-served address');
+      assert.equal((await request(cip))[0], 'own');
+      assert.equal(fx.proxy.stats.bindFailures, 0);
+      // Another backend: the address is a real frontend again, so the proxy wants it.
+      await new Promise<void>((resolve) => own.close(() => resolve()));
+      selfBacked({ [cip]: ports(frontendPort), ...backendsOf(['127.204.1.1']) });
+      await fx.proxy.settled();
+      await until(() => fx.proxy.bound().includes(key), { timeoutMs: 5000, message: 'bound' });
+      // Served by its own address again: the proxy lets go of it.
+      selfBacked({ [cip]: ports(frontendPort) });
+      await fx.proxy.settled();
+      assert.ok(!fx.proxy.bound().includes(key), 'released once self-served again');
+    } finally {
+      if (own.listening) await new Promise<void>((resolve) => own.close(() => resolve()));
+      await fx.close();
+    }
+  });
+
   it('resets a connection to a service without backends and records DROPPED', async () => {
     const cip = '127.204.128.7';
     const fx = await fixture((t) => {
