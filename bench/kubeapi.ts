@@ -9,7 +9,8 @@
  * - a list of `--pods` pods (JSON and Table) against a raw etcd3 paged list (goal ≤ 300 ms);
  * - `--watchers` watches receiving `--updates` updates: delivery p99 from each write's
  *   acknowledgement (goal ≤ 50 ms), against a bare HTTPS fan-out of one raw etcd3 watcher
- *   to as many watchers, run at the same time (the floor of any watch server in Node), and
+ *   to as many watchers, run just before with a writer of its own (the floor of any watch
+ *   server in Node), and
  *   one raw etcd3 watcher of the same key in the same run. The watchers and the writer run in processes of their own
  *   (`kubeapi-watch-client.ts`), the writer with one write in flight at `--rate` updates
  *   a second: timed from the write's start, or in the server's process, the number
@@ -307,7 +308,9 @@ export async function main(args: string[]): Promise<void> {
     const startRv = cm?.metadata.resourceVersion ?? '0';
     const rawKey = `${resourcePrefix(kindInfo('ConfigMap'), 'default')}watched`;
     // The fan-out floor: a bare watch server in its own process (see FanoutConfig), read
-    // by a second watchers' process at the same time as ours, so both see the same load.
+    // by a watchers' process like ours. The two run one after the other, each with its own
+    // writer: run at once, each delivered 100 copies of every update while the other did
+    // the same on the same 2 cores, so each measured the other's load as much as itself.
     const fanoutProc = client();
     const listening = nextMessage(fanoutProc, 'listening');
     fanoutProc.send({
@@ -332,26 +335,6 @@ export async function main(args: string[]): Promise<void> {
       } satisfies WatchersConfig);
       return { proc, ready };
     };
-    const ourWatch = watch(
-      new URL(
-        `/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=${startRv}&fieldSelector=metadata.name%3Dwatched`,
-        server.url,
-      ).toString(),
-    );
-    const floorWatch = watch(fanoutUrl);
-    await Promise.all([ourWatch.ready, floorWatch.ready]);
-    const writerProc = client();
-    const writtenP = nextMessage(writerProc, 'written');
-    writerProc.send({
-      role: 'writer',
-      endpoints: etcd.endpoints,
-      updates,
-      rate,
-      namespace: 'default',
-      name: 'watched',
-    } satisfies WriterConfig);
-    const written = await writtenP;
-    const writeSeconds = ((written.ack[updates] ?? 0) - (written.start[1] ?? 0)) / 1000;
     // The watchers' processes answer once every watcher has every update, or after 30 s.
     const collect = (proc: ChildProcess): Promise<{ http: Received; raw: Received }> => {
       const p = nextMessage(proc, 'received');
@@ -363,14 +346,44 @@ export async function main(args: string[]): Promise<void> {
       } satisfies CollectRequest);
       return p;
     };
-    const [got, floor] = await Promise.all([collect(ourWatch.proc), collect(floorWatch.proc)]);
+    /** `updates` writes from a writer process of its own: when each started and was acked. */
+    const write = async (): Promise<{ start: number[]; ack: number[] }> => {
+      const writerProc = client();
+      const writtenP = nextMessage(writerProc, 'written');
+      writerProc.send({
+        role: 'writer',
+        endpoints: etcd.endpoints,
+        updates,
+        rate,
+        namespace: 'default',
+        name: 'watched',
+      } satisfies WriterConfig);
+      return writtenP;
+    };
+    const floorWatch = watch(fanoutUrl);
+    await floorWatch.ready;
+    const floorWritten = await write();
+    const floor = await collect(floorWatch.proc);
     fanoutProc.send({ type: 'collect', http: 0, raw: 0, timeoutMs: 0 } satisfies CollectRequest);
+    const floorFromAck = delays(floor.http, floorWritten.ack);
+
+    const watchedRv =
+      (await registry.get('ConfigMap', 'default', 'watched'))?.metadata.resourceVersion ?? startRv;
+    const ourWatch = watch(
+      new URL(
+        `/api/v1/namespaces/default/configmaps?watch=true&resourceVersion=${watchedRv}&fieldSelector=metadata.name%3Dwatched`,
+        server.url,
+      ).toString(),
+    );
+    await ourWatch.ready;
+    const written = await write();
+    const writeSeconds = ((written.ack[updates] ?? 0) - (written.start[1] ?? 0)) / 1000;
+    const got = await collect(ourWatch.proc);
     const received = got.http.n.length;
     const fromAck = delays(got.http, written.ack);
     const fromStart = delays(got.http, written.start);
     const rawFromAck = delays(got.raw, written.ack);
     const rawFromStart = delays(got.raw, written.start);
-    const floorFromAck = delays(floor.http, written.ack);
 
     // ---- kubectl apply of `objects` ConfigMaps, against clustermesh apply ----
     const docs = (prefix: string): string =>
@@ -483,7 +496,7 @@ export async function main(args: string[]): Promise<void> {
       },
     ];
     console.log(
-      `baselines: static replay of recorded answers; raw etcd3 paged list (JSON.parse); a bare HTTPS fan-out of one raw etcd3 watcher (its own process, read by as many watchers at the same time); one raw etcd3 watcher (in the watchers' process); clustermesh apply -f\n` +
+      `baselines: static replay of recorded answers; raw etcd3 paged list (JSON.parse); a bare HTTPS fan-out of one raw etcd3 watcher (its own process, read by as many watchers, just before ours with a writer of its own); one raw etcd3 watcher (in the watchers' process); clustermesh apply -f\n` +
         `watch delays: receive time minus the write's acknowledgement (0 when the event came first), the writer in its own process, one write in flight\n` +
         `watch events received: ${received} of ${watchers * updates} (fan-out floor: ${floor.http.n.length}); ${updates} updates written in ${writeSeconds.toFixed(2)} s (asked: ${rate === 0 ? 'back to back' : `${rate}/s`})`,
     );
