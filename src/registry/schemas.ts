@@ -352,33 +352,46 @@ export const podSchema = (identity: IdentitySchema<'Pod'>): z.ZodType<KindTypes[
 
 const count = z.number().int().min(0);
 
-const deploymentSpec = z
-  .looseObject({
-    replicas: count.default(1),
+/** The selector and pod template a Deployment and a DaemonSet share. */
+function selectorAndTemplate(kind: string) {
+  return {
     selector: z.looseObject({
       matchLabels: labels.refine(
         (m) => Object.keys(m).length > 0,
-        'must not be empty (a Deployment selects its pods by label)',
+        `must not be empty (a ${kind} selects its pods by label)`,
       ),
     }),
     template: z.looseObject({
       metadata: z.looseObject({ labels: labels.optional(), annotations: annotations.optional() }),
       spec: podSpec,
     }),
-  })
-  .superRefine((spec, ctx) => {
-    const have = spec.template.metadata.labels ?? {};
-    for (const [key, value] of Object.entries(spec.selector.matchLabels)) {
-      if (have[key] !== value) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `must match spec.selector.matchLabels (missing ${key}=${value})`,
-          path: ['template', 'metadata', 'labels'],
-        });
-        return;
-      }
+  };
+}
+
+/** The template's labels must carry every label the selector selects by. */
+function templateCarriesSelector(
+  spec: {
+    selector: { matchLabels: Record<string, string> };
+    template: { metadata: { labels?: Record<string, string> | undefined } };
+  },
+  ctx: z.RefinementCtx,
+): void {
+  const have = spec.template.metadata.labels ?? {};
+  for (const [key, value] of Object.entries(spec.selector.matchLabels)) {
+    if (have[key] !== value) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `must match spec.selector.matchLabels (missing ${key}=${value})`,
+        path: ['template', 'metadata', 'labels'],
+      });
+      return;
     }
-  });
+  }
+}
+
+const deploymentSpec = z
+  .looseObject({ replicas: count.default(1), ...selectorAndTemplate('Deployment') })
+  .superRefine(templateCarriesSelector);
 
 const deploymentStatus = z.looseObject({
   replicas: count.optional(),
@@ -420,31 +433,8 @@ export const configMapSchema = (
 // ---- Kubernetes kinds a deployment of the daemons needs (the Helm chart's) ----
 
 const daemonSetSpec = z
-  .looseObject({
-    selector: z.looseObject({
-      matchLabels: labels.refine(
-        (m) => Object.keys(m).length > 0,
-        'must not be empty (a DaemonSet selects its pods by label)',
-      ),
-    }),
-    template: z.looseObject({
-      metadata: z.looseObject({ labels: labels.optional(), annotations: annotations.optional() }),
-      spec: podSpec,
-    }),
-  })
-  .superRefine((spec, ctx) => {
-    const have = spec.template.metadata.labels ?? {};
-    for (const [key, value] of Object.entries(spec.selector.matchLabels)) {
-      if (have[key] !== value) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `must match spec.selector.matchLabels (missing ${key}=${value})`,
-          path: ['template', 'metadata', 'labels'],
-        });
-        return;
-      }
-    }
-  });
+  .looseObject(selectorAndTemplate('DaemonSet'))
+  .superRefine(templateCarriesSelector);
 
 export const daemonSetSchema = (
   identity: IdentitySchema<'DaemonSet'>,
