@@ -23,6 +23,7 @@ import { KubeApiServer } from '../../src/kubeapi/server.js';
 import { EtcdBackend } from '../../src/kvstore/etcd.js';
 import { Registry } from '../../src/registry/registry.js';
 import { freePort } from '../../src/etcd/index.js';
+import { kubectlIn } from '../support/cli.js';
 import { startEtcd, type EtcdServer } from '../support/etcd.js';
 import { eventually } from '../support/eventually.js';
 import { DaemonProcess, getJson } from '../support/mesh.js';
@@ -121,23 +122,8 @@ describe('apiserver and agent in Kubernetes mode (client-node informers, real et
   let healthUrl: string;
   let startServer: () => Promise<void>;
 
-  const kubectl = async (args: readonly string[], input?: string): Promise<string> => {
-    const file = join(dir, `in-${Math.random().toString(36).slice(2)}.yaml`);
-    if (input !== undefined) await writeFile(file, input);
-    const { stdout } = await run(
-      'kubectl',
-      [
-        '--kubeconfig',
-        kubeconfig,
-        '--cache-dir',
-        join(dir, 'cache'),
-        ...args,
-        ...(input === undefined ? [] : ['-f', file]),
-      ],
-      { env: { ...process.env, HOME: dir }, timeout: 30_000 },
-    );
-    return stdout;
-  };
+  const kubectl = (args: readonly string[], input?: string): Promise<string> =>
+    kubectlIn(dir, kubeconfig, args, input);
   /** The apiserver's kvstore, as etcdctl prints it. */
   const keys = async (prefix: string): Promise<Map<string, string>> => {
     const { stdout } = await run(

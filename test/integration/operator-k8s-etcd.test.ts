@@ -30,6 +30,7 @@ import { EtcdBackend } from '../../src/kvstore/etcd.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { derivedServiceName } from '../../src/mcsapi/types.js';
 import { Registry } from '../../src/registry/registry.js';
+import { kubectlIn } from '../support/cli.js';
 import { startEtcd, type EtcdServer } from '../support/etcd.js';
 import { eventually } from '../support/eventually.js';
 import { DaemonProcess, getJson } from '../support/mesh.js';
@@ -143,23 +144,8 @@ describe(
     let healthUrl: string;
     let meshDir: string;
 
-    const kubectl = async (args: readonly string[], input?: string): Promise<string> => {
-      const file = join(dir, `in-${Math.random().toString(36).slice(2)}.yaml`);
-      if (input !== undefined) await writeFile(file, input);
-      const { stdout } = await run(
-        'kubectl',
-        [
-          '--kubeconfig',
-          kubectlConfig,
-          '--cache-dir',
-          join(dir, 'cache'),
-          ...args,
-          ...(input === undefined ? [] : ['-f', file]),
-        ],
-        { env: { ...process.env, HOME: dir }, timeout: 30_000 },
-      );
-      return stdout;
-    };
+    const kubectl = (args: readonly string[], input?: string): Promise<string> =>
+      kubectlIn(dir, kubectlConfig, args, input);
     const getObject = async (resource: string, name: string): Promise<KubeObject | undefined> => {
       const out = await kubectl(['get', resource, name, '-o', 'json', '--ignore-not-found']);
       return out.trim() === '' ? undefined : (JSON.parse(out) as KubeObject);

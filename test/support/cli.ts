@@ -1,4 +1,6 @@
 import { execFile } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { runCli } from '../../src/cli/program.js';
 import type { CliIo } from '../../src/cli/common.js';
@@ -52,4 +54,32 @@ export async function runProgram(
       stderr: e.stderr ?? '',
     };
   }
+}
+
+/**
+ * The real kubectl against `kubeconfig`, with HOME and its discovery cache in `dir`;
+ * `input`, when given, is written to a file in `dir` and passed as `-f`. Its stdout; a
+ * non-zero exit throws.
+ */
+export async function kubectlIn(
+  dir: string,
+  kubeconfig: string,
+  args: readonly string[],
+  input?: string,
+): Promise<string> {
+  const file = join(dir, `in-${Math.random().toString(36).slice(2)}.yaml`);
+  if (input !== undefined) await writeFile(file, input);
+  const { stdout } = await run(
+    'kubectl',
+    [
+      '--kubeconfig',
+      kubeconfig,
+      '--cache-dir',
+      join(dir, 'cache'),
+      ...args,
+      ...(input === undefined ? [] : ['-f', file]),
+    ],
+    { env: { ...process.env, HOME: dir }, timeout: 30_000 },
+  );
+  return stdout;
 }
