@@ -47,22 +47,20 @@ export function resourcePath(info: KindInfo, namespace?: string): string {
 }
 
 /**
- * One list request with the kubeconfig's credentials. A list's items carry neither kind
- * nor apiVersion on a real API server: they are filled in from the kind asked for.
+ * A GET on the kubeconfig's current API server with its credentials: the status and the
+ * body as text. `what` names the request in the timeout's error.
  */
-async function listObjects(
+export async function kubeGet(
   kc: KubeConfig,
-  info: KindInfo,
   path: string,
-): Promise<{ items: KubernetesObject[]; metadata?: { resourceVersion?: string } }> {
+  timeoutMs: number,
+  what: string,
+): Promise<{ status: number; text: string }> {
   const server = kc.getCurrentCluster()?.server ?? '';
   const url = new URL(server.replace(/\/$/, '') + path);
-  const opts: RequestOptions = {
-    method: 'GET',
-    headers: { Accept: 'application/json' },
-  };
+  const opts: RequestOptions = { method: 'GET', headers: { Accept: 'application/json' } };
   await kc.applyToHTTPSOptions(opts);
-  const body = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+  return new Promise((resolve, reject) => {
     const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, opts, (res) => {
       let text = '';
       res.setEncoding('utf8');
@@ -72,10 +70,24 @@ async function listObjects(
       });
       res.on('error', reject);
     });
-    req.setTimeout(30_000, () => req.destroy(new Error(`list ${path}: no answer in 30 s`)));
+    req.setTimeout(timeoutMs, () =>
+      req.destroy(new Error(`${what}: no answer in ${String(timeoutMs / 1000)} s`)),
+    );
     req.on('error', reject);
     req.end();
   });
+}
+
+/**
+ * One list request with the kubeconfig's credentials. A list's items carry neither kind
+ * nor apiVersion on a real API server: they are filled in from the kind asked for.
+ */
+async function listObjects(
+  kc: KubeConfig,
+  info: KindInfo,
+  path: string,
+): Promise<{ items: KubernetesObject[]; metadata?: { resourceVersion?: string } }> {
+  const body = await kubeGet(kc, path, 30_000, `list ${path}`);
   let parsed: unknown;
   try {
     parsed = JSON.parse(body.text);

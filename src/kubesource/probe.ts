@@ -3,13 +3,12 @@
  * still reports whether its API server answers: `/version` is read periodically, with
  * back-off while it fails, and the outcome shows in the daemon's status.
  */
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest, type RequestOptions } from 'node:https';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { sleep } from '../lib/abort.js';
 import { Backoff } from '../lib/backoff.js';
 import { errorMessage } from '../lib/errors.js';
+import { kubeGet } from './informer.js';
 
 export interface KubeProbeStatus {
   readonly server: string;
@@ -46,23 +45,7 @@ export class KubeApiProbe {
   /** One check; resolves whether the server answered 200. */
   async check(): Promise<boolean> {
     try {
-      const url = new URL(`${this.server}/version`);
-      const ro: RequestOptions = { method: 'GET', headers: { Accept: 'application/json' } };
-      await this.kc.applyToHTTPSOptions(ro);
-      const answer = await new Promise<{ status: number; text: string }>((resolve, reject) => {
-        const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, ro, (res) => {
-          let text = '';
-          res.setEncoding('utf8');
-          res.on('data', (c: string) => (text += c));
-          res.on('end', () => {
-            resolve({ status: res.statusCode ?? 0, text });
-          });
-          res.on('error', reject);
-        });
-        req.setTimeout(10_000, () => req.destroy(new Error('no answer in 10 s')));
-        req.on('error', reject);
-        req.end();
-      });
+      const answer = await kubeGet(this.kc, '/version', 10_000, 'GET /version');
       if (answer.status !== 200) throw new Error(`GET /version: HTTP ${answer.status}`);
       const doc = JSON.parse(answer.text) as { gitVersion?: unknown };
       if (!this.st.connected) this.log.info({ server: this.server }, 'Kubernetes API reachable');
