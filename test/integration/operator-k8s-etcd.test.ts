@@ -30,6 +30,7 @@ import { EtcdBackend } from '../../src/kvstore/etcd.js';
 import { silentLogger } from '../../src/lib/logger.js';
 import { derivedServiceName } from '../../src/mcsapi/types.js';
 import { Registry } from '../../src/registry/registry.js';
+import type { RegistryObject } from '../../src/registry/types.js';
 import { kubectlIn } from '../support/cli.js';
 import { startEtcd, type EtcdServer } from '../support/etcd.js';
 import { eventually } from '../support/eventually.js';
@@ -83,6 +84,23 @@ function kvstore(etcd: EtcdServer): KvstoreConfig {
 }
 
 /** A Service with one backend, its EndpointSlice and its ServiceExport. */
+/** A Service and its ServiceExport in cluster1's registry, as a remote contributes them. */
+function remoteExport(name: string, clusterIP: string): RegistryObject[] {
+  return [
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name, namespace: 'default' },
+      spec: { clusterIP, ports: [{ name: 'http', port: 80, protocol: 'TCP' }] },
+    },
+    {
+      apiVersion: 'multicluster.x-k8s.io/v1alpha1',
+      kind: 'ServiceExport',
+      metadata: { name, namespace: 'default' },
+    },
+  ];
+}
+
 function exported(name: string, clusterIP: string, backend: string): string {
   return `apiVersion: v1
 kind: Service
@@ -185,19 +203,7 @@ describe(
       reg1 = new Registry(b1);
       reg2 = new Registry(b2);
       // cluster1 exports `remote-hello` (read by cluster2's operator from etcd1).
-      await reg1.apply([
-        {
-          apiVersion: 'v1',
-          kind: 'Service',
-          metadata: { name: 'remote-hello', namespace: 'default' },
-          spec: { clusterIP: '127.1.128.30', ports: [{ name: 'http', port: 80, protocol: 'TCP' }] },
-        },
-        {
-          apiVersion: 'multicluster.x-k8s.io/v1alpha1',
-          kind: 'ServiceExport',
-          metadata: { name: 'remote-hello', namespace: 'default' },
-        },
-      ]);
+      await reg1.apply(remoteExport('remote-hello', '127.1.128.30'));
       api1 = new Apiserver({
         clusterName: 'cluster1',
         clusterId: 1,
@@ -370,19 +376,7 @@ describe(
     it('an API server restart: writes that failed while it was down are retried, nothing lost', async () => {
       await server.stop();
       // A remote change needs writes the API server cannot take now.
-      await reg1.apply([
-        {
-          apiVersion: 'v1',
-          kind: 'Service',
-          metadata: { name: 'remote-late', namespace: 'default' },
-          spec: { clusterIP: '127.1.128.31', ports: [{ name: 'http', port: 80, protocol: 'TCP' }] },
-        },
-        {
-          apiVersion: 'multicluster.x-k8s.io/v1alpha1',
-          kind: 'ServiceExport',
-          metadata: { name: 'remote-late', namespace: 'default' },
-        },
-      ]);
+      await reg1.apply(remoteExport('remote-late', '127.1.128.31'));
       await eventually(async () => {
         const st = await status();
         assert.equal(st.kubernetes?.ok, false, JSON.stringify(st));
